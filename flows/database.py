@@ -1,0 +1,78 @@
+"""The one place that holds a DuckDB connection: load frames, run named SQL steps, keep run history."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from flows.settings import DuckDBSettings
+from transforms.linking import SqlStep
+
+RUN_TABLES = ("call_list", "coverage", "matches")
+
+
+class Database:
+    def __init__(self, settings: DuckDBSettings):
+        settings.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(settings.path))
+        self.con.execute(f"SET memory_limit = '{settings.memory_limit}'")
+        self.con.execute(f"SET threads = {int(settings.threads)}")
+        if settings.temp_directory is not None:
+            settings.temp_directory.mkdir(parents=True, exist_ok=True)
+            self.con.execute(f"SET temp_directory = '{settings.temp_directory}'")
+        self.con.execute("SET preserve_insertion_order = false")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def load(self, name: str, frame: pl.DataFrame) -> None:
+        self.con.register("_incoming", frame)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _incoming")
+        finally:
+            self.con.unregister("_incoming")
+
+    def run(self, steps: list[SqlStep]) -> dict[str, float]:
+        timings: dict[str, float] = {}
+        for step in steps:
+            t = time.perf_counter()
+            self.con.execute(step.sql)
+            timings[step.name] = round(time.perf_counter() - t, 3)
+        return timings
+
+    def fetch(self, sql: str) -> pl.DataFrame:
+        return self.con.sql(sql).pl()
+
+    def count(self, table: str) -> int:
+        return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    def record_run(self, run_id: str, run_json: str, tables: dict[str, pl.DataFrame]) -> None:
+        """Appends this run's outputs, keyed by run id, so later refreshes and reports can compare."""
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR PRIMARY KEY, recorded_at TIMESTAMP, run JSON)"
+        )
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute("INSERT INTO runs VALUES (?, now(), ?)", [run_id, run_json])
+            for name, frame in tables.items():
+                tagged = frame.with_columns(pl.lit(run_id).alias("run_id"))
+                self.con.register("_incoming", tagged)
+                exists = self.con.execute(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [f"run_{name}"]
+                ).fetchone()[0]
+                if exists:
+                    self.con.execute(f"INSERT INTO run_{name} BY NAME SELECT * FROM _incoming")
+                else:
+                    self.con.execute(f"CREATE TABLE run_{name} AS SELECT * FROM _incoming")
+                self.con.unregister("_incoming")
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+
+
+def db_size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0

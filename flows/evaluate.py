@@ -1,0 +1,62 @@
+"""Scoring a finished run's outputs against the ground truth the generator wrote (tests and benchmarks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from flows.readers import read_table
+from flows.settings import Settings
+from transforms.contract import ROSTER, STATUS_IN_PLACE, VACCINATIONS
+from transforms.evaluation import Truth, link_scores, untested_scores, vaccination_scores
+from transforms.normalise import normalise_people
+from transforms.parsing import parse_rows
+
+
+def load_truth(data_dir: Path) -> Truth:
+    t = data_dir / "truth"
+    schema = {"record_id": pl.String, "resident_id": pl.String, "noise": pl.String}
+    return Truth(
+        residents=pl.read_csv(t / "residents.csv", schema_overrides={"resident_id": pl.String, "tags": pl.String}),
+        test_links=pl.read_csv(t / "test_links.csv", schema=schema),
+        vaccination_links=pl.read_csv(t / "vaccination_links.csv", schema=schema),
+    )
+
+
+def score_run(settings: Settings, data_dir: Path) -> dict:
+    truth = load_truth(data_dir)
+    out = settings.out
+    call_list = pl.read_csv(out / "call_list.csv", infer_schema=False)
+    matches = pl.read_csv(out / "matches.csv", infer_schema=False)
+    roster = normalise_people(parse_rows(read_table(settings.roster, ROSTER).frame, ROSTER).rows, ROSTER)
+    roster_status = roster.select(
+        "resident_id", "birth", "tags", (pl.col("status").fill_null(STATUS_IN_PLACE) == STATUS_IN_PLACE).alias("in_scope")
+    )
+    scores = {"links": link_scores(matches, truth), "untested": untested_scores(call_list, truth)}
+    if settings.vaccinations is not None:
+        vacc = parse_rows(read_table(settings.vaccinations, VACCINATIONS).frame, VACCINATIONS).rows
+        scores["vaccination_reasons"] = vaccination_scores(
+            call_list, roster_status, truth, settings.round, settings.rules, vacc
+        )
+    scores["verify_residents"] = call_list.filter(pl.col("list") == "verify")["resident_id"].n_unique()
+    scores["residents"] = roster.height
+    return scores
+
+
+def misses_by_noise(settings: Settings, data_dir: Path) -> pl.DataFrame:
+    """For each noise type: records carrying it, and how many of those were not linked to the right resident."""
+    truth = load_truth(data_dir)
+    matches = pl.read_csv(settings.out / "matches.csv", infer_schema=False)
+    frames = []
+    for kind, t in (("test", truth.test_links), ("vaccination", truth.vaccination_links)):
+        m = matches.filter(pl.col("record_kind") == kind).select("record_id", pl.col("resident_id").alias("pred"), "decision")
+        j = t.filter(pl.col("resident_id").is_not_null()).join(m, on="record_id", how="left").with_columns(
+            pl.col("noise").fill_null("").str.split(";").alias("noise"),
+            ((pl.col("decision") == "match") & (pl.col("pred") == pl.col("resident_id"))).fill_null(False).alias("ok"),
+            ((pl.col("decision") == "match") & (pl.col("pred") != pl.col("resident_id"))).fill_null(False).alias("wrong"),
+        ).explode("noise").with_columns(pl.col("noise").replace("", "clean"))
+        frames.append(j.group_by("noise").agg(
+            pl.len().alias("records"), (~pl.col("ok")).sum().alias("not_linked_right"), pl.col("wrong").sum().alias("wrong_link")
+        ).with_columns(pl.lit(kind).alias("record_kind")))
+    return pl.concat(frames).sort("record_kind", "noise")

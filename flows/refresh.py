@@ -1,0 +1,199 @@
+"""The refresh flow: ingest -> validate -> normalise -> link -> apply rules -> publish.
+
+Tasks are thin wrappers around transforms; all file and database I/O happens here. Frames move between
+tasks in memory, so no task uses Prefect's input-hash cache (hashing a million-row frame costs more
+than the step). Logs carry counts and timings only: never names, phones or ID numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from expectations.suites import validate_rows
+from flows.database import Database
+from flows.publish import publish_outputs
+from flows.readers import RawTable, read_table
+from flows.settings import Settings
+from transforms.comparison import compare_pairs, score_pairs
+from transforms.contract import INPUTS
+from transforms.coverage import build_coverage
+from transforms.decision import LINK_COLUMNS, decide_links
+from transforms.evidence import records_for_linking, test_evidence, vaccination_evidence
+from transforms.linking import linking_sql
+from transforms.normalise import IDENTITY_COLUMNS, normalise_people
+from transforms.parsing import Parsed, parse_rows
+from transforms.rules import build_call_list, resident_status
+from transforms.sheets import build_worker_books
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    started_at: str
+    parameters: dict
+    inputs: dict = field(default_factory=dict)
+    accounting: dict = field(default_factory=dict)
+    validation: dict = field(default_factory=dict)
+    linking: dict = field(default_factory=dict)
+    lists: dict = field(default_factory=dict)
+    coverage: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+@task(cache_policy=NO_CACHE)
+def ingest(settings: Settings) -> dict[str, RawTable]:
+    sources = {"roster": settings.roster, "tests": settings.tests}
+    if settings.vaccinations is not None:
+        sources["vaccinations"] = settings.vaccinations
+    return {name: read_table(path, INPUTS[name]) for name, path in sources.items()}
+
+
+@task(cache_policy=NO_CACHE)
+def validate(raw: dict[str, RawTable]) -> tuple[dict[str, Parsed], dict]:
+    parsed = {name: parse_rows(table.frame, INPUTS[name]) for name, table in raw.items()}
+    suites = {}
+    for name, p in parsed.items():
+        results = validate_rows(INPUTS[name], p.rows)
+        suites[name] = {
+            "success": all(r.success for r in results),
+            "expectations": [asdict(r) for r in results],
+        }
+    return parsed, suites
+
+
+@task(cache_policy=NO_CACHE)
+def normalise(parsed: dict[str, Parsed]) -> dict[str, pl.DataFrame]:
+    return {name: normalise_people(p.rows, INPUTS[name]) for name, p in parsed.items()}
+
+
+@task(cache_policy=NO_CACHE)
+def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> tuple[pl.DataFrame, dict]:
+    residents = people["roster"].select("resident_id", *IDENTITY_COLUMNS)
+    records = records_for_linking(people["tests"], people.get("vaccinations"), IDENTITY_COLUMNS)
+    db.load("residents", residents)
+    db.load("records", records)
+    timings = db.run(linking_sql(settings.blocking))
+    t = time.perf_counter()
+    pairs = db.fetch("SELECT * FROM candidate_pairs")
+    scored = score_pairs(compare_pairs(pairs), settings.scoring)
+    links = decide_links(scored, settings.decision)
+    timings["compare_score_decide"] = round(time.perf_counter() - t, 3)
+    stats = {
+        "records": records.height,
+        "exact_stage_links": db.count("exact_links"),
+        "candidate_pairs": pairs.height,
+        "decisions": _decision_counts(links, records),
+        "sql_seconds": timings,
+    }
+    return links, stats
+
+
+def _decision_counts(links: pl.DataFrame, records: pl.DataFrame) -> dict:
+    out: dict[str, dict[str, int]] = {}
+    for kind in ("test", "vaccination"):
+        total = records.filter(pl.col("record_kind") == kind).height
+        mine = links.filter(pl.col("record_kind") == kind)
+        match = mine.filter(pl.col("decision") == "match").height
+        possible = mine.filter(pl.col("decision") == "possible").height
+        out[kind] = {"records": total, "match": match, "possible": possible, "unlinked": total - match - possible}
+    return out
+
+
+@task(cache_policy=NO_CACHE)
+def apply_rules(
+    people: dict[str, pl.DataFrame], links: pl.DataFrame, settings: Settings
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    residents = people["roster"]
+    tests_ev = test_evidence(links, people["tests"])
+    vacc_ev = vaccination_evidence(links, people.get("vaccinations"))
+    status = resident_status(residents, tests_ev, vacc_ev, settings.round, settings.rules)
+    call_list = build_call_list(status)
+    coverage = build_coverage(status)
+    return status, call_list, coverage
+
+
+@flow(name="gridsweep-refresh", log_prints=False, validate_parameters=False)
+def refresh(settings: Settings) -> RunReport:
+    logger = get_run_logger()
+    started = time.perf_counter()
+    run_id = datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    report = RunReport(
+        run_id=run_id,
+        started_at=datetime.now().isoformat(timespec="seconds"),
+        parameters={
+            "roster": str(settings.roster), "tests": str(settings.tests),
+            "vaccinations": str(settings.vaccinations) if settings.vaccinations else None,
+            "since": settings.since.isoformat(), "as_of": settings.as_of.isoformat(), "out": str(settings.out),
+            "database": str(settings.duckdb.path),
+        },
+    )
+
+    def lap(name: str, t0: float) -> float:
+        report.timings[name] = round(time.perf_counter() - t0, 3)
+        return time.perf_counter()
+
+    t = time.perf_counter()
+    raw = ingest(settings)
+    t = lap("read", t)
+    parsed, suites = validate(raw)
+    report.validation = suites
+    t = lap("validate", t)
+    for name, table in raw.items():
+        p = parsed[name]
+        report.inputs[name] = {
+            "path": table.path, "encoding": table.encoding, "ignored_columns": table.ignored_columns,
+            "rows": table.frame.height,
+        }
+        report.accounting[name] = {
+            "rows_read": table.frame.height,
+            "rows_used": p.rows.height,
+            "rows_quarantined": p.quarantine.height,
+            "balanced": table.frame.height == p.rows.height + p.quarantine.height,
+        }
+        logger.info("%s: %d rows read, %d used, %d quarantined", name, table.frame.height, p.rows.height,
+                    p.quarantine.height)
+    if not all(a["balanced"] for a in report.accounting.values()):
+        raise RuntimeError("row accounting failed: some input rows were neither used nor quarantined")
+    people = normalise(parsed)
+    t = lap("normalise", t)
+    db = Database(settings.duckdb)
+    try:
+        links, link_stats = link(db, people, settings)
+        report.linking = link_stats
+        t = lap("link", t)
+        status, call_list, coverage = apply_rules(people, links, settings)
+        t = lap("rules", t)
+        report.lists = {
+            f"{lst}/{reason}": n for lst, reason, n in call_list.group_by("list", "reason").len().sort(
+                "list", "reason").iter_rows()
+        }
+        total = coverage.filter(pl.col("level") == "total").row(0, named=True)
+        report.coverage = {k: total[k] for k in ("residents", "in_scope", "tested", "untested", "coverage_rate",
+                                                   "vaccination_eligible", "unvaccinated", "dose_due", "booster_due")}
+        grid_workers = people["roster"].select("street", "community", "grid_id", "grid_worker").unique()
+        books = build_worker_books(call_list, coverage, grid_workers,
+                                   as_of_text=settings.as_of.strftime("%Y-%m-%d %H:%M"))
+        matches = links.select(LINK_COLUMNS).sort("record_kind", "record_id")
+        quarantine = {name: p.quarantine for name, p in parsed.items()}
+        publish_outputs(
+            settings.out, call_list=call_list, coverage=coverage, matches=matches, quarantine=quarantine,
+            books=books, report=report, started=started,
+        )
+        db.record_run(run_id, json.dumps(asdict(report), ensure_ascii=False, default=str),
+                      {"call_list": call_list, "coverage": coverage, "matches": matches})
+    finally:
+        db.close()
+    logger.info(
+        "run %s: %d in scope, %d untested, %d list rows, %.1f s",
+        run_id, report.coverage["in_scope"], report.coverage["untested"], call_list.height, report.timings["total"],
+    )
+    return report
+

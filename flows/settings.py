@@ -1,0 +1,126 @@
+"""One typed settings object, read from a campaign TOML file and the environment, passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from pathlib import Path
+
+from transforms.comparison import ScoreSettings
+from transforms.decision import DecisionSettings
+from transforms.linking import BlockingSettings
+from transforms.rules import Round, RuleSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = REPO_ROOT / "data_samples"
+
+
+@dataclass(frozen=True)
+class DuckDBSettings:
+    path: Path
+    memory_limit: str = "8GB"
+    threads: int = 2
+    temp_directory: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    roster: Path
+    tests: Path
+    vaccinations: Path | None
+    since: datetime
+    as_of: datetime
+    out: Path
+    duckdb: DuckDBSettings
+    blocking: BlockingSettings = field(default_factory=BlockingSettings)
+    scoring: ScoreSettings = field(default_factory=ScoreSettings)
+    decision: DecisionSettings = field(default_factory=DecisionSettings)
+    rules: RuleSettings = field(default_factory=RuleSettings)
+
+    @property
+    def round(self) -> Round:
+        return Round(since=self.since, as_of=self.as_of)
+
+
+def parse_time(text: str, what: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(str(text))
+    except ValueError as exc:
+        raise ValueError(f"{what}: {text!r} is not an ISO date or date-time (e.g. 2022-05-20T18:00)") from exc
+    return value.replace(tzinfo=None)
+
+
+def _section(cls, values: dict | None):
+    base = cls()
+    if not values:
+        return base
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown settings in [{cls.__name__}]: {', '.join(sorted(unknown))}")
+    return replace(base, **values)
+
+
+def load_settings(
+    config: Path | None = None,
+    *,
+    roster: str | None = None,
+    tests: str | None = None,
+    vaccinations: str | None = None,
+    since: str | None = None,
+    as_of: str | None = None,
+    out: str | None = None,
+    db: str | None = None,
+) -> Settings:
+    """Command-line values win over the campaign file; the environment sets machine limits."""
+    doc: dict = {}
+    base = Path.cwd()
+    if config is not None:
+        with open(config, "rb") as fh:
+            doc = tomllib.load(fh)
+        base = Path(config).resolve().parent
+    inputs = doc.get("inputs", {})
+    rnd = doc.get("round", {})
+
+    def path(value: str | None, default: str | None) -> Path | None:
+        v = value if value is not None else default
+        if v is None or v == "":
+            return None
+        p = Path(v)
+        return p if p.is_absolute() or value is not None else base / p
+
+    roster_p = path(roster, inputs.get("roster"))
+    tests_p = path(tests, inputs.get("tests"))
+    if roster_p is None or tests_p is None:
+        raise ValueError("both a roster (--roster) and test records (--tests) are needed")
+    since_t = since or rnd.get("since")
+    as_of_t = as_of or rnd.get("as_of")
+    if since_t is None or as_of_t is None:
+        raise ValueError("the testing round needs --since and --as-of (or [round] since/as_of in the campaign file)")
+    since_v, as_of_v = parse_time(since_t, "--since"), parse_time(as_of_t, "--as-of")
+    if since_v > as_of_v:
+        raise ValueError(f"--since ({since_v}) is after --as-of ({as_of_v})")
+    out_p = Path(out) if out else Path(doc.get("paths", {}).get("out", "out"))
+    state = Path(os.environ.get("GRIDSWEEP_STATE_DIR", doc.get("paths", {}).get("state", "state")))
+    ddb = doc.get("duckdb", {})
+    duck = DuckDBSettings(
+        path=Path(db) if db else state / "gridsweep.duckdb",
+        memory_limit=os.environ.get("GRIDSWEEP_DUCKDB_MEMORY_LIMIT", ddb.get("memory_limit", "8GB")),
+        threads=int(os.environ.get("GRIDSWEEP_DUCKDB_THREADS", ddb.get("threads", 2))),
+        temp_directory=Path(ddb["temp_directory"]) if "temp_directory" in ddb else state / "duckdb_tmp",
+    )
+    return Settings(
+        roster=roster_p,
+        tests=tests_p,
+        vaccinations=path(vaccinations, inputs.get("vaccinations")),
+        since=since_v,
+        as_of=as_of_v,
+        out=out_p,
+        duckdb=duck,
+        blocking=_section(BlockingSettings, doc.get("blocking")),
+        scoring=_section(ScoreSettings, doc.get("scoring")),
+        decision=_section(DecisionSettings, doc.get("decision")),
+        rules=_section(RuleSettings, doc.get("rules")),
+    )

@@ -1,0 +1,64 @@
+"""Rendering a worker's book as an XLSX file that Excel and WPS open: Chinese headers, a dropdown for
+the call outcome, header frozen, columns sized, A4 landscape with the header repeated on every page.
+
+Every cell is written as a string: a name beginning with '=' must never become a formula, and an ID
+or phone must never become a number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import xlsxwriter
+
+from transforms.sheets import FILLABLE, OUTCOME_HEADER, OUTCOMES, SUMMARY_SHEET, WorkerBook, column_widths
+
+WORKBOOK_OPTIONS = {
+    "strings_to_formulas": False,
+    "strings_to_numbers": False,
+    "strings_to_urls": False,
+    "constant_memory": False,
+}
+
+
+def write_workbook(book: WorkerBook, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb = xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS)
+    try:
+        head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "valign": "vcenter"})
+        cell = wb.add_format({"border": 1, "valign": "top", "text_wrap": True})
+        fill = wb.add_format({"border": 1, "valign": "top", "bg_color": "#FFF2CC", "locked": False})
+        title = wb.add_format({"bold": True, "font_size": 14})
+        summary = wb.add_worksheet(SUMMARY_SHEET)
+        summary.write_string(0, 0, f"{book.community} {book.grid_worker} 工作名单", title)
+        for i, (k, v) in enumerate(book.summary, start=2):
+            summary.write_string(i, 0, k, head)
+            summary.write_string(i, 1, v, cell)
+        summary.set_column(0, 0, 18)
+        summary.set_column(1, 1, 40)
+        for name, frame in book.sheets.items():
+            ws = wb.add_worksheet(name)
+            headers = frame.columns
+            for j, h in enumerate(headers):
+                ws.write_string(0, j, h, head)
+            for i, row in enumerate(frame.iter_rows(), start=1):
+                for j, (h, v) in enumerate(zip(headers, row, strict=True)):
+                    ws.write_string(i, j, v or "", fill if h in FILLABLE else cell)
+            for j, w in enumerate(column_widths(headers)):
+                ws.set_column(j, j, w)
+            outcome_col = headers.index(OUTCOME_HEADER)
+            last = max(frame.height, 1) + 200  # room for rows a worker adds by hand
+            ws.data_validation(1, outcome_col, last, outcome_col, {
+                "validate": "list", "source": list(OUTCOMES), "error_type": "warning",
+                "input_title": "联系结果", "input_message": "请从下拉列表中选择",
+            })
+            ws.freeze_panes(1, 2)
+            ws.autofilter(0, 0, max(frame.height, 1), len(headers) - 1)
+            ws.set_landscape()
+            ws.set_paper(9)  # A4
+            ws.fit_to_pages(1, 0)
+            ws.repeat_rows(0)
+            ws.set_margins(left=0.3, right=0.3, top=0.5, bottom=0.5)
+            ws.set_header(f"&L{book.community} {book.grid_worker}&C{name}&R第 &P 页 / 共 &N 页")
+    finally:
+        wb.close()

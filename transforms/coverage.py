@@ -1,0 +1,50 @@
+"""Coverage per grid, with community, street and total roll-ups, for the leaders who watch it."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms.contract import STATUSES
+
+LEVELS = (("grid", ["street", "community", "grid_id"]), ("community", ["street", "community"]), ("street", ["street"]))
+
+
+def _measures() -> list[pl.Expr]:
+    c = pl.col
+    out = [
+        pl.len().alias("residents"),
+        c("in_scope").sum().alias("in_scope"),
+        (c("in_scope") & c("tested_in_round")).sum().alias("tested"),
+        (c("in_scope") & ~c("tested_in_round")).sum().alias("untested"),
+        (c("in_scope") & ~c("tested_in_round") & c("test_candidate").is_not_null()).sum().alias("untested_verify"),
+    ]
+    out += [(c("status").fill_null(STATUSES[0]) == s).sum().alias(f"status_{s}") for s in STATUSES[1:]]
+    out += [
+        c("vaccination_eligible").sum().alias("vaccination_eligible"),
+        (c("vaccination_eligible") & (c("doses") >= 1)).sum().alias("vaccinated_1plus"),
+        (c("vaccination_eligible") & (c("doses") >= c("series_doses"))).sum().alias("series_complete"),
+        (c("vaccination_reason") == "unvaccinated").sum().alias("unvaccinated"),
+        (c("vaccination_reason") == "dose_due").sum().alias("dose_due"),
+        (c("vaccination_reason") == "booster_due").sum().alias("booster_due"),
+    ]
+    return out
+
+
+def build_coverage(status: pl.DataFrame) -> pl.DataFrame:
+    """One row per grid, community, street and the whole run; rates are 0-1, blank when nobody is in scope."""
+    frames = []
+    for level, keys in LEVELS:
+        frames.append(status.group_by(keys).agg(_measures()).with_columns(pl.lit(level).alias("level")))
+    frames.append(status.select(_measures()).with_columns(pl.lit("total").alias("level")))
+    cov = pl.concat(frames, how="diagonal_relaxed")
+    c = pl.col
+    rate = lambda num, den: pl.when(c(den) > 0).then((c(num) / c(den)).round(4)).otherwise(None)  # noqa: E731
+    cov = cov.with_columns(
+        rate("tested", "in_scope").alias("coverage_rate"),
+        rate("vaccinated_1plus", "vaccination_eligible").alias("vaccination_rate"),
+    )
+    order = pl.col("level").replace_strict({"grid": 0, "community": 1, "street": 2, "total": 3}, return_dtype=pl.Int8)
+    first = ["level", "street", "community", "grid_id"]
+    return cov.sort([c("street"), c("community"), order, c("grid_id")], nulls_last=True).select(
+        first + [x for x in cov.columns if x not in first]
+    )

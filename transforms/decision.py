@@ -1,0 +1,53 @@
+"""From scored candidate pairs to one decision per record: match, possible (verify), or no link.
+
+A link must say who the person is: the name may not disagree, and a birth date or sex that
+contradicts the roster (with no ID to override it) keeps a pair out of 'match'. When two residents
+score nearly alike for one record (twins, a father and son on one phone), neither is taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+LINK_COLUMNS = ["record_kind", "record_id", "resident_id", "method", "score", "decision", "explanation"]
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    match_threshold: float = 11.0
+    possible_threshold: float = 6.0
+    ambiguity_margin: float = 2.0
+
+
+def decide_links(scored: pl.DataFrame, settings: DecisionSettings) -> pl.DataFrame:
+    """One row per record that has a candidate scoring at least the possible threshold."""
+    keys = ["record_kind", "record_id"]
+    if scored.height == 0:
+        return pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})
+    ranked = scored.sort([*keys, "score", "resident_id"], descending=[False, False, True, False])
+    best = ranked.group_by(keys, maintain_order=True).agg(
+        pl.all().first(),
+        pl.col("score").get(1, null_on_oob=True).alias("runner_up"),
+    )
+    c = pl.col
+    id_spoke = c("id_level").is_in(["exact", "one_edit"])
+    contradicted = ~id_spoke & ((c("birth_level") == "different") | (c("sex_level") == "different"))
+    ambiguous = c("runner_up").is_not_null() & (c("runner_up") >= c("score") - settings.ambiguity_margin)
+    strong = (c("score") >= settings.match_threshold) & (c("name_level") != "different") & ~contradicted
+    decision = (
+        pl.when(strong & ~ambiguous).then(pl.lit("match"))
+        .when(c("score") >= settings.possible_threshold).then(pl.lit("possible"))
+        .otherwise(None)
+    )
+    method = (
+        pl.when(c("stage") == "exact").then(pl.lit("id_exact"))
+        .otherwise(pl.lit("fuzzy:") + c("rules").list.join("+"))
+    )
+    explanation = pl.when(ambiguous).then(c("explanation") + pl.lit("；另有相近人员，需核实")).otherwise(c("explanation"))
+    return (
+        best.with_columns(decision.alias("decision"), method.alias("method"), explanation.alias("explanation"))
+        .filter(c("decision").is_not_null())
+        .select(LINK_COLUMNS)
+    )

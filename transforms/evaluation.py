@@ -1,0 +1,81 @@
+"""Scoring a run against the generator's ground truth: the figures the tests and benchmarks report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from transforms.contract import STATUS_IN_PLACE
+from transforms.rules import Round, RuleSettings, vaccination_status
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, float | int]:
+    p = tp / (tp + fp) if tp + fp else 1.0
+    r = tp / (tp + fn) if tp + fn else 1.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": round(p, 5), "recall": round(r, 5), "f1": round(f, 5)}
+
+
+@dataclass(frozen=True)
+class Truth:
+    residents: pl.DataFrame  # resident_id, status, tags, birth_date, tested_in_round
+    test_links: pl.DataFrame  # record_id, resident_id (null: not a resident), noise
+    vaccination_links: pl.DataFrame
+
+
+def link_scores(matches: pl.DataFrame, truth: Truth) -> dict[str, dict]:
+    """Per record kind: precision and recall of 'match' decisions against the true resident."""
+    out = {}
+    for kind, t in (("test", truth.test_links), ("vaccination", truth.vaccination_links)):
+        m = matches.filter((pl.col("record_kind") == kind) & (pl.col("decision") == "match")).select(
+            "record_id", pl.col("resident_id").alias("predicted")
+        )
+        j = t.join(m, on="record_id", how="left")
+        tp = j.filter(pl.col("predicted").is_not_null() & (pl.col("predicted") == pl.col("resident_id"))).height
+        fp = j.filter(pl.col("predicted").is_not_null() & (pl.col("predicted") != pl.col("resident_id")).fill_null(True)).height
+        fn = j.filter(pl.col("resident_id").is_not_null() & (pl.col("predicted").is_null() | (pl.col("predicted") != pl.col("resident_id")))).height
+        scores = _prf(tp, fp, fn)
+        possible = matches.filter((pl.col("record_kind") == kind) & (pl.col("decision") == "possible")).height
+        out[kind] = scores | {"possible": possible}
+    return out
+
+
+def untested_scores(call_list: pl.DataFrame, truth: Truth) -> dict:
+    truly = truth.residents.filter((pl.col("status") == STATUS_IN_PLACE) & ~pl.col("tested_in_round"))
+    truly_ids = set(truly["resident_id"].to_list())
+    listed = call_list.filter(pl.col("reason") == "untested")
+    any_list = set(listed["resident_id"].to_list())
+    firm = set(listed.filter(pl.col("list") != "verify")["resident_id"].to_list())
+    out_of_scope = set(
+        truth.residents.filter(pl.col("status") != STATUS_IN_PLACE)["resident_id"].to_list()
+    ) & set(call_list["resident_id"].to_list())
+    recall = len(truly_ids & any_list) / len(truly_ids) if truly_ids else 1.0
+    precision = len(firm & truly_ids) / len(firm) if firm else 1.0
+    return {
+        "truly_untested": len(truly_ids),
+        "listed_call_or_home_visit": len(firm),
+        "listed_verify": len(any_list - firm),
+        "recall": round(recall, 5),
+        "precision": round(precision, 5),
+        "missed": len(truly_ids - any_list),
+        "wrongly_listed": len(firm - truly_ids),
+        "out_of_scope_listed": len(out_of_scope),
+    }
+
+
+def vaccination_scores(call_list: pl.DataFrame, roster_status: pl.DataFrame, truth: Truth, rnd: Round,
+                       settings: RuleSettings, vaccinations: pl.DataFrame) -> dict:
+    """Expected reasons come from the same rules applied to the true links.
+
+    roster_status: resident_id, birth, tags, in_scope (as the run saw the roster)."""
+    true_links = truth.vaccination_links.filter(pl.col("resident_id").is_not_null()).join(
+        vaccinations.select("record_id", "vaccinated_at", "vaccine"), on="record_id", how="inner"
+    ).with_columns(pl.lit("match").alias("decision"), pl.lit(0.0).alias("score"), pl.lit("").alias("candidate"))
+    expected = vaccination_status(roster_status, true_links, rnd, settings).filter(
+        pl.col("vaccination_reason").is_not_null()
+    )
+    exp = set(zip(expected["resident_id"].to_list(), expected["vaccination_reason"].to_list(), strict=True))
+    got_rows = call_list.filter(pl.col("reason") != "untested")
+    got = set(zip(got_rows["resident_id"].to_list(), got_rows["reason"].to_list(), strict=True))
+    return _prf(len(exp & got), len(got - exp), len(exp - got)) | {"expected": len(exp)}

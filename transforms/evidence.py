@@ -1,0 +1,57 @@
+"""Linked records with the facts the rules and the verify list need: when, where, which vaccine."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms.idcard import mask_id
+
+
+def records_for_linking(tests: pl.DataFrame, vaccinations: pl.DataFrame | None, identity: list[str]) -> pl.DataFrame:
+    """Both kinds of record in one frame keyed by (record_kind, record_id)."""
+    frames = [tests.select(pl.lit("test").alias("record_kind"), "record_id", *identity)]
+    if vaccinations is not None:
+        frames.append(vaccinations.select(pl.lit("vaccination").alias("record_kind"), "record_id", *identity))
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def _candidate_text(when: str, extra: list[pl.Expr]) -> pl.Expr:
+    return pl.concat_str(
+        [
+            pl.col("name"),
+            pl.when(pl.col("id_masked") != "").then(pl.lit("证件") + pl.col("id_masked")),
+            pl.col(when).dt.strftime("%m-%d %H:%M"),
+            *extra,
+            pl.lit("（") + pl.col("explanation") + pl.lit("）"),
+        ],
+        separator=" ",
+        ignore_nulls=True,
+    )
+
+
+def test_evidence(links: pl.DataFrame, tests: pl.DataFrame) -> pl.DataFrame:
+    """resident_id, record_id, decision, score, sampled_at, candidate."""
+    t = links.filter(pl.col("record_kind") == "test").join(
+        tests.select("record_id", "name", "sampled_at", "site", mask_id("id_clean").alias("id_masked")),
+        on="record_id",
+        how="inner",
+    )
+    return t.with_columns(_candidate_text("sampled_at", [pl.col("site")]).alias("candidate")).select(
+        "resident_id", "record_id", "decision", "score", "sampled_at", "candidate"
+    )
+
+
+def vaccination_evidence(links: pl.DataFrame, vaccinations: pl.DataFrame | None) -> pl.DataFrame:
+    """resident_id, record_id, decision, score, vaccinated_at, vaccine, candidate."""
+    schema = {"resident_id": pl.String, "record_id": pl.String, "decision": pl.String, "score": pl.Float64,
+              "vaccinated_at": pl.Datetime("us"), "vaccine": pl.String, "candidate": pl.String}
+    if vaccinations is None:
+        return pl.DataFrame(schema=schema)
+    v = links.filter(pl.col("record_kind") == "vaccination").join(
+        vaccinations.select("record_id", "name", "vaccinated_at", "vaccine", mask_id("id_clean").alias("id_masked")),
+        on="record_id",
+        how="inner",
+    )
+    return v.with_columns(
+        _candidate_text("vaccinated_at", [pl.col("vaccine")]).alias("candidate")
+    ).select(list(schema))

@@ -1,0 +1,141 @@
+"""SQL for the two linking stages, as named steps; the flow's database executor runs them.
+
+Stage 1 (exact): a record whose checked ID is unique on the roster and whose name reads the same.
+Stage 2 (blocking): every other record gets candidates from bounded blocks (near-ID neighbours, phone,
+pinyin name with birth date or building, rare pinyin name alone). Blocks that are too big to mean
+anything (a grid worker's phone used for a whole building) are skipped, so no step is ever all-pairs.
+
+Tables read: `residents` and `records`, both with the identity columns of transforms.normalise.
+Table written: `candidate_pairs`, one row per (record, resident) with `_l` (record) and `_r` (resident)
+columns and the blocking rules that proposed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transforms.normalise import IDENTITY_COLUMNS
+
+
+@dataclass(frozen=True)
+class BlockingSettings:
+    max_phone_block: int = 8  # more residents on one phone than a household: not evidence of identity
+    max_name_block: int = 30  # a pinyin name this common is searched only with a birth date or building
+    max_candidates: int = 40  # per record, keeping those that most rules proposed
+
+
+@dataclass(frozen=True)
+class SqlStep:
+    name: str
+    sql: str
+
+
+def _pair_columns() -> str:
+    cols = ["r.record_kind", "r.record_id", "p.resident_id"]
+    cols += [f"r.{c} AS {c}_l" for c in IDENTITY_COLUMNS]
+    cols += [f"p.{c} AS {c}_r" for c in IDENTITY_COLUMNS]
+    return ",\n  ".join(cols)
+
+
+def exact_stage_sql() -> list[SqlStep]:
+    unique_ids = SqlStep(
+        "unique_ids",
+        """CREATE OR REPLACE TEMP TABLE unique_ids AS
+SELECT id_norm FROM residents WHERE id_norm IS NOT NULL GROUP BY id_norm HAVING count(*) = 1""",
+    )
+    exact = SqlStep(
+        "exact_links",
+        """CREATE OR REPLACE TEMP TABLE exact_links AS
+SELECT r.record_kind, r.record_id, p.resident_id
+FROM records r
+JOIN unique_ids u ON r.id_norm = u.id_norm
+JOIN residents p ON p.id_norm = r.id_norm
+WHERE r.name_py = p.name_py""",
+    )
+    pending = SqlStep(
+        "pending_records",
+        """CREATE OR REPLACE TEMP TABLE pending_records AS
+SELECT r.* FROM records r
+ANTI JOIN exact_links e ON r.record_kind = e.record_kind AND r.record_id = e.record_id""",
+    )
+    return [unique_ids, exact, pending]
+
+
+def blocking_sql(settings: BlockingSettings) -> list[SqlStep]:
+    id_probes = SqlStep(
+        "id_probes",
+        """CREATE OR REPLACE TEMP TABLE id_probes AS
+WITH src AS (SELECT record_kind, record_id, id_body FROM pending_records WHERE id_body IS NOT NULL),
+pos AS (SELECT range AS i FROM range(0, 18)),
+dig AS (SELECT unnest(['0','1','2','3','4','5','6','7','8','9','X']) AS d)
+SELECT record_kind, record_id, substr(id_body, 1, i) || d || substr(id_body, i + 2) AS probe
+FROM src, pos, dig
+WHERE d <> substr(id_body, i + 1, 1) AND (d <> 'X' OR i = 17)
+UNION ALL
+SELECT record_kind, record_id,
+       substr(id_body, 1, i) || substr(id_body, i + 2, 1) || substr(id_body, i + 1, 1) || substr(id_body, i + 3)
+FROM src, (SELECT range AS i FROM range(0, 17))
+WHERE substr(id_body, i + 1, 1) <> substr(id_body, i + 2, 1)
+UNION ALL
+SELECT record_kind, record_id, id_body FROM src""",
+    )
+    phone_ok = SqlStep(
+        "phone_keys",
+        f"""CREATE OR REPLACE TEMP TABLE phone_keys AS
+SELECT phone_norm FROM residents WHERE phone_flag = 'mobile'
+GROUP BY phone_norm HAVING count(*) <= {settings.max_phone_block}""",
+    )
+    name_ok = SqlStep(
+        "name_keys",
+        f"""CREATE OR REPLACE TEMP TABLE name_keys AS
+SELECT name_py FROM residents WHERE name_py IS NOT NULL
+GROUP BY name_py HAVING count(*) <= {settings.max_name_block}""",
+    )
+    rules = {
+        "id": "SELECT q.record_kind, q.record_id, p.resident_id FROM id_probes q "
+        "JOIN residents p ON p.id_body = q.probe",
+        "id_other": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "JOIN residents p ON p.id_norm = r.id_norm WHERE r.id_body IS NULL",
+        "phone": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "JOIN phone_keys k ON r.phone_norm = k.phone_norm JOIN residents p ON p.phone_norm = r.phone_norm",
+        "name_birth": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "JOIN residents p ON p.name_py = r.name_py AND p.birth = r.id_birth_raw",
+        "loose_name_birth": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "JOIN residents p ON p.name_py_loose = r.name_py_loose AND p.birth = r.id_birth_raw",
+        "name_building": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "JOIN residents p ON p.name_py = r.name_py AND p.addr_block = r.addr_block",
+        "name": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "JOIN name_keys k ON r.name_py = k.name_py JOIN residents p ON p.name_py = r.name_py",
+    }
+    union = "\nUNION ALL\n".join(f"SELECT *, '{rule}' AS rule FROM ({sql})" for rule, sql in rules.items())
+    proposals = SqlStep(
+        "blocked_pairs",
+        f"""CREATE OR REPLACE TEMP TABLE blocked_pairs AS
+SELECT record_kind, record_id, resident_id, list(DISTINCT rule ORDER BY rule) AS rules
+FROM ({union})
+GROUP BY record_kind, record_id, resident_id
+QUALIFY row_number() OVER (PARTITION BY record_kind, record_id ORDER BY len(rules) DESC, resident_id)
+        <= {settings.max_candidates}""",
+    )
+    return [id_probes, phone_ok, name_ok, proposals]
+
+
+def candidate_pairs_sql() -> SqlStep:
+    """Both stages' pairs, with everything the comparison needs from either side."""
+    return SqlStep(
+        "candidate_pairs",
+        f"""CREATE OR REPLACE TEMP TABLE candidate_pairs AS
+WITH pairs AS (
+  SELECT record_kind, record_id, resident_id, 'exact' AS stage, ['id_exact'] AS rules FROM exact_links
+  UNION ALL
+  SELECT record_kind, record_id, resident_id, 'blocking' AS stage, rules FROM blocked_pairs
+)
+SELECT {_pair_columns()}, x.stage, x.rules
+FROM pairs x
+JOIN records r ON r.record_kind = x.record_kind AND r.record_id = x.record_id
+JOIN residents p ON p.resident_id = x.resident_id""",
+    )
+
+
+def linking_sql(settings: BlockingSettings) -> list[SqlStep]:
+    return [*exact_stage_sql(), *blocking_sql(settings), candidate_pairs_sql()]

@@ -1,0 +1,44 @@
+"""All field normalisers applied to one table, in the one shape the linker reads from both sides."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms.addresses import normalise_addresses
+from transforms.contract import Contract, Role
+from transforms.idcard import normalise_ids
+from transforms.names import normalise_names
+from transforms.phones import normalise_phones
+
+# What the linker sees of a person, from the roster and from a record alike.
+IDENTITY_COLUMNS = [
+    "name_norm", "name_py", "name_py_loose", "id_norm", "id_body", "id_flag", "id_birth_raw",
+    "birth", "sex", "phone_norm", "phone_flag", "addr_canon", "addr_block",
+]
+
+
+def normalise_people(rows: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """Keeps every input column and adds the identity columns above plus building/unit/room."""
+    def role(r: Role) -> str | None:
+        return contract.by_role(r)
+
+    out = normalise_ids(rows, id_col=role(Role.ID_NUMBER), type_col=role(Role.ID_TYPE))
+    out = normalise_names(out, col=role(Role.NAME))
+    out = normalise_phones(out, col=role(Role.PHONE))
+    addr = role(Role.ADDRESS)
+    if addr is not None:
+        out = normalise_addresses(out, col=addr)
+    else:
+        out = out.with_columns(
+            [pl.lit(None, dtype=pl.String).alias(c) for c in ("addr_canon", "addr_place", "building", "unit", "room",
+                                                               "addr_block")]
+        )
+    birth_col, gender_col = role(Role.BIRTH_DATE), role(Role.GENDER)
+    birth = pl.col("id_birth")
+    if birth_col is not None:
+        birth = pl.coalesce(pl.col(birth_col), birth)
+    sex = pl.col("id_sex")
+    if gender_col is not None:
+        # The ID is the more reliable source of sex; the typed gender fills in where there is none.
+        sex = pl.coalesce(sex, pl.col(gender_col))
+    return out.with_columns(birth.alias("birth"), sex.alias("sex"))

@@ -1,0 +1,118 @@
+"""Row-level validation against the contract: raw text cells in, typed rows and quarantined rows out.
+
+Every input row leaves here in exactly one of the two frames, carrying its source line number, so the
+data staff can find it in the file they dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from transforms.contract import VACCINE_ALIASES, Contract, Kind
+
+LINE = "_line"
+REASON = "reason"
+QUARANTINE_COLUMNS = [LINE, REASON]
+
+_DATETIME_FORMATS = (
+    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y%m%d%H%M%S", "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M",
+)
+_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
+_GENDER_ALIASES = {"男性": "男", "女性": "女", "M": "男", "F": "女", "m": "男", "f": "女", "1": "男", "2": "女"}
+_TAG_SPLIT = r"[;；,，、/ ]+"
+
+
+@dataclass(frozen=True)
+class Parsed:
+    rows: pl.DataFrame
+    quarantine: pl.DataFrame
+
+
+def parse_datetime_expr(col: str) -> pl.Expr:
+    c = pl.col(col)
+    candidates = [c.str.to_datetime(f, strict=False, time_unit="us") for f in _DATETIME_FORMATS]
+    candidates += [c.str.to_date(f, strict=False).cast(pl.Datetime("us")) for f in _DATE_FORMATS]
+    return pl.coalesce(candidates)
+
+
+def parse_date_expr(col: str) -> pl.Expr:
+    c = pl.col(col).str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
+    return pl.coalesce([c.str.to_date(f, strict=False) for f in _DATE_FORMATS])
+
+
+def parse_rows(raw: pl.DataFrame, contract: Contract) -> Parsed:
+    """raw: one String column per contract column present in the file, plus LINE (1-based, as the
+    spreadsheet shows it). Missing optional columns are added as nulls."""
+    frame = raw.with_columns(
+        [pl.lit(None, dtype=pl.String).alias(c) for c in contract.names if c not in raw.columns]
+    ).select(LINE, *contract.names)
+    # Blank-looking cells are missing values.
+    frame = frame.with_columns(
+        [
+            pl.col(c).str.strip_chars().pipe(lambda e: pl.when(e == "").then(None).otherwise(e)).alias(c)
+            for c in contract.names
+        ]
+    )
+    problems: list[pl.Expr] = []
+    typed: list[pl.Expr] = []
+    for col in contract.columns:
+        c = pl.col(col.name)
+        if col.default is not None:
+            frame = frame.with_columns(c.fill_null(col.default))
+        if col.name == "vaccine":
+            frame = frame.with_columns(c.replace(VACCINE_ALIASES))
+        if col.name == "gender":
+            frame = frame.with_columns(c.replace(_GENDER_ALIASES))
+        if col.required:
+            problems.append(pl.when(c.is_null()).then(pl.lit(f"缺少必填项：{col.zh}")))
+        if col.kind is Kind.DATETIME:
+            parsed = parse_datetime_expr(col.name)
+            problems.append(
+                pl.when(c.is_not_null() & parsed.is_null()).then(pl.lit(f"无法识别的时间：{col.zh}"))
+            )
+            typed.append(parsed.alias(col.name))
+        elif col.kind is Kind.DATE:
+            parsed = parse_date_expr(col.name)
+            problems.append(
+                pl.when(c.is_not_null() & parsed.is_null()).then(pl.lit(f"无法识别的日期：{col.zh}"))
+            )
+            typed.append(parsed.alias(col.name))
+        elif col.kind is Kind.INT:
+            # A dose number is informative only; an odd one is blanked, not a reason to lose the record.
+            typed.append(c.str.extract(r"(\d+)", 1).cast(pl.Int32, strict=False).alias(col.name))
+        elif col.multi and col.allowed:
+            typed.append(
+                c.str.replace_all(_TAG_SPLIT, ";").str.split(";")
+                .list.eval(pl.element().filter(pl.element().is_in(list(col.allowed))))
+                .list.join(";")
+                .alias(col.name)
+            )
+        elif col.allowed and col.name != "gender":
+            problems.append(
+                pl.when(c.is_not_null() & ~c.is_in(list(col.allowed))).then(
+                    pl.lit(f"{col.zh}不在允许值内（允许：{'、'.join(col.allowed)}）")
+                )
+            )
+        elif col.name == "gender":
+            typed.append(pl.when(c.is_in(list(col.allowed))).then(c).otherwise(None).alias(col.name))
+    reason = pl.concat_str(problems, separator="；", ignore_nulls=True)
+    frame = frame.with_columns(reason.alias(REASON))
+    bad = pl.col(REASON).is_not_null() & (pl.col(REASON) != "")
+    quarantine = frame.filter(bad)
+    frame = frame.filter(~bad)
+    if contract.unique_key:
+        # Among otherwise good rows the first occurrence is kept, so a duplicate never hides the person.
+        frame = frame.with_columns(pl.col(LINE).min().over(contract.unique_key).alias("_first"))
+        dup = pl.col(LINE) != pl.col("_first")
+        label = contract.column(contract.unique_key).zh
+        dups = frame.filter(dup).with_columns(
+            pl.format(f"{label}重复（首次出现在第{{}}行）", pl.col("_first")).alias(REASON)
+        )
+        frame = frame.filter(~dup)
+        quarantine = pl.concat([quarantine, dups.select(quarantine.columns)])
+    quarantine = quarantine.sort(LINE).select(LINE, REASON, *contract.names)
+    rows = frame.with_columns(typed).select(LINE, *contract.names)
+    return Parsed(rows=rows, quarantine=quarantine)

@@ -1,0 +1,45 @@
+"""Phone numbers as typed by volunteers: country prefixes, separators, full-width digits."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms.idcard import FULL_WIDTH
+
+PHONE_MOBILE = "mobile"
+PHONE_LANDLINE = "landline"
+PHONE_SUSPECT = "suspect"
+PHONE_MISSING = "missing"
+
+
+def normalise_phones(frame: pl.DataFrame, *, col: str = "phone") -> pl.DataFrame:
+    """Adds phone_norm (digits, no country prefix) and phone_flag.
+
+    Only a well-formed mobile number is used as a blocking key; a 10- or 12-digit number is kept as
+    'suspect' evidence for the comparison but never joined on.
+    """
+    digits = (
+        pl.col(col)
+        .str.replace_many(list(FULL_WIDTH), list(FULL_WIDTH.values()))
+        .str.replace_all(r"\D", "")
+    )
+    stripped = (
+        pl.when(digits.str.contains(r"^(0086|86)1\d{10}$"))
+        .then(digits.str.replace(r"^(0086|86)", ""))
+        .otherwise(digits)
+    )
+    frame = frame.with_columns(stripped.alias("phone_norm"))
+    p = pl.col("phone_norm")
+    flag = (
+        pl.when(p.is_null() | (p == ""))
+        .then(pl.lit(PHONE_MISSING))
+        .when(p.str.contains(r"^1[3-9]\d{9}$"))
+        .then(pl.lit(PHONE_MOBILE))
+        .when(p.str.contains(r"^0\d{9,11}$") | p.str.contains(r"^[2-8]\d{6,7}$"))
+        .then(pl.lit(PHONE_LANDLINE))
+        .otherwise(pl.lit(PHONE_SUSPECT))
+    )
+    return frame.with_columns(
+        flag.alias("phone_flag"),
+        pl.when(p == "").then(None).otherwise(p).alias("phone_norm"),
+    )

@@ -1,0 +1,191 @@
+"""The campaign's rules: who is untested this round, who is due a vaccine dose, and on which list.
+
+Only 'match' links count as evidence. A 'possible' link never marks anyone tested; it moves the
+resident from the call list to the verify list, with the candidate record shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from transforms.contract import (
+    CALL_LIST,
+    CONTRAINDICATION_TAG,
+    HOME_VISIT_TAGS,
+    STATUS_IN_PLACE,
+    VACCINES,
+)
+from transforms.idcard import mask_id
+
+DEFAULT_SERIES = VACCINES["北京生物"]  # an unknown product is treated as the common two-dose inactivated series
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    min_vaccination_age: int = 3
+    booster_min_age: int = 18
+    booster_after_days: int = 180
+
+
+@dataclass(frozen=True)
+class Round:
+    since: datetime
+    as_of: datetime
+
+
+def _age_at(birth: pl.Expr, as_of: datetime) -> pl.Expr:
+    before_birthday = (birth.dt.month() > as_of.month) | (
+        (birth.dt.month() == as_of.month) & (birth.dt.day() > as_of.day)
+    )
+    return pl.lit(as_of.year) - birth.dt.year() - before_birthday.cast(pl.Int32)
+
+
+def _fmt(ts: pl.Expr) -> pl.Expr:
+    return ts.dt.strftime("%Y-%m-%d %H:%M")
+
+
+def test_status(residents: pl.DataFrame, test_links: pl.DataFrame, rnd: Round) -> pl.DataFrame:
+    """Per resident: tested_in_round, last_test_at, and the best 'possible' test in the round (if any).
+
+    test_links: resident_id, decision, sampled_at, candidate (text shown on the verify list).
+    """
+    upto = test_links.filter(pl.col("sampled_at") <= rnd.as_of)
+    matched = upto.filter(pl.col("decision") == "match").group_by("resident_id").agg(
+        pl.col("sampled_at").max().alias("last_test_at"),
+        (pl.col("sampled_at") >= rnd.since).any().alias("tested_in_round"),
+    )
+    possible = (
+        upto.filter((pl.col("decision") == "possible") & (pl.col("sampled_at") >= rnd.since))
+        .sort("score", descending=True)
+        .group_by("resident_id", maintain_order=True)
+        .agg(pl.col("candidate").first().alias("test_candidate"))
+    )
+    return (
+        residents.select("resident_id")
+        .join(matched, on="resident_id", how="left")
+        .join(possible, on="resident_id", how="left")
+        .with_columns(pl.col("tested_in_round").fill_null(False))
+    )
+
+
+def vaccination_status(
+    residents: pl.DataFrame, vacc_links: pl.DataFrame, rnd: Round, settings: RuleSettings
+) -> pl.DataFrame:
+    """Per resident: doses (distinct days), series product, last dose, and the vaccination reason."""
+    as_of_date = rnd.as_of.date()
+    matched = vacc_links.filter((pl.col("decision") == "match") & (pl.col("vaccinated_at") <= rnd.as_of))
+    days = (
+        matched.with_columns(pl.col("vaccinated_at").dt.date().alias("day"))
+        .sort(["resident_id", "day", "vaccine"], nulls_last=True)
+        .group_by(["resident_id", "day"], maintain_order=True)
+        .agg(pl.col("vaccine").drop_nulls().first())
+    )
+    per_resident = days.group_by("resident_id", maintain_order=True).agg(
+        pl.len().alias("doses"),
+        pl.col("vaccine").drop_nulls().first().alias("series_vaccine"),
+        pl.col("day").max().alias("last_dose_on"),
+    )
+    series = pl.DataFrame(
+        {
+            "series_vaccine": list(VACCINES),
+            "series_doses": [s.doses for s in VACCINES.values()],
+            "series_interval": [s.interval_days for s in VACCINES.values()],
+        }
+    )
+    possible = (
+        vacc_links.filter((pl.col("decision") == "possible") & (pl.col("vaccinated_at") <= rnd.as_of))
+        .sort("score", descending=True)
+        .group_by("resident_id", maintain_order=True)
+        .agg(pl.col("candidate").first().alias("vaccination_candidate"))
+    )
+    v = (
+        residents.select("resident_id", "birth", "tags", "in_scope")
+        .join(per_resident, on="resident_id", how="left")
+        .join(series, on="series_vaccine", how="left")
+        .join(possible, on="resident_id", how="left")
+        .with_columns(
+            pl.col("doses").fill_null(0),
+            pl.col("series_doses").fill_null(DEFAULT_SERIES.doses),
+            pl.col("series_interval").fill_null(DEFAULT_SERIES.interval_days),
+            _age_at(pl.col("birth"), rnd.as_of).alias("age"),
+        )
+    )
+    c = pl.col
+    adult_or_unknown = c("age").is_null() | (c("age") >= settings.booster_min_age)
+    eligible = (
+        c("in_scope")
+        & (c("age").is_null() | (c("age") >= settings.min_vaccination_age))
+        & ~c("tags").fill_null("").str.contains(CONTRAINDICATION_TAG, literal=True)
+    )
+    since_last = (pl.lit(as_of_date) - c("last_dose_on")).dt.total_days()
+    reason = (
+        pl.when(~eligible).then(None)
+        .when(c("doses") == 0).then(pl.lit("unvaccinated"))
+        .when((c("doses") < c("series_doses")) & (since_last >= c("series_interval"))).then(pl.lit("dose_due"))
+        .when(
+            (c("doses") == c("series_doses")) & adult_or_unknown & (since_last >= settings.booster_after_days)
+        ).then(pl.lit("booster_due"))
+        .otherwise(None)
+    )
+    return v.with_columns(eligible.alias("vaccination_eligible"), reason.alias("vaccination_reason"))
+
+
+def resident_status(
+    residents: pl.DataFrame,
+    test_links: pl.DataFrame,
+    vacc_links: pl.DataFrame,
+    rnd: Round,
+    settings: RuleSettings,
+) -> pl.DataFrame:
+    """One row per roster resident with every fact the lists and coverage are built from."""
+    base = residents.with_columns(
+        (pl.col("status").fill_null(STATUS_IN_PLACE) == STATUS_IN_PLACE).alias("in_scope"),
+        pl.col("tags").fill_null("").str.contains("|".join(HOME_VISIT_TAGS)).alias("home_visit"),
+    )
+    tests = test_status(base, test_links, rnd)
+    vacc = vaccination_status(base, vacc_links, rnd, settings).drop("birth", "tags", "in_scope")
+    return base.join(tests, on="resident_id", how="left").join(vacc, on="resident_id", how="left")
+
+
+def build_call_list(status: pl.DataFrame) -> pl.DataFrame:
+    """One row per in-scope resident per reason, in the CALL_LIST contract's columns."""
+    c = pl.col
+    inscope = status.filter(c("in_scope"))
+    untested = inscope.filter(~c("tested_in_round")).with_columns(
+        pl.lit("untested").alias("reason"),
+        pl.when(c("test_candidate").is_not_null()).then(pl.lit("verify"))
+        .when(c("home_visit")).then(pl.lit("home_visit"))
+        .otherwise(pl.lit("call")).alias("list"),
+        pl.when(c("test_candidate").is_not_null())
+        .then(pl.lit("疑似本人检测记录：") + c("test_candidate"))
+        .when(c("last_test_at").is_not_null())
+        .then(pl.lit("本轮未检测；最近一次检测：") + _fmt(c("last_test_at")))
+        .otherwise(pl.lit("本轮未检测；无检测记录")).alias("detail"),
+    )
+    vdetail = {
+        "unvaccinated": pl.lit("无接种记录"),
+        "dose_due": pl.format(
+            "已接种{}剂（{}），末剂{}，应接种第{}剂", c("doses"), c("series_vaccine").fill_null("厂家不详"),
+            c("last_dose_on").dt.strftime("%Y-%m-%d"), c("doses") + 1,
+        ),
+        "booster_due": pl.format(
+            "已完成{}剂（{}），末剂{}，可接种加强针", c("doses"), c("series_vaccine").fill_null("厂家不详"),
+            c("last_dose_on").dt.strftime("%Y-%m-%d"),
+        ),
+    }
+    detail = pl.when(pl.lit(False)).then(pl.lit(""))
+    for reason, text in vdetail.items():
+        detail = detail.when(c("vaccination_reason") == reason).then(text)
+    vacc = inscope.filter(c("vaccination_reason").is_not_null()).with_columns(
+        c("vaccination_reason").alias("reason"),
+        pl.when(c("vaccination_candidate").is_not_null()).then(pl.lit("verify")).otherwise(pl.lit("call")).alias("list"),
+        pl.when(c("vaccination_candidate").is_not_null())
+        .then(detail.otherwise(pl.lit("")) + pl.lit("；疑似本人接种记录：") + c("vaccination_candidate"))
+        .otherwise(detail.otherwise(pl.lit("")))
+        .alias("detail"),
+    )
+    both = pl.concat([untested, vacc], how="diagonal_relaxed")
+    return both.with_columns(mask_id("id_clean").alias("id_masked")).select(CALL_LIST.names)
