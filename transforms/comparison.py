@@ -15,7 +15,7 @@ from rapidfuzz.distance import OSA
 
 ID_LEVELS = ("exact", "one_edit", "birth_segment", "mismatch", "missing")
 NAME_LEVELS = ("exact", "homophone", "wildcard", "loose", "similar", "different")
-PHONE_LEVELS = ("exact", "one_edit", "different", "missing")
+PHONE_LEVELS = ("exact", "household", "one_edit", "different", "missing")
 BIRTH_LEVELS = ("equal", "different", "missing")
 SEX_LEVELS = ("equal", "different", "missing")
 ADDRESS_LEVELS = ("same", "building", "different", "missing")
@@ -25,7 +25,7 @@ EXPLAIN = {
            "mismatch": "证件号不一致", "missing": "缺证件号"},
     "name": {"exact": "姓名一致", "homophone": "姓名同音", "wildcard": "姓名含生僻字占位、其余一致",
              "loose": "姓名近音", "similar": "姓名相近", "different": "姓名不同"},
-    "phone": {"exact": "手机号一致", "one_edit": "手机号相差一位", "different": "手机号不同", "missing": ""},
+    "phone": {"exact": "手机号一致", "household": "手机号为同户家人号码", "one_edit": "手机号相差一位", "different": "手机号不同", "missing": ""},
     "birth": {"equal": "出生日期一致", "different": "出生日期不同", "missing": ""},
     "sex": {"equal": "", "different": "性别不同", "missing": ""},
     "address": {"same": "地址一致", "building": "同一楼栋", "different": "", "missing": ""},
@@ -47,11 +47,13 @@ class ScoreSettings:
     id: dict[str, float] = field(default_factory=lambda: _weights(
         exact=12, one_edit=7, birth_segment=0, mismatch=-10, missing=0))
     name: dict[str, float] = field(default_factory=lambda: _weights(
-        exact=7, homophone=4, wildcard=4, loose=2, similar=1, different=-9))
-    phone: dict[str, float] = field(default_factory=lambda: _weights(exact=4, one_edit=1.5, different=-1, missing=0))
-    birth: dict[str, float] = field(default_factory=lambda: _weights(equal=3, different=-7, missing=0))
+        exact=7, homophone=5.5, wildcard=5.5, loose=2, similar=1, different=-9))
+    phone: dict[str, float] = field(default_factory=lambda: _weights(
+        exact=4, household=3.5, one_edit=3, different=-1, missing=0))
+    birth: dict[str, float] = field(default_factory=lambda: _weights(equal=3.5, different=-7, missing=0))
     sex: dict[str, float] = field(default_factory=lambda: _weights(equal=0, different=-7, missing=0))
-    address: dict[str, float] = field(default_factory=lambda: _weights(same=2, building=1, different=0, missing=0))
+    # The same flat is as telling as a phone; the same building only narrows it down.
+    address: dict[str, float] = field(default_factory=lambda: _weights(same=4, building=1, different=0, missing=0))
 
 
 def _pairwise(a: pl.Series, b: pl.Series, scorer) -> pl.Series:
@@ -103,14 +105,18 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     phone_level = (
         pl.when(~phones).then(pl.lit("missing"))
         .when(c("phone_norm_l") == c("phone_norm_r")).then(pl.lit("exact"))
+        .when(c("household_phones_r").list.contains(c("phone_norm_l")).fill_null(False)).then(pl.lit("household"))
         .when(c("_phone_dist") <= 1).then(pl.lit("one_edit"))
         .otherwise(pl.lit("different"))
     )
     births = c("id_birth_raw_l").is_not_null() & c("birth_r").is_not_null()
+    # The birth segment of an ID whose check digit fails may hold the typo: it can confirm, never refute.
+    record_birth_trusted = c("id_flag_l").is_in(["ok", "upgraded_15"])
     birth_level = (
         pl.when(~births).then(pl.lit("missing"))
         .when(c("id_birth_raw_l") == c("birth_r")).then(pl.lit("equal"))
-        .otherwise(pl.lit("different"))
+        .when(record_birth_trusted).then(pl.lit("different"))
+        .otherwise(pl.lit("missing"))
     )
     sexes = c("sex_l").is_not_null() & c("sex_r").is_not_null()
     sex_level = (

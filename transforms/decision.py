@@ -16,7 +16,7 @@ LINK_COLUMNS = ["record_kind", "record_id", "resident_id", "method", "score", "d
 
 @dataclass(frozen=True)
 class DecisionSettings:
-    match_threshold: float = 11.0
+    match_threshold: float = 9.5
     possible_threshold: float = 6.0
     ambiguity_margin: float = 2.0
 

@@ -76,6 +76,11 @@ def vaccination_scores(call_list: pl.DataFrame, roster_status: pl.DataFrame, tru
         pl.col("vaccination_reason").is_not_null()
     )
     exp = set(zip(expected["resident_id"].to_list(), expected["vaccination_reason"].to_list(), strict=True))
-    got_rows = call_list.filter(pl.col("reason") != "untested")
-    got = set(zip(got_rows["resident_id"].to_list(), got_rows["reason"].to_list(), strict=True))
-    return _prf(len(exp & got), len(got - exp), len(exp - got)) | {"expected": len(exp)}
+    # Verify-list rows are not a firm reason (the worker first settles the candidate record): they count
+    # as misses of the expected reason, not as hits.
+    rows = call_list.filter(pl.col("reason") != "untested")
+    firm = rows.filter(pl.col("list") != "verify")
+    got = set(zip(firm["resident_id"].to_list(), firm["reason"].to_list(), strict=True))
+    return _prf(len(exp & got), len(got - exp), len(exp - got)) | {
+        "expected": len(exp), "on_verify_list": rows.height - firm.height,
+    }

@@ -85,6 +85,13 @@ SELECT record_kind, record_id, id_body FROM src""",
 SELECT phone_norm FROM residents WHERE phone_flag = 'mobile'
 GROUP BY phone_norm HAVING count(*) <= {settings.max_phone_block}""",
     )
+    households = SqlStep(
+        "household_phones",
+        f"""CREATE OR REPLACE TEMP TABLE household_phones AS
+SELECT addr_canon, list(DISTINCT phone_norm ORDER BY phone_norm) AS phones
+FROM residents WHERE addr_canon IS NOT NULL AND phone_flag = 'mobile'
+GROUP BY addr_canon HAVING count(*) <= {settings.max_phone_block}""",
+    )
     name_ok = SqlStep(
         "name_keys",
         f"""CREATE OR REPLACE TEMP TABLE name_keys AS
@@ -98,6 +105,11 @@ GROUP BY name_py HAVING count(*) <= {settings.max_name_block}""",
         "JOIN residents p ON p.id_norm = r.id_norm WHERE r.id_body IS NULL",
         "phone": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
         "JOIN phone_keys k ON r.phone_norm = k.phone_norm JOIN residents p ON p.phone_norm = r.phone_norm",
+        # A relative's phone leads to the household; the name then says which member it is.
+        "household": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "JOIN phone_keys k ON r.phone_norm = k.phone_norm "
+        "JOIN (SELECT DISTINCT phone_norm, addr_canon FROM residents WHERE addr_canon IS NOT NULL) h "
+        "ON h.phone_norm = r.phone_norm JOIN residents p ON p.addr_canon = h.addr_canon",
         "name_birth": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
         "JOIN residents p ON p.name_py = r.name_py AND p.birth = r.id_birth_raw",
         "loose_name_birth": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
@@ -117,7 +129,7 @@ GROUP BY record_kind, record_id, resident_id
 QUALIFY row_number() OVER (PARTITION BY record_kind, record_id ORDER BY len(rules) DESC, resident_id)
         <= {settings.max_candidates}""",
     )
-    return [id_probes, phone_ok, name_ok, proposals]
+    return [id_probes, phone_ok, households, name_ok, proposals]
 
 
 def candidate_pairs_sql() -> SqlStep:
@@ -130,10 +142,11 @@ WITH pairs AS (
   UNION ALL
   SELECT record_kind, record_id, resident_id, 'blocking' AS stage, rules FROM blocked_pairs
 )
-SELECT {_pair_columns()}, x.stage, x.rules
+SELECT {_pair_columns()}, hp.phones AS household_phones_r, x.stage, x.rules
 FROM pairs x
 JOIN records r ON r.record_kind = x.record_kind AND r.record_id = x.record_id
-JOIN residents p ON p.resident_id = x.resident_id""",
+JOIN residents p ON p.resident_id = x.resident_id
+LEFT JOIN household_phones hp ON hp.addr_canon = p.addr_canon""",
     )
 
 

@@ -395,7 +395,7 @@ class _Generator:
         phone = host.phone if rng.random() < 0.05 else self.new_phone()
         return _Person(
             resident_id="", name=name, id_type="居民身份证", id_number=self.new_id(b, sex), roster_id="",
-            phone=phone, birth=b, sex=sex, address=host.address if rng.random() < 0.4 else "",
+            phone=phone, birth=b, sex=sex, address=rng.choice(self.people).address if rng.random() < 0.4 else "",
             street=host.street, community=host.community, grid_id="", grid_worker="", grid_worker_phone="",
             status="在住", tags="", household=[],
         )
