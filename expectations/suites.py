@@ -27,9 +27,19 @@ class ExpectationResult:
     unexpected_count: int | None
 
 
+def _context():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    return context
+
+
 def build_suite(contract: Contract):
     import great_expectations as gx
 
+    _context()
     suite = gx.ExpectationSuite(name=f"{contract.name}_contract")
     suite.add_expectation(gx.expectations.ExpectTableColumnsToMatchSet(column_set=["_line", *contract.names]))
     for col in contract.columns:
@@ -50,11 +60,7 @@ def build_suite(contract: Contract):
 
 
 def validate_rows(contract: Contract, rows: pl.DataFrame) -> list[ExpectationResult]:
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    context = _context()
     source = context.data_sources.add_pandas(name=f"{contract.name}_rows")
     asset = source.add_dataframe_asset(name=contract.name)
     batch_def = asset.add_batch_definition_whole_dataframe("all_rows")

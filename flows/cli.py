@@ -11,7 +11,9 @@ from pathlib import Path
 
 def _prefect_environment(state: Path) -> None:
     """A plain run starts a temporary Prefect server; give it a home in the state folder and time to start."""
-    os.environ.setdefault("PREFECT_HOME", str((state / "prefect").resolve()))
+    home = (state / "prefect").resolve()
+    home.mkdir(parents=True, exist_ok=True)  # Prefect creates its home but not the folders above it
+    os.environ.setdefault("PREFECT_HOME", str(home))
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")

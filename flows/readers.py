@@ -172,7 +172,11 @@ def _select(mapping: dict[int, str], body: pl.DataFrame) -> pl.DataFrame:
     value_cols = [c for c in body.columns if c != LINE]
     blank = pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in value_cols])
     body = body.filter(~blank) if value_cols else body
-    return body.select([pl.col(f"col_{i}").alias(name) for i, name in mapping.items()] + [pl.col(LINE)])
+    def cell(i: int) -> pl.Expr:
+        c = pl.col(f"col_{i}")
+        return pl.when(c.str.strip_chars() == "").then(None).otherwise(c)
+
+    return body.select([cell(i).alias(name) for i, name in mapping.items()] + [pl.col(LINE)])
 
 
 def _rows_frame(rows: list[list], lines: list[int], width: int) -> pl.DataFrame:

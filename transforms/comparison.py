@@ -46,8 +46,10 @@ class ScoreSettings:
 
     id: dict[str, float] = field(default_factory=lambda: _weights(
         exact=12, one_edit=7, birth_segment=0, mismatch=-10, missing=0))
+    # 'similar' (one character differs, reads differently) is more often a sibling than a typo: it
+    # counts against the pair, only less than a different name.
     name: dict[str, float] = field(default_factory=lambda: _weights(
-        exact=7, homophone=5.5, wildcard=5.5, loose=2, similar=1, different=-9))
+        exact=7, homophone=5.5, wildcard=5.5, loose=2, similar=-4, different=-9))
     phone: dict[str, float] = field(default_factory=lambda: _weights(
         exact=4, household=3.5, one_edit=3, different=-1, missing=0))
     birth: dict[str, float] = field(default_factory=lambda: _weights(equal=3.5, different=-7, missing=0))

@@ -41,17 +41,17 @@ _INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"))
 
 
 def clean_name_expr(col: str) -> pl.Expr:
-    """Whitespace inside a Chinese name is noise; every middle-dot variant is the same dot."""
-    c = pl.col(col).str.strip_chars()
-    latin = c.str.contains(r"^[A-Za-z ,.'\-]+$")
+    """Whitespace inside a Chinese name is noise; every middle-dot variant is the same dot; a name in
+    Latin letters only (a pinyin spelling) is folded to lower-case letters."""
     chinese = (
-        c.str.replace_all(r"[\s\u3000]", "")
+        pl.col(col).str.strip_chars()
+        .str.replace_all(r"[\s\u3000]", "")
         .str.replace_all(f"[{re.escape(MIDDLE_DOTS)}]", "·")
         .str.replace_all(f"[{re.escape(PLACEHOLDERS)}]", WILDCARD)
         .str.strip_chars("·")
     )
-    latin_clean = c.str.to_lowercase().str.replace_all(r"[^a-z]", "")
-    return pl.when(latin).then(latin_clean).otherwise(chinese)
+    latin = chinese.str.replace_all("[·,']", "").str.contains(r"^[A-Za-z]+$")
+    return pl.when(latin).then(chinese.str.to_lowercase().str.replace_all(r"[^a-z]", "")).otherwise(chinese)
 
 
 def _loose_syllable(s: str) -> str:

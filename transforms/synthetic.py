@@ -42,6 +42,10 @@ NOISE_RATES: dict[str, float] = {
     "address_variant": 0.5,
     # vaccine maker spelled another way
     "vaccine_alias": 0.05,
+    # whole rows a person has to fix (they end in quarantine)
+    "row_bad_time": 0.001,
+    "row_missing_name": 0.0005,
+    "row_duplicated": 0.001,
 }
 
 SURNAMES = (
@@ -477,6 +481,18 @@ class _Generator:
         return rows, truth
 
 
+def broken_rows(rows: list[dict], time_col: str, rng: random.Random, truth: list[dict]) -> None:
+    """Rows no matcher can use: an unreadable time, a blank name. Marked in the truth's noise column."""
+    for row, t in zip(rows, truth, strict=True):
+        r = rng.random()
+        if r < NOISE_RATES["row_bad_time"]:
+            row[time_col] = rng.choice(("2022-13-45 25:00", "昨天下午", "#VALUE!"))
+            t["noise"] = ";".join(x for x in (t["noise"], "row_bad_time") if x)
+        elif r < NOISE_RATES["row_bad_time"] + NOISE_RATES["row_missing_name"]:
+            row["name"] = ""
+            t["noise"] = ";".join(x for x in (t["noise"], "row_missing_name") if x)
+
+
 def _cn_lane(address: str) -> str:
     import re
 
@@ -541,6 +557,11 @@ def generate(
         }
     )
     schema = {"record_id": pl.String, "resident_id": pl.String, "noise": pl.String}
+    broken_rows(test_rows, "sampled_at", gen.rng, test_truth)
+    broken_rows(vacc_rows, "vaccinated_at", gen.rng, vacc_truth)
+    dup = [i for i in range(roster.height) if gen.rng.random() < NOISE_RATES["row_duplicated"]]
+    if dup:
+        roster = pl.concat([roster, roster[dup]])
     return Synthetic(
         roster=roster,
         tests=pl.DataFrame(test_rows),

@@ -1,0 +1,128 @@
+"""The whole refresh as a Prefect flow on generated data, scored against the generator's truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from flows.evaluate import score_run
+from flows.generate import write_synthetic
+from flows.readers import InputError
+from flows.settings import load_settings
+from transforms.contract import CALL_LIST
+from transforms.synthetic import generate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("campaign")
+    write_synthetic(generate(3000, seed=11), data)
+    return data
+
+
+@pytest.fixture(scope="module")
+def first_run(campaign, prefect_server):
+    from flows.refresh import refresh
+
+    settings = load_settings(campaign / "campaign.toml", out=str(campaign / "out"),
+                             db=str(campaign / "state" / "gridsweep.duckdb"))
+    report = refresh(settings)
+    return settings, report
+
+
+def test_scores_against_truth(first_run, campaign):
+    settings, _ = first_run
+    s = score_run(settings, campaign)
+    assert s["untested"]["recall"] >= 0.99, s["untested"]
+    assert s["untested"]["precision"] >= 0.99, s["untested"]
+    assert s["untested"]["out_of_scope_listed"] == 0
+    assert s["links"]["test"]["precision"] >= 0.999, s["links"]
+    assert s["links"]["vaccination"]["precision"] >= 0.999, s["links"]
+    assert s["vaccination_reasons"]["f1"] >= 0.98, s["vaccination_reasons"]
+    assert s["verify_residents"] <= 0.03 * s["residents"]
+
+
+def test_outputs_and_run_record(first_run, campaign):
+    settings, report = first_run
+    out = settings.out
+    call_list = pl.read_csv(out / "call_list.csv", infer_schema=False)
+    assert call_list.columns == CALL_LIST.names
+    assert set(call_list["list"].unique()) <= {"call", "home_visit", "verify"}
+    assert not call_list["phone"].is_null().all()
+    roster = pl.read_csv(campaign / "roster.csv", infer_schema=False)
+    workers = roster.select("街道", "社区", "网格员").unique().height
+    books = list((out / "sheets").rglob("*.xlsx"))
+    assert len(books) == workers
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    for name, acc in run["accounting"].items():
+        assert acc["rows_read"] == acc["rows_used"] + acc["rows_quarantined"], name
+        quarantined = pl.read_csv(out / "quarantine" / f"{name}.csv", infer_schema=False)
+        assert quarantined.height == acc["rows_quarantined"]
+        if quarantined.height:
+            assert quarantined["reason"].null_count() == 0 and quarantined["line"].null_count() == 0
+    matches = pl.read_csv(out / "matches.csv", infer_schema=False)
+    assert set(matches["decision"].unique()) <= {"match", "possible"}
+    assert matches.filter(pl.col("method").is_null() | pl.col("score").is_null()).height == 0
+    coverage = pl.read_csv(out / "coverage.csv", infer_schema=False)
+    total = coverage.filter(pl.col("level") == "total").row(0, named=True)
+    assert int(total["untested"]) == call_list.filter(pl.col("reason") == "untested").height
+    con = duckdb.connect(str(settings.duckdb.path), read_only=True)
+    try:
+        n = con.execute("SELECT count(*) FROM run_call_list WHERE run_id = ?", [report.run_id]).fetchone()[0]
+        assert n == call_list.height
+    finally:
+        con.close()
+
+
+def test_no_personal_data_in_run_json(first_run):
+    settings, _ = first_run
+    text = (settings.out / "run.json").read_text(encoding="utf-8")
+    call_list = pl.read_csv(settings.out / "call_list.csv", infer_schema=False)
+    for phone in call_list["phone"].drop_nulls().head(50):
+        assert phone not in text
+
+
+def test_bad_input_leaves_previous_outputs(first_run, campaign, tmp_path):
+    from flows.refresh import refresh
+
+    settings, _ = first_run
+    before = (settings.out / "run.json").read_bytes()
+    broken = tmp_path / "roster.csv"
+    broken.write_text("人员编号,姓名\nR1,张三\n", encoding="utf-8")
+    bad = load_settings(campaign / "campaign.toml", roster=str(broken), out=str(settings.out),
+                        db=str(settings.duckdb.path))
+    with pytest.raises(InputError, match="居住地址"):
+        refresh(bad)
+    assert (settings.out / "run.json").read_bytes() == before
+    assert not list(settings.out.parent.glob(".out.staging-*"))
+
+
+def test_failure_while_writing_keeps_the_last_good_outputs(first_run, campaign, monkeypatch):
+    import flows.publish
+    from flows.refresh import refresh
+
+    settings, _ = first_run
+    before = (settings.out / "run.json").read_bytes()
+    calls = {"n": 0}
+    real = flows.publish.write_workbook
+
+    def failing(book, path):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        real(book, path)
+
+    monkeypatch.setattr(flows.publish, "write_workbook", failing)
+    with pytest.raises(OSError, match="disk full"):
+        refresh(settings)
+    assert (settings.out / "run.json").read_bytes() == before
+    assert not list(settings.out.parent.glob(".out.staging-*"))
+    monkeypatch.setattr(flows.publish, "write_workbook", real)
+    report = refresh(settings)  # and the next run recovers
+    assert json.loads((settings.out / "run.json").read_text(encoding="utf-8"))["run_id"] == report.run_id

@@ -1,0 +1,115 @@
+"""Reading exports in every shape they arrive in, and row-level quarantine with reasons and line numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+import xlsxwriter
+
+from flows.readers import InputError, read_table
+from transforms.contract import ROSTER, TESTS
+from transforms.parsing import parse_rows
+
+HEADER_ZH = "采样编号,姓名,证件号码,手机号码,采样时间,采样点"
+HEADER_EN = "record_id,name,id_number,phone,sampled_at,site"
+ROWS = ["T1,张三,11010519491231002X,13800138000,2022-05-20 09:00:00,广场", "T2,李四,,13900139000,2022/05/20 10:30,学校"]
+
+
+def write(tmp_path: Path, name: str, text: str, encoding: str) -> Path:
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding))
+    return p
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030", "gbk", "utf-16"])
+@pytest.mark.parametrize("header", [HEADER_ZH, HEADER_EN])
+def test_csv_encodings_and_headers(tmp_path, encoding, header):
+    p = write(tmp_path, "t.csv", "\n".join([header, *ROWS]) + "\n", encoding)
+    raw = read_table(p, TESTS)
+    assert raw.frame["name"].to_list() == ["张三", "李四"]
+    assert raw.frame["id_number"].to_list() == ["11010519491231002X", None]
+    assert raw.frame["_line"].to_list() == [2, 3]
+
+
+def test_xlsx_keeps_long_numbers_as_text_and_flags_mangled_ids(tmp_path):
+    p = tmp_path / "t.xlsx"
+    wb = xlsxwriter.Workbook(str(p))
+    ws = wb.add_worksheet()
+    ws.write_row(0, 0, HEADER_ZH.split(","))
+    ws.write_row(1, 0, ["T1", "张三", "11010519491231002X", 13800138000, "2022-05-20 09:00:00", "广场"])
+    ws.write_row(2, 0, ["T2", "李四", 440307199001011234, 13900139000, "2022-05-20 09:00:00", "广场"])
+    wb.close()
+    raw = read_table(p, TESTS)
+    assert raw.frame["phone"].to_list() == ["13800138000", "13900139000"]
+    assert raw.frame["id_number"][1].endswith("E+17")  # Excel kept 15 significant digits: visibly mangled
+    assert raw.frame["_line"].to_list() == [2, 3]
+
+
+def test_parquet(tmp_path):
+    p = tmp_path / "t.parquet"
+    pl.DataFrame({"record_id": ["T1"], "name": ["张三"], "sampled_at": ["2022-05-20 09:00:00"]}).write_parquet(p)
+    assert read_table(p, TESTS).frame["name"].to_list() == ["张三"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (bytes(range(128, 256)) * 4, "encoding"),
+        ("采样编号,手机号码\nT1,138\n".encode(), "姓名"),
+        ("采样编号,姓名,手机号码,联系电话,采样时间\nT1,张三,1,2,2022-05-20\n".encode(), "both mean phone"),
+    ],
+)
+def test_file_level_errors_name_the_file_and_what_was_expected(tmp_path, content, message):
+    p = tmp_path / "bad.csv"
+    p.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        read_table(p, TESTS)
+    assert "bad.csv" in str(err.value)
+    assert message in str(err.value)
+
+
+def test_missing_required_roster_column_names_it(tmp_path):
+    p = write(tmp_path, "roster.csv", "人员编号,姓名,居住地址,街道,社区,网格编号\nR1,张三,地址,街道,社区,G1\n", "utf-8")
+    with pytest.raises(InputError) as err:
+        read_table(p, ROSTER)
+    assert err.value.column == "网格员"
+    assert "roster.csv" in str(err.value)
+
+
+def test_row_quarantine_reasons_and_lines(tmp_path):
+    text = "\n".join([
+        "人员编号,姓名,居住地址,街道,社区,网格编号,网格员,居住状态,出生日期",
+        "R1,张三,地址1,街道,社区,G1,王五,在住,1980-01-01",
+        "R2,,地址2,街道,社区,G1,王五,在住,1980-01-01",  # no name
+        "R3,李四,地址3,街道,社区,G1,王五,在家,1980-01-01",  # unknown status
+        "R4,赵六,地址4,街道,社区,G1,王五,,1980-13-01",  # bad date
+        "R1,张三丰,地址5,街道,社区,G1,王五,在住,1980-01-01",  # duplicate id
+        ",,,,,,,,",  # blank row: formatting, dropped
+        "R5,钱七,地址6,街道,社区,G1,王五,,",
+    ]) + "\n"
+    raw = read_table(write(tmp_path, "roster.csv", text, "utf-8"), ROSTER)
+    parsed = parse_rows(raw.frame, ROSTER)
+    assert parsed.rows["resident_id"].to_list() == ["R1", "R5"]
+    assert parsed.rows["status"].to_list() == ["在住", "在住"]  # blank status defaults to 在住
+    q = {r["_line"]: r["reason"] for r in parsed.quarantine.to_dicts()}
+    assert q[3] == "缺少必填项：姓名"
+    assert q[4].startswith("居住状态不在允许值内")
+    assert q[5] == "无法识别的日期：出生日期"
+    assert q[6] == "人员编号重复（首次出现在第2行）"
+    assert parsed.rows.height + parsed.quarantine.height == raw.frame.height == 6
+
+
+def test_vaccine_aliases_and_tags():
+    from transforms.contract import VACCINATIONS
+
+    raw = pl.DataFrame({"_line": [2, 3], "record_id": ["V1", "V2"], "name": ["张三", "李四"],
+                        "vaccinated_at": ["2021-05-01 10:00", "2021-05-01"], "vaccine": ["国药北京", "科兴"]})
+    parsed = parse_rows(raw, VACCINATIONS)
+    assert parsed.rows["vaccine"].to_list() == ["北京生物", "北京科兴"]
+    roster_raw = pl.DataFrame({"_line": [2], "resident_id": ["R1"], "name": ["张三"], "address": ["a"],
+                               "street": ["s"], "community": ["c"], "grid_id": ["g"], "grid_worker": ["w"],
+                               "tags": ["高龄；卧床、未知"]})
+    assert parse_rows(roster_raw, ROSTER).rows["tags"].to_list() == ["高龄;卧床"]

@@ -1,0 +1,128 @@
+"""The linking traps from the field, each a small hand-made household, run through the real linker."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import decision_for, link, roster, records_table
+from transforms.idcard import check_digit
+
+
+def make_id(region: str, birth: str, seq: str) -> str:
+    body = f"{region}{birth}{seq}"
+    return body + check_digit(body)
+
+
+FATHER = make_id("440305", "19580304", "031")
+SON = make_id("440305", "19880612", "017")
+TWIN_A = make_id("440305", "20100101", "023")
+TWIN_B = make_id("440305", "20100101", "045")
+FAMILY_PHONE = "13800138000"
+
+
+def family():
+    return roster([
+        {"resident_id": "R1", "name": "王建国", "id_number": FATHER, "phone": FAMILY_PHONE, "gender": "男"},
+        {"resident_id": "R2", "name": "王小明", "id_number": SON, "phone": FAMILY_PHONE, "gender": "男"},
+        {"resident_id": "R3", "name": "王欣怡", "id_number": TWIN_A, "phone": FAMILY_PHONE, "gender": "女"},
+        {"resident_id": "R4", "name": "王欣悦", "id_number": TWIN_B, "phone": FAMILY_PHONE, "gender": "女"},
+    ])
+
+
+CASES = [
+    # (what, record fields, expected resident, expected decision)
+    ("exact ID and name", {"name": "王小明", "id_number": SON}, "R2", "match"),
+    ("son on the family phone, no ID: never the father",
+     {"name": "王小明", "phone": FAMILY_PHONE, "address": "科苑路一巷3号楼2单元502室"}, "R2", "match"),
+    ("twin A by name on the shared phone", {"name": "王欣怡", "phone": FAMILY_PHONE}, "R3", "match"),
+    ("twin B with her own ID", {"name": "王欣悦", "id_number": TWIN_B}, "R4", "match"),
+    ("one-digit ID typo, name right", {"name": "王建国", "id_number": FATHER[:10] + "9" + FATHER[11:]}, "R1", "match"),
+    ("two digits swapped", {"name": "王建国", "id_number": FATHER[:8] + FATHER[9] + FATHER[8] + FATHER[10:]}, "R1",
+     "match"),
+    ("homophone given name with the ID", {"name": "王晓明", "id_number": SON}, "R2", "match"),
+    ("pinyin-only name with the ID", {"name": "WANG XIAOMING", "id_number": SON}, "R2", "match"),
+    ("lower-case x and spaces", {"name": "王建国", "id_number": " " + FATHER[:6] + " " + FATHER[6:].lower()}, "R1",
+     "match"),
+]
+
+
+@pytest.mark.parametrize(("what", "record", "resident", "decision"), CASES, ids=[c[0] for c in CASES])
+def test_family_traps(what, record, resident, decision):
+    links = link(family(), records_table([{"record_id": "T1", **record}]))
+    assert decision_for(links, "T1") == (resident, decision), what
+
+
+def test_sons_record_is_never_taken_for_the_untested_father():
+    """The son tests, the father does not; they share phone and address."""
+    links = link(family(), records_table([{"record_id": "T1", "name": "王小明", "phone": FAMILY_PHONE,
+                                         "address": "科苑路1巷3栋2单元502"}]))
+    assert "R1" not in links["resident_id"].to_list()
+
+
+def test_a_typo_that_lands_on_a_twins_id_is_decided_by_the_name():
+    """Twin A's record carries twin B's ID (a digit typed wrong): the name must win or the pair is unsure."""
+    links = link(family(), records_table([{"record_id": "T1", "name": "王欣怡", "id_number": TWIN_B}]))
+    resident, decision = decision_for(links, "T1")
+    assert not (resident == "R4" and decision == "match")
+
+
+def test_same_name_neighbours_without_id_are_not_guessed():
+    people = roster([
+        {"resident_id": "N1", "name": "李娜", "address": "科苑路1巷3栋1单元101", "phone": "13912345678"},
+        {"resident_id": "N2", "name": "李娜", "address": "科苑路1巷3栋1单元102", "phone": "13900000002"},
+    ])
+    links = link(people, records_table([{"record_id": "T1", "name": "李娜", "address": "科苑路1巷3栋"}]))
+    _, decision = decision_for(links, "T1")
+    assert decision != "match"
+
+
+def test_same_name_neighbour_found_by_her_own_phone():
+    people = roster([
+        {"resident_id": "N1", "name": "李娜", "address": "科苑路1巷3栋1单元101", "phone": "13912345678"},
+        {"resident_id": "N2", "name": "李娜", "address": "科苑路1巷3栋1单元102", "phone": "13900000002"},
+    ])
+    links = link(people, records_table([{"record_id": "T1", "name": "李娜", "phone": "+86 139-0000-0002"}]))
+    assert decision_for(links, "T1") == ("N2", "match")
+
+
+def test_legacy_15_digit_roster_id_matches_the_18_digit_record():
+    legacy = FATHER[:6] + FATHER[8:17]
+    people = roster([{"resident_id": "R1", "name": "王建国", "id_number": legacy}])
+    links = link(people, records_table([{"record_id": "T1", "name": "王建国", "id_number": FATHER}]))
+    assert decision_for(links, "T1") == ("R1", "match")
+
+
+def test_a_visitor_with_a_residents_name_but_another_id_is_not_linked():
+    people = roster([{"resident_id": "R1", "name": "王建国", "id_number": FATHER, "phone": FAMILY_PHONE}])
+    stranger = make_id("420106", "19760101", "055")
+    links = link(people, records_table([{"record_id": "T1", "name": "王建国", "id_number": stranger,
+                                       "phone": "13700000000"}]))
+    _, decision = decision_for(links, "T1")
+    assert decision is None
+
+
+def test_an_excel_mangled_id_is_never_an_exact_key():
+    people = roster([{"resident_id": "R1", "name": "王建国", "id_number": FATHER}])
+    links = link(people, records_table([{"record_id": "T1", "name": "赵六", "id_number": "4.40305196E+17"}]))
+    assert decision_for(links, "T1") == (None, None)
+
+
+def test_every_link_records_method_score_and_reason():
+    links = link(family(), records_table([
+        {"record_id": "T1", "name": "王小明", "id_number": SON},
+        {"record_id": "T2", "name": "王建国", "id_number": FATHER[:10] + "9" + FATHER[11:]},
+    ]))
+    by_id = {r["record_id"]: r for r in links.to_dicts()}
+    assert by_id["T1"]["method"] == "id_exact"
+    assert by_id["T2"]["method"].startswith("fuzzy:") and "id" in by_id["T2"]["method"]
+    assert "证件号相差一位" in by_id["T2"]["explanation"] and "姓名一致" in by_id["T2"]["explanation"]
+    assert by_id["T1"]["score"] > by_id["T2"]["score"] > 0
+
+
+def test_shuffling_records_changes_no_decision():
+    recs = [
+        {"record_id": f"T{i}", "name": n, "phone": FAMILY_PHONE} for i, n in enumerate(["王小明", "王欣怡", "王建国", "王欣悦"])
+    ]
+    a = link(family(), records_table(recs)).sort("record_id")
+    b = link(family(), records_table(list(reversed(recs)))).sort("record_id")
+    assert a.select("record_id", "resident_id", "decision").equals(b.select("record_id", "resident_id", "decision"))

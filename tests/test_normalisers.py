@@ -1,0 +1,168 @@
+"""Table-driven cases for the field normalisers, plus properties (normalising twice changes nothing)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.addresses import canonical_address, chinese_number
+from transforms.idcard import check_digit, is_valid_id, mask_id, normalise_ids, upgrade_15
+from transforms.names import loose_key, normalise_names, pinyin_key
+from transforms.phones import normalise_phones
+
+# The sample ID printed in GB 11643-1999's own worked example.
+GB_EXAMPLE = "11010519491231002X"
+
+
+def ids(values: list[str | None], types: list[str | None] | None = None) -> pl.DataFrame:
+    types = types or [None] * len(values)
+    return normalise_ids(pl.DataFrame({"id_number": values, "id_type": types}, schema={"id_number": pl.String,
+                                                                                         "id_type": pl.String}))
+
+
+def test_check_digit_of_the_standard_example():
+    assert check_digit(GB_EXAMPLE[:17]) == "X"
+    assert is_valid_id(GB_EXAMPLE)
+    assert not is_valid_id(GB_EXAMPLE[:16] + "3X")
+
+
+@pytest.mark.parametrize(
+    ("raw", "flag", "norm"),
+    [
+        (GB_EXAMPLE, "ok", GB_EXAMPLE),
+        (GB_EXAMPLE.lower(), "ok", GB_EXAMPLE),  # lower-case x
+        ("110105 19491231 002X", "ok", GB_EXAMPLE),  # spaces
+        ("１１０１０５１９４９１２３１００２Ｘ", "ok", GB_EXAMPLE),  # full-width
+        ("110105491231002", "upgraded_15", GB_EXAMPLE),  # legacy 15-digit
+        ("11010519491231003X", "bad_check_digit", None),  # one wrong digit
+        ("11010519941231002X", "bad_check_digit", None),  # two digits swapped
+        ("1.10105194E+17", "excel_mangled", None),
+        ("11010519491231", "malformed", None),
+        ("11010519491331002X", "bad_check_digit", None),  # month 13: a typo, kept for near matching only
+        (None, "missing", None),
+        ("", "missing", None),
+    ],
+)
+def test_resident_id_normalisation(raw, flag, norm):
+    row = ids([raw]).row(0, named=True)
+    assert row["id_flag"] == flag
+    assert row["id_norm"] == norm
+
+
+def test_upgrade_and_derived_birth_and_sex():
+    assert upgrade_15("110105491231002") == GB_EXAMPLE
+    row = ids([GB_EXAMPLE]).row(0, named=True)
+    assert str(row["id_birth"]) == "1949-12-31"
+    assert row["id_sex"] == "女"  # 17th digit 2 is even
+    male = "11010519491231001" + check_digit("11010519491231001")
+    assert ids([male]).row(0, named=True)["id_sex"] == "男"
+
+
+def test_other_document_types_are_keyed_by_type():
+    out = ids(["e1234567", "E1234567"], ["护照", "港澳居民来往内地通行证"])
+    assert out["id_norm"].to_list() == ["护照:E1234567", "港澳居民来往内地通行证:E1234567"]
+    assert out["id_birth"].to_list() == [None, None]
+
+
+def test_mask_keeps_first_six_and_last_four():
+    out = pl.DataFrame({"v": [GB_EXAMPLE, "E1234567", None]}).select(mask_id("v"))
+    assert out.to_series().to_list() == ["110105********002X", "********", ""]
+
+
+@pytest.mark.parametrize(
+    ("raw", "norm", "flag"),
+    [
+        ("13800138000", "13800138000", "mobile"),
+        ("+86 138-0013-8000", "13800138000", "mobile"),
+        ("008613800138000", "13800138000", "mobile"),
+        ("8613800138000", "13800138000", "mobile"),
+        ("138 0013 8000", "13800138000", "mobile"),
+        ("1380013800", "1380013800", "suspect"),  # ten digits: kept, flagged, never a key
+        ("0755-86001234", "075586001234", "landline"),
+        (None, None, "missing"),
+    ],
+)
+def test_phones(raw, norm, flag):
+    row = normalise_phones(pl.DataFrame({"phone": [raw]}, schema={"phone": pl.String})).row(0, named=True)
+    assert (row["phone_norm"], row["phone_flag"]) == (norm, flag)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("单雄信", "善雄信"),  # surname 单 reads shan, not dan
+        ("曾国藩", "增国藩"),  # 曾 reads zeng
+        ("仇英", "求英"),  # 仇 reads qiu
+        ("解缙", "谢缙"),
+        ("区伟", "欧伟"),
+        ("朴成", "漂成"),
+        ("查良镛", "扎良镛"),
+        ("张伟", "张玮"),  # homophone given name
+        ("陈国华", "陳國華"),  # traditional characters read the same
+        ("张三", "ZHANG SAN"),  # pinyin-only spelling
+    ],
+)
+def test_same_pinyin(a, b):
+    assert pinyin_key(a) == pinyin_key(b)
+
+
+def test_loose_key_folds_accents_but_pinyin_key_does_not():
+    assert pinyin_key("刘娜") != pinyin_key("刘拉")
+    assert loose_key("刘娜") == loose_key("刘拉")  # n/l
+    assert loose_key("张明") == loose_key("赞民")  # zh/z, -ng/-n
+
+
+def test_name_cleaning_middle_dots_spaces_placeholders():
+    raw = ["买买提·艾力", "买买提.艾力", "买买提•艾力", "买买提・艾力", "刘 娜", "王?明", "王□明"]
+    out = normalise_names(pl.DataFrame({"name": raw}))
+    assert out["name_norm"].to_list() == ["买买提·艾力"] * 4 + ["刘娜", "王?明", "王?明"]
+    assert out["name_py"][0] == out["name_py"][1] == "maimaitiaili"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "科苑路1巷3栋2单元502",
+        "科苑路一巷3号楼2单元502室",
+        "科苑路1巷3-2-502",
+        "广东省深圳市南山区粤海街道科苑路1巷3栋2单元502",
+        "粤海街道科技园社区科苑路1巷3幢2单元502",
+        "科苑路１巷３座２单元５０２",
+    ],
+)
+def test_address_variants_share_one_canonical_form(variant):
+    canon, place, building, unit, room = canonical_address(variant)
+    assert (canon, place, building, unit, room) == ("科苑路1巷3栋2单元502", "科苑路", "3", "2", "502")
+
+
+@pytest.mark.parametrize(("text", "value"), [("一", 1), ("十", 10), ("十二", 12), ("二十", 20), ("一百零五", 105),
+                                            ("二〇五", 205), ("三十八", 38)])
+def test_chinese_numbers(text, value):
+    assert chinese_number(text) == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="0123456789Xx -１２", max_size=22))
+def test_id_normalisation_is_idempotent(raw):
+    once = ids([raw])
+    twice = ids(once["id_clean"].to_list())
+    assert once["id_norm"].to_list() == twice["id_norm"].to_list()
+    assert once["id_flag"].to_list() == twice["id_flag"].to_list()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="张王李伟芳·.• ?刘娜abcXYZ", max_size=8))
+def test_name_normalisation_is_idempotent(raw):
+    once = normalise_names(pl.DataFrame({"name": [raw]}))
+    twice = normalise_names(pl.DataFrame({"name": once["name_norm"].to_list()}, schema={"name": pl.String}))
+    assert once["name_norm"].to_list() == twice["name_norm"].to_list()
+    assert once["name_py"].to_list() == twice["name_py"].to_list()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="科苑路一二三1234567890巷栋号楼单元室-", max_size=24))
+def test_address_canonical_form_is_idempotent(raw):
+    canon = canonical_address(raw)[0]
+    assert canonical_address(canon)[0] == canon

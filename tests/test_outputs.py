@@ -1,0 +1,99 @@
+"""Worker workbooks opened back with openpyxl (a different library from the writer), and the contract
+as the single source every output column comes from."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+from openpyxl import load_workbook
+
+from flows.workbooks import write_workbook
+from transforms.contract import CALL_LIST, CONTACT_OUTCOMES, INPUTS
+from transforms.coverage import build_coverage
+from transforms.sheets import SHEETS, build_worker_books
+
+AS_OF = datetime(2022, 5, 20, 18, 0)
+
+
+def call_rows() -> pl.DataFrame:
+    base = {"street": "粤海街道", "community": "科技园社区", "grid_id": "G1", "grid_worker": "李网格", "tags": "",
+            "id_masked": "110105********002X", "unit": "1"}
+    rows = [
+        {"resident_id": "R3", "name": "=HYPERLINK(\"x\")", "phone": "13800000003", "address": "a", "list": "call",
+         "reason": "untested", "detail": "本轮未检测", "building": "10", "room": "101"},
+        {"resident_id": "R1", "name": "张三", "phone": "13800000001", "address": "a", "list": "call",
+         "reason": "untested", "detail": "本轮未检测", "building": "2", "room": "1202"},
+        {"resident_id": "R2", "name": "李四", "phone": "13800000002", "address": "a", "list": "call",
+         "reason": "untested", "detail": "本轮未检测", "building": "2", "room": "301"},
+        {"resident_id": "R4", "name": "王五", "phone": "13800000004", "address": "a", "list": "home_visit",
+         "reason": "untested", "detail": "本轮未检测", "building": "1", "room": "101"},
+        {"resident_id": "R5", "name": "赵六", "phone": "13800000005", "address": "a", "list": "verify",
+         "reason": "untested", "detail": "疑似本人检测记录", "building": "1", "room": "102"},
+        {"resident_id": "R1", "name": "张三", "phone": "13800000001", "address": "a", "list": "call",
+         "reason": "booster_due", "detail": "可接种加强针", "building": "2", "room": "1202"},
+    ]
+    return pl.DataFrame([base | r for r in rows]).select(CALL_LIST.names)
+
+
+def status_rows() -> pl.DataFrame:
+    return pl.DataFrame({
+        "street": ["粤海街道"] * 3, "community": ["科技园社区"] * 3, "grid_id": ["G1"] * 3, "status": ["在住", "在住", "外出"],
+        "in_scope": [True, True, False], "tested_in_round": [True, False, False],
+        "test_candidate": [None, None, None], "vaccination_eligible": [True, True, False], "doses": [2, 0, 0],
+        "series_doses": [2, 2, 2], "vaccination_reason": [None, "unvaccinated", None],
+    }, schema_overrides={"test_candidate": pl.String})
+
+
+def test_workbook_round_trip(tmp_path):
+    coverage = build_coverage(status_rows())
+    workers = pl.DataFrame({"street": ["粤海街道"], "community": ["科技园社区"], "grid_id": ["G1"], "grid_worker": ["李网格"]})
+    (book,) = build_worker_books(call_rows(), coverage, workers, as_of_text="2022-05-20 18:00")
+    path = tmp_path / book.file_name
+    write_workbook(book, path)
+    wb = load_workbook(path)
+    assert wb.sheetnames == ["汇总", *SHEETS]
+    calls = wb["电话通知"]
+    header = [c.value for c in calls[1]]
+    assert header[:4] == ["序号", "姓名", "联系电话", "居住地址"]
+    assert header[-2:] == ["联系结果", "备注"]
+    names = [r[1] for r in calls.iter_rows(min_row=2, values_only=True)]
+    assert names == ["李四", "张三", '=HYPERLINK("x")']  # building 2 room 301, 2/1202, then building 10
+    cell = calls.cell(row=4, column=2)
+    assert cell.data_type == "s"  # a name that looks like a formula stays text
+    assert calls.freeze_panes == "C2"
+    validations = calls.data_validations.dataValidation
+    assert len(validations) == 1 and validations[0].formula1 == '"' + ",".join(CONTACT_OUTCOMES) + '"'
+    assert calls.print_title_rows == "$1:$1"
+    ids = [r[header.index("证件号码")] for r in calls.iter_rows(min_row=2, values_only=True)]
+    assert all(i == "110105********002X" for i in ids)
+    assert [r[1] for r in wb["上门采样"].iter_rows(min_row=2, values_only=True)] == ["王五"]
+    assert [r[1] for r in wb["待核实"].iter_rows(min_row=2, values_only=True)] == ["赵六"]
+    assert [r[1] for r in wb["疫苗接种"].iter_rows(min_row=2, values_only=True)] == ["张三"]
+    summary = {r[0]: r[1] for r in wb["汇总"].iter_rows(min_row=3, values_only=True)}
+    assert summary["在住人数"] == "2" and summary["本轮已检测"] == "1" and summary["检测覆盖率"] == "50.0%"
+
+
+def test_coverage_rollups_add_up():
+    cov = build_coverage(status_rows())
+    by_level = {r["level"]: r for r in cov.to_dicts()}
+    assert by_level["grid"]["in_scope"] == by_level["community"]["in_scope"] == by_level["total"]["in_scope"] == 2
+    assert by_level["total"]["coverage_rate"] == 0.5
+    assert by_level["total"]["status_外出"] == 1
+
+
+def test_every_sheet_column_is_declared_in_the_contract():
+    declared = set(CALL_LIST.names) | {"reason_zh"}
+    for _, (_, cols) in SHEETS.items():
+        assert set(cols) <= declared
+
+
+def test_great_expectations_suites_only_name_contract_columns():
+    from expectations.suites import build_suite
+
+    for contract in INPUTS.values():
+        suite = build_suite(contract)
+        for exp in suite.expectations:
+            col = getattr(exp, "column", None)
+            if col is not None:
+                assert col in contract.names, (contract.name, col)
