@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from helpers import decision_for, link, records_table, roster
 
-from helpers import decision_for, link, roster, records_table
 from transforms.idcard import check_digit
 
 

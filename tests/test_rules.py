@@ -6,8 +6,8 @@ from datetime import datetime
 
 import polars as pl
 import pytest
-
 from helpers import roster
+
 from transforms.contract import ROSTER, VACCINES
 from transforms.normalise import normalise_people
 from transforms.rules import Round, RuleSettings, build_call_list, resident_status
