@@ -47,7 +47,7 @@ class Database:
         return self.con.sql(sql).pl()
 
     def count(self, table: str) -> int:
-        return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        return int(self.con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
     def record_run(self, run_id: str, run_json: str, tables: dict[str, pl.DataFrame]) -> None:
         """Appends this run's outputs, keyed by run id, so later refreshes and reports can compare."""
@@ -62,7 +62,7 @@ class Database:
                 self.con.register("_incoming", tagged)
                 exists = self.con.execute(
                     "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [f"run_{name}"]
-                ).fetchone()[0]
+                ).fetchall()[0][0]
                 if exists:
                     self.con.execute(f"INSERT INTO run_{name} BY NAME SELECT * FROM _incoming")
                 else:

@@ -65,10 +65,9 @@ def _csv_table(path: Path) -> tuple[list[str], pl.DataFrame, str]:
     payload = text.encode("utf-8") if encoding != "utf-8" else data
     try:
         grid = pl.read_csv(
-            io.BytesIO(payload), has_header=False, infer_schema=False, separator=delimiter,
-            missing_utf8_is_empty_string=False, raise_if_empty=False,
+            io.BytesIO(payload), has_header=False, infer_schema=False, separator=delimiter, raise_if_empty=False,
         )
-    except Exception:
+    except pl.exceptions.PolarsError:
         # Ragged rows and stray quotes: the standard library reader is slower but forgiving.
         try:
             rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))

@@ -8,6 +8,7 @@ than the step). Logs carry counts and timings only: never names, phones or ID nu
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,7 @@ from transforms.contract import INPUTS
 from transforms.coverage import build_coverage
 from transforms.decision import LINK_COLUMNS, decide_links
 from transforms.evidence import records_for_linking, test_evidence, vaccination_evidence
-from transforms.linking import linking_sql
+from transforms.linking import candidate_chunk_sql, linking_sql
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
 from transforms.parsing import Parsed, parse_rows
 from transforms.rules import build_call_list, resident_status
@@ -82,14 +83,21 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
     db.load("records", records)
     timings = db.run(linking_sql(settings.blocking))
     t = time.perf_counter()
-    pairs = db.fetch("SELECT * FROM candidate_pairs")
-    scored = score_pairs(compare_pairs(pairs), settings.scoring)
-    links = decide_links(scored, settings.decision)
+    n_pairs = db.count("candidate_pairs")
+    chunks = max(1, math.ceil(n_pairs / settings.blocking.pairs_per_chunk))
+    decided = []
+    for k in range(chunks):
+        pairs = db.fetch(candidate_chunk_sql(chunks, k))
+        decided.append(decide_links(score_pairs(compare_pairs(pairs), settings.scoring), settings.decision))
+        del pairs
+    links = pl.concat(decided)
     timings["compare_score_decide"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": records.height,
         "exact_stage_links": db.count("exact_links"),
-        "candidate_pairs": pairs.height,
+        "pending_records": db.count("pending_records"),
+        "candidate_pairs": n_pairs,
+        "chunks": chunks,
         "decisions": _decision_counts(links, records),
         "sql_seconds": timings,
     }

@@ -20,7 +20,7 @@ SAMPLES = REPO_ROOT / "data_samples"
 @dataclass(frozen=True)
 class DuckDBSettings:
     path: Path
-    memory_limit: str = "8GB"
+    memory_limit: str = "4GB"
     threads: int = 2
     temp_directory: Path | None = None
 
@@ -107,7 +107,7 @@ def load_settings(
     ddb = doc.get("duckdb", {})
     duck = DuckDBSettings(
         path=Path(db) if db else state / "gridsweep.duckdb",
-        memory_limit=os.environ.get("GRIDSWEEP_DUCKDB_MEMORY_LIMIT", ddb.get("memory_limit", "8GB")),
+        memory_limit=os.environ.get("GRIDSWEEP_DUCKDB_MEMORY_LIMIT", ddb.get("memory_limit", "4GB")),
         threads=int(os.environ.get("GRIDSWEEP_DUCKDB_THREADS", ddb.get("threads", 2))),
         temp_directory=Path(ddb["temp_directory"]) if "temp_directory" in ddb else state / "duckdb_tmp",
     )

@@ -166,3 +166,12 @@ def test_name_normalisation_is_idempotent(raw):
 def test_address_canonical_form_is_idempotent(raw):
     canon = canonical_address(raw)[0]
     assert canonical_address(canon)[0] == canon
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="单曾欧阳张王李伟芳乐长·?刘娜ab", min_size=1, max_size=6), min_size=1, max_size=5))
+def test_vector_pinyin_keys_equal_the_scalar_ones(raw):
+    out = normalise_names(pl.DataFrame({"name": raw}))
+    for norm, py, loose in out.select("name_norm", "name_py", "name_py_loose").iter_rows():
+        if norm:
+            assert (py, loose) == (pinyin_key(norm), loose_key(norm))

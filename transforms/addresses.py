@@ -7,7 +7,6 @@ so a sheet can be walked floor by floor and so that two records can be compared 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 import polars as pl
 
@@ -16,11 +15,11 @@ from transforms.idcard import FULL_WIDTH
 _DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _UNITS = {"十": 10, "百": 100, "千": 1000}
 _MARKERS = "巷|弄|号楼|号|栋|幢|座|楼|单元|室|层|期|排|组|门|街坊|区"
-_CN_NUM = re.compile(rf"([零〇一二两三四五六七八九十百千]+)(?=({_MARKERS}))")
-_ADMIN = re.compile(r"^.*?(省|自治区|特别行政区)|^.*?市|^.*?(?<!小)(区|县)(?!\d)|^.*?街道|^.*?(镇|乡)(?!\d)")
-_DASHED = re.compile(r"(\d+)[-－—_](\d+)[-－—_](\d+)")
-_DASHED2 = re.compile(r"(\d+)栋?[-－—_](\d+)(室|房)?$")
+_CN_RUN = rf"[零〇一二两三四五六七八九十百千]+(?:{_MARKERS})"
 _FULL_ASCII = {chr(c): chr(c - 0xFEE0) for c in range(0xFF21, 0xFF5B)}
+# Administrative prefixes, dropped one after another while at least 4 characters remain.
+_ADMIN = (r"^[^\d]*?(?:省|自治区|特别行政区)", r"^[^\d]*?市", r"^[^\d]*?[^小\d](?:区|县)", r"^[^\d]*?街道",
+          r"^[^\d]*?[^\d](?:镇|乡)")
 
 
 def chinese_number(text: str) -> int:
@@ -37,58 +36,61 @@ def chinese_number(text: str) -> int:
     return total + current
 
 
-@lru_cache(maxsize=500_000)
-def canonical_address(raw: str) -> tuple[str, str, str, str, str]:
-    """Returns (canonical, place, building, unit, room)."""
-    a = raw.translate(str.maketrans(FULL_WIDTH | _FULL_ASCII))
-    a = re.sub(r"[\s\u3000,，。()（）#]", "", a)
-    a = _CN_NUM.sub(lambda m: str(chinese_number(m.group(1))), a)
-    a = _DASHED.sub(r"\1栋\2单元\3", a)
-    a = _DASHED2.sub(r"\1栋\2", a)
-    a = re.sub(r"(\d+)(号楼|幢|座|栋楼|楼栋)", r"\1栋", a)
-    a = re.sub(r"(\d+)(室|房|号房)$", r"\1", a)
-    # Drop the administrative prefix, repeatedly: 广东省深圳市南山区粤海街道 ...
-    prev = None
-    while prev != a:
-        prev = a
-        m = _ADMIN.match(a)
-        if m and len(a) - m.end() >= 4:
-            a = a[m.end():]
-    a = re.sub(r"^[^\d]*?社区(?=.)", "", a) if re.search(r"社区.*\d", a) else a
-    building = _search(r"(\d+)栋", a)
-    unit = _search(r"(\d+)单元", a)
-    room = _search(r"(\d+)$", a) if (building or unit or re.search(r"\d+(巷|号|弄)\d+$", a)) else ""
-    first_digit = re.search(r"\d", a)
-    place = a[: first_digit.start()] if first_digit else a
-    return a, place, building, unit, room
+def _numeral_table(runs: list[str]) -> dict[str, str]:
+    out = {}
+    for run in runs:
+        m = re.match(r"([零〇一二两三四五六七八九十百千]+)(.*)$", run)
+        if m:
+            out[run] = str(chinese_number(m.group(1))) + m.group(2)
+    return out
 
 
-def _search(pattern: str, text: str) -> str:
-    m = re.search(pattern, text)
-    return m.group(1) if m else ""
+def _canonical(frame: pl.DataFrame, col: str, numerals: dict[str, str]) -> pl.DataFrame:
+    """Adds addr_canon. Each step is materialised so that the expression never references itself twice."""
+    a = pl.col("addr_canon")
+    out = frame.with_columns(
+        pl.col(col).str.replace_many(list(FULL_WIDTH | _FULL_ASCII), list((FULL_WIDTH | _FULL_ASCII).values()))
+        .str.replace_all(r"[\s\u3000,，。()（）#]", "")
+        .alias("addr_canon")
+    )
+    if numerals:
+        # Longest first, so 十三栋 is replaced whole rather than its tail 三栋.
+        keys = sorted(numerals, key=len, reverse=True)
+        out = out.with_columns(a.str.replace_many(keys, [numerals[k] for k in keys], leftmost=True))
+    out = out.with_columns(
+        a.str.replace_all(r"(\d+)[-－—_](\d+)[-－—_](\d+)", "${1}栋${2}单元${3}")
+        .str.replace(r"(\d+)栋?[-－—_](\d+)(?:室|房)?$", "${1}栋${2}")
+        .str.replace_all(r"(\d+)(?:号楼|幢|座|栋楼|楼栋)", "${1}栋")
+        .str.replace(r"(\d+)(?:室|房|号房)$", "${1}")
+    )
+    for _ in range(2):
+        for pattern in _ADMIN:
+            out = out.with_columns(pl.col("addr_canon").str.replace(pattern, "").alias("_cut")).with_columns(
+                pl.when(pl.col("_cut").str.len_chars() >= 4).then(pl.col("_cut")).otherwise(a).alias("addr_canon")
+            )
+    return out.drop("_cut").with_columns(a.str.replace(r"^[^\d]*?社区(.*\d)", "${1}"))
 
 
 def normalise_addresses(frame: pl.DataFrame, *, col: str = "address") -> pl.DataFrame:
-    """Adds addr_canon, addr_place, building, unit, room and addr_block (place + house + building).
-
-    Computed once per distinct address: a district has far fewer buildings than residents.
-    """
-    uniq = frame.select(pl.col(col).unique().drop_nulls()).to_series().to_list()
-    parts = [canonical_address(a) for a in uniq]
-    table = pl.DataFrame(
-        {
-            col: uniq,
-            "addr_canon": [p[0] for p in parts],
-            "addr_place": [p[1] for p in parts],
-            "building": [p[2] for p in parts],
-            "unit": [p[3] for p in parts],
-            "room": [p[4] for p in parts],
-        },
-        schema={k: pl.String for k in (col, "addr_canon", "addr_place", "building", "unit", "room")},
+    """Adds addr_canon, addr_place, building, unit, room and addr_block (place + house + building)."""
+    runs = frame.select(pl.col(col).str.extract_all(_CN_RUN).explode().unique().drop_nulls()).to_series().to_list()
+    out = _canonical(frame, col, _numeral_table(runs))
+    c = pl.col("addr_canon")
+    building = c.str.extract(r"(\d+)栋", 1)
+    unit = c.str.extract(r"(\d+)单元", 1)
+    has_room = building.is_not_null() | unit.is_not_null() | c.str.contains(r"\d+(?:巷|号|弄)\d+$")
+    out = out.with_columns(
+        c.str.extract(r"^([^\d]*)", 1).alias("addr_place"),
+        building.fill_null("").alias("building"),
+        unit.fill_null("").alias("unit"),
+        pl.when(has_room).then(c.str.extract(r"(\d+)$", 1)).otherwise(None).fill_null("").alias("room"),
     )
-    out = frame.join(table, on=col, how="left", maintain_order="left")
     # The block key stops at the building: unit and room are the parts most often dropped or mistyped.
-    block = pl.col("addr_canon").str.replace(r"\d+单元.*$", "").str.replace(r"(\d+栋).*$", "$1")
-    return out.with_columns(
-        pl.when(pl.col("building") != "").then(block).otherwise(None).alias("addr_block")
-    )
+    block = c.str.replace(r"\d+单元.*$", "").str.replace(r"(\d+栋).*$", "${1}")
+    return out.with_columns(pl.when(pl.col("building") != "").then(block).otherwise(None).alias("addr_block"))
+
+
+def canonical_address(raw: str) -> tuple[str, str, str, str, str]:
+    """Scalar form for tests and one-off use: (canonical, place, building, unit, room)."""
+    row = normalise_addresses(pl.DataFrame({"address": [raw]}, schema={"address": pl.String})).row(0, named=True)
+    return row["addr_canon"], row["addr_place"], row["building"], row["unit"], row["room"]

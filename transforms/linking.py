@@ -22,6 +22,7 @@ class BlockingSettings:
     max_phone_block: int = 8  # more residents on one phone than a household: not evidence of identity
     max_name_block: int = 30  # a pinyin name this common is searched only with a birth date or building
     max_candidates: int = 40  # per record, keeping those that most rules proposed
+    pairs_per_chunk: int = 1_000_000  # candidate pairs compared at once (bounds memory)
 
 
 @dataclass(frozen=True)
@@ -152,3 +153,11 @@ LEFT JOIN household_phones hp ON hp.addr_canon = p.addr_canon""",
 
 def linking_sql(settings: BlockingSettings) -> list[SqlStep]:
     return [*exact_stage_sql(), *blocking_sql(settings), candidate_pairs_sql()]
+
+
+def candidate_chunk_sql(chunks: int, chunk: int) -> str:
+    """One slice of the candidate pairs; all candidates of a record fall in the same slice, so each slice
+    can be compared and decided on its own and memory stays bounded however many pairs there are."""
+    return (
+        f"SELECT * FROM candidate_pairs WHERE hash(record_kind, record_id) % {int(chunks)} = {int(chunk)}"
+    )

@@ -18,11 +18,11 @@ PLACEHOLDERS = "?？*＊□○〇■"
 WILDCARD = "?"
 
 # Surnames whose everyday reading differs from pypinyin's default for the character.
-COMPOUND_SURNAMES = {
-    "欧阳": "ouyang", "司马": "sima", "上官": "shangguan", "诸葛": "zhuge", "东方": "dongfang",
-    "皇甫": "huangfu", "尉迟": "yuchi", "公孙": "gongsun", "慕容": "murong", "长孙": "zhangsun",
-    "宇文": "yuwen", "司徒": "situ", "令狐": "linghu", "万俟": "moqi", "澹台": "tantai", "单于": "chanyu",
-    "夏侯": "xiahou", "轩辕": "xuanyuan", "西门": "ximen", "端木": "duanmu", "南宫": "nangong",
+COMPOUND_SURNAMES = {  # syllables space-separated
+    "欧阳": "ou yang", "司马": "si ma", "上官": "shang guan", "诸葛": "zhu ge", "东方": "dong fang",
+    "皇甫": "huang fu", "尉迟": "yu chi", "公孙": "gong sun", "慕容": "mu rong", "长孙": "zhang sun",
+    "宇文": "yu wen", "司徒": "si tu", "令狐": "ling hu", "万俟": "mo qi", "澹台": "tan tai", "单于": "chan yu",
+    "夏侯": "xia hou", "轩辕": "xuan yuan", "西门": "xi men", "端木": "duan mu", "南宫": "nan gong",
 }
 SURNAMES = {
     "单": "shan", "曾": "zeng", "仇": "qiu", "解": "xie", "区": "ou", "朴": "piao", "查": "zha",
@@ -69,22 +69,29 @@ def _loose_syllable(s: str) -> str:
     return s
 
 
-@lru_cache(maxsize=200_000)
+@lru_cache(maxsize=50_000)
+def char_pinyin(ch: str) -> str:
+    """One character's everyday reading. Characters are read one by one (not as phrases) so that the
+    key is the same whichever way a name is split or typed; unknown characters become '?'."""
+    return lazy_pinyin(ch, style=Style.NORMAL, errors=lambda chars: [WILDCARD] * len(chars))[0].lower()
+
+
+def _split_surname(name: str) -> tuple[list[str], str]:
+    if name[:2] in COMPOUND_SURNAMES:
+        return COMPOUND_SURNAMES[name[:2]].split(), name[2:]
+    if name[0] in SURNAMES:
+        return [SURNAMES[name[0]]], name[1:]
+    return [], name
+
+
 def name_syllables(name: str) -> tuple[str, ...]:
-    """Pinyin syllables with the surname read as a surname; unknown characters become '?'."""
+    """Pinyin syllables with the surname read as a surname."""
     if not name:
         return ()
     if _LATIN_NAME.match(name):
         return (name.lower().replace(" ", ""),)
-    head: list[str] = []
-    rest = name
-    if name[:2] in COMPOUND_SURNAMES:
-        head, rest = [COMPOUND_SURNAMES[name[:2]]], name[2:]
-    elif name[0] in SURNAMES:
-        head, rest = [SURNAMES[name[0]]], name[1:]
-    rest = rest.replace("·", "")
-    tail = lazy_pinyin(rest, style=Style.NORMAL, errors=lambda chars: [WILDCARD] * len(chars)) if rest else []
-    return tuple(head + [t.lower() for t in tail])
+    head, rest = _split_surname(name)
+    return tuple(head + [char_pinyin(ch) for ch in rest.replace("·", "")])
 
 
 def pinyin_key(name: str) -> str:
@@ -98,16 +105,42 @@ def loose_key(name: str) -> str:
     return "".join(_loose_syllable(s) for s in syl)
 
 
-def normalise_names(frame: pl.DataFrame, *, col: str = "name") -> pl.DataFrame:
-    """Adds name_norm, name_py and name_py_loose; pinyin is computed once per distinct name."""
-    frame = frame.with_columns(clean_name_expr(col).alias("name_norm"))
-    uniq = frame.select(pl.col("name_norm").unique().drop_nulls()).to_series().to_list()
-    keys = pl.DataFrame(
-        {
-            "name_norm": uniq,
-            "name_py": [pinyin_key(n) for n in uniq],
-            "name_py_loose": [loose_key(n) for n in uniq],
-        },
-        schema={"name_norm": pl.String, "name_py": pl.String, "name_py_loose": pl.String},
+def _keys_expr(name: pl.Expr, chars: dict[str, str], loose: bool) -> pl.Expr:
+    """The vector form of pinyin_key/loose_key: per-character lookups, all inside polars."""
+    def syl(s: str) -> str:
+        return _loose_syllable(s) if loose else s
+
+    compound = {k: "".join(syl(x) for x in v.split()) for k, v in COMPOUND_SURNAMES.items()}
+    single = {k: syl(v) for k, v in SURNAMES.items()}
+    table = {k: syl(v) for k, v in chars.items()}
+    head2, head1 = name.str.slice(0, 2), name.str.slice(0, 1)
+    is_compound = head2.is_in(list(compound))
+    is_surname = head1.is_in(list(single))
+    rest = pl.when(is_compound).then(name.str.slice(2)).when(is_surname).then(name.str.slice(1)).otherwise(name)
+    head = (
+        pl.when(is_compound).then(head2.replace_strict(compound, default=""))
+        .when(is_surname).then(head1.replace_strict(single, default=""))
+        .otherwise(pl.lit(""))
     )
-    return frame.join(keys, on="name_norm", how="left", maintain_order="left")
+    rest_py = (
+        rest.str.replace_all("·", "", literal=True)
+        .str.split("")
+        .list.eval(pl.element().replace_strict(table, default=WILDCARD))
+        .list.join("")
+    )
+    latin = name.str.contains(r"^[a-z]+$")
+    return pl.when(name.is_null()).then(None).when(latin).then(name).otherwise(head + rest_py)
+
+
+def normalise_names(frame: pl.DataFrame, *, col: str = "name") -> pl.DataFrame:
+    """Adds name_norm, name_py and name_py_loose."""
+    frame = frame.with_columns(clean_name_expr(col).alias("name_norm"))
+    chars = (
+        frame.select(pl.col("name_norm").str.split("").explode().unique().drop_nulls()).to_series().to_list()
+    )
+    table = {ch: char_pinyin(ch) for ch in chars if ch and ch != "·"}
+    n = pl.col("name_norm")
+    return frame.with_columns(
+        _keys_expr(n, table, loose=False).alias("name_py"),
+        _keys_expr(n, table, loose=True).alias("name_py_loose"),
+    )
