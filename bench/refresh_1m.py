@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 
 def run(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -35,6 +36,7 @@ def main() -> int:
     ap.add_argument("--residents", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", default=str(ROOT / "bench" / "work"))
+    ap.add_argument("--score-only", action="store_true", help="score the outputs of the last run again")
     args = ap.parse_args()
     work = Path(args.work) / f"n{args.residents}_s{args.seed}"
     data, out, state = work / "data", work / "out", work / "state"
@@ -45,7 +47,11 @@ def main() -> int:
         wall, peak = run([py, "-m", "flows.cli", "generate", "--residents", str(args.residents), "--seed",
                           str(args.seed), "--out", str(data)], env)
         results["generate"] = {"seconds": round(wall, 1), "peak_gib": round(peak, 2)}
-    wall, peak = run([py, "-m", "flows.cli", "run", "--config", str(data / "campaign.toml"), "--out", str(out)], env)
+    if not args.score_only:
+        wall, peak = run([py, "-m", "flows.cli", "run", "--config", str(data / "campaign.toml"), "--out", str(out)],
+                         env)
+    else:
+        wall, peak = float("nan"), float("nan")
     run_json = json.loads((out / "run.json").read_text(encoding="utf-8"))
     results["refresh"] = {
         "wall_seconds_including_prefect_start": round(wall, 1),
@@ -57,7 +63,6 @@ def main() -> int:
     from flows.evaluate import score_run
     from flows.settings import load_settings
 
-    sys.path.insert(0, str(ROOT))
     settings = load_settings(data / "campaign.toml", out=str(out))
     results["scores"] = score_run(settings, data)
     print(json.dumps(results, ensure_ascii=False, indent=1))

@@ -128,29 +128,34 @@ def apply_rules(
     return status, call_list, coverage
 
 
-@flow(name="gridsweep-refresh", log_prints=False, validate_parameters=False)
-def refresh(settings: Settings) -> RunReport:
-    logger = get_run_logger()
-    started = time.perf_counter()
-    run_id = datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    report = RunReport(
-        run_id=run_id,
+def new_report(settings: Settings, **extra: object) -> RunReport:
+    return RunReport(
+        run_id=datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6],
         started_at=datetime.now().isoformat(timespec="seconds"),
         parameters={
             "roster": str(settings.roster), "tests": str(settings.tests),
             "vaccinations": str(settings.vaccinations) if settings.vaccinations else None,
             "since": settings.since.isoformat(), "as_of": settings.as_of.isoformat(), "out": str(settings.out),
-            "database": str(settings.duckdb.path),
+            "database": str(settings.duckdb.path), **extra,
         },
     )
+
+
+@dataclass
+class RunResult:
+    report: RunReport
+    coverage: pl.DataFrame
+
+
+def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, started: float) -> RunResult:
+    """Everything after ingest; shared by the file refresh and the inbox refresh."""
+    logger = get_run_logger()
 
     def lap(name: str, t0: float) -> float:
         report.timings[name] = round(time.perf_counter() - t0, 3)
         return time.perf_counter()
 
     t = time.perf_counter()
-    raw = ingest(settings)
-    t = lap("read", t)
     parsed, suites = validate(raw)
     report.validation = suites
     t = lap("validate", t)
@@ -186,6 +191,7 @@ def refresh(settings: Settings) -> RunReport:
         total = coverage.filter(pl.col("level") == "total").row(0, named=True)
         report.coverage = {k: total[k] for k in ("residents", "in_scope", "tested", "untested", "coverage_rate",
                                                    "vaccination_eligible", "unvaccinated", "dose_due", "booster_due")}
+        report.linking["matched_residents"] = int(status["tested_in_round"].sum())
         grid_workers = people["roster"].select("street", "community", "grid_id", "grid_worker").unique()
         books = build_worker_books(call_list, coverage, grid_workers,
                                    as_of_text=settings.as_of.strftime("%Y-%m-%d %H:%M"))
@@ -195,13 +201,23 @@ def refresh(settings: Settings) -> RunReport:
             settings.out, call_list=call_list, coverage=coverage, matches=matches, quarantine=quarantine,
             books=books, report=report, started=started,
         )
-        db.record_run(run_id, json.dumps(asdict(report), ensure_ascii=False, default=str),
+        db.record_run(report.run_id, json.dumps(asdict(report), ensure_ascii=False, default=str),
                       {"call_list": call_list, "coverage": coverage, "matches": matches})
     finally:
         db.close()
     logger.info(
         "run %s: %d in scope, %d untested, %d list rows, %.1f s",
-        run_id, report.coverage["in_scope"], report.coverage["untested"], call_list.height, report.timings["total"],
+        report.run_id, report.coverage["in_scope"], report.coverage["untested"], call_list.height,
+        report.timings["total"],
     )
-    return report
+    return RunResult(report=report, coverage=coverage)
 
+
+@flow(name="gridsweep-refresh", log_prints=False, validate_parameters=False)
+def refresh(settings: Settings) -> RunReport:
+    """One refresh from the files named in the settings."""
+    started = time.perf_counter()
+    report = new_report(settings)
+    raw = ingest(settings)
+    report.timings["read"] = round(time.perf_counter() - started, 3)
+    return process(settings, raw, report, started).report

@@ -44,7 +44,19 @@ class Settings:
         return Round(since=self.since, as_of=self.as_of)
 
 
-def parse_time(text: str, what: str) -> datetime:
+@dataclass(frozen=True)
+class InboxSettings:
+    path: Path
+    archive: Path
+    settle_seconds: float = 10.0  # a file modified more recently is still being copied in
+
+
+def parse_time(text: str, what: str, *, timezone: str = "Asia/Shanghai") -> datetime:
+    """ISO date or date-time; 'now' is the wall clock in the campaign's time zone (records carry local time)."""
+    if str(text).strip().lower() == "now":
+        from zoneinfo import ZoneInfo
+
+        return datetime.now(ZoneInfo(timezone)).replace(tzinfo=None, microsecond=0)
     try:
         value = datetime.fromisoformat(str(text))
     except ValueError as exc:
@@ -61,6 +73,29 @@ def _section(cls, values: dict | None):
     if unknown:
         raise ValueError(f"unknown settings in [{cls.__name__}]: {', '.join(sorted(unknown))}")
     return replace(base, **values)
+
+
+def _under(base: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else base / p
+
+
+def load_campaign(config: Path) -> tuple[Settings, InboxSettings]:
+    """Settings for the inbox refresh: the campaign file names the inbox, the archive and the round."""
+    with open(config, "rb") as fh:
+        doc = tomllib.load(fh)
+    base = Path(config).resolve().parent
+    box = doc.get("inbox", {})
+    inbox = InboxSettings(
+        path=_under(base, box.get("path", "inbox")),
+        archive=_under(base, box.get("archive", "archive")),
+        settle_seconds=float(box.get("settle_seconds", 10)),
+    )
+    settings = load_settings(
+        config, roster=str(inbox.path / "roster"), tests=str(inbox.path / "tests"),
+        vaccinations=str(inbox.path / "vaccinations"),
+    )
+    return settings, inbox
 
 
 def load_settings(
@@ -99,11 +134,14 @@ def load_settings(
     as_of_t = as_of or rnd.get("as_of")
     if since_t is None or as_of_t is None:
         raise ValueError("the testing round needs --since and --as-of (or [round] since/as_of in the campaign file)")
-    since_v, as_of_v = parse_time(since_t, "--since"), parse_time(as_of_t, "--as-of")
+    tz = rnd.get("timezone", "Asia/Shanghai")
+    since_v, as_of_v = parse_time(since_t, "--since", timezone=tz), parse_time(as_of_t, "--as-of", timezone=tz)
     if since_v > as_of_v:
         raise ValueError(f"--since ({since_v}) is after --as-of ({as_of_v})")
-    out_p = Path(out) if out else Path(doc.get("paths", {}).get("out", "out"))
-    state = Path(os.environ.get("GRIDSWEEP_STATE_DIR", doc.get("paths", {}).get("state", "state")))
+    paths = doc.get("paths", {})
+    out_p = Path(out) if out else _under(base, paths.get("out", "out"))
+    state = Path(os.environ["GRIDSWEEP_STATE_DIR"]) if "GRIDSWEEP_STATE_DIR" in os.environ else (
+        _under(base, paths["state"]) if "state" in paths else Path("state"))
     ddb = doc.get("duckdb", {})
     duck = DuckDBSettings(
         path=Path(db) if db else state / "gridsweep.duckdb",

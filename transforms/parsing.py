@@ -13,6 +13,7 @@ import polars as pl
 from transforms.contract import VACCINE_ALIASES, Contract, Kind
 
 LINE = "_line"
+CARRIED = ("_file",)  # which stored file a row came from, when rows come from the inbox store
 REASON = "reason"
 QUARANTINE_COLUMNS = [LINE, REASON]
 
@@ -46,9 +47,10 @@ def parse_date_expr(col: str) -> pl.Expr:
 def parse_rows(raw: pl.DataFrame, contract: Contract) -> Parsed:
     """raw: one String column per contract column present in the file, plus LINE (1-based, as the
     spreadsheet shows it). Missing optional columns are added as nulls."""
+    carried = [LINE, *[c for c in CARRIED if c in raw.columns]]
     frame = raw.with_columns(
         [pl.lit(None, dtype=pl.String).alias(c) for c in contract.names if c not in raw.columns]
-    ).select(LINE, *contract.names)
+    ).select(*carried, *contract.names)
     # Blank-looking cells are missing values.
     frame = frame.with_columns(
         [
@@ -105,14 +107,18 @@ def parse_rows(raw: pl.DataFrame, contract: Contract) -> Parsed:
     frame = frame.filter(~bad)
     if contract.unique_key:
         # Among otherwise good rows the first occurrence is kept, so a duplicate never hides the person.
-        frame = frame.with_columns(pl.col(LINE).min().over(contract.unique_key).alias("_first"))
-        dup = pl.col(LINE) != pl.col("_first")
+        # Position, not line number, decides which is first: rows from several files share line numbers.
+        frame = frame.with_row_index("_ord").with_columns(
+            pl.col("_ord").min().over(contract.unique_key).alias("_first_ord"),
+            pl.col(LINE).sort_by("_ord").first().over(contract.unique_key).alias("_first"),
+        )
+        dup = pl.col("_ord") != pl.col("_first_ord")
         label = contract.column(contract.unique_key).zh
         dups = frame.filter(dup).with_columns(
             pl.format(f"{label}重复（首次出现在第{{}}行）", pl.col("_first")).alias(REASON)
         )
-        frame = frame.filter(~dup)
+        frame = frame.filter(~dup).drop("_ord", "_first_ord", "_first")
         quarantine = pl.concat([quarantine, dups.select(quarantine.columns)])
-    quarantine = quarantine.sort(LINE).select(LINE, REASON, *contract.names)
-    rows = frame.with_columns(typed).select(LINE, *contract.names)
+    quarantine = quarantine.sort(carried[::-1]).select(*carried, REASON, *contract.names)
+    rows = frame.with_columns(typed).select(*carried, *contract.names)
     return Parsed(rows=rows, quarantine=quarantine)

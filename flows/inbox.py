@@ -1,0 +1,295 @@
+"""The scheduled refresh: take what was dropped into the street's inbox, load it once, recompute.
+
+Inbox layout: `<inbox>/roster/`, `<inbox>/tests/`, `<inbox>/vaccinations/`. A file is identified by
+the SHA-256 of its bytes, so the same export dropped twice (under any name) is loaded once.
+
+Order of events, chosen so that nothing dropped is lost or loaded twice whatever fails and wherever:
+1. every new file is read and checked before anything is stored; a bad file fails the run and stays
+   in the inbox, untouched, with the previous sheets still in place;
+2. rows and the file's hash are stored in one DuckDB transaction;
+3. only then is the file moved to the archive. A crash between 2 and 3 leaves a file whose hash is
+   already stored: the next refresh archives it without loading it again.
+A refresh whose inputs (stored files, round, as-of day) are unchanged since the last good run returns at
+once and says so.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.database import Database
+from flows.readers import InputError, RawTable, read_table
+from flows.refresh import new_report, process
+from flows.settings import InboxSettings, Settings, load_campaign
+from transforms.contract import INPUTS
+from transforms.parsing import LINE
+
+SOURCES = ("roster", "tests", "vaccinations")
+SUFFIXES = {".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".parquet"}
+FILE_COLUMN = "_file"
+
+
+@dataclass
+class InboxFile:
+    source: str
+    path: Path
+    sha256: str
+
+
+@dataclass
+class RefreshSummary:
+    run_id: str | None
+    changed: bool
+    new_files: list[str] = field(default_factory=list)
+    duplicate_files: list[str] = field(default_factory=list)
+    message: str = ""
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextmanager
+def refresh_lock(state: Path, timeout: float = 600.0):
+    """Two refreshes never work on one database at once, whoever started them."""
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / "refresh.lock", "w") as fh:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another refresh still holds {state / 'refresh.lock'}") from None
+                time.sleep(1.0)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _not_input_error(task, task_run, state) -> bool:
+    """Retry I/O hiccups, never a bad file: that needs a person."""
+    try:
+        state.result()
+    except InputError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(cache_policy=NO_CACHE)
+def scan_inbox(inbox: InboxSettings) -> list[InboxFile]:
+    found: list[InboxFile] = []
+    now = time.time()
+    for source in SOURCES:
+        folder = inbox.path / source
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in sorted(folder.iterdir()):
+            if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in SUFFIXES:
+                continue
+            if now - path.stat().st_mtime < inbox.settle_seconds:
+                continue  # still being copied in; the next refresh takes it
+            found.append(InboxFile(source=source, path=path, sha256=file_hash(path)))
+    return found
+
+
+@task(cache_policy=NO_CACHE)
+def read_new_files(files: list[InboxFile]) -> dict[str, RawTable]:
+    """Reads and checks every new file before any is stored (a bad one raises InputError)."""
+    tables = {}
+    for f in files:
+        table = read_table(f.path, INPUTS[f.source])
+        table.frame = table.frame.with_columns(pl.lit(f.sha256).alias(FILE_COLUMN))
+        tables[f.sha256] = table
+    return tables
+
+
+def _store_table(source: str) -> str:
+    return f"store_{source}"
+
+
+def _ensure_store(db: Database) -> None:
+    db.con.execute(
+        "CREATE TABLE IF NOT EXISTS inbox_files (sha256 VARCHAR PRIMARY KEY, source VARCHAR, name VARCHAR, "
+        "rows BIGINT, loaded_at TIMESTAMP)"
+    )
+    for source in SOURCES:
+        cols = ", ".join(f'"{c}" VARCHAR' for c in INPUTS[source].names)
+        db.con.execute(
+            f"CREATE TABLE IF NOT EXISTS {_store_table(source)} ({LINE} BIGINT, {FILE_COLUMN} VARCHAR, {cols})"
+        )
+
+
+def known_hashes(db: Database) -> set[str]:
+    _ensure_store(db)
+    return {r[0] for r in db.con.sql("SELECT sha256 FROM inbox_files").fetchall()}
+
+
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 5, 15], retry_condition_fn=_not_input_error)
+def store_files(db: Database, files: list[InboxFile], tables: dict[str, RawTable]) -> None:
+    """One transaction: the rows and the hashes of the files they came from. A new roster replaces the
+    stored one; test and vaccination exports accumulate."""
+    db.con.execute("BEGIN TRANSACTION")
+    try:
+        for f in files:
+            frame = tables[f.sha256].frame
+            target = _store_table(f.source)
+            if f.source == "roster":
+                db.con.execute(f"DELETE FROM {target}")
+            db.con.register("_incoming", frame)
+            db.con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _incoming")
+            db.con.unregister("_incoming")
+            db.con.execute(
+                "INSERT INTO inbox_files VALUES (?, ?, ?, ?, now())", [f.sha256, f.source, f.path.name, frame.height]
+            )
+        db.con.execute("COMMIT")
+    except BaseException:
+        db.con.execute("ROLLBACK")
+        raise
+
+
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 5, 15])
+def archive_file(f: InboxFile, archive: Path) -> Path:
+    target = archive / f.source / datetime.now().strftime("%Y%m%d") / f"{f.sha256[:12]}_{f.path.name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if f.path.exists():
+        shutil.move(str(f.path), str(target))
+    return target
+
+
+def stored_inputs(db: Database) -> dict[str, RawTable]:
+    """The raw rows of every stored file, as the refresh reads them."""
+    out: dict[str, RawTable] = {}
+    for source in SOURCES:
+        frame = db.fetch(f"SELECT * FROM {_store_table(source)} ORDER BY {FILE_COLUMN}, {LINE}")
+        if frame.height == 0 and source != "vaccinations":
+            raise InputError(f"inbox/{source}", f"no {INPUTS[source].zh} has been loaded yet: drop an export into "
+                             f"the inbox folder '{source}'")
+        if frame.height or source != "vaccinations":
+            out[source] = RawTable(path=f"store:{source}", frame=frame, encoding="stored")
+    return out
+
+
+def input_fingerprint(db: Database, settings: Settings) -> str:
+    """What the outputs depend on: the stored files, the round, and the as-of day (doses fall due by day)."""
+    hashes = sorted(r[0] for r in db.con.sql("SELECT sha256 FROM inbox_files").fetchall())
+    key = {"files": hashes, "since": settings.since.isoformat(), "as_of_day": settings.as_of.date().isoformat(),
+           "as_of_hour": settings.as_of.strftime("%H")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _last_good_run(db: Database) -> dict | None:
+    exists = db.con.sql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'").fetchall()[0][0]
+    if not exists:
+        return None
+    rows = db.con.sql("SELECT run FROM runs ORDER BY recorded_at DESC LIMIT 1").fetchall()
+    return json.loads(rows[0][0]) if rows else None
+
+
+def publish_artifacts(result, previous: dict | None, summary: RefreshSummary) -> None:
+    """What a leader reads in the UI: counts and rates only, never a name, phone or ID."""
+    report, coverage = result.report, result.coverage
+    communities = coverage.filter(pl.col("level") == "community").select(
+        "street", "community", "in_scope", "tested", "untested", "coverage_rate", "unvaccinated", "dose_due",
+        "booster_due",
+    )
+    create_table_artifact(
+        key="coverage-by-community", table=communities.to_dicts(),
+        description=f"各社区核酸检测覆盖情况（截至 {report.parameters['as_of']}）",
+    )
+    cov = report.coverage
+    lines = [
+        f"# 网格排查刷新 {report.run_id}",
+        "",
+        f"- 新载入文件：{len(summary.new_files)}（重复投递已跳过：{len(summary.duplicate_files)}）",
+        f"- 载入行数：" + "，".join(f"{k} {v['rows_used']}" for k, v in report.accounting.items()),
+        f"- 隔离行数：" + "，".join(f"{k} {v['rows_quarantined']}" for k, v in report.accounting.items()),
+        f"- 记录匹配：检测 {report.linking['decisions']['test']['match']}，"
+        f"接种 {report.linking['decisions'].get('vaccination', {}).get('match', 0)}，"
+        f"待核实 {sum(v['possible'] for v in report.linking['decisions'].values())}",
+        f"- 在住 {cov['in_scope']} 人，已检测 {cov['tested']}，未检测 {cov['untested']}，"
+        f"覆盖率 {cov['coverage_rate'] if cov['coverage_rate'] is not None else '—'}",
+        f"- 疫苗：未接种 {cov['unvaccinated']}，应接种下一剂 {cov['dose_due']}，应接种加强针 {cov['booster_due']}",
+    ]
+    if previous and previous.get("coverage"):
+        p = previous["coverage"]
+        lines.append(
+            f"- 与上次刷新（{previous['run_id']}）相比：未检测 {cov['untested'] - p['untested']:+d}，"
+            f"已检测 {cov['tested'] - p['tested']:+d}"
+        )
+    create_markdown_artifact(key="refresh-summary", markdown="\n".join(lines), description="本次刷新摘要")
+
+
+@flow(name="gridsweep-inbox-refresh", log_prints=False)
+def refresh_inbox(config: str) -> dict:
+    """Scheduled every two hours (or run on demand): load new exports, recompute, publish."""
+    logger = get_run_logger()
+    started = time.perf_counter()
+    settings, inbox = load_campaign(Path(config))
+    state = settings.duckdb.path.parent
+    with refresh_lock(state):
+        files = scan_inbox(inbox)
+        db = Database(settings.duckdb)
+        try:
+            seen = known_hashes(db)
+            already = [f for f in files if f.sha256 in seen]
+            new: list[InboxFile] = []
+            for f in files:  # the same bytes twice in one drop count once
+                if f.sha256 not in seen and f.sha256 not in {n.sha256 for n in new}:
+                    new.append(f)
+            duplicates = already + [f for f in files if f not in already and f not in new]
+            tables = read_new_files(new) if new else {}
+            if new:
+                store_files(db, new, tables)
+            for f in new + duplicates:
+                archive_file(f, inbox.archive)
+            summary = RefreshSummary(
+                run_id=None, changed=bool(new), new_files=[f.path.name for f in new],
+                duplicate_files=[f.path.name for f in duplicates],
+            )
+            logger.info("inbox: %d new files, %d already loaded", len(new), len(duplicates))
+            fingerprint = input_fingerprint(db, settings)
+            previous = _last_good_run(db)
+            raw = stored_inputs(db)
+        finally:
+            db.close()
+        if previous and previous.get("parameters", {}).get("fingerprint") == fingerprint and settings.out.exists():
+            summary.run_id = previous["run_id"]
+            summary.message = (f"no new exports since run {previous['run_id']}: the sheets in {settings.out} "
+                               "are current")
+            logger.info(summary.message)
+            create_markdown_artifact(key="refresh-summary", markdown=f"# 无新数据\n\n{summary.message}",
+                                     description="本次刷新摘要")
+            return summary.__dict__
+        report = new_report(settings, fingerprint=fingerprint, inbox=str(inbox.path))
+        report.timings["read"] = round(time.perf_counter() - started, 3)
+        result = process(settings, raw, report, started)
+        summary.run_id = report.run_id
+        summary.message = f"run {report.run_id}: {report.coverage['untested']} untested, sheets in {settings.out}"
+        publish_artifacts(result, previous, summary)
+    return summary.__dict__
+
+
+def default_config() -> str:
+    return os.environ.get("GRIDSWEEP_CONFIG", "campaign.toml")
