@@ -72,6 +72,78 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+DEPLOYMENT = "street-refresh"
+FLOW_NAME = "gridsweep-inbox-refresh"
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    from flows.readers import InputError
+    from flows.settings import load_campaign
+
+    config = Path(args.config).resolve()
+    try:
+        settings, _ = load_campaign(config)
+    except (ValueError, OSError) as exc:
+        print(f"gridsweep: {exc}", file=sys.stderr)
+        return 2
+    _prefect_environment(settings.duckdb.path.parent)
+    from flows.inbox import refresh_inbox
+
+    try:
+        summary = refresh_inbox(str(config))
+    except InputError as exc:
+        print(f"gridsweep: bad input: {exc}", file=sys.stderr)
+        print("gridsweep: the file stays in the inbox and the previous outputs are unchanged.", file=sys.stderr)
+        return 2
+    print(summary["message"])
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serves the inbox refresh from this process: the server schedules it, this process runs it."""
+    import signal
+    from datetime import datetime, timedelta
+
+    from flows.settings import load_campaign
+
+    config = Path(args.config).resolve()
+    settings, _ = load_campaign(config)
+    if not os.environ.get("PREFECT_API_URL"):
+        print("gridsweep: set PREFECT_API_URL to the Prefect server (e.g. http://127.0.0.1:4200/api)", file=sys.stderr)
+        return 2
+    from prefect.schedules import Interval
+
+    from flows.inbox import refresh_inbox
+
+    def stop(signum, frame):  # SIGTERM from systemd or kill: shut down like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    schedule = Interval(timedelta(seconds=args.interval), anchor_date=datetime(2022, 1, 1), timezone=args.timezone)
+    try:
+        refresh_inbox.serve(
+            name=args.name, schedules=[schedule], parameters={"config": str(config)}, global_limit=1,
+            pause_on_shutdown=False, description=f"Inbox refresh for {settings.out}",
+        )
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _trigger(args: argparse.Namespace) -> int:
+    from prefect.deployments import run_deployment
+
+    if not os.environ.get("PREFECT_API_URL"):
+        print("gridsweep: set PREFECT_API_URL to the Prefect server (e.g. http://127.0.0.1:4200/api)", file=sys.stderr)
+        return 2
+    run = run_deployment(f"{FLOW_NAME}/{args.name}", timeout=args.wait, as_subflow=False)
+    state = run.state.type.value if run.state else "UNKNOWN"
+    print(f"flow run {run.name} ({run.id}): {state}")
+    if args.wait and state != "COMPLETED":
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridsweep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default ./out)")
     run.add_argument("--db", help="DuckDB file keeping every run (default state/gridsweep.duckdb)")
     run.set_defaults(func=_run)
+    ref = sub.add_parser("refresh", help="one inbox refresh now (load new exports, recompute, publish)")
+    ref.add_argument("--config", required=True, help="campaign TOML with [inbox], [round] and [paths]")
+    ref.set_defaults(func=_refresh)
+    srv = sub.add_parser("serve", help="serve the two-hourly inbox refresh to a Prefect server")
+    srv.add_argument("--config", required=True)
+    srv.add_argument("--name", default=DEPLOYMENT)
+    srv.add_argument("--interval", type=int, default=7200, help="seconds between scheduled refreshes")
+    srv.add_argument("--timezone", default="Asia/Shanghai")
+    srv.set_defaults(func=_serve)
+    trg = sub.add_parser("trigger", help="ask the server for a refresh now")
+    trg.add_argument("--name", default=DEPLOYMENT)
+    trg.add_argument("--wait", type=float, default=0, help="seconds to wait for the run to finish (0: don't)")
+    trg.set_defaults(func=_trigger)
     gen = sub.add_parser("generate", help="write synthetic roster, test and vaccination records")
     gen.add_argument("--residents", type=int, default=2000)
     gen.add_argument("--seed", type=int, default=1)

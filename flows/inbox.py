@@ -223,8 +223,8 @@ def publish_artifacts(result, previous: dict | None, summary: RefreshSummary) ->
         f"# 网格排查刷新 {report.run_id}",
         "",
         f"- 新载入文件：{len(summary.new_files)}（重复投递已跳过：{len(summary.duplicate_files)}）",
-        f"- 载入行数：" + "，".join(f"{k} {v['rows_used']}" for k, v in report.accounting.items()),
-        f"- 隔离行数：" + "，".join(f"{k} {v['rows_quarantined']}" for k, v in report.accounting.items()),
+        "- 载入行数：" + "，".join(f"{k} {v['rows_used']}" for k, v in report.accounting.items()),
+        "- 隔离行数：" + "，".join(f"{k} {v['rows_quarantined']}" for k, v in report.accounting.items()),
         f"- 记录匹配：检测 {report.linking['decisions']['test']['match']}，"
         f"接种 {report.linking['decisions'].get('vaccination', {}).get('match', 0)}，"
         f"待核实 {sum(v['possible'] for v in report.linking['decisions'].values())}",

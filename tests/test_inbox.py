@@ -1,0 +1,130 @@
+"""The inbox refresh in-process: loads once by content, archives after commit, recovers from failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from flows.readers import InputError
+
+pytestmark = pytest.mark.slow
+SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
+
+
+def write_campaign(root: Path) -> Path:
+    cfg = root / "campaign.toml"
+    cfg.write_text(
+        '[round]\nsince = "2022-05-18T18:00"\nas_of = "2022-05-20T18:00"\n\n'
+        '[inbox]\npath = "inbox"\narchive = "archive"\nsettle_seconds = 0\n\n'
+        '[paths]\nout = "out"\nstate = "state"\n',
+        encoding="utf-8",
+    )
+    for source in ("roster", "tests", "vaccinations"):
+        (root / "inbox" / source).mkdir(parents=True)
+    return cfg
+
+
+def drop(root: Path, source: str, src: Path, name: str | None = None) -> Path:
+    target = root / "inbox" / source / (name or src.name)
+    shutil.copyfile(src, target)
+    old = time.time() - 60
+    os.utime(target, (old, old))
+    return target
+
+
+def loaded(root: Path) -> list[tuple]:
+    con = duckdb.connect(str(root / "state" / "gridsweep.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT source, name, rows FROM inbox_files ORDER BY loaded_at").fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def street(tmp_path, prefect_server, monkeypatch):
+    monkeypatch.delenv("GRIDSWEEP_STATE_DIR", raising=False)
+    cfg = write_campaign(tmp_path)
+    return tmp_path, cfg
+
+
+def test_loads_once_archives_and_skips_unchanged(street):
+    from flows.inbox import refresh_inbox
+
+    root, cfg = street
+    drop(root, "roster", SAMPLES / "roster.csv")
+    drop(root, "tests", SAMPLES / "tests.csv")
+    drop(root, "vaccinations", SAMPLES / "vaccinations.csv")
+    first = refresh_inbox(str(cfg))
+    assert first["changed"] and len(first["new_files"]) == 3
+    assert not any(any((root / "inbox" / s).iterdir()) for s in ("roster", "tests", "vaccinations"))
+    assert len(list((root / "archive").rglob("*.csv"))) == 3
+    run = json.loads((root / "out" / "run.json").read_text(encoding="utf-8"))
+    assert run["accounting"]["tests"]["rows_read"] == pl.read_csv(SAMPLES / "tests.csv", encoding="gb18030",
+                                                                  infer_schema=False).height
+
+    # The same export again, under another name: archived, not loaded.
+    drop(root, "tests", SAMPLES / "tests.csv", "tests_again.csv")
+    second = refresh_inbox(str(cfg))
+    assert second["duplicate_files"] == ["tests_again.csv"] and not second["new_files"]
+    assert [r[1] for r in loaded(root)] == ["roster.csv", "tests.csv", "vaccinations.csv"]
+    assert second["run_id"] == first["run_id"]  # nothing changed: the previous run's sheets stand
+    assert "no new exports" in second["message"]
+
+
+def test_bad_file_fails_the_run_and_stays_in_the_inbox(street):
+    from flows.inbox import refresh_inbox
+
+    root, cfg = street
+    drop(root, "roster", SAMPLES / "roster.csv")
+    drop(root, "tests", SAMPLES / "tests.csv")
+    first = refresh_inbox(str(cfg))
+    before = (root / "out" / "run.json").read_bytes()
+
+    bad = root / "bad_tests.csv"
+    bad.write_text("采样编号,采样时间\nT1,2022-05-20 10:00\n", encoding="utf-8")
+    dropped = drop(root, "tests", bad)
+    good = root / "more_tests.csv"
+    rows = pl.read_csv(SAMPLES / "tests.csv", encoding="gb18030", infer_schema=False).head(5).with_columns(
+        (pl.col("采样编号") + "-B").alias("采样编号"))
+    rows.write_csv(good)
+    good_dropped = drop(root, "tests", good)
+    with pytest.raises(InputError, match="姓名"):
+        refresh_inbox(str(cfg))
+    assert dropped.exists() and good_dropped.exists()  # the inbox is intact: nothing was loaded
+    assert (root / "out" / "run.json").read_bytes() == before
+    assert len(loaded(root)) == 2
+
+    dropped.unlink()  # the data staff fix it: the next refresh recovers
+    third = refresh_inbox(str(cfg))
+    assert third["new_files"] == ["more_tests.csv"] and third["run_id"] != first["run_id"]
+    assert len(loaded(root)) == 3
+
+
+def test_crash_after_commit_before_archive_does_not_load_twice(street, monkeypatch):
+    import flows.inbox as inbox
+
+    root, cfg = street
+    drop(root, "roster", SAMPLES / "roster.csv")
+    tests_file = drop(root, "tests", SAMPLES / "tests.csv")
+
+    def crash(f, archive):
+        raise OSError("power cut")
+
+    monkeypatch.setattr(inbox.archive_file, "fn", crash)
+    monkeypatch.setattr(inbox.archive_file, "retries", 0)
+    with pytest.raises(OSError, match="power cut"):
+        inbox.refresh_inbox(str(cfg))
+    assert tests_file.exists() and len(loaded(root)) == 2
+    monkeypatch.undo()
+    monkeypatch.delenv("GRIDSWEEP_STATE_DIR", raising=False)
+    summary = inbox.refresh_inbox(str(cfg))
+    assert sorted(summary["duplicate_files"]) == ["roster.csv", "tests.csv"]
+    assert len(loaded(root)) == 2 and not tests_file.exists()
+    assert (root / "out" / "call_list.csv").exists()
