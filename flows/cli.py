@@ -136,7 +136,7 @@ def _trigger(args: argparse.Namespace) -> int:
     if not os.environ.get("PREFECT_API_URL"):
         print("gridsweep: set PREFECT_API_URL to the Prefect server (e.g. http://127.0.0.1:4200/api)", file=sys.stderr)
         return 2
-    run = run_deployment(f"{FLOW_NAME}/{args.name}", timeout=args.wait, as_subflow=False)
+    run = run_deployment(f"{FLOW_NAME}/{args.name}", timeout=args.wait, poll_interval=1, as_subflow=False)
     state = run.state.type.value if run.state else "UNKNOWN"
     print(f"flow run {run.name} ({run.id}): {state}")
     if args.wait and state != "COMPLETED":
