@@ -4,6 +4,7 @@ set replaces the previous one. A failed run leaves the last good outputs exactly
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from flows.workbooks import write_workbook
+from flows.workbooks import write_quarantine_workbook, write_workbooks
+from transforms.contract import INPUTS
 from transforms.sheets import WorkerBook, safe_file_name
 
 if TYPE_CHECKING:
@@ -57,9 +59,12 @@ def publish_outputs(
         (staging / "quarantine").mkdir()
         for name, frame in quarantine.items():
             _csv(frame.rename({"_line": "line"}), staging / "quarantine" / f"{name}.csv")
-        for book in books:
-            folder = staging / "sheets" / safe_file_name(book.street) / safe_file_name(book.community)
-            write_workbook(book, folder / book.file_name)
+            write_quarantine_workbook(frame, INPUTS[name], staging / "quarantine" / f"{name}.xlsx")
+        jobs = [
+            (book, staging / "sheets" / safe_file_name(book.street) / safe_file_name(book.community) / book.file_name)
+            for book in books
+        ]
+        write_workbooks(jobs, workers=os.cpu_count() or 1)
         report.timings["write"] = round(time.perf_counter() - t, 3)
         report.timings["total"] = round(time.perf_counter() - started, 3)
         report.lists["workbooks"] = len(books)

@@ -41,9 +41,16 @@ class RawTable:
 def decode_bytes(path: Path, data: bytes) -> tuple[str, str]:
     """Returns (text, encoding name). GB18030 is a superset of GBK and GB2312."""
     if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
+        try:
+            return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
+        except UnicodeDecodeError as exc:
+            raise InputError(path, f"marked as UTF-8 but byte {exc.start + 3} is not: truncated or mixed "
+                             "encodings (save the file again as UTF-8)") from exc
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16"), "utf-16"
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise InputError(path, f"truncated or corrupt UTF-16 text (byte {exc.start})") from exc
     for enc in ("utf-8", "gb18030"):
         try:
             return data.decode(enc), enc

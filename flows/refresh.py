@@ -191,7 +191,7 @@ def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, sta
         total = coverage.filter(pl.col("level") == "total").row(0, named=True)
         report.coverage = {k: total[k] for k in ("residents", "in_scope", "tested", "untested", "coverage_rate",
                                                    "vaccination_eligible", "unvaccinated", "dose_due", "booster_due")}
-        report.linking["matched_residents"] = int(status["tested_in_round"].sum())
+        report.linking["residents_tested"] = int(status["tested_in_round"].sum())
         grid_workers = people["roster"].select("street", "community", "grid_id", "grid_worker").unique()
         books = build_worker_books(call_list, coverage, grid_workers,
                                    as_of_text=settings.as_of.strftime("%Y-%m-%d %H:%M"))

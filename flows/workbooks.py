@@ -62,3 +62,45 @@ def write_workbook(book: WorkerBook, path: Path) -> None:
             ws.set_header(f"&L{book.community} {book.grid_worker}&C{name}&R第 &P 页 / 共 &N 页")
     finally:
         wb.close()
+
+
+def write_quarantine_workbook(frame, contract, path: Path) -> None:
+    """Rows handed back to the data staff: line in their file, the reason in Chinese, the row as it came."""
+    zh = {c.name: c.zh for c in contract.columns}
+    headers = {"_file": "来源文件", "_line": "行号", "reason": "原因"} | zh
+    cols = [c for c in frame.columns if c in headers]
+    wb = xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS)
+    try:
+        head = wb.add_format({"bold": True, "bg_color": "#FCE4D6", "border": 1})
+        ws = wb.add_worksheet("隔离记录")
+        for j, c in enumerate(cols):
+            ws.write_string(0, j, headers[c], head)
+            ws.set_column(j, j, 40 if c == "reason" else 14)
+        for i, row in enumerate(frame.select(cols).iter_rows(), start=1):
+            for j, v in enumerate(row):
+                ws.write_string(i, j, "" if v is None else str(v))
+        ws.freeze_panes(1, 0)
+        ws.autofilter(0, 0, max(frame.height, 1), max(len(cols) - 1, 0))
+    finally:
+        wb.close()
+
+
+def _write_batch(jobs: list[tuple[WorkerBook, Path]]) -> int:
+    for book, path in jobs:
+        write_workbook(book, path)
+    return len(jobs)
+
+
+def write_workbooks(jobs: list[tuple[WorkerBook, Path]], workers: int) -> None:
+    """xlsxwriter is pure Python, so threads would not help: a few thousand books are split across
+    processes (spawned, not forked, since polars holds threads)."""
+    if workers <= 1 or len(jobs) < 200:
+        _write_batch(jobs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    batches = [jobs[i::workers * 4] for i in range(workers * 4)]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for _ in pool.map(_write_batch, batches):
+            pass

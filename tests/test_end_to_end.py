@@ -109,20 +109,17 @@ def test_failure_while_writing_keeps_the_last_good_outputs(first_run, campaign, 
 
     settings, _ = first_run
     before = (settings.out / "run.json").read_bytes()
-    calls = {"n": 0}
-    real = flows.publish.write_workbook
+    real = flows.publish.write_workbooks
 
-    def failing(book, path):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError("disk full")
-        real(book, path)
+    def failing(jobs, workers):
+        real(jobs[:2], 1)  # some books are written, then the disk fills up
+        raise OSError("disk full")
 
-    monkeypatch.setattr(flows.publish, "write_workbook", failing)
+    monkeypatch.setattr(flows.publish, "write_workbooks", failing)
     with pytest.raises(OSError, match="disk full"):
         refresh(settings)
     assert (settings.out / "run.json").read_bytes() == before
     assert not list(settings.out.parent.glob(".out.staging-*"))
-    monkeypatch.setattr(flows.publish, "write_workbook", real)
+    monkeypatch.setattr(flows.publish, "write_workbooks", real)
     report = refresh(settings)  # and the next run recovers
     assert json.loads((settings.out / "run.json").read_text(encoding="utf-8"))["run_id"] == report.run_id

@@ -128,3 +128,28 @@ def test_crash_after_commit_before_archive_does_not_load_twice(street, monkeypat
     assert sorted(summary["duplicate_files"]) == ["roster.csv", "tests.csv"]
     assert len(loaded(root)) == 2 and not tests_file.exists()
     assert (root / "out" / "call_list.csv").exists()
+
+
+def test_a_second_refresh_waits_for_the_lock(tmp_path):
+    import threading
+
+    from flows.inbox import refresh_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with refresh_lock(tmp_path):
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(5)
+    try:
+        with pytest.raises(TimeoutError, match="refresh.lock"), refresh_lock(tmp_path, timeout=1.5):
+            pass
+    finally:
+        release.set()
+        t.join()
+    with refresh_lock(tmp_path, timeout=1.5):  # free again once the first refresh is done
+        pass

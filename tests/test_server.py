@@ -7,6 +7,7 @@ are stopped with SIGTERM at the end (a process that ignores it fails the test).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 pytestmark = pytest.mark.slow
+LOG = logging.getLogger("gridsweep.tests.server")
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
 BIN = Path(sys.executable).parent
 DEPLOYMENT = "gridsweep-inbox-refresh/street-refresh"
@@ -71,7 +73,7 @@ def server(tmp_path_factory):
                 log.flush()
                 pytest.fail("Prefect server did not start:\n" + (home / "server.log").read_text()[-3000:])
             time.sleep(0.5)
-        print(f"server answered after {time.monotonic() - t:.1f} s", file=sys.stderr)
+        LOG.warning("server answered after %.1f s", time.monotonic() - t)
         yield api, env
     finally:
         stop(proc, "prefect server")
@@ -147,7 +149,7 @@ def test_served_refresh_on_a_real_server(server, tmp_path):
         t = time.monotonic()
         again = gridsweep(env, "trigger", "--wait", "300")
         assert again.returncode == 0 and "COMPLETED" in again.stdout
-        print(f"no-change refresh through the server took {time.monotonic() - t:.1f} s", file=sys.stderr)
+        LOG.warning("no-change refresh through the server took %.1f s", time.monotonic() - t)
         assert (out / "run.json").read_bytes() == before  # nothing new: the sheets stand
     finally:
         stop(serving, "gridsweep serve")

@@ -60,7 +60,7 @@ def _canonical(frame: pl.DataFrame, col: str, numerals: dict[str, str]) -> pl.Da
     out = out.with_columns(
         a.str.replace_all(r"(\d+)[-－—_](\d+)[-－—_](\d+)", "${1}栋${2}单元${3}")
         .str.replace(r"(\d+)栋?[-－—_](\d+)(?:室|房)?$", "${1}栋${2}")
-        .str.replace_all(r"(\d+)(?:号楼|幢|座|栋楼|楼栋)", "${1}栋")
+        .str.replace_all(r"(\d+)(?:号楼|幢|座|栋楼|楼栋|栋)(?:楼|栋)*", "${1}栋")
         .str.replace(r"(\d+)(?:室|房|号房)$", "${1}")
     )
     for _ in range(2):

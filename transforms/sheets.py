@@ -87,13 +87,16 @@ def build_worker_books(
         "street", "community", "grid_worker", "grid_id"
     )
     books: list[WorkerBook] = []
-    for (street, community, worker), grid_rows in workers.group_by(
-        ["street", "community", "grid_worker"], maintain_order=True
-    ):
+    keys = ["street", "community", "grid_worker"]
+    # Split once, not once per worker: a district has thousands of workers.
+    by_worker = cl.partition_by(keys, as_dict=True, maintain_order=True)
+    empty = cl.clear()
+    grid_by_id = {
+        k: v for k, v in grids.partition_by(["street", "community", "grid_id"], as_dict=True).items()
+    }
+    for (street, community, worker), grid_rows in workers.group_by(keys, maintain_order=True):
         grid_ids = tuple(sorted(grid_rows["grid_id"].to_list()))
-        mine = cl.filter(
-            (pl.col("street") == street) & (pl.col("community") == community) & (pl.col("grid_worker") == worker)
-        )
+        mine = by_worker.get((street, community, worker), empty)
         sheets: dict[str, pl.DataFrame] = {}
         for sheet, (pred, cols) in SHEETS.items():
             rows = _walk_order(mine.filter(pred)).select(cols)
@@ -102,9 +105,8 @@ def build_worker_books(
                 pl.col("序号").cast(pl.String), *[pl.lit("").alias(h) for h in FILLABLE]
             )
             sheets[sheet] = rows.with_columns(pl.all().cast(pl.String).fill_null(""))
-        g = grids.filter(
-            (pl.col("street") == street) & (pl.col("community") == community) & pl.col("grid_id").is_in(list(grid_ids))
-        )
+        mine_grids = [grid_by_id[(street, community, g)] for g in grid_ids if (street, community, g) in grid_by_id]
+        g = pl.concat(mine_grids) if mine_grids else grids.clear()
         in_scope, tested = int(g["in_scope"].sum()), int(g["tested"].sum())
         summary = [
             ("街道", str(street)), ("社区", str(community)), ("网格员", str(worker)), ("网格", "、".join(grid_ids)),
