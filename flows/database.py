@@ -49,6 +49,18 @@ class Database:
     def count(self, table: str) -> int:
         return int(self.con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
+    def last_run(self) -> dict | None:
+        """The run record of the last successful run, or None."""
+        import json
+
+        exists = self.con.sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'"
+        ).fetchall()[0][0]
+        if not exists:
+            return None
+        rows = self.con.sql("SELECT run FROM runs ORDER BY recorded_at DESC LIMIT 1").fetchall()
+        return json.loads(rows[0][0]) if rows else None
+
     def record_run(self, run_id: str, run_json: str, tables: dict[str, pl.DataFrame]) -> None:
         """Appends this run's outputs, keyed by run id, so later refreshes and reports can compare."""
         self.con.execute(

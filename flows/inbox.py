@@ -33,7 +33,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.database import Database
 from flows.readers import InputError, RawTable, read_table
-from flows.refresh import new_report, process
+from flows.refresh import check_row_counts, new_report, process
 from flows.settings import InboxSettings, Settings, load_campaign
 from transforms.contract import INPUTS
 from transforms.parsing import LINE
@@ -199,14 +199,6 @@ def input_fingerprint(db: Database, settings: Settings) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def _last_good_run(db: Database) -> dict | None:
-    exists = db.con.sql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'").fetchall()[0][0]
-    if not exists:
-        return None
-    rows = db.con.sql("SELECT run FROM runs ORDER BY recorded_at DESC LIMIT 1").fetchall()
-    return json.loads(rows[0][0]) if rows else None
-
-
 def publish_artifacts(result, previous: dict | None, summary: RefreshSummary) -> None:
     """What a leader reads in the UI: counts and rates only, never a name, phone or ID."""
     report, coverage = result.report, result.coverage
@@ -260,6 +252,11 @@ def refresh_inbox(config: str) -> dict:
                     new.append(f)
             duplicates = already + [f for f in files if f not in already and f not in new]
             tables = read_new_files(new) if new else {}
+            rosters = [tables[f.sha256] for f in new if f.source == "roster"]
+            if rosters:  # a new roster replaces the stored one: refuse one that is far too short
+                db.close()
+                check_row_counts(settings, {"roster": rosters[-1]}, ("roster",))
+                db = Database(settings.duckdb)
             if new:
                 store_files(db, new, tables)
             for f in new + duplicates:
@@ -270,7 +267,7 @@ def refresh_inbox(config: str) -> dict:
             )
             logger.info("inbox: %d new files, %d already loaded", len(new), len(duplicates))
             fingerprint = input_fingerprint(db, settings)
-            previous = _last_good_run(db)
+            previous = db.last_run()
             raw = stored_inputs(db)
         finally:
             db.close()

@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from expectations.suites import validate_rows
 from flows.database import Database
 from flows.publish import publish_outputs
-from flows.readers import RawTable, read_table
+from flows.readers import InputError, RawTable, read_table
 from flows.settings import Settings
 from transforms.comparison import compare_pairs, score_pairs
 from transforms.contract import INPUTS
@@ -176,6 +176,10 @@ def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, sta
     if not all(a["balanced"] for a in report.accounting.values()):
         raise RuntimeError("row accounting failed: some input rows were neither used nor quarantined")
     people = normalise(parsed)
+    for name, frame in people.items():
+        # Suspicious values are kept and used as evidence, never as exact keys; the counts tell the staff.
+        report.inputs[name]["id_flags"] = dict(frame.group_by("id_flag").len().sort("id_flag").iter_rows())
+        report.inputs[name]["phone_flags"] = dict(frame.group_by("phone_flag").len().sort("phone_flag").iter_rows())
     t = lap("normalise", t)
     db = Database(settings.duckdb)
     try:
@@ -219,5 +223,31 @@ def refresh(settings: Settings) -> RunReport:
     started = time.perf_counter()
     report = new_report(settings)
     raw = ingest(settings)
+    check_row_counts(settings, raw)
     report.timings["read"] = round(time.perf_counter() - started, 3)
     return process(settings, raw, report, started).report
+
+
+def check_row_counts(settings: Settings, raw: dict[str, RawTable], sources: tuple[str, ...] | None = None) -> None:
+    """A file with far fewer rows than the last load of the same source is refused (a truncated export
+    or the wrong file); the staff can lower [checks] min_row_fraction if the drop is real."""
+    if settings.min_row_fraction <= 0 or not settings.duckdb.path.exists():
+        return
+    db = Database(settings.duckdb)
+    try:
+        previous = db.last_run()
+    finally:
+        db.close()
+    if not previous:
+        return
+    for name, table in raw.items():
+        if sources is not None and name not in sources:
+            continue
+        before = previous.get("accounting", {}).get(name, {}).get("rows_read")
+        if before and table.frame.height < settings.min_row_fraction * before:
+            raise InputError(
+                table.path,
+                f"{table.frame.height} rows, far fewer than the {before} rows of the last load "
+                f"(run {previous['run_id']}): a truncated export or the wrong file? If it is right, set "
+                f"[checks] min_row_fraction lower in the campaign file",
+            )

@@ -38,6 +38,7 @@ class Settings:
     scoring: ScoreSettings = field(default_factory=ScoreSettings)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
     rules: RuleSettings = field(default_factory=RuleSettings)
+    min_row_fraction: float = 0.5  # a load with fewer rows than this share of the last one is refused
 
     @property
     def round(self) -> Round:
@@ -161,4 +162,5 @@ def load_settings(
         scoring=_section(ScoreSettings, doc.get("scoring")),
         decision=_section(DecisionSettings, doc.get("decision")),
         rules=_section(RuleSettings, doc.get("rules")),
+        min_row_fraction=float(doc.get("checks", {}).get("min_row_fraction", 0.5)),
     )

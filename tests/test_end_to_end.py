@@ -123,3 +123,25 @@ def test_failure_while_writing_keeps_the_last_good_outputs(first_run, campaign, 
     monkeypatch.setattr(flows.publish, "write_workbooks", real)
     report = refresh(settings)  # and the next run recovers
     assert json.loads((settings.out / "run.json").read_text(encoding="utf-8"))["run_id"] == report.run_id
+
+
+def test_a_far_shorter_export_than_last_time_is_refused(first_run, campaign, tmp_path):
+    from flows.refresh import refresh
+
+    settings, _ = first_run
+    before = (settings.out / "run.json").read_bytes()
+    short = tmp_path / "roster.csv"
+    pl.read_csv(campaign / "roster.csv", infer_schema=False).head(100).write_csv(short)
+    bad = load_settings(campaign / "campaign.toml", roster=str(short), out=str(settings.out),
+                        db=str(settings.duckdb.path))
+    with pytest.raises(InputError, match="far fewer than the"):
+        refresh(bad)
+    assert (settings.out / "run.json").read_bytes() == before
+
+
+def test_suspicious_identifiers_are_counted_in_run_json(first_run):
+    settings, _ = first_run
+    run = json.loads((settings.out / "run.json").read_text(encoding="utf-8"))
+    flags = run["inputs"]["tests"]["id_flags"]
+    assert flags.get("bad_check_digit", 0) > 0 and flags.get("ok", 0) > flags.get("bad_check_digit", 0)
+    assert "missing" in run["inputs"]["tests"]["phone_flags"]
