@@ -8,10 +8,10 @@ import polars as pl
 
 from flows.readers import read_table
 from flows.settings import Settings
-from transforms.contract import ROSTER, STATUS_IN_PLACE, VACCINATIONS
+from transforms.contract import ROSTER, STATUS_IN_PLACE, TESTS, VACCINATIONS
 from transforms.evaluation import Truth, link_scores, untested_scores, vaccination_scores
 from transforms.normalise import normalise_people
-from transforms.parsing import parse_rows
+from transforms.parsing import parse_datetime_expr, parse_rows
 
 
 def load_truth(data_dir: Path) -> Truth:
@@ -33,7 +33,11 @@ def score_run(settings: Settings, data_dir: Path) -> dict:
     roster_status = roster.select(
         "resident_id", "birth", "tags", (pl.col("status").fill_null(STATUS_IN_PLACE) == STATUS_IN_PLACE).alias("in_scope")
     )
-    scores = {"links": link_scores(matches, truth), "untested": untested_scores(call_list, truth)}
+    quarantined, tested_only_in_quarantine = _quarantined(settings, truth)
+    scores = {
+        "links": link_scores(matches, truth, quarantined),
+        "untested": untested_scores(call_list, truth, tested_only_in_quarantine),
+    }
     if settings.vaccinations is not None:
         vacc = parse_rows(read_table(settings.vaccinations, VACCINATIONS).frame, VACCINATIONS).rows
         scores["vaccination_reasons"] = vaccination_scores(
@@ -42,6 +46,22 @@ def score_run(settings: Settings, data_dir: Path) -> dict:
     scores["verify_residents"] = call_list.filter(pl.col("list") == "verify")["resident_id"].n_unique()
     scores["residents"] = roster.height
     return scores
+
+
+def _quarantined(settings: Settings, truth: Truth) -> tuple[set[str], set[str]]:
+    """Record ids the run quarantined, and residents whose every in-round test is among them."""
+    ids: set[str] = set()
+    for name in ("tests", "vaccinations"):
+        path = settings.out / "quarantine" / f"{name}.csv"
+        if path.exists():
+            ids |= set(pl.read_csv(path, infer_schema=False)["record_id"].drop_nulls().to_list())
+    tests = read_table(settings.tests, TESTS).frame.select(
+        "record_id", parse_datetime_expr("sampled_at").alias("t"))
+    in_round = tests.filter(pl.col("t").is_null() | pl.col("t").is_between(
+        settings.since.replace(tzinfo=None), settings.as_of.replace(tzinfo=None)))
+    links = truth.test_links.filter(pl.col("resident_id").is_not_null()).join(in_round, on="record_id")
+    per_resident = links.group_by("resident_id").agg(pl.col("record_id").is_in(list(ids)).all().alias("all_q"))
+    return ids, set(per_resident.filter(pl.col("all_q"))["resident_id"].to_list())
 
 
 def misses_by_noise(settings: Settings, data_dir: Path) -> pl.DataFrame:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from expectations.docs import export_offline
+from expectations.suites import SuiteResult
 from flows.workbooks import write_quarantine_workbook, write_workbooks
 from transforms.contract import INPUTS
 from transforms.sheets import WorkerBook, safe_file_name
@@ -45,6 +47,7 @@ def publish_outputs(
     books: list[WorkerBook],
     report: RunReport,
     started: float,
+    data_docs: tuple[Path, dict[str, SuiteResult]] | None = None,
 ) -> None:
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +63,8 @@ def publish_outputs(
         for name, frame in quarantine.items():
             _csv(frame.rename({"_line": "line"}), staging / "quarantine" / f"{name}.csv")
             write_quarantine_workbook(frame, INPUTS[name], staging / "quarantine" / f"{name}.xlsx")
+        if data_docs is not None:
+            export_offline(data_docs[0], staging / "data_docs", data_docs[1])
         jobs = [
             (book, staging / "sheets" / safe_file_name(book.street) / safe_file_name(book.community) / book.file_name)
             for book in books

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from expectations.suites import validate_rows
+from expectations.docs import export_offline
+from expectations.suites import SuiteResult, checked_column, data_docs_site, validate_sources
 from flows.database import Database
 from flows.publish import publish_outputs
 from flows.readers import InputError, RawTable, read_table
@@ -58,16 +62,46 @@ def ingest(settings: Settings) -> dict[str, RawTable]:
 
 
 @task(cache_policy=NO_CACHE)
-def validate(raw: dict[str, RawTable]) -> tuple[dict[str, Parsed], dict]:
-    parsed = {name: parse_rows(table.frame, INPUTS[name]) for name, table in raw.items()}
-    suites = {}
-    for name, p in parsed.items():
-        results = validate_rows(INPUTS[name], p.rows)
-        suites[name] = {
-            "success": all(r.success for r in results),
-            "expectations": [asdict(r) for r in results],
+def validate(
+    raw: dict[str, RawTable], as_of: datetime, docs_root: Path
+) -> tuple[dict[str, Parsed], dict[str, SuiteResult], dict[str, float]]:
+    t = time.perf_counter()
+    parsed = {name: parse_rows(table.frame, INPUTS[name], as_of) for name, table in raw.items()}
+    parse_seconds = time.perf_counter() - t
+    suites = validate_sources({name: p.rows for name, p in parsed.items()}, INPUTS, as_of, docs_root)
+    laps = {"validate_parse": round(parse_seconds, 3),
+            "validate_expectations": round(time.perf_counter() - t - parse_seconds, 3)}
+    return parsed, suites, laps
+
+
+def expectation_error(path: str, contract, result: SuiteResult, docs: Path) -> InputError:
+    """A whole file that breaks its suite (a third of its IDs malformed, say) is a wrong or broken export:
+    linking it would silently miss people, so the refresh stops and says which column and how many."""
+    bad = next(e for e in result.expectations if not e.success)
+    source = checked_column(contract, bad.column)
+    column = contract.column(source).zh if source in contract.names else source
+    share = (f"{bad.unexpected_count} of {bad.element_count} rows"
+             if bad.unexpected_count is not None and bad.element_count else "the table")
+    return InputError(
+        path,
+        f"{share} fail the check {bad.expectation} for {contract.zh}: is this the right export, with the right "
+        f"column under this header? Details: {docs / 'index.html'}. If the file is right, set [checks] "
+        "stop_on_failed_expectations = false in the campaign file",
+        column=column,
+    )
+
+
+def validation_summary(suites: dict[str, SuiteResult]) -> dict:
+    """For run.json: the verdict per source, what failed, and every expectation's counts."""
+    return {
+        name: {
+            "success": r.success,
+            "failed": [f"{e.expectation}({e.column or ''})" for e in r.expectations if not e.success],
+            "expectations": [asdict(e) for e in r.expectations],
+            "data_docs": f"data_docs/index.html#{name}",
         }
-    return parsed, suites
+        for name, r in suites.items()
+    }
 
 
 @task(cache_policy=NO_CACHE)
@@ -149,6 +183,16 @@ class RunResult:
 
 def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, started: float) -> RunResult:
     """Everything after ingest; shared by the file refresh and the inbox refresh."""
+    docs_root = Path(tempfile.mkdtemp(prefix="gridsweep-gx-"))  # GE's file context; copied out offline
+    try:
+        return _process(settings, raw, report, started, docs_root)
+    finally:
+        shutil.rmtree(docs_root, ignore_errors=True)
+
+
+def _process(
+    settings: Settings, raw: dict[str, RawTable], report: RunReport, started: float, docs_root: Path
+) -> RunResult:
     logger = get_run_logger()
 
     def lap(name: str, t0: float) -> float:
@@ -156,9 +200,18 @@ def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, sta
         return time.perf_counter()
 
     t = time.perf_counter()
-    parsed, suites = validate(raw)
-    report.validation = suites
+    parsed, suites, laps = validate(raw, settings.as_of, docs_root)
+    report.validation = validation_summary(suites)
     t = lap("validate", t)
+    report.timings.update(laps)
+    failed = {name: r for name, r in suites.items() if not r.success}
+    for name in failed:
+        logger.warning("%s: expectations not met: %s", name, ", ".join(report.validation[name]["failed"]))
+    if failed and settings.stop_on_failed_expectations:
+        kept = settings.duckdb.path.parent / "failed_validation" / report.run_id
+        export_offline(data_docs_site(docs_root), kept, suites)
+        name, result = next(iter(failed.items()))
+        raise expectation_error(raw[name].path, INPUTS[name], result, kept)
     for name, table in raw.items():
         p = parsed[name]
         report.inputs[name] = {
@@ -171,6 +224,7 @@ def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, sta
             "rows_quarantined": p.quarantine.height,
             "balanced": table.frame.height == p.rows.height + p.quarantine.height,
         }
+        report.inputs[name]["kept_but_blanked"] = p.notes
         logger.info("%s: %d rows read, %d used, %d quarantined", name, table.frame.height, p.rows.height,
                     p.quarantine.height)
     if not all(a["balanced"] for a in report.accounting.values()):
@@ -204,6 +258,7 @@ def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, sta
         publish_outputs(
             settings.out, call_list=call_list, coverage=coverage, matches=matches, quarantine=quarantine,
             books=books, report=report, started=started,
+            data_docs=(data_docs_site(docs_root), suites),
         )
         db.record_run(report.run_id, json.dumps(asdict(report), ensure_ascii=False, default=str),
                       {"call_list": call_list, "coverage": coverage, "matches": matches})

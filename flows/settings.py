@@ -39,6 +39,7 @@ class Settings:
     decision: DecisionSettings = field(default_factory=DecisionSettings)
     rules: RuleSettings = field(default_factory=RuleSettings)
     min_row_fraction: float = 0.5  # a load with fewer rows than this share of the last one is refused
+    stop_on_failed_expectations: bool = True  # a file failing its suite stops the refresh
 
     @property
     def round(self) -> Round:
@@ -163,4 +164,5 @@ def load_settings(
         decision=_section(DecisionSettings, doc.get("decision")),
         rules=_section(RuleSettings, doc.get("rules")),
         min_row_fraction=float(doc.get("checks", {}).get("min_row_fraction", 0.5)),
+        stop_on_failed_expectations=bool(doc.get("checks", {}).get("stop_on_failed_expectations", True)),
     )

@@ -11,9 +11,9 @@ import pytest
 
 from flows.evaluate import score_run
 from flows.generate import write_synthetic
-from flows.readers import InputError
+from flows.readers import InputError, read_table
 from flows.settings import load_settings
-from transforms.contract import CALL_LIST
+from transforms.contract import CALL_LIST, TESTS
 from transforms.synthetic import generate
 
 pytestmark = pytest.mark.slow
@@ -139,9 +139,52 @@ def test_a_far_shorter_export_than_last_time_is_refused(first_run, campaign, tmp
     assert (settings.out / "run.json").read_bytes() == before
 
 
+def test_an_export_failing_its_suite_stops_the_refresh_and_names_the_column(first_run, campaign, tmp_path):
+    from flows.refresh import refresh
+
+    settings, _ = first_run
+    before = (settings.out / "run.json").read_bytes()
+    tests = read_table(campaign / "tests.csv", TESTS).frame.drop("_line")
+    # An export whose phone column holds the sampling site's code: every row parses, few phones are phones.
+    wrong = tests.with_columns(pl.lit("GD-0755-01").alias("phone"))
+    path = tmp_path / "tests.csv"
+    wrong.write_csv(path)
+    bad = load_settings(campaign / "campaign.toml", tests=str(path), out=str(settings.out),
+                        db=str(settings.duckdb.path))
+    with pytest.raises(InputError, match="column 手机号码") as caught:
+        refresh(bad)
+    assert str(caught.value).startswith(f"{path}, column 手机号码:")
+    assert (settings.out / "run.json").read_bytes() == before
+    docs = next(settings.duckdb.path.parent.glob("failed_validation/*/index.html"))
+    assert "未通过" in docs.read_text(encoding="utf-8")
+
+
 def test_suspicious_identifiers_are_counted_in_run_json(first_run):
     settings, _ = first_run
     run = json.loads((settings.out / "run.json").read_text(encoding="utf-8"))
     flags = run["inputs"]["tests"]["id_flags"]
     assert flags.get("bad_check_digit", 0) > 0 and flags.get("ok", 0) > flags.get("bad_check_digit", 0)
     assert "missing" in run["inputs"]["tests"]["phone_flags"]
+
+
+def test_data_docs_render_offline_and_hold_no_personal_data(first_run, campaign):
+    settings, _ = first_run
+    docs = settings.out / "data_docs"
+    run = json.loads((settings.out / "run.json").read_text(encoding="utf-8"))
+    pages = list(docs.rglob("*.html"))
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    for name, summary in run["validation"].items():
+        assert summary["expectations"], name
+        assert any(p.parts[-4] == f"{name}_contract" for p in pages if "validations" in p.parts), name
+        assert f"（{name}）" in index
+    roster = pl.read_csv(campaign / "roster.csv", infer_schema=False)
+    ids = [v for v in roster["证件号码"].drop_nulls().head(300).to_list() if len(v) >= 8]
+    phones = [v for v in roster["联系电话"].drop_nulls().head(300).to_list() if len(v) >= 8]
+    assert len(ids) > 100 and len(phones) > 100
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        lowered = text.lower()
+        assert "http:" not in lowered and "https:" not in lowered and "<script" not in lowered, page
+        assert "<link" not in lowered and 'src="//' not in lowered, page
+        assert not any(v in text for v in ids + phones), page
+    assert "validate_expectations" in run["timings"]

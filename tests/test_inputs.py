@@ -85,19 +85,20 @@ def test_row_quarantine_reasons_and_lines(tmp_path):
         "R1,张三,地址1,街道,社区,G1,王五,在住,1980-01-01",
         "R2,,地址2,街道,社区,G1,王五,在住,1980-01-01",  # no name
         "R3,李四,地址3,街道,社区,G1,王五,在家,1980-01-01",  # unknown status
-        "R4,赵六,地址4,街道,社区,G1,王五,,1980-13-01",  # bad date
+        "R4,赵六,地址4,街道,社区,G1,王五,,1980-13-01",  # bad birth date: kept, date blanked
         "R1,张三丰,地址5,街道,社区,G1,王五,在住,1980-01-01",  # duplicate id
         ",,,,,,,,",  # blank row: formatting, dropped
         "R5,钱七,地址6,街道,社区,G1,王五,,",
     ]) + "\n"
     raw = read_table(write(tmp_path, "roster.csv", text, "utf-8"), ROSTER)
     parsed = parse_rows(raw.frame, ROSTER)
-    assert parsed.rows["resident_id"].to_list() == ["R1", "R5"]
-    assert parsed.rows["status"].to_list() == ["在住", "在住"]  # blank status defaults to 在住
+    assert parsed.rows["resident_id"].to_list() == ["R1", "R4", "R5"]
+    assert parsed.rows["status"].to_list() == ["在住", "在住", "在住"]  # blank status defaults to 在住
+    assert parsed.rows["birth_date"].null_count() == 2 and parsed.notes["birth_date_implausible"] == 1
     q = {r["_line"]: r["reason"] for r in parsed.quarantine.to_dicts()}
     assert q[3] == "缺少必填项：姓名"
     assert q[4].startswith("居住状态不在允许值内")
-    assert q[5] == "无法识别的日期：出生日期"
+    assert 5 not in q
     assert q[6] == "人员编号重复（首次出现在第2行）"
     assert parsed.rows.height + parsed.quarantine.height == raw.frame.height == 6
 

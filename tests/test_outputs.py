@@ -89,11 +89,11 @@ def test_every_sheet_column_is_declared_in_the_contract():
 
 
 def test_great_expectations_suites_only_name_contract_columns():
-    from expectations.suites import build_suite
+    from expectations.suites import ID_CHECK, PHONE_CHECK, build_suite
 
     for contract in INPUTS.values():
         suite = build_suite(contract)
         for exp in suite.expectations:
             col = getattr(exp, "column", None)
             if col is not None:
-                assert col in contract.names, (contract.name, col)
+                assert col in [*contract.names, ID_CHECK, PHONE_CHECK], (contract.name, col)

@@ -7,6 +7,7 @@ these objects, so a column is added or renamed in exactly one place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 
 
@@ -41,6 +42,10 @@ TAGS = ("高龄", "残疾", "卧床", "孕妇", "禁忌症")
 HOME_VISIT_TAGS = ("卧床", "残疾")
 CONTRAINDICATION_TAG = "禁忌症"
 GENDERS = ("男", "女")
+# Plausibility bounds shared by row parsing and the Great Expectations suites.
+EARLIEST_BIRTH = date(1900, 1, 1)
+EARLIEST_EVENT = date(2020, 1, 1)  # mass nucleic-acid testing and COVID vaccination began in 2020
+DOSE_RANGE = (1, 5)
 CONTACT_OUTCOMES = ("已联系-将检测", "已在外地检测", "外出不在本地", "拒绝", "无法联系", "号码错误", "其他")
 
 

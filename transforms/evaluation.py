@@ -24,10 +24,16 @@ class Truth:
     vaccination_links: pl.DataFrame
 
 
-def link_scores(matches: pl.DataFrame, truth: Truth) -> dict[str, dict]:
-    """Per record kind: precision and recall of 'match' decisions against the true resident."""
+def link_scores(matches: pl.DataFrame, truth: Truth, quarantined: set[str] | None = None) -> dict[str, dict]:
+    """Per record kind: precision and recall of 'match' decisions against the true resident.
+
+    Records the run quarantined (a broken row, or a time after as-of) never reach the matcher: they are
+    counted apart, so the figures say how well the matcher did and how much input was unusable."""
     out = {}
+    quarantined = quarantined or set()
     for kind, t in (("test", truth.test_links), ("vaccination", truth.vaccination_links)):
+        gone = t.filter(pl.col("record_id").is_in(list(quarantined)))
+        t = t.filter(~pl.col("record_id").is_in(list(quarantined)))
         m = matches.filter((pl.col("record_kind") == kind) & (pl.col("decision") == "match")).select(
             "record_id", pl.col("resident_id").alias("predicted")
         )
@@ -37,11 +43,17 @@ def link_scores(matches: pl.DataFrame, truth: Truth) -> dict[str, dict]:
         fn = j.filter(pl.col("resident_id").is_not_null() & (pl.col("predicted").is_null() | (pl.col("predicted") != pl.col("resident_id")))).height
         scores = _prf(tp, fp, fn)
         possible = matches.filter((pl.col("record_kind") == kind) & (pl.col("decision") == "possible")).height
-        out[kind] = scores | {"possible": possible}
+        out[kind] = scores | {
+            "possible": possible, "quarantined_records": gone.height,
+            "quarantined_resident_records": gone.filter(pl.col("resident_id").is_not_null()).height,
+        }
     return out
 
 
-def untested_scores(call_list: pl.DataFrame, truth: Truth) -> dict:
+def untested_scores(call_list: pl.DataFrame, truth: Truth, tested_only_in_quarantine: set[str] | None = None) -> dict:
+    """Recall over the truly untested (any list, verify included: they get a call); precision over the
+    firm lists. Residents whose every in-round test was quarantined are rightly listed from the run's
+    point of view (the record is unusable until the staff fix it): precision is also given without them."""
     truly = truth.residents.filter((pl.col("status") == STATUS_IN_PLACE) & ~pl.col("tested_in_round"))
     truly_ids = set(truly["resident_id"].to_list())
     listed = call_list.filter(pl.col("reason") == "untested")
@@ -52,6 +64,9 @@ def untested_scores(call_list: pl.DataFrame, truth: Truth) -> dict:
     ) & set(call_list["resident_id"].to_list())
     recall = len(truly_ids & any_list) / len(truly_ids) if truly_ids else 1.0
     precision = len(firm & truly_ids) / len(firm) if firm else 1.0
+    unusable = (tested_only_in_quarantine or set()) - truly_ids
+    firm_usable = firm - unusable
+    precision_usable = len(firm_usable & truly_ids) / len(firm_usable) if firm_usable else 1.0
     return {
         "truly_untested": len(truly_ids),
         "listed_call_or_home_visit": len(firm),
@@ -60,6 +75,8 @@ def untested_scores(call_list: pl.DataFrame, truth: Truth) -> dict:
         "precision": round(precision, 5),
         "missed": len(truly_ids - any_list),
         "wrongly_listed": len(firm - truly_ids),
+        "listed_because_test_quarantined": len(firm & unusable),
+        "precision_excluding_quarantined": round(precision_usable, 5),
         "out_of_scope_listed": len(out_of_scope),
     }
 

@@ -6,11 +6,20 @@ data staff can find it in the file they dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import polars as pl
 
-from transforms.contract import VACCINE_ALIASES, Contract, Kind
+from transforms.contract import (
+    DOSE_RANGE,
+    EARLIEST_BIRTH,
+    EARLIEST_EVENT,
+    VACCINE_ALIASES,
+    Contract,
+    Kind,
+    Role,
+)
 
 LINE = "_line"
 CARRIED = ("_file",)  # which stored file a row came from, when rows come from the inbox store
@@ -30,6 +39,8 @@ _TAG_SPLIT = r"[;；,，、/ ]+"
 class Parsed:
     rows: pl.DataFrame
     quarantine: pl.DataFrame
+    # Values that were only suspicious: kept, blanked where unusable, and counted for run.json.
+    notes: dict[str, int] = field(default_factory=dict)
 
 
 def parse_datetime_expr(col: str) -> pl.Expr:
@@ -44,9 +55,13 @@ def parse_date_expr(col: str) -> pl.Expr:
     return pl.coalesce([c.str.to_date(f, strict=False) for f in _DATE_FORMATS])
 
 
-def parse_rows(raw: pl.DataFrame, contract: Contract) -> Parsed:
+def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = None) -> Parsed:
     """raw: one String column per contract column present in the file, plus LINE (1-based, as the
-    spreadsheet shows it). Missing optional columns are added as nulls."""
+    spreadsheet shows it). Missing optional columns are added as nulls.
+
+    An event later than as_of, or before testing began, is a typing error that would silently count
+    or not count: the row is quarantined so the staff see it. An implausible birth date only loses the
+    date (age then comes from the ID); the resident stays on the roster."""
     carried = [LINE, *[c for c in CARRIED if c in raw.columns]]
     frame = raw.with_columns(
         [pl.lit(None, dtype=pl.String).alias(c) for c in contract.names if c not in raw.columns]
@@ -60,6 +75,8 @@ def parse_rows(raw: pl.DataFrame, contract: Contract) -> Parsed:
     )
     problems: list[pl.Expr] = []
     typed: list[pl.Expr] = []
+    notes: dict[str, pl.Expr] = {}
+    latest = as_of.replace(tzinfo=None) if as_of is not None else None
     for col in contract.columns:
         c = pl.col(col.name)
         if col.default is not None:
@@ -75,20 +92,43 @@ def parse_rows(raw: pl.DataFrame, contract: Contract) -> Parsed:
             problems.append(
                 pl.when(c.is_not_null() & parsed.is_null()).then(pl.lit(f"无法识别的时间：{col.zh}"))
             )
+            problems.append(
+                pl.when(parsed < pl.lit(datetime.combine(EARLIEST_EVENT, datetime.min.time())))
+                .then(pl.lit(f"{col.zh}早于{EARLIEST_EVENT.year}年，疑为录入错误"))
+            )
+            if latest is not None:
+                problems.append(
+                    pl.when(parsed > pl.lit(latest)).then(
+                        pl.lit(f"{col.zh}晚于本轮截止时间（{latest:%Y-%m-%d %H:%M}），本轮不计；如为录入错误请更正后重新提交")
+                    )
+                )
             typed.append(parsed.alias(col.name))
         elif col.kind is Kind.DATE:
             parsed = parse_date_expr(col.name)
-            problems.append(
-                pl.when(c.is_not_null() & parsed.is_null()).then(pl.lit(f"无法识别的日期：{col.zh}"))
-            )
+            if col.role is not Role.BIRTH_DATE:
+                problems.append(
+                    pl.when(c.is_not_null() & parsed.is_null()).then(pl.lit(f"无法识别的日期：{col.zh}"))
+                )
+            else:
+                upper = latest.date() if latest is not None else None
+                implausible = (parsed < pl.lit(EARLIEST_BIRTH)) | (
+                    (parsed > pl.lit(upper)) if upper is not None else pl.lit(False)
+                )
+                notes[f"{col.name}_implausible"] = (c.is_not_null() & parsed.is_null()) | implausible
+                parsed = pl.when(implausible).then(None).otherwise(parsed)
             typed.append(parsed.alias(col.name))
         elif col.kind is Kind.INT:
             # A dose number is informative only; an odd one is blanked, not a reason to lose the record.
-            typed.append(c.str.extract(r"(\d+)", 1).cast(pl.Int32, strict=False).alias(col.name))
+            number = c.str.extract(r"(\d+)", 1).cast(pl.Int32, strict=False)
+            in_range = number.is_between(*DOSE_RANGE)
+            notes[f"{col.name}_blanked"] = c.is_not_null() & ~in_range.fill_null(False)
+            typed.append(pl.when(in_range).then(number).otherwise(None).alias(col.name))
         elif col.multi and col.allowed:
+            tokens = c.str.replace_all(_TAG_SPLIT, ";").str.strip_chars(";").str.split(";")
+            notes[f"{col.name}_unknown_dropped"] = tokens.list.eval(
+                ~pl.element().is_in(list(col.allowed))).list.any().fill_null(False)
             typed.append(
-                c.str.replace_all(_TAG_SPLIT, ";").str.split(";")
-                .list.eval(pl.element().filter(pl.element().is_in(list(col.allowed))))
+                tokens.list.eval(pl.element().filter(pl.element().is_in(list(col.allowed))))
                 .list.join(";")
                 .alias(col.name)
             )
@@ -120,5 +160,6 @@ def parse_rows(raw: pl.DataFrame, contract: Contract) -> Parsed:
         frame = frame.filter(~dup).drop("_ord", "_first_ord", "_first")
         quarantine = pl.concat([quarantine, dups.select(quarantine.columns)])
     quarantine = quarantine.sort(carried[::-1]).select(*carried, REASON, *contract.names)
+    counts = frame.select([e.sum().alias(k) for k, e in notes.items()]).row(0, named=True) if notes else {}
     rows = frame.with_columns(typed).select(*carried, *contract.names)
-    return Parsed(rows=rows, quarantine=quarantine)
+    return Parsed(rows=rows, quarantine=quarantine, notes={k: int(v or 0) for k, v in counts.items()})
