@@ -59,8 +59,12 @@ def _gx():
     return gx
 
 
-def build_suite(contract: Contract, as_of: datetime | None = None):
+def build_suite(contract: Contract, as_of: datetime | None = None, *, standalone: bool = True):
+    """standalone: make a throwaway context (GE needs an active one); validate_sources passes False
+    because its file context is the one the suite must belong to."""
     gx = _gx()
+    if standalone:
+        gx.get_context(mode="ephemeral")
     e = gx.expectations
     suite = gx.ExpectationSuite(name=f"{contract.name}_contract")
     checks = [c for c in (ID_CHECK, PHONE_CHECK) if _has_role(contract, c)]
@@ -138,7 +142,7 @@ def validate_sources(
     for name, frame in rows.items():
         contract = contracts[name]
         batch = data_source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe("all_rows")
-        suite = context.suites.add(build_suite(contract, as_of))
+        suite = context.suites.add(build_suite(contract, as_of, standalone=False))
         definitions.append(context.validation_definitions.add(
             gx.ValidationDefinition(name=name, data=batch, suite=suite)))
         frames[name] = expectation_frame(contract, frame)

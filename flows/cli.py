@@ -144,6 +144,27 @@ def _trigger(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feedback(args: argparse.Namespace) -> int:
+    from flows.feedback import load_feedback
+    from flows.readers import InputError
+    from flows.settings import SAMPLES, load_settings
+
+    config = Path(args.config) if args.config else SAMPLES / "campaign.toml"
+    try:
+        settings = load_settings(config, db=args.db)
+        counts = load_feedback([Path(p) for p in args.files], settings.duckdb)
+    except InputError as exc:
+        print(f"gridsweep: bad input: {exc}", file=sys.stderr)
+        print("gridsweep: no verdict was stored.", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"gridsweep: {exc}", file=sys.stderr)
+        return 2
+    print(f"{counts['confirmed']} confirmed and {counts['rejected']} rejected pairs from {counts['files']} file(s); "
+          f"{counts['stored_in_total']} worker verdicts stored in {settings.duckdb.path}; the next refresh uses them")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridsweep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     trg.add_argument("--name", default=DEPLOYMENT)
     trg.add_argument("--wait", type=float, default=0, help="seconds to wait for the run to finish (0: don't)")
     trg.set_defaults(func=_trigger)
+    fb = sub.add_parser("feedback", help="load verify rows settled by grid workers (returned call sheets)")
+    fb.add_argument("files", nargs="+", help="returned .xlsx workbooks (or CSVs with the same headers)")
+    fb.add_argument("--config", help="campaign TOML (for the database path; default: the samples')")
+    fb.add_argument("--db", help="DuckDB file (default from the campaign: state/gridsweep.duckdb)")
+    fb.set_defaults(func=_feedback)
     gen = sub.add_parser("generate", help="write synthetic roster, test and vaccination records")
     gen.add_argument("--residents", type=int, default=2000)
     gen.add_argument("--seed", type=int, default=1)

@@ -76,6 +76,13 @@ class Database:
                     "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [f"run_{name}"]
                 ).fetchall()[0][0]
                 if exists:
+                    # Outputs gain columns between versions; older history keeps nulls in them.
+                    have = {r[0] for r in self.con.execute(
+                        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [f"run_{name}"]
+                    ).fetchall()}
+                    for col, dtype in zip(tagged.columns, self.con.sql("SELECT * FROM _incoming").types, strict=True):
+                        if col not in have:
+                            self.con.execute(f'ALTER TABLE run_{name} ADD COLUMN "{col}" {dtype}')
                     self.con.execute(f"INSERT INTO run_{name} BY NAME SELECT * FROM _incoming")
                 else:
                     self.con.execute(f"CREATE TABLE run_{name} AS SELECT * FROM _incoming")
@@ -84,6 +91,37 @@ class Database:
         except Exception:
             self.con.execute("ROLLBACK")
             raise
+
+
+    # --- what the grid workers settled on verify rows --------------------------------------------
+    def ensure_feedback(self) -> None:
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS link_feedback (record_kind VARCHAR, record_id VARCHAR, "
+            "resident_id VARCHAR, verdict VARCHAR, source VARCHAR, loaded_at TIMESTAMP, "
+            "PRIMARY KEY (record_kind, record_id, resident_id))"
+        )
+
+    def store_feedback(self, verdicts: pl.DataFrame) -> int:
+        """Latest verdict per (record, resident) wins: a worker may correct an earlier answer."""
+        self.ensure_feedback()
+        self.con.register("_incoming", verdicts)
+        try:
+            self.con.execute("BEGIN TRANSACTION")
+            self.con.execute(
+                "INSERT OR REPLACE INTO link_feedback SELECT record_kind, record_id, resident_id, verdict, source, "
+                "now() FROM _incoming"
+            )
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+        finally:
+            self.con.unregister("_incoming")
+        return verdicts.height
+
+    def feedback(self) -> pl.DataFrame:
+        self.ensure_feedback()
+        return self.fetch("SELECT record_kind, record_id, resident_id, verdict FROM link_feedback")
 
 
 def db_size(path: Path) -> int:

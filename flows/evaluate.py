@@ -68,10 +68,12 @@ def misses_by_noise(settings: Settings, data_dir: Path) -> pl.DataFrame:
     """For each noise type: records carrying it, and how many of those were not linked to the right resident."""
     truth = load_truth(data_dir)
     matches = pl.read_csv(settings.out / "matches.csv", infer_schema=False)
+    quarantined = list(_quarantined(settings, truth)[0])  # not the matcher's to link: counted in the scores
     frames = []
     for kind, t in (("test", truth.test_links), ("vaccination", truth.vaccination_links)):
         m = matches.filter(pl.col("record_kind") == kind).select("record_id", pl.col("resident_id").alias("pred"), "decision")
-        j = t.filter(pl.col("resident_id").is_not_null()).join(m, on="record_id", how="left").with_columns(
+        t = t.filter(pl.col("resident_id").is_not_null() & ~pl.col("record_id").is_in(quarantined))
+        j = t.join(m, on="record_id", how="left").with_columns(
             pl.col("noise").fill_null("").str.split(";").alias("noise"),
             ((pl.col("decision") == "match") & (pl.col("pred") == pl.col("resident_id"))).fill_null(False).alias("ok"),
             ((pl.col("decision") == "match") & (pl.col("pred") != pl.col("resident_id"))).fill_null(False).alias("wrong"),

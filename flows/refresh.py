@@ -32,7 +32,8 @@ from transforms.contract import INPUTS
 from transforms.coverage import build_coverage
 from transforms.decision import LINK_COLUMNS, decide_links
 from transforms.evidence import records_for_linking, test_evidence, vaccination_evidence
-from transforms.linking import candidate_chunk_sql, linking_sql
+from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
+from transforms.linking import SqlStep, candidate_chunk_sql, linking_sql
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
 from transforms.parsing import Parsed, parse_rows
 from transforms.rules import build_call_list, resident_status
@@ -115,7 +116,9 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
     records = records_for_linking(people["tests"], people.get("vaccinations"), IDENTITY_COLUMNS)
     db.load("residents", residents)
     db.load("records", records)
-    timings = db.run(linking_sql(settings.blocking))
+    db.ensure_feedback()
+    timings = db.run([*linking_sql(settings.blocking), SqlStep("reject_worker_feedback", reject_pairs_sql())])
+    feedback = db.feedback()
     t = time.perf_counter()
     n_pairs = db.count("candidate_pairs")
     chunks = max(1, math.ceil(n_pairs / settings.blocking.pairs_per_chunk))
@@ -124,7 +127,7 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
         pairs = db.fetch(candidate_chunk_sql(chunks, k))
         decided.append(decide_links(score_pairs(compare_pairs(pairs), settings.scoring), settings.decision))
         del pairs
-    links = pl.concat(decided)
+    links = apply_confirmations(pl.concat(decided), feedback, records)
     timings["compare_score_decide"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": records.height,
@@ -133,6 +136,9 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
         "candidate_pairs": n_pairs,
         "chunks": chunks,
         "decisions": _decision_counts(links, records),
+        "worker_feedback": {"confirmed": int((feedback["verdict"] == CONFIRMED).sum()),
+                            "rejected": int((feedback["verdict"] == REJECTED).sum()),
+                            "links_confirmed_by_workers": int((links["method"] == "worker_confirmed").sum())},
         "sql_seconds": timings,
     }
     return links, stats

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import xlsxwriter
 
-from transforms.sheets import FILLABLE, OUTCOME_HEADER, OUTCOMES, SUMMARY_SHEET, WorkerBook, column_widths
+from transforms.contract import VERDICTS
+from transforms.sheets import (
+    FILLABLE,
+    OUTCOME_HEADER,
+    OUTCOMES,
+    SUMMARY_SHEET,
+    VERDICT_HEADER,
+    WorkerBook,
+    column_widths,
+)
 
 WORKBOOK_OPTIONS = {
     "strings_to_formulas": False,
@@ -43,7 +52,7 @@ def write_workbook(book: WorkerBook, path: Path) -> None:
                 ws.write_string(0, j, h, head)
             for i, row in enumerate(frame.iter_rows(), start=1):
                 for j, (h, v) in enumerate(zip(headers, row, strict=True)):
-                    ws.write_string(i, j, v or "", fill if h in FILLABLE else cell)
+                    ws.write_string(i, j, v or "", fill if h in FILLABLE or h == VERDICT_HEADER else cell)
             for j, w in enumerate(column_widths(headers)):
                 ws.set_column(j, j, w)
             outcome_col = headers.index(OUTCOME_HEADER)
@@ -52,6 +61,12 @@ def write_workbook(book: WorkerBook, path: Path) -> None:
                 "validate": "list", "source": list(OUTCOMES), "error_type": "warning",
                 "input_title": "联系结果", "input_message": "请从下拉列表中选择",
             })
+            if VERDICT_HEADER in headers:
+                col = headers.index(VERDICT_HEADER)
+                ws.data_validation(1, col, last, col, {
+                    "validate": "list", "source": list(VERDICTS), "error_type": "warning",
+                    "input_title": VERDICT_HEADER, "input_message": "核实后选择：候选记录是否为本人",
+                })
             ws.freeze_panes(1, 2)
             ws.autofilter(0, 0, max(frame.height, 1), len(headers) - 1)
             ws.set_landscape()

@@ -18,7 +18,7 @@ AS_OF = datetime(2022, 5, 20, 18, 0)
 
 def call_rows() -> pl.DataFrame:
     base = {"street": "粤海街道", "community": "科技园社区", "grid_id": "G1", "grid_worker": "李网格", "tags": "",
-            "id_masked": "110105********002X", "unit": "1"}
+            "id_masked": "110105********002X", "unit": "1", "candidate_record": None}
     rows = [
         {"resident_id": "R3", "name": "=HYPERLINK(\"x\")", "phone": "13800000003", "address": "a", "list": "call",
          "reason": "untested", "detail": "本轮未检测", "building": "10", "room": "101"},
@@ -29,7 +29,8 @@ def call_rows() -> pl.DataFrame:
         {"resident_id": "R4", "name": "王五", "phone": "13800000004", "address": "a", "list": "home_visit",
          "reason": "untested", "detail": "本轮未检测", "building": "1", "room": "101"},
         {"resident_id": "R5", "name": "赵六", "phone": "13800000005", "address": "a", "list": "verify",
-         "reason": "untested", "detail": "疑似本人检测记录", "building": "1", "room": "102"},
+         "reason": "untested", "detail": "疑似本人检测记录", "building": "1", "room": "102",
+         "candidate_record": "test:T9"},
         {"resident_id": "R1", "name": "张三", "phone": "13800000001", "address": "a", "list": "call",
          "reason": "booster_due", "detail": "可接种加强针", "building": "2", "room": "1202"},
     ]
@@ -69,6 +70,12 @@ def test_workbook_round_trip(tmp_path):
     assert all(i == "110105********002X" for i in ids)
     assert [r[1] for r in wb["上门采样"].iter_rows(min_row=2, values_only=True)] == ["王五"]
     assert [r[1] for r in wb["待核实"].iter_rows(min_row=2, values_only=True)] == ["赵六"]
+    verify = wb["待核实"]
+    vheader = [c.value for c in verify[1]]
+    assert vheader[-4:] == ["候选记录编号", "核实结论", "联系结果", "备注"]
+    assert next(verify.iter_rows(min_row=2, values_only=True))[vheader.index("候选记录编号")] == "test:T9"
+    assert {v.formula1 for v in verify.data_validations.dataValidation} == {
+        '"' + ",".join(CONTACT_OUTCOMES) + '"', '"是本人,不是本人"'}
     assert [r[1] for r in wb["疫苗接种"].iter_rows(min_row=2, values_only=True)] == ["张三"]
     summary = {r[0]: r[1] for r in wb["汇总"].iter_rows(min_row=3, values_only=True)}
     assert summary["在住人数"] == "2" and summary["本轮已检测"] == "1" and summary["检测覆盖率"] == "50.0%"

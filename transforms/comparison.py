@@ -13,19 +13,20 @@ import polars as pl
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-ID_LEVELS = ("exact", "one_edit", "birth_segment", "mismatch", "missing")
-NAME_LEVELS = ("exact", "homophone", "wildcard", "loose", "similar", "different")
-PHONE_LEVELS = ("exact", "household", "one_edit", "different", "missing")
+ID_LEVELS = ("exact", "household", "one_edit", "masked_agree", "birth_segment", "mismatch", "missing")
+NAME_LEVELS = ("exact", "homophone", "wildcard", "loose", "dropped", "similar", "different")
+PHONE_LEVELS = ("exact", "household", "one_edit", "masked_agree", "different", "missing")
 BIRTH_LEVELS = ("equal", "different", "missing")
 SEX_LEVELS = ("equal", "different", "missing")
 ADDRESS_LEVELS = ("same", "building", "different", "missing")
 
 EXPLAIN = {
-    "id": {"exact": "证件号一致", "one_edit": "证件号相差一位", "birth_segment": "证件号出生日期段一致",
+    "id": {"exact": "证件号一致", "household": "证件号为同户家人的证件号", "one_edit": "证件号相差一位", "masked_agree": "脱敏证件号可见部分一致", "birth_segment": "证件号出生日期段一致",
            "mismatch": "证件号不一致", "missing": "缺证件号"},
     "name": {"exact": "姓名一致", "homophone": "姓名同音", "wildcard": "姓名含生僻字占位、其余一致",
-             "loose": "姓名近音", "similar": "姓名相近", "different": "姓名不同"},
-    "phone": {"exact": "手机号一致", "household": "手机号为同户家人号码", "one_edit": "手机号相差一位", "different": "手机号不同", "missing": ""},
+             "loose": "姓名近音", "dropped": "姓名漏一字", "similar": "姓名相近", "different": "姓名不同"},
+    "phone": {"exact": "手机号一致", "household": "手机号为同户家人号码", "one_edit": "手机号相差一位",
+              "masked_agree": "脱敏手机号可见部分一致", "different": "手机号不同", "missing": ""},
     "birth": {"equal": "出生日期一致", "different": "出生日期不同", "missing": ""},
     "sex": {"equal": "", "different": "性别不同", "missing": ""},
     "address": {"same": "地址一致", "building": "同一楼栋", "different": "", "missing": ""},
@@ -45,13 +46,13 @@ class ScoreSettings:
     """
 
     id: dict[str, float] = field(default_factory=lambda: _weights(
-        exact=12, one_edit=7, birth_segment=0, mismatch=-10, missing=0))
+        exact=12, household=1, one_edit=7, masked_agree=3, birth_segment=0, mismatch=-10, missing=0))
     # 'similar' (one character differs, reads differently) is more often a sibling than a typo: it
     # counts against the pair, only less than a different name.
     name: dict[str, float] = field(default_factory=lambda: _weights(
-        exact=7, homophone=5.5, wildcard=5.5, loose=2, similar=-4, different=-9))
+        exact=7, homophone=5.5, wildcard=5.5, loose=2, dropped=1, similar=-4, different=-9))
     phone: dict[str, float] = field(default_factory=lambda: _weights(
-        exact=4, household=3.5, one_edit=3, different=-1, missing=0))
+        exact=4, household=3.5, one_edit=3, masked_agree=1.5, different=-1, missing=0))
     birth: dict[str, float] = field(default_factory=lambda: _weights(equal=3.5, different=-7, missing=0))
     sex: dict[str, float] = field(default_factory=lambda: _weights(equal=0, different=-7, missing=0))
     # The same flat is as telling as a phone; the same building only narrows it down.
@@ -80,9 +81,16 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     has_id = (c("id_body_l").is_not_null() | c("id_norm_l").is_not_null()) & (
         c("id_body_r").is_not_null() | c("id_norm_r").is_not_null()
     )
+    masked_id = c("id_body_l").str.contains(r"\*") | c("id_body_r").str.contains(r"\*")
+    ends_agree = (c("id_body_l").str.slice(0, 6) == c("id_body_r").str.slice(0, 6)) & (
+        c("id_body_l").str.slice(14, 4) == c("id_body_r").str.slice(14, 4))
     id_level = (
         pl.when(c("id_norm_l").is_not_null() & (c("id_norm_l") == c("id_norm_r"))).then(pl.lit("exact"))
         .when(~has_id).then(pl.lit("missing"))
+        # A parent registering a child with their own ID: the ID says which family, not which member.
+        .when(c("household_ids_r").list.contains(c("id_norm_l")).fill_null(False)).then(pl.lit("household"))
+        .when(masked_id & c("id_body_l").is_not_null() & c("id_body_r").is_not_null()).then(
+            pl.when(ends_agree).then(pl.lit("masked_agree")).otherwise(pl.lit("mismatch")))
         .when(c("id_body_l").is_not_null() & c("id_body_r").is_not_null() & (c("_id_dist") <= 1)).then(pl.lit("one_edit"))
         .when(c("id_body_l").str.slice(6, 8) == c("id_body_r").str.slice(6, 8)).then(pl.lit("birth_segment"))
         .otherwise(pl.lit("mismatch"))
@@ -97,6 +105,14 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         .when(c("name_py_l") == c("name_py_r")).then(pl.lit("homophone"))
         .when(wildcard).then(pl.lit("wildcard"))
         .when(c("name_py_loose_l") == c("name_py_loose_r")).then(pl.lit("loose"))
+        # 王小明 typed 王明: one character left out, surname kept. Weak: only an ID or more makes it a link.
+        .when(
+            ((c("name_norm_l").str.len_chars().cast(pl.Int32) - c("name_norm_r").str.len_chars().cast(pl.Int32))
+             .abs() == 1)
+            & (pl.max_horizontal(c("name_norm_l").str.len_chars(), c("name_norm_r").str.len_chars()) >= 3)
+            & (c("_name_edit") == 1)
+            & (c("name_norm_l").str.slice(0, 1) == c("name_norm_r").str.slice(0, 1))
+        ).then(pl.lit("dropped"))
         .when(
             (c("name_norm_l").str.len_chars() >= 3) & (c("_name_edit") <= 1)
             & (c("name_norm_l").str.slice(0, 1) == c("name_norm_r").str.slice(0, 1))
@@ -108,10 +124,17 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         pl.when(~phones).then(pl.lit("missing"))
         .when(c("phone_norm_l") == c("phone_norm_r")).then(pl.lit("exact"))
         .when(c("household_phones_r").list.contains(c("phone_norm_l")).fill_null(False)).then(pl.lit("household"))
+        .when(c("phone_norm_l").str.contains(r"\*") | c("phone_norm_r").str.contains(r"\*")).then(
+            pl.when((c("phone_norm_l").str.slice(0, 3) == c("phone_norm_r").str.slice(0, 3))
+                    & (c("phone_norm_l").str.slice(-4, 4) == c("phone_norm_r").str.slice(-4, 4)))
+            .then(pl.lit("masked_agree")).otherwise(pl.lit("different")))
         .when(c("_phone_dist") <= 1).then(pl.lit("one_edit"))
         .otherwise(pl.lit("different"))
     )
-    births = c("id_birth_raw_l").is_not_null() & c("birth_r").is_not_null()
+    # Birth date and sex of a record come from its ID: a relative's ID says nothing about this person's.
+    relatives_id = c("household_ids_r").list.contains(c("id_norm_l")).fill_null(False) & (
+        c("id_norm_l") != c("id_norm_r")).fill_null(True)
+    births = c("id_birth_raw_l").is_not_null() & c("birth_r").is_not_null() & ~relatives_id
     # The birth segment of an ID whose check digit fails may hold the typo: it can confirm, never refute.
     record_birth_trusted = c("id_flag_l").is_in(["ok", "upgraded_15"])
     birth_level = (
@@ -120,7 +143,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         .when(record_birth_trusted).then(pl.lit("different"))
         .otherwise(pl.lit("missing"))
     )
-    sexes = c("sex_l").is_not_null() & c("sex_r").is_not_null()
+    sexes = c("sex_l").is_not_null() & c("sex_r").is_not_null() & ~relatives_id
     sex_level = (
         pl.when(~sexes).then(pl.lit("missing"))
         .when(c("sex_l") == c("sex_r")).then(pl.lit("equal"))

@@ -46,6 +46,10 @@ GENDERS = ("男", "女")
 EARLIEST_BIRTH = date(1900, 1, 1)
 EARLIEST_EVENT = date(2020, 1, 1)  # mass nucleic-acid testing and COVID vaccination began in 2020
 DOSE_RANGE = (1, 5)
+# What a worker writes on a verify row once the call has settled it: fed back to the matcher.
+VERDICT_SAME = "是本人"
+VERDICT_OTHER = "不是本人"
+VERDICTS = (VERDICT_SAME, VERDICT_OTHER)
 CONTACT_OUTCOMES = ("已联系-将检测", "已在外地检测", "外出不在本地", "拒绝", "无法联系", "号码错误", "其他")
 
 
@@ -245,6 +249,8 @@ CALL_LIST = OutputTable(
         OutputColumn("building", "楼栋", 6),
         OutputColumn("unit", "单元", 6),
         OutputColumn("room", "房号", 6),
+        # verify rows: the record the worker is asked about, e.g. test:T00000000282
+        OutputColumn("candidate_record", "候选记录编号", 18),
     ),
 )
 

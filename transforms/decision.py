@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+NAME_AGREES = ("exact", "homophone", "wildcard")
 LINK_COLUMNS = ["record_kind", "record_id", "resident_id", "method", "score", "decision", "explanation"]
 
 
@@ -27,14 +28,19 @@ def decide_links(scored: pl.DataFrame, settings: DecisionSettings) -> pl.DataFra
     if scored.height == 0:
         return pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})
     ranked = scored.sort([*keys, "score", "resident_id"], descending=[False, False, True, False])
+    name_agrees = pl.col("name_level").is_in(NAME_AGREES) & (pl.col("score") >= settings.possible_threshold)
     best = ranked.group_by(keys, maintain_order=True).agg(
         pl.all().first(),
         pl.col("score").get(1, null_on_oob=True).alias("runner_up"),
+        name_agrees.slice(1).any().alias("other_name_agrees"),
     )
     c = pl.col
+    # A parent's ID on a child's record: the parent scores higher on the ID, the child has the name.
+    # When the best candidate's name only nearly agrees and another's agrees, a person must decide.
+    name_contest = ~c("name_level").is_in(NAME_AGREES) & c("other_name_agrees")
     id_spoke = c("id_level").is_in(["exact", "one_edit"])
     contradicted = ~id_spoke & ((c("birth_level") == "different") | (c("sex_level") == "different"))
-    ambiguous = c("runner_up").is_not_null() & (c("runner_up") >= c("score") - settings.ambiguity_margin)
+    ambiguous = (c("runner_up").is_not_null() & (c("runner_up") >= c("score") - settings.ambiguity_margin)) | name_contest
     strong = (c("score") >= settings.match_threshold) & (c("name_level") != "different") & ~contradicted
     decision = (
         pl.when(strong & ~ambiguous).then(pl.lit("match"))

@@ -23,6 +23,8 @@ ID_BAD_CHECK = "bad_check_digit"
 ID_EXCEL = "excel_mangled"
 ID_MALFORMED = "malformed"
 ID_MISSING = "missing"
+ID_MASKED = "masked"  # 440305********123X: exports that hide the middle for privacy
+MASKED_PATTERN = r"^\d{6}\*{4,12}\d{3}[\dX]$"
 
 
 def check_digit(body17: str) -> str:
@@ -82,6 +84,8 @@ def normalise_ids(frame: pl.DataFrame, *, id_col: str = "id_number", type_col: s
         .then(pl.lit(ID_MISSING))
         .when(c.str.contains(r"^\d(\.\d+)?E\+?\d+$"))
         .then(pl.lit(ID_EXCEL))
+        .when(c.str.contains(MASKED_PATTERN))
+        .then(pl.lit(ID_MASKED))
         .when(is15 & birth.is_not_null())
         .then(pl.lit(ID_UPGRADED))
         .when(is18 & check_ok & birth.is_not_null())
@@ -102,7 +106,10 @@ def normalise_ids(frame: pl.DataFrame, *, id_col: str = "id_number", type_col: s
     card = pl.col("_is_card")
     return out.with_columns(
         pl.when(card & usable).then(b).when(~card & usable).then(pl.col(type_col) + pl.lit(":") + c).otherwise(None).alias("id_norm"),
-        pl.when(card).then(b).otherwise(None).alias("id_body"),
+        # A masked ID keeps its visible ends (6 + 4) in the 18-character shape, for a partial comparison.
+        pl.when(card & (pl.col("id_flag") == ID_MASKED))
+        .then(c.str.slice(0, 6) + pl.lit("*" * 8) + c.str.slice(-4, 4))
+        .when(card).then(b).otherwise(None).alias("id_body"),
         pl.when(card & usable).then(birth).otherwise(None).alias("id_birth"),
         pl.when(card & usable)
         .then(pl.when(b.str.slice(16, 1).cast(pl.Int32, strict=False) % 2 == 1).then(pl.lit("男")).otherwise(pl.lit("女")))

@@ -66,7 +66,8 @@ def blocking_sql(settings: BlockingSettings) -> list[SqlStep]:
     id_probes = SqlStep(
         "id_probes",
         """CREATE OR REPLACE TEMP TABLE id_probes AS
-WITH src AS (SELECT record_kind, record_id, id_body FROM pending_records WHERE id_body IS NOT NULL),
+WITH src AS (SELECT record_kind, record_id, id_body FROM pending_records
+             WHERE id_body IS NOT NULL AND id_flag <> 'masked'),
 pos AS (SELECT range AS i FROM range(0, 18)),
 dig AS (SELECT unnest(['0','1','2','3','4','5','6','7','8','9','X']) AS d)
 SELECT record_kind, record_id, substr(id_body, 1, i) || d || substr(id_body, i + 2) AS probe
@@ -93,6 +94,13 @@ SELECT addr_canon, list(DISTINCT phone_norm ORDER BY phone_norm) AS phones
 FROM residents WHERE addr_canon IS NOT NULL AND phone_flag = 'mobile'
 GROUP BY addr_canon HAVING count(*) <= {settings.max_phone_block}""",
     )
+    household_ids = SqlStep(
+        "household_ids",
+        f"""CREATE OR REPLACE TEMP TABLE household_ids AS
+SELECT addr_canon, list(DISTINCT id_norm ORDER BY id_norm) AS ids
+FROM residents WHERE addr_canon IS NOT NULL AND id_norm IS NOT NULL
+GROUP BY addr_canon HAVING count(*) <= {settings.max_phone_block}""",
+    )
     name_ok = SqlStep(
         "name_keys",
         f"""CREATE OR REPLACE TEMP TABLE name_keys AS
@@ -111,6 +119,11 @@ GROUP BY name_py HAVING count(*) <= {settings.max_name_block}""",
         "JOIN phone_keys k ON r.phone_norm = k.phone_norm "
         "JOIN (SELECT DISTINCT phone_norm, addr_canon FROM residents WHERE addr_canon IS NOT NULL) h "
         "ON h.phone_norm = r.phone_norm JOIN residents p ON p.addr_canon = h.addr_canon",
+        # A privacy-masked ID still shows region and the last four: with the name, a narrow block.
+        "masked_id": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "JOIN residents p ON substr(p.id_body, 1, 6) = substr(r.id_body, 1, 6) "
+        "AND substr(p.id_body, 15, 4) = substr(r.id_body, 15, 4) AND p.name_py_loose = r.name_py_loose "
+        "WHERE r.id_flag = 'masked'",
         "name_birth": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
         "JOIN residents p ON p.name_py = r.name_py AND p.birth = r.id_birth_raw",
         "loose_name_birth": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
@@ -130,7 +143,7 @@ GROUP BY record_kind, record_id, resident_id
 QUALIFY row_number() OVER (PARTITION BY record_kind, record_id ORDER BY len(rules) DESC, resident_id)
         <= {settings.max_candidates}""",
     )
-    return [id_probes, phone_ok, households, name_ok, proposals]
+    return [id_probes, phone_ok, households, household_ids, name_ok, proposals]
 
 
 def candidate_pairs_sql() -> SqlStep:
@@ -143,11 +156,12 @@ WITH pairs AS (
   UNION ALL
   SELECT record_kind, record_id, resident_id, 'blocking' AS stage, rules FROM blocked_pairs
 )
-SELECT {_pair_columns()}, hp.phones AS household_phones_r, x.stage, x.rules
+SELECT {_pair_columns()}, hp.phones AS household_phones_r, hi.ids AS household_ids_r, x.stage, x.rules
 FROM pairs x
 JOIN records r ON r.record_kind = x.record_kind AND r.record_id = x.record_id
 JOIN residents p ON p.resident_id = x.resident_id
-LEFT JOIN household_phones hp ON hp.addr_canon = p.addr_canon""",
+LEFT JOIN household_phones hp ON hp.addr_canon = p.addr_canon
+LEFT JOIN household_ids hi ON hi.addr_canon = p.addr_canon""",
     )
 
 

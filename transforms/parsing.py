@@ -47,6 +47,11 @@ def parse_datetime_expr(col: str) -> pl.Expr:
     c = pl.col(col)
     candidates = [c.str.to_datetime(f, strict=False, time_unit="us") for f in _DATETIME_FORMATS]
     candidates += [c.str.to_date(f, strict=False).cast(pl.Datetime("us")) for f in _DATE_FORMATS]
+    # A date cell exported as its Excel serial number (days since 1899-12-30, time as the fraction).
+    serial = pl.when(c.str.contains(r"^\d{5}(\.\d+)?$")).then(c.cast(pl.Float64, strict=False))
+    excel = pl.lit(datetime(1899, 12, 30)).cast(pl.Datetime("us")) + pl.duration(
+        seconds=(serial * 86400).round(0).cast(pl.Int64))
+    candidates.append(excel)
     return pl.coalesce(candidates)
 
 

@@ -10,6 +10,8 @@ PHONE_MOBILE = "mobile"
 PHONE_LANDLINE = "landline"
 PHONE_SUSPECT = "suspect"
 PHONE_MISSING = "missing"
+PHONE_MASKED = "masked"  # 138****5678: kept as typed, compared on the visible digits only
+MASKED_PHONE = r"^1\d{2}\*{4}\d{4}$"
 
 
 def normalise_phones(frame: pl.DataFrame, *, col: str = "phone") -> pl.DataFrame:
@@ -28,11 +30,15 @@ def normalise_phones(frame: pl.DataFrame, *, col: str = "phone") -> pl.DataFrame
         .then(digits.str.replace(r"^(0086|86)", ""))
         .otherwise(digits)
     )
+    masked_text = pl.col(col).str.replace_all(r"[\s\-]", "").str.replace(r"^(\+?86|0086)", "")
+    stripped = pl.when(masked_text.str.contains(MASKED_PHONE)).then(masked_text).otherwise(stripped)
     frame = frame.with_columns(stripped.alias("phone_norm"))
     p = pl.col("phone_norm")
     flag = (
         pl.when(p.is_null() | (p == ""))
         .then(pl.lit(PHONE_MISSING))
+        .when(p.str.contains(MASKED_PHONE))
+        .then(pl.lit(PHONE_MASKED))
         .when(p.str.contains(r"^1[3-9]\d{9}$"))
         .then(pl.lit(PHONE_MOBILE))
         .when(p.str.contains(r"^0\d{9,11}$") | p.str.contains(r"^[2-8]\d{6,7}$"))

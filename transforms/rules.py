@@ -61,7 +61,8 @@ def test_status(residents: pl.DataFrame, test_links: pl.DataFrame, rnd: Round) -
         upto.filter((pl.col("decision") == "possible") & (pl.col("sampled_at") >= rnd.since))
         .sort("score", descending=True)
         .group_by("resident_id", maintain_order=True)
-        .agg(pl.col("candidate").first().alias("test_candidate"))
+        .agg(pl.col("candidate").first().alias("test_candidate"),
+             ("test:" + pl.col("record_id").first()).alias("test_candidate_record"))
     )
     return (
         residents.select("resident_id")
@@ -99,7 +100,8 @@ def vaccination_status(
         vacc_links.filter((pl.col("decision") == "possible") & (pl.col("vaccinated_at") <= rnd.as_of))
         .sort("score", descending=True)
         .group_by("resident_id", maintain_order=True)
-        .agg(pl.col("candidate").first().alias("vaccination_candidate"))
+        .agg(pl.col("candidate").first().alias("vaccination_candidate"),
+             ("vaccination:" + pl.col("record_id").first()).alias("vaccination_candidate_record"))
     )
     v = (
         residents.select("resident_id", "birth", "tags", "in_scope")
@@ -164,6 +166,7 @@ def build_call_list(status: pl.DataFrame) -> pl.DataFrame:
         .when(c("last_test_at").is_not_null())
         .then(pl.lit("本轮未检测；最近一次检测：") + _fmt(c("last_test_at")))
         .otherwise(pl.lit("本轮未检测；无检测记录")).alias("detail"),
+        c("test_candidate_record").alias("candidate_record"),
     )
     vdetail = {
         "unvaccinated": pl.lit("无接种记录"),
@@ -186,6 +189,7 @@ def build_call_list(status: pl.DataFrame) -> pl.DataFrame:
         .then(detail.otherwise(pl.lit("")) + pl.lit("；疑似本人接种记录：") + c("vaccination_candidate"))
         .otherwise(detail.otherwise(pl.lit("")))
         .alias("detail"),
+        c("vaccination_candidate_record").alias("candidate_record"),
     )
     both = pl.concat([untested, vacc], how="diagonal_relaxed")
     return both.with_columns(mask_id("id_clean").alias("id_masked")).select(CALL_LIST.names)

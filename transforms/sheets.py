@@ -15,6 +15,7 @@ from transforms.contract import CALL_LIST, CONTACT_OUTCOMES, LIST_ZH, REASON_ZH
 
 OUTCOME_HEADER = "联系结果"
 NOTE_HEADER = "备注"
+VERDICT_HEADER = "核实结论"  # verify sheet only: 是本人 / 不是本人
 FILLABLE = (OUTCOME_HEADER, NOTE_HEADER)
 OUTCOMES = CONTACT_OUTCOMES
 
@@ -27,7 +28,7 @@ SHEETS: dict[str, tuple[pl.Expr, list[str]]] = {
     LIST_ZH["home_visit"]: (
         (pl.col("list") == "home_visit") & (pl.col("reason") == "untested"), [*_PEOPLE, "detail", "resident_id"]
     ),
-    LIST_ZH["verify"]: (pl.col("list") == "verify", [*_PEOPLE, "reason_zh", "detail", "resident_id"]),
+    LIST_ZH["verify"]: (pl.col("list") == "verify", [*_PEOPLE, "reason_zh", "detail", "resident_id", "candidate_record"]),
     "疫苗接种": (
         (pl.col("reason") != "untested") & (pl.col("list") != "verify"), [*_PEOPLE, "reason_zh", "detail", "resident_id"]
     ),
@@ -61,7 +62,7 @@ def safe_file_name(text: str) -> str:
 
 def column_widths(headers: list[str]) -> list[int]:
     by_zh = {v: _WIDTH[k] for k, v in _ZH.items()}
-    return [by_zh.get(h, 14 if h in FILLABLE else 10) for h in headers]
+    return [by_zh.get(h, 14 if h in FILLABLE or h == VERDICT_HEADER else 10) for h in headers]
 
 
 def _walk_order(frame: pl.DataFrame) -> pl.DataFrame:
@@ -101,8 +102,9 @@ def build_worker_books(
         for sheet, (pred, cols) in SHEETS.items():
             rows = _walk_order(mine.filter(pred)).select(cols)
             rows = rows.rename({c: _ZH.get(c, "原因" if c == "reason_zh" else c) for c in cols})
+            fillable = (VERDICT_HEADER, *FILLABLE) if sheet == LIST_ZH["verify"] else FILLABLE
             rows = rows.with_row_index("序号", offset=1).with_columns(
-                pl.col("序号").cast(pl.String), *[pl.lit("").alias(h) for h in FILLABLE]
+                pl.col("序号").cast(pl.String), *[pl.lit("").alias(h) for h in fillable]
             )
             sheets[sheet] = rows.with_columns(pl.all().cast(pl.String).fill_null(""))
         mine_grids = [grid_by_id[(street, community, g)] for g in grid_ids if (street, community, g) in grid_by_id]

@@ -42,6 +42,15 @@ NOISE_RATES: dict[str, float] = {
     "address_variant": 0.5,
     # vaccine maker spelled another way
     "vaccine_alias": 0.05,
+    # seen in other provinces' systems (Guangdong, Shanghai, Hubei exports): privacy-masked identifiers,
+    # a parent's ID on a child's record, dialect confusions, a dropped character, times as Excel serials
+    "id_masked": 0.01,  # 440305********123X
+    "phone_masked": 0.01,  # 138****5678
+    "id_parent_on_child": 0.1,  # of children's records: a parent registered the child with their own ID
+    "name_dialect": 0.01,  # n/l, f/h, -n/-ng confused (湖北, 湖南, 福建 speakers): 林 lin typed 玲 ling
+    "name_char_dropped": 0.004,  # 王小明 typed 王明
+    "time_unpadded": 0.1,  # 2022/5/3 9:05
+    "time_excel_serial": 0.002,  # 44686.3757: a date cell exported as its number
     # whole rows a person has to fix (they end in quarantine)
     "row_bad_time": 0.001,
     "row_missing_name": 0.0005,
@@ -281,6 +290,15 @@ class _Generator:
             return ""
         if p.id_type != "居民身份证":
             return s
+        if child and rng.random() < r["id_parent_on_child"]:
+            adults = [self.people[i] for i in p.household
+                      if (self.as_of.date() - self.people[i].birth).days > 22 * 365 and self.people[i].id_number]
+            if adults:
+                noise.append("id_parent_on_child")
+                return rng.choice(adults).id_number
+        if rng.random() < r["id_masked"]:
+            noise.append("id_masked")
+            return s[:6] + "*" * 8 + s[-4:]
         if rng.random() < r["id_excel_mangled"]:
             noise.append("id_excel_mangled")
             return f"{float(s[:17]) * 10:.8E}".replace("E+", "E+")
@@ -322,6 +340,15 @@ class _Generator:
                     if pinyin_key(candidate) == pinyin_key(name):
                         name = candidate
                         noise.append("name_homophone")
+        if rng.random() < r["name_dialect"]:
+            positions = [i for i in range(1, len(name)) if name[i] in _DIALECT]
+            if positions:
+                i = rng.choice(positions)
+                name = name[:i] + rng.choice(_DIALECT[name[i]]) + name[i + 1:]
+                noise.append("name_dialect")
+        if rng.random() < r["name_char_dropped"] and len(name) == 3 and "·" not in name:
+            name = name[:1] + name[rng.choice((1, 2))] if rng.random() < 0.5 else name[:2]
+            noise.append("name_char_dropped")
         if rng.random() < r["name_traditional"]:
             trad = "".join(TRADITIONAL.get(ch, ch) for ch in name)
             if trad != name:
@@ -354,6 +381,10 @@ class _Generator:
             i = rng.randrange(3, 11)
             phone = phone[:i] + rng.choice([d for d in "0123456789" if d != phone[i]]) + phone[i + 1:]
             noise.append("phone_digit_typo")
+        if rng.random() < r["phone_masked"] and len(phone) == 11:
+            phone = phone[:3] + "****" + phone[7:]
+            noise.append("phone_masked")
+            return phone
         if rng.random() < r["phone_country_prefix"]:
             phone = rng.choice(("+86 ", "86", "+86-", "0086")) + phone
             noise.append("phone_country_prefix")
@@ -389,6 +420,16 @@ class _Generator:
             "phone": self.noisy_phone(p, noise),
         }
 
+    def typed_time(self, at: datetime, fmt: str, noise: list[str]) -> str:
+        rng, r = self.rng, NOISE_RATES
+        if rng.random() < r["time_excel_serial"]:
+            noise.append("time_excel_serial")
+            return f"{(at - datetime(1899, 12, 30)).total_seconds() / 86400:.6f}"
+        if rng.random() < r["time_unpadded"]:
+            noise.append("time_unpadded")
+            return f"{at.year}/{at.month}/{at.day} {at.hour}:{at.minute:02d}"
+        return at.strftime(fmt)
+
     def stranger(self) -> _Person:
         """Someone not on the roster: a visitor, an unregistered tenant, or a namesake of a resident."""
         rng = self.rng
@@ -416,7 +457,7 @@ class _Generator:
             age = (self.as_of.date() - p.birth).days // 365
             rec = self.record(p, noise, child=age < 16)
             rid = f"T{len(rows) + 1:011d}"
-            rows.append({"record_id": rid, **rec, "sampled_at": at.strftime("%Y-%m-%d %H:%M:%S"),
+            rows.append({"record_id": rid, **rec, "sampled_at": self.typed_time(at, "%Y-%m-%d %H:%M:%S", noise),
                          "site": p.community + rng.choice(SITES), "address": self.noisy_address(p, noise)})
             truth.append({"record_id": rid, "resident_id": p.resident_id if resident else None,
                           "noise": ";".join(noise)})
@@ -474,7 +515,7 @@ class _Generator:
                     noise.append("vaccine_alias")
                 rid = f"V{len(rows) + 1:011d}"
                 at = datetime.combine(day, datetime.min.time()) + timedelta(hours=rng.randrange(8, 18))
-                rows.append({"record_id": rid, **rec, "vaccinated_at": at.strftime("%Y-%m-%d %H:%M"),
+                rows.append({"record_id": rid, **rec, "vaccinated_at": self.typed_time(at, "%Y-%m-%d %H:%M", noise),
                              "dose": str(doses.index((day, maker)) + 1), "vaccine": shown,
                              "site": p.street + "社区卫生服务中心"})
                 truth.append({"record_id": rid, "resident_id": p.resident_id, "noise": ";".join(noise)})
@@ -526,6 +567,47 @@ def _homophones() -> dict[str, list[str]]:
 
 
 _HOMOPHONES = _homophones()
+
+
+def _dialect_confusions() -> dict[str, list[str]]:
+    """Characters whose readings differ only by n/l, f/h(u) or a final -n/-ng: what a speaker who merges
+    them types with a pinyin input method."""
+    from collections import defaultdict
+
+    from pypinyin import lazy_pinyin
+
+    pool = GIVEN + "玲灵凌岭宁柠南兰澜男岚能楞农龙牛刘妮丽莉黎尼年连莲辉晖徽飞菲非芳方欢帆凡环宏红峰丰" \
+        "风凤锋烽福胡虎斌冰彬滨民明敏铭珍真振正诚晨成辰琴清勤庆金晶锦京欣馨星兴新心云勇润荣君军俊"
+
+    def swap(p: str) -> set[str]:
+        out = set()
+        if p.startswith("n"):
+            out.add("l" + p[1:])
+        if p.startswith("l"):
+            out.add("n" + p[1:])
+        if p.startswith("f"):
+            out.add("hu" + p[1:])
+        if p.startswith("hu"):
+            out.add("f" + p[2:])
+        if p.endswith("ng"):
+            out.add(p[:-1])
+        elif p.endswith("n"):
+            out.add(p + "g")
+        return out
+
+    by_reading: dict[str, list[str]] = defaultdict(list)
+    for ch in dict.fromkeys(pool):
+        by_reading[lazy_pinyin(ch)[0]].append(ch)
+    out: dict[str, list[str]] = {}
+    for reading, chars in by_reading.items():
+        others = [c for alt in swap(reading) for c in by_reading.get(alt, [])]
+        for ch in chars:
+            if others:
+                out[ch] = others
+    return out
+
+
+_DIALECT = _dialect_confusions()
 
 
 def generate(

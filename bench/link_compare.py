@@ -1,0 +1,119 @@
+"""One linker on one generated dataset, in its own process: the same reading, parsing, normalising and
+rules for both, only the linking step differs. Writes call_list.csv, matches.csv and quarantine/ into
+--out, scores them against the generator's truth, and prints one JSON line.
+
+    python bench/link_compare.py --data DIR --linker gridsweep|splink --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+class PeakRss:
+    """Samples this process's resident set size while a step runs (ru_maxrss only ever grows)."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    @staticmethod
+    def now() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.now())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.before = self.now()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.now())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--linker", choices=("gridsweep", "splink"), required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+
+    from flows.database import Database
+    from flows.evaluate import misses_by_noise, score_run
+    from flows.readers import read_table
+    from flows.refresh import apply_rules, link
+    from flows.settings import load_settings
+    from transforms.contract import INPUTS
+    from transforms.evidence import records_for_linking
+    from transforms.normalise import IDENTITY_COLUMNS, normalise_people
+    from transforms.parsing import parse_rows
+
+    data, out = Path(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quarantine").mkdir(exist_ok=True)
+    settings = load_settings(data / "campaign.toml", out=str(out), db=str(out / "bench.duckdb"))
+    sources = {"roster": settings.roster, "tests": settings.tests, "vaccinations": settings.vaccinations}
+    people = {}
+    for name, path in sources.items():
+        parsed = parse_rows(read_table(path, INPUTS[name]).frame, INPUTS[name], settings.as_of)
+        parsed.quarantine.rename({"_line": "line"}).write_csv(out / "quarantine" / f"{name}.csv")
+        people[name] = normalise_people(parsed.rows, INPUTS[name])
+
+    t = time.perf_counter()
+    with PeakRss() as rss:
+        if args.linker == "gridsweep":
+            db = Database(settings.duckdb)
+            try:
+                links, stats = link.fn(db, people, settings)
+            finally:
+                db.close()
+        else:
+            from bench.splink_linker import splink_links
+
+            residents = people["roster"].select("resident_id", "id_clean", *IDENTITY_COLUMNS)
+            records = records_for_linking(people["tests"], people["vaccinations"], ["id_clean", *IDENTITY_COLUMNS])
+            links, stats = splink_links(residents, records, db_path=str(out / "splink.duckdb"),
+                                        memory_limit=settings.duckdb.memory_limit)
+    link_seconds = time.perf_counter() - t
+
+    _, call_list, _ = apply_rules.fn(people, links, settings)
+    call_list.write_csv(out / "call_list.csv")
+    links.select("record_kind", "record_id", "resident_id", "method", "score", "decision").write_csv(
+        out / "matches.csv")
+    scores = score_run(settings, data)
+    noise = misses_by_noise(settings, data)
+    result = {
+        "linker": args.linker,
+        "residents": people["roster"].height,
+        "link_seconds": round(link_seconds, 2),
+        "link_peak_rss_gib": round(rss.peak / 2**30, 2),
+        "rss_before_link_gib": round(rss.before / 2**30, 2),
+        "scores": scores,
+        "misses_by_noise": noise.to_dicts(),
+        "stats": {k: v for k, v in stats.items() if k in ("candidate_pairs", "scored_pairs", "pending_records")},
+    }
+    (out / "result.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(json.dumps({k: v for k, v in result.items() if k != "misses_by_noise"}, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
