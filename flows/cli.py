@@ -160,8 +160,9 @@ def _feedback(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"gridsweep: {exc}", file=sys.stderr)
         return 2
-    print(f"{counts['confirmed']} confirmed and {counts['rejected']} rejected pairs from {counts['files']} file(s); "
-          f"{counts['stored_in_total']} worker verdicts stored in {settings.duckdb.path}; the next refresh uses them")
+    print(f"{counts['files']} file(s): {counts['new_call_attempts']} new call outcomes "
+          f"({counts['call_attempts'] - counts['new_call_attempts']} already loaded), {counts['confirmed']} confirmed "
+          f"and {counts['rejected']} rejected verify rows; stored in {settings.duckdb.path}; the next refresh uses them")
     return 0
 
 
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     trg.add_argument("--name", default=DEPLOYMENT)
     trg.add_argument("--wait", type=float, default=0, help="seconds to wait for the run to finish (0: don't)")
     trg.set_defaults(func=_trigger)
-    fb = sub.add_parser("feedback", help="load verify rows settled by grid workers (returned call sheets)")
+    fb = sub.add_parser("feedback", help="load returned call sheets: call outcomes and settled verify rows")
     fb.add_argument("files", nargs="+", help="returned .xlsx workbooks (or CSVs with the same headers)")
     fb.add_argument("--config", help="campaign TOML (for the database path; default: the samples')")
     fb.add_argument("--db", help="DuckDB file (default from the campaign: state/gridsweep.duckdb)")

@@ -124,5 +124,65 @@ class Database:
         return self.fetch("SELECT record_kind, record_id, resident_id, verdict FROM link_feedback")
 
 
+    # --- call attempts from returned sheets ----------------------------------------------------------
+    def ensure_attempts(self) -> None:
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS call_attempts (file_hash VARCHAR, source VARCHAR, resident_id VARCHAR, "
+            "reason VARCHAR, outcome VARCHAR, note VARCHAR, grid_worker VARCHAR, recorded_at TIMESTAMP, "
+            "PRIMARY KEY (file_hash, source, resident_id, reason))"
+        )
+
+    def store_attempts(self, attempts: pl.DataFrame) -> int:
+        """Returns how many attempts were new (the same returned file loaded twice counts once)."""
+        self.ensure_attempts()
+        before = self.count("call_attempts")
+        self.con.register("_incoming", attempts.unique(["file_hash", "source", "resident_id", "reason"], keep="last"))
+        try:
+            self.con.execute(
+                "INSERT OR IGNORE INTO call_attempts SELECT file_hash, source, resident_id, reason, outcome, note, "
+                "grid_worker, now()::TIMESTAMP FROM _incoming"
+            )
+        finally:
+            self.con.unregister("_incoming")
+        return self.count("call_attempts") - before
+
+    def attempts_since(self, since) -> pl.DataFrame:
+        self.ensure_attempts()
+        return self.con.sql(
+            "SELECT resident_id, reason, outcome, grid_worker, recorded_at FROM call_attempts "
+            "WHERE recorded_at >= ? ORDER BY recorded_at", params=[since]
+        ).pl()
+
+    def earlier_untested(self, since_iso: str) -> pl.DataFrame:
+        """(run_id, resident_id) for every earlier run of the same round that listed them untested."""
+        if not self._exists("run_call_list"):
+            return pl.DataFrame(schema={"run_id": pl.String, "resident_id": pl.String})
+        return self.con.sql(
+            "SELECT DISTINCT c.run_id, c.resident_id FROM run_call_list c JOIN runs r USING (run_id) "
+            "WHERE c.reason = 'untested' AND json_extract_string(r.run, '$.parameters.since') = ?",
+            params=[since_iso]).pl()
+
+    def previous_call_list(self) -> pl.DataFrame | None:
+        last = self.last_run()
+        if last is None or not self._exists("run_call_list"):
+            return None
+        return self.con.sql(
+            "SELECT resident_id, reason, list FROM run_call_list WHERE run_id = ?", params=[last["run_id"]]).pl()
+
+    def coverage_trend(self, since_iso: str) -> pl.DataFrame:
+        """(recorded_at, coverage_rate) of the whole population at each earlier refresh of this round."""
+        if not self._exists("run_coverage"):
+            return pl.DataFrame(schema={"recorded_at": pl.Datetime("us"), "coverage_rate": pl.Float64})
+        return self.con.sql(
+            "SELECT r.recorded_at, c.coverage_rate FROM run_coverage c JOIN runs r USING (run_id) "
+            "WHERE c.level = 'total' AND json_extract_string(r.run, '$.parameters.since') = ? "
+            "ORDER BY r.recorded_at", params=[since_iso]
+        ).pl()
+
+    def _exists(self, table: str) -> bool:
+        return bool(self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()[0][0])
+
+
 def db_size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0

@@ -32,6 +32,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.database import Database
+from flows.feedback import store_returned
 from flows.readers import InputError, RawTable, read_table
 from flows.refresh import check_row_counts, new_report, process
 from flows.settings import InboxSettings, Settings, load_campaign
@@ -56,6 +57,7 @@ class RefreshSummary:
     changed: bool
     new_files: list[str] = field(default_factory=list)
     duplicate_files: list[str] = field(default_factory=list)
+    returned: dict = field(default_factory=dict)  # call sheets sent back by workers, loaded this refresh
     message: str = ""
 
 
@@ -169,6 +171,24 @@ def store_files(db: Database, files: list[InboxFile], tables: dict[str, RawTable
         raise
 
 
+RETURNS = "returns"
+
+
+def scan_returns(inbox: InboxSettings) -> list[Path]:
+    folder = inbox.path / RETURNS
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    return [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith((".", "~$"))
+            and p.suffix.lower() in (".xlsx", ".csv") and now - p.stat().st_mtime >= inbox.settle_seconds]
+
+
+def archive_path(path: Path, folder: Path) -> Path:
+    target = folder / datetime.now().strftime("%Y%m%d") / f"{file_hash(path)[:12]}_{path.name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), target)
+    return target
+
+
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 5, 15])
 def archive_file(f: InboxFile, archive: Path) -> Path:
     target = archive / f.source / datetime.now().strftime("%Y%m%d") / f"{f.sha256[:12]}_{f.path.name}"
@@ -194,7 +214,11 @@ def stored_inputs(db: Database) -> dict[str, RawTable]:
 def input_fingerprint(db: Database, settings: Settings) -> str:
     """What the outputs depend on: the stored files, the round, and the as-of day (doses fall due by day)."""
     hashes = sorted(r[0] for r in db.con.sql("SELECT sha256 FROM inbox_files").fetchall())
-    key = {"files": hashes, "since": settings.since.isoformat(), "as_of_day": settings.as_of.date().isoformat(),
+    db.ensure_attempts()
+    db.ensure_feedback()
+    # Workers' outcomes and verdicts change the lists as much as new exports do.
+    returned = [db.count("call_attempts"), db.count("link_feedback")]
+    key = {"files": hashes, "returned": returned, "since": settings.since.isoformat(), "as_of_day": settings.as_of.date().isoformat(),
            "as_of_hour": settings.as_of.strftime("%H")}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -224,6 +248,16 @@ def publish_artifacts(result, previous: dict | None, summary: RefreshSummary) ->
         f"覆盖率 {cov['coverage_rate'] if cov['coverage_rate'] is not None else '—'}",
         f"- 疫苗：未接种 {cov['unvaccinated']}，应接种下一剂 {cov['dose_due']}，应接种加强针 {cov['booster_due']}",
     ]
+    ch = report.changes
+    if ch and not ch.get("first_run"):
+        lines.append(
+            f"- 名单变化：新增 {ch['new']} 条；移出 {ch['came_off']} 条（已检测 {ch['came_off_tested']}，"
+            f"已接种 {ch['came_off_vaccinated']}，报外出 {ch['came_off_away']}，其他 {ch['came_off_other']}）；"
+            f"仍在名单 {ch['remaining']} 条")
+    fu = report.follow_up
+    if fu:
+        lines.append(f"- 升级处理 {fu.get('escalation', 0)} 人；疑似未登记 {fu.get('unregistered', 0)} 条；"
+                     f"登记待更正 {fu.get('roster_corrections', 0)} 条；报外出 {fu.get('away_reported', 0)} 人")
     if previous and previous.get("coverage"):
         p = previous["coverage"]
         lines.append(
@@ -266,6 +300,11 @@ def refresh_inbox(config: str) -> dict:
                 duplicate_files=[f.path.name for f in duplicates],
             )
             logger.info("inbox: %d new files, %d already loaded", len(new), len(duplicates))
+            returned = scan_returns(inbox)
+            if returned:  # call sheets the workers sent back: outcomes and verify verdicts
+                summary.returned = store_returned(db, returned)
+                for path in returned:
+                    archive_path(path, inbox.archive / RETURNS)
             fingerprint = input_fingerprint(db, settings)
             previous = db.last_run()
             raw = stored_inputs(db)

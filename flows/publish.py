@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,7 @@ from expectations.docs import export_offline
 from expectations.suites import SuiteResult
 from flows.workbooks import write_quarantine_workbook, write_workbooks
 from transforms.contract import INPUTS
-from transforms.sheets import WorkerBook, safe_file_name
+from transforms.sheets import CommunityBook, WorkerBook, safe_file_name
 
 if TYPE_CHECKING:
     from flows.refresh import RunReport
@@ -37,18 +37,23 @@ def recover_interrupted_swap(out: Path) -> None:
         previous[-1].rename(out)
 
 
-def publish_outputs(
-    out: Path,
-    *,
-    call_list: pl.DataFrame,
-    coverage: pl.DataFrame,
-    matches: pl.DataFrame,
-    quarantine: dict[str, pl.DataFrame],
-    books: list[WorkerBook],
-    report: RunReport,
-    started: float,
-    data_docs: tuple[Path, dict[str, SuiteResult]] | None = None,
-) -> None:
+@dataclass
+class RunOutputs:
+    """Everything one run publishes, decided before anything is written."""
+
+    call_list: pl.DataFrame
+    coverage: pl.DataFrame
+    matches: pl.DataFrame
+    quarantine: dict[str, pl.DataFrame]
+    books: list[WorkerBook]
+    community_books: list[CommunityBook] = field(default_factory=list)
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)  # escalation, unregistered, roster_corrections
+    report_html: str | None = None
+    print_pages: list[tuple[tuple[str, str, str], str]] = field(default_factory=list)  # (street, community, file)
+    data_docs: tuple[Path, dict[str, SuiteResult]] | None = None
+
+
+def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: float) -> None:
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_swap(out)
@@ -56,23 +61,35 @@ def publish_outputs(
     t = time.perf_counter()
     try:
         staging.mkdir()
-        _csv(call_list, staging / "call_list.csv")
-        _csv(coverage, staging / "coverage.csv")
-        _csv(matches, staging / "matches.csv")
+        _csv(outputs.call_list, staging / "call_list.csv")
+        _csv(outputs.coverage, staging / "coverage.csv")
+        _csv(outputs.matches, staging / "matches.csv")
+        for name, frame in outputs.tables.items():
+            _csv(frame, staging / f"{name}.csv")
         (staging / "quarantine").mkdir()
-        for name, frame in quarantine.items():
+        for name, frame in outputs.quarantine.items():
             _csv(frame.rename({"_line": "line"}), staging / "quarantine" / f"{name}.csv")
             write_quarantine_workbook(frame, INPUTS[name], staging / "quarantine" / f"{name}.xlsx")
-        if data_docs is not None:
-            export_offline(data_docs[0], staging / "data_docs", data_docs[1])
+        if outputs.data_docs is not None:
+            export_offline(outputs.data_docs[0], staging / "data_docs", outputs.data_docs[1])
+        for (street, community, file_name), page in outputs.print_pages:
+            target = staging / "print" / safe_file_name(street) / safe_file_name(community) / file_name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(page, encoding="utf-8")
+        if outputs.report_html is not None:
+            _write_report(staging, outputs.report_html, outputs.coverage, report)
         jobs = [
             (book, staging / "sheets" / safe_file_name(book.street) / safe_file_name(book.community) / book.file_name)
-            for book in books
+            for book in outputs.books
+        ] + [
+            (book, staging / "community" / safe_file_name(book.street) / book.file_name)
+            for book in outputs.community_books
         ]
         write_workbooks(jobs, workers=os.cpu_count() or 1)
         report.timings["write"] = round(time.perf_counter() - t, 3)
         report.timings["total"] = round(time.perf_counter() - started, 3)
-        report.lists["workbooks"] = len(books)
+        report.lists["workbooks"] = len(outputs.books)
+        report.lists["community_workbooks"] = len(outputs.community_books)
         (staging / "run.json").write_text(
             json.dumps(asdict(report), ensure_ascii=False, indent=2, default=str), encoding="utf-8"
         )
@@ -80,6 +97,20 @@ def publish_outputs(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _write_report(staging: Path, page: str, coverage: pl.DataFrame, report: RunReport) -> None:
+    """report.html, and report.png of its top (the charts) for the group chat, if Chromium is here."""
+    from flows.browser import chromium, screenshot
+
+    path = staging / "report.html"
+    path.write_text(page, encoding="utf-8")
+    if chromium() is None:
+        report.lists["report_png"] = "skipped: Chromium not installed"
+        return
+    communities = coverage.filter(pl.col("level") == "community").height
+    screenshot(path, staging / "report.png", height=min(4000, 620 + 24 * communities))
+    report.lists["report_png"] = "report.png"
 
 
 def _swap(staging: Path, out: Path, run_id: str) -> None:

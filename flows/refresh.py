@@ -24,9 +24,10 @@ from prefect.cache_policies import NO_CACHE
 from expectations.docs import export_offline
 from expectations.suites import SuiteResult, checked_column, data_docs_site, validate_sources
 from flows.database import Database
-from flows.publish import publish_outputs
+from flows.publish import RunOutputs, publish_outputs
 from flows.readers import InputError, RawTable, read_table
 from flows.settings import Settings
+from transforms.changes import build_escalation, mark_changes
 from transforms.comparison import compare_pairs, score_pairs
 from transforms.contract import INPUTS
 from transforms.coverage import build_coverage
@@ -35,9 +36,13 @@ from transforms.evidence import records_for_linking, test_evidence, vaccination_
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
 from transforms.linking import SqlStep, candidate_chunk_sql, linking_sql
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
+from transforms.outcomes import outcome_summary, previous_untested_counts
 from transforms.parsing import Parsed, parse_rows
+from transforms.print_sheet import worker_print_html
+from transforms.report import coverage_report_html
+from transforms.roster_gaps import roster_corrections, unregistered
 from transforms.rules import build_call_list, resident_status
-from transforms.sheets import build_worker_books
+from transforms.sheets import build_community_books, build_worker_books, walk_order
 
 
 @dataclass
@@ -51,6 +56,8 @@ class RunReport:
     linking: dict = field(default_factory=dict)
     lists: dict = field(default_factory=dict)
     coverage: dict = field(default_factory=dict)
+    changes: dict = field(default_factory=dict)
+    follow_up: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
 
@@ -157,15 +164,50 @@ def _decision_counts(links: pl.DataFrame, records: pl.DataFrame) -> dict:
 
 @task(cache_policy=NO_CACHE)
 def apply_rules(
-    people: dict[str, pl.DataFrame], links: pl.DataFrame, settings: Settings
+    people: dict[str, pl.DataFrame], links: pl.DataFrame, settings: Settings, outcomes: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     residents = people["roster"]
     tests_ev = test_evidence(links, people["tests"])
     vacc_ev = vaccination_evidence(links, people.get("vaccinations"))
-    status = resident_status(residents, tests_ev, vacc_ev, settings.round, settings.rules)
+    status = resident_status(residents, tests_ev, vacc_ev, settings.round, settings.rules, outcomes)
     call_list = build_call_list(status)
     coverage = build_coverage(status)
     return status, call_list, coverage
+
+
+@task(cache_policy=NO_CACHE)
+def follow_up(db: Database, people: dict[str, pl.DataFrame], links: pl.DataFrame, status: pl.DataFrame,
+              call_list: pl.DataFrame, coverage: pl.DataFrame, settings: Settings) -> tuple[pl.DataFrame, dict, dict]:
+    """What changed since the last refresh, who is escalated, the roster's gaps, and the report.
+    Returns the call list marked with what is new, the tables to publish, and the change figures."""
+    call_list, changes = mark_changes(call_list, db.previous_call_list(), status)
+    earlier = previous_untested_counts(db.earlier_untested(settings.since.isoformat()))
+    tables = {
+        "escalation": build_escalation(status, call_list, earlier, settings.escalation),
+        "unregistered": unregistered(people["tests"], links, people["roster"], settings.since, settings.as_of),
+        "roster_corrections": roster_corrections(status),
+    }
+    trend = db.coverage_trend(settings.since.isoformat())
+    current = coverage.filter(pl.col("level") == "total")["coverage_rate"][0]
+    points = [(t.strftime("%m-%d %H:%M"), r) for t, r in trend.iter_rows()] + [
+        (datetime.now().strftime("%m-%d %H:%M"), current)]
+    as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
+    streets = "、".join(sorted(people["roster"]["street"].unique().drop_nulls().to_list()))
+    page = coverage_report_html(coverage, call_list, status, points, changes,
+                                title=f"{streets} 核酸检测与疫苗接种进度", as_of_text=as_of_text)
+    return call_list, tables, {"changes": changes, "report_html": page}
+
+
+def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> list:
+    """One printable page per worker book, rows in walking order."""
+    by_worker = call_list.partition_by(["street", "community", "grid_worker"], as_dict=True)
+    pages = []
+    for book in books:
+        rows = walk_order(by_worker.get((book.street, book.community, book.grid_worker), call_list.clear()))
+        page = worker_print_html(rows, street=book.street, community=book.community, grid_worker=book.grid_worker,
+                                 grids="、".join(book.grid_ids), as_of_text=as_of_text)
+        pages.append(((book.street, book.community, book.file_name.removesuffix(".xlsx") + ".html"), page))
+    return pages
 
 
 def new_report(settings: Settings, **extra: object) -> RunReport:
@@ -246,7 +288,14 @@ def _process(
         links, link_stats = link(db, people, settings)
         report.linking = link_stats
         t = lap("link", t)
-        status, call_list, coverage = apply_rules(people, links, settings)
+        outcomes = outcome_summary(db.attempts_since(settings.since))
+        status, call_list, coverage = apply_rules(people, links, settings, outcomes)
+        call_list, tables, extra = follow_up(db, people, links, status, call_list, coverage, settings)
+        report.changes = extra["changes"]
+        report.follow_up = {name: frame.height for name, frame in tables.items()} | {
+            "residents_with_call_outcomes": outcomes.height,
+            "away_reported": int(status["away_reported"].sum()),
+        }
         t = lap("rules", t)
         report.lists = {
             f"{lst}/{reason}": n for lst, reason, n in call_list.group_by("list", "reason").len().sort(
@@ -257,15 +306,20 @@ def _process(
                                                    "vaccination_eligible", "unvaccinated", "dose_due", "booster_due")}
         report.linking["residents_tested"] = int(status["tested_in_round"].sum())
         grid_workers = people["roster"].select("street", "community", "grid_id", "grid_worker").unique()
-        books = build_worker_books(call_list, coverage, grid_workers,
-                                   as_of_text=settings.as_of.strftime("%Y-%m-%d %H:%M"))
+        as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
+        books = build_worker_books(call_list, coverage, grid_workers, as_of_text=as_of_text,
+                                   unregistered=tables["unregistered"])
+        community_books = build_community_books(
+            tables["escalation"], tables["unregistered"], tables["roster_corrections"], grid_workers,
+            as_of_text=as_of_text)
         matches = links.select(LINK_COLUMNS).sort("record_kind", "record_id")
-        quarantine = {name: p.quarantine for name, p in parsed.items()}
-        publish_outputs(
-            settings.out, call_list=call_list, coverage=coverage, matches=matches, quarantine=quarantine,
-            books=books, report=report, started=started,
-            data_docs=(data_docs_site(docs_root), suites),
+        outputs = RunOutputs(
+            call_list=call_list, coverage=coverage, matches=matches,
+            quarantine={name: p.quarantine for name, p in parsed.items()}, books=books,
+            community_books=community_books, tables=tables, report_html=extra["report_html"],
+            print_pages=print_pages(call_list, books, as_of_text), data_docs=(data_docs_site(docs_root), suites),
         )
+        publish_outputs(settings.out, outputs, report, started)
         db.record_run(report.run_id, json.dumps(asdict(report), ensure_ascii=False, default=str),
                       {"call_list": call_list, "coverage": coverage, "matches": matches})
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 from transforms.comparison import ScoreSettings
 from transforms.decision import DecisionSettings
 from transforms.linking import BlockingSettings
+from transforms.outcomes import EscalationSettings
 from transforms.rules import Round, RuleSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +39,7 @@ class Settings:
     scoring: ScoreSettings = field(default_factory=ScoreSettings)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
     rules: RuleSettings = field(default_factory=RuleSettings)
+    escalation: EscalationSettings = field(default_factory=EscalationSettings)
     min_row_fraction: float = 0.5  # a load with fewer rows than this share of the last one is refused
     stop_on_failed_expectations: bool = True  # a file failing its suite stops the refresh
 
@@ -163,6 +165,7 @@ def load_settings(
         scoring=_section(ScoreSettings, doc.get("scoring")),
         decision=_section(DecisionSettings, doc.get("decision")),
         rules=_section(RuleSettings, doc.get("rules")),
+        escalation=_section(EscalationSettings, doc.get("escalation")),
         min_row_fraction=float(doc.get("checks", {}).get("min_row_fraction", 0.5)),
         stop_on_failed_expectations=bool(doc.get("checks", {}).get("stop_on_failed_expectations", True)),
     )

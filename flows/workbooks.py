@@ -18,10 +18,12 @@ from transforms.sheets import (
     OUTCOMES,
     SUMMARY_SHEET,
     VERDICT_HEADER,
+    CommunityBook,
     WorkerBook,
     column_widths,
 )
 
+EXTRA_FILLABLE = (VERDICT_HEADER, "核实情况", "处理结果", "更正情况")
 WORKBOOK_OPTIONS = {
     "strings_to_formulas": False,
     "strings_to_numbers": False,
@@ -30,7 +32,7 @@ WORKBOOK_OPTIONS = {
 }
 
 
-def write_workbook(book: WorkerBook, path: Path) -> None:
+def write_workbook(book: WorkerBook | CommunityBook, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     wb = xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS)
     try:
@@ -52,15 +54,16 @@ def write_workbook(book: WorkerBook, path: Path) -> None:
                 ws.write_string(0, j, h, head)
             for i, row in enumerate(frame.iter_rows(), start=1):
                 for j, (h, v) in enumerate(zip(headers, row, strict=True)):
-                    ws.write_string(i, j, v or "", fill if h in FILLABLE or h == VERDICT_HEADER else cell)
+                    ws.write_string(i, j, v or "", fill if h in FILLABLE or h in EXTRA_FILLABLE else cell)
             for j, w in enumerate(column_widths(headers)):
                 ws.set_column(j, j, w)
-            outcome_col = headers.index(OUTCOME_HEADER)
             last = max(frame.height, 1) + 200  # room for rows a worker adds by hand
-            ws.data_validation(1, outcome_col, last, outcome_col, {
-                "validate": "list", "source": list(OUTCOMES), "error_type": "warning",
-                "input_title": "联系结果", "input_message": "请从下拉列表中选择",
-            })
+            if OUTCOME_HEADER in headers:
+                outcome_col = headers.index(OUTCOME_HEADER)
+                ws.data_validation(1, outcome_col, last, outcome_col, {
+                    "validate": "list", "source": list(OUTCOMES), "error_type": "warning",
+                    "input_title": "联系结果", "input_message": "请从下拉列表中选择",
+                })
             if VERDICT_HEADER in headers:
                 col = headers.index(VERDICT_HEADER)
                 ws.data_validation(1, col, last, col, {
@@ -100,13 +103,13 @@ def write_quarantine_workbook(frame, contract, path: Path) -> None:
         wb.close()
 
 
-def _write_batch(jobs: list[tuple[WorkerBook, Path]]) -> int:
+def _write_batch(jobs: list[tuple[WorkerBook | CommunityBook, Path]]) -> int:
     for book, path in jobs:
         write_workbook(book, path)
     return len(jobs)
 
 
-def write_workbooks(jobs: list[tuple[WorkerBook, Path]], workers: int) -> None:
+def write_workbooks(jobs: list[tuple[WorkerBook | CommunityBook, Path]], workers: int) -> None:
     """xlsxwriter is pure Python, so threads would not help: a few thousand books are split across
     processes (spawned, not forked, since polars holds threads)."""
     if workers <= 1 or len(jobs) < 200:

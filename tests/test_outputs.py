@@ -18,7 +18,7 @@ AS_OF = datetime(2022, 5, 20, 18, 0)
 
 def call_rows() -> pl.DataFrame:
     base = {"street": "粤海街道", "community": "科技园社区", "grid_id": "G1", "grid_worker": "李网格", "tags": "",
-            "id_masked": "110105********002X", "unit": "1", "candidate_record": None}
+            "id_masked": "110105********002X", "unit": "1", "candidate_record": None, "new_since_last": ""}
     rows = [
         {"resident_id": "R3", "name": "=HYPERLINK(\"x\")", "phone": "13800000003", "address": "a", "list": "call",
          "reason": "untested", "detail": "本轮未检测", "building": "10", "room": "101"},
@@ -40,7 +40,8 @@ def call_rows() -> pl.DataFrame:
 def status_rows() -> pl.DataFrame:
     return pl.DataFrame({
         "street": ["粤海街道"] * 3, "community": ["科技园社区"] * 3, "grid_id": ["G1"] * 3, "status": ["在住", "在住", "外出"],
-        "in_scope": [True, True, False], "tested_in_round": [True, False, False],
+        "in_scope": [True, True, False], "in_scope_testing": [True, True, False], "away_reported": [False] * 3,
+        "tested_in_round": [True, False, False],
         "test_candidate": [None, None, None], "vaccination_eligible": [True, True, False], "doses": [2, 0, 0],
         "series_doses": [2, 2, 2], "vaccination_reason": [None, "unvaccinated", None],
     }, schema_overrides={"test_candidate": pl.String})

@@ -251,6 +251,59 @@ CALL_LIST = OutputTable(
         OutputColumn("room", "房号", 6),
         # verify rows: the record the worker is asked about, e.g. test:T00000000282
         OutputColumn("candidate_record", "候选记录编号", 18),
+        OutputColumn("new_since_last", "新增", 6),  # 是: not on the list at the last refresh
+    ),
+)
+
+ESCALATION = OutputTable(
+    name="escalation",
+    columns=(
+        OutputColumn("priority", "优先级", 8),
+        OutputColumn("street", "街道", 10),
+        OutputColumn("community", "社区", 10),
+        OutputColumn("grid_id", "网格编号", 10),
+        OutputColumn("grid_worker", "网格员", 8),
+        OutputColumn("name", "姓名", 10),
+        OutputColumn("phone", "联系电话", 14),
+        OutputColumn("address", "居住地址", 34),
+        OutputColumn("tags", "特殊人群", 10),
+        OutputColumn("why", "升级原因", 30),
+        OutputColumn("call_attempts", "已联系次数", 8),
+        OutputColumn("last_outcome", "最近联系结果", 14),
+        OutputColumn("resident_id", "人员编号", 12),
+    ),
+)
+
+UNREGISTERED = OutputTable(
+    name="unregistered",
+    columns=(
+        OutputColumn("street", "街道", 10),
+        OutputColumn("community", "社区", 10),
+        OutputColumn("grid_id", "网格编号", 10),
+        OutputColumn("grid_worker", "网格员", 8),
+        OutputColumn("name", "姓名", 10),
+        OutputColumn("phone", "联系电话", 14),
+        OutputColumn("id_masked", "证件号码", 20),
+        OutputColumn("address", "现住址", 34),
+        OutputColumn("site", "采样点", 20),
+        OutputColumn("sampled_at", "采样时间", 16),
+        OutputColumn("why", "列入原因", 24),
+        OutputColumn("record_id", "采样编号", 14),
+    ),
+)
+
+ROSTER_CORRECTIONS = OutputTable(
+    name="roster_corrections",
+    columns=(
+        OutputColumn("street", "街道", 10),
+        OutputColumn("community", "社区", 10),
+        OutputColumn("grid_id", "网格编号", 10),
+        OutputColumn("grid_worker", "网格员", 8),
+        OutputColumn("resident_id", "人员编号", 12),
+        OutputColumn("name", "姓名", 10),
+        OutputColumn("address", "居住地址", 34),
+        OutputColumn("problem", "需更正", 30),
+        OutputColumn("other_resident_id", "疑似重复人员编号", 14),
     ),
 )
 

@@ -13,10 +13,13 @@ def _measures() -> list[pl.Expr]:
     c = pl.col
     out = [
         pl.len().alias("residents"),
-        c("in_scope").sum().alias("in_scope"),
-        (c("in_scope") & c("tested_in_round")).sum().alias("tested"),
-        (c("in_scope") & ~c("tested_in_round")).sum().alias("untested"),
-        (c("in_scope") & ~c("tested_in_round") & c("test_candidate").is_not_null()).sum().alias("untested_verify"),
+        # In scope for testing: living here, and not reported away by the grid worker this round.
+        c("in_scope_testing").sum().alias("in_scope"),
+        (c("in_scope_testing") & c("tested_in_round")).sum().alias("tested"),
+        (c("in_scope_testing") & ~c("tested_in_round")).sum().alias("untested"),
+        (c("in_scope_testing") & ~c("tested_in_round") & c("test_candidate").is_not_null()).sum()
+        .alias("untested_verify"),
+        c("away_reported").sum().alias("away_reported"),
     ]
     out += [(c("status").fill_null(STATUSES[0]) == s).sum().alias(f"status_{s}") for s in STATUSES[1:]]
     out += [

@@ -19,6 +19,7 @@ from transforms.contract import (
     VACCINES,
 )
 from transforms.idcard import mask_id
+from transforms.outcomes import TESTED_ELSEWHERE, apply_outcomes, outcome_summary
 
 DEFAULT_SERIES = VACCINES["北京生物"]  # an unknown product is treated as the common two-dose inactivated series
 
@@ -141,31 +142,46 @@ def resident_status(
     vacc_links: pl.DataFrame,
     rnd: Round,
     settings: RuleSettings,
+    outcomes: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """One row per roster resident with every fact the lists and coverage are built from."""
+    """One row per roster resident with every fact the lists and coverage are built from.
+
+    outcomes: the workers' call outcomes summarised per resident (transforms.outcomes.outcome_summary)."""
     base = residents.with_columns(
         (pl.col("status").fill_null(STATUS_IN_PLACE) == STATUS_IN_PLACE).alias("in_scope"),
         pl.col("tags").fill_null("").str.contains("|".join(HOME_VISIT_TAGS)).alias("home_visit"),
     )
     tests = test_status(base, test_links, rnd)
     vacc = vaccination_status(base, vacc_links, rnd, settings).drop("birth", "tags", "in_scope")
-    return base.join(tests, on="resident_id", how="left").join(vacc, on="resident_id", how="left")
+    status = base.join(tests, on="resident_id", how="left").join(vacc, on="resident_id", how="left")
+    if outcomes is None:
+        outcomes = outcome_summary(pl.DataFrame(schema={"resident_id": pl.String, "reason": pl.String,
+                                                        "outcome": pl.String, "recorded_at": pl.Datetime("us")}))
+    return apply_outcomes(status, outcomes)
 
 
 def build_call_list(status: pl.DataFrame) -> pl.DataFrame:
     """One row per in-scope resident per reason, in the CALL_LIST contract's columns."""
     c = pl.col
     inscope = status.filter(c("in_scope"))
-    untested = inscope.filter(~c("tested_in_round")).with_columns(
-        pl.lit("untested").alias("reason"),
-        pl.when(c("test_candidate").is_not_null()).then(pl.lit("verify"))
-        .when(c("home_visit")).then(pl.lit("home_visit"))
-        .otherwise(pl.lit("call")).alias("list"),
+    elsewhere = c("last_outcome") == TESTED_ELSEWHERE
+    base_detail = (
         pl.when(c("test_candidate").is_not_null())
         .then(pl.lit("疑似本人检测记录：") + c("test_candidate"))
+        .when(elsewhere).then(pl.lit("网格员反馈已在外地检测，待检测记录到达后核实"))
+        .when(c("wrong_number")).then(pl.lit("登记电话号码错误，需上门并更正登记"))
         .when(c("last_test_at").is_not_null())
         .then(pl.lit("本轮未检测；最近一次检测：") + _fmt(c("last_test_at")))
-        .otherwise(pl.lit("本轮未检测；无检测记录")).alias("detail"),
+        .otherwise(pl.lit("本轮未检测；无检测记录"))
+    )
+    calls_so_far = pl.when(c("call_attempts") > 0).then(
+        pl.format("；已联系{}次（最近：{}）", c("call_attempts"), c("last_outcome"))).otherwise(pl.lit(""))
+    untested = inscope.filter(c("in_scope_testing") & ~c("tested_in_round")).with_columns(
+        pl.lit("untested").alias("reason"),
+        pl.when(c("test_candidate").is_not_null() | elsewhere).then(pl.lit("verify"))
+        .when(c("home_visit") | c("wrong_number")).then(pl.lit("home_visit"))
+        .otherwise(pl.lit("call")).alias("list"),
+        (base_detail + calls_so_far).alias("detail"),
         c("test_candidate_record").alias("candidate_record"),
     )
     vdetail = {
@@ -192,4 +208,5 @@ def build_call_list(status: pl.DataFrame) -> pl.DataFrame:
         c("vaccination_candidate_record").alias("candidate_record"),
     )
     both = pl.concat([untested, vacc], how="diagonal_relaxed")
-    return both.with_columns(mask_id("id_clean").alias("id_masked")).select(CALL_LIST.names)
+    return both.with_columns(mask_id("id_clean").alias("id_masked"), pl.lit("").alias("new_since_last")).select(
+        CALL_LIST.names)

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from transforms.contract import CALL_LIST, CONTACT_OUTCOMES, LIST_ZH, REASON_ZH
+from transforms.contract import (
+    CALL_LIST,
+    CONTACT_OUTCOMES,
+    ESCALATION,
+    LIST_ZH,
+    REASON_ZH,
+    ROSTER_CORRECTIONS,
+    UNREGISTERED,
+)
 
 OUTCOME_HEADER = "联系结果"
 NOTE_HEADER = "备注"
@@ -19,10 +27,10 @@ VERDICT_HEADER = "核实结论"  # verify sheet only: 是本人 / 不是本人
 FILLABLE = (OUTCOME_HEADER, NOTE_HEADER)
 OUTCOMES = CONTACT_OUTCOMES
 
-_ZH = {c.name: c.zh for c in CALL_LIST.columns}
-_WIDTH = {c.name: c.width for c in CALL_LIST.columns}
+_ZH = {c.name: c.zh for t in (CALL_LIST, UNREGISTERED, ESCALATION, ROSTER_CORRECTIONS) for c in t.columns}
+_WIDTH = {c.name: c.width for t in (CALL_LIST, UNREGISTERED, ESCALATION, ROSTER_CORRECTIONS) for c in t.columns}
 # Per sheet: which call-list rows, and which columns in which order.
-_PEOPLE = ["name", "phone", "address", "building", "unit", "room", "grid_id", "id_masked", "tags"]
+_PEOPLE = ["name", "phone", "address", "building", "unit", "room", "grid_id", "id_masked", "tags", "new_since_last"]
 SHEETS: dict[str, tuple[pl.Expr, list[str]]] = {
     LIST_ZH["call"]: ((pl.col("list") == "call") & (pl.col("reason") == "untested"), [*_PEOPLE, "detail", "resident_id"]),
     LIST_ZH["home_visit"]: (
@@ -34,12 +42,31 @@ SHEETS: dict[str, tuple[pl.Expr, list[str]]] = {
     ),
 }
 SUMMARY_SHEET = "汇总"
+UNREGISTERED_SHEET = "待登记人员"
+ESCALATION_SHEET = "升级处理"
+CORRECTIONS_SHEET = "登记更正"
+_UNREGISTERED_COLS = [c for c in UNREGISTERED.names if c not in ("street", "community", "grid_worker")]
 
 
 @dataclass(frozen=True)
 class SheetColumn:
     header: str
     width: int
+
+
+@dataclass(frozen=True)
+class CommunityBook:
+    """For the community secretary: who is escalated, who may be unregistered, which roster rows to fix."""
+
+    street: str
+    community: str
+    sheets: dict[str, pl.DataFrame]
+    summary: list[tuple[str, str]]
+    grid_worker: str = "社区汇总"
+
+    @property
+    def file_name(self) -> str:
+        return safe_file_name(f"{self.community}_社区工作簿") + ".xlsx"
 
 
 @dataclass(frozen=True)
@@ -65,7 +92,7 @@ def column_widths(headers: list[str]) -> list[int]:
     return [by_zh.get(h, 14 if h in FILLABLE or h == VERDICT_HEADER else 10) for h in headers]
 
 
-def _walk_order(frame: pl.DataFrame) -> pl.DataFrame:
+def walk_order(frame: pl.DataFrame) -> pl.DataFrame:
     as_num = lambda c: pl.col(c).cast(pl.Int64, strict=False)  # noqa: E731
     return frame.sort(
         [pl.col("grid_id"), as_num("building"), pl.col("building"), as_num("unit"), as_num("room"), pl.col("room"),
@@ -74,8 +101,42 @@ def _walk_order(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _sheet(rows: pl.DataFrame, cols: list[str], fillable: tuple[str, ...]) -> pl.DataFrame:
+    rows = rows.select(cols).rename({c: _ZH.get(c, "原因" if c == "reason_zh" else c) for c in cols})
+    return rows.with_row_index("序号", offset=1).with_columns(
+        pl.col("序号").cast(pl.String), *[pl.lit("").alias(h) for h in fillable]
+    ).with_columns(pl.all().cast(pl.String).fill_null(""))
+
+
+def build_community_books(escalation: pl.DataFrame, unregistered: pl.DataFrame, corrections: pl.DataFrame,
+                          communities: pl.DataFrame, *, as_of_text: str) -> list[CommunityBook]:
+    """One book per community on the roster (communities: street, community), even when all is clear."""
+    books = []
+    parts = {name: frame.partition_by(["street", "community"], as_dict=True)
+             for name, frame in (("e", escalation), ("u", unregistered), ("c", corrections))}
+    for street, community in communities.select("street", "community").unique().sort("street", "community").iter_rows():
+        key = (street, community)
+        esc = parts["e"].get(key, escalation.clear())
+        unr = parts["u"].get(key, unregistered.clear())
+        cor = parts["c"].get(key, corrections.clear())
+        sheets = {
+            ESCALATION_SHEET: _sheet(esc, [c for c in ESCALATION.names if c not in ("street", "community")],
+                                     ("处理结果", NOTE_HEADER)),
+            UNREGISTERED_SHEET: _sheet(unr, [c for c in UNREGISTERED.names if c not in ("street", "community")],
+                                       ("核实情况", NOTE_HEADER)),
+            CORRECTIONS_SHEET: _sheet(cor, [c for c in ROSTER_CORRECTIONS.names if c not in ("street", "community")],
+                                      ("更正情况",)),
+        }
+        summary = [("街道", str(street)), ("社区", str(community)), ("数据截至", as_of_text),
+                   ("需升级处理（人）", str(esc.height)), ("疑似未登记人员（条）", str(unr.height)),
+                   ("需更正登记（条）", str(cor.height))]
+        books.append(CommunityBook(str(street), str(community), sheets, summary))
+    return books
+
+
 def build_worker_books(
-    call_list: pl.DataFrame, coverage: pl.DataFrame, grid_workers: pl.DataFrame, *, as_of_text: str
+    call_list: pl.DataFrame, coverage: pl.DataFrame, grid_workers: pl.DataFrame, *, as_of_text: str,
+    unregistered: pl.DataFrame | None = None,
 ) -> list[WorkerBook]:
     """One book per (street, community, grid worker), including workers with nobody left to call.
 
@@ -92,6 +153,8 @@ def build_worker_books(
     # Split once, not once per worker: a district has thousands of workers.
     by_worker = cl.partition_by(keys, as_dict=True, maintain_order=True)
     empty = cl.clear()
+    unregistered_by_grid = (unregistered.partition_by(["street", "community"], as_dict=True)
+                            if unregistered is not None else {})
     grid_by_id = {
         k: v for k, v in grids.partition_by(["street", "community", "grid_id"], as_dict=True).items()
     }
@@ -100,13 +163,17 @@ def build_worker_books(
         mine = by_worker.get((street, community, worker), empty)
         sheets: dict[str, pl.DataFrame] = {}
         for sheet, (pred, cols) in SHEETS.items():
-            rows = _walk_order(mine.filter(pred)).select(cols)
+            rows = walk_order(mine.filter(pred)).select(cols)
             rows = rows.rename({c: _ZH.get(c, "原因" if c == "reason_zh" else c) for c in cols})
             fillable = (VERDICT_HEADER, *FILLABLE) if sheet == LIST_ZH["verify"] else FILLABLE
             rows = rows.with_row_index("序号", offset=1).with_columns(
                 pl.col("序号").cast(pl.String), *[pl.lit("").alias(h) for h in fillable]
             )
             sheets[sheet] = rows.with_columns(pl.all().cast(pl.String).fill_null(""))
+        if unregistered is not None:
+            theirs = unregistered_by_grid.get((street, community), unregistered.clear()).filter(
+                pl.col("grid_id").is_in(list(grid_ids)))
+            sheets[UNREGISTERED_SHEET] = _sheet(theirs, _UNREGISTERED_COLS, ("核实情况", NOTE_HEADER))
         mine_grids = [grid_by_id[(street, community, g)] for g in grid_ids if (street, community, g) in grid_by_id]
         g = pl.concat(mine_grids) if mine_grids else grids.clear()
         in_scope, tested = int(g["in_scope"].sum()), int(g["tested"].sum())
@@ -115,6 +182,8 @@ def build_worker_books(
             ("数据截至", as_of_text), ("在册人数", str(int(g["residents"].sum()))), ("在住人数", str(in_scope)),
             ("本轮已检测", str(tested)), ("本轮未检测", str(in_scope - tested)),
             ("检测覆盖率", f"{tested / in_scope:.1%}" if in_scope else "—"),
-        ] + [(f"{name}（人）", str(frame.height)) for name, frame in sheets.items()]
+        ] + [(f"{name}（人）", str(frame.height)) for name, frame in sheets.items()] + [
+            ("较上次刷新新增（条）", str(mine.filter(pl.col("new_since_last") == "是").height)),
+        ]
         books.append(WorkerBook(str(street), str(community), str(worker), grid_ids, sheets, summary))
     return books

@@ -1,0 +1,72 @@
+"""What changed since the last refresh, and who has waited too long: the escalation list.
+
+Workers see who is new on their list; leaders see how many came off it (tested, vaccinated, reported
+away) and how many have stayed. Residents who stay untested refresh after refresh, refuse, or cannot be
+reached go to the community secretary, the bedridden and disabled first.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms.contract import ESCALATION
+from transforms.outcomes import EscalationSettings
+
+PRIORITY = (("卧床", "一级（卧床）"), ("残疾", "二级（残疾）"), ("高龄", "三级（高龄）"))
+OTHER_PRIORITY = "四级"
+
+
+def mark_changes(call_list: pl.DataFrame, previous: pl.DataFrame | None, status: pl.DataFrame
+                 ) -> tuple[pl.DataFrame, dict[str, int | bool]]:
+    """previous: resident_id, reason, list of the last refresh's call list (None on the first run)."""
+    keys = ["resident_id", "reason"]
+    if previous is None:
+        return call_list.with_columns(pl.lit("").alias("new_since_last")), {
+            "first_run": True, "on_list": call_list.height, "new": call_list.height, "remaining": 0,
+            "came_off": 0, "came_off_tested": 0, "came_off_vaccinated": 0, "came_off_away": 0, "came_off_other": 0,
+        }
+    prev = previous.select(keys).unique()
+    now = call_list.select(keys).unique()
+    new = now.join(prev, on=keys, how="anti")
+    marked = call_list.join(new.with_columns(pl.lit("是").alias("_new")), on=keys, how="left").with_columns(
+        pl.col("_new").fill_null("").alias("new_since_last")).drop("_new")
+    gone = prev.join(now, on=keys, how="anti").join(
+        status.select("resident_id", "tested_in_round", "away_reported", "vaccination_reason"),
+        on="resident_id", how="left")
+    testing = gone.filter(pl.col("reason") == "untested")
+    vacc = gone.filter(pl.col("reason") != "untested")
+    tested = testing.filter(pl.col("tested_in_round").fill_null(False)).height
+    away = testing.filter(pl.col("away_reported").fill_null(False)).height
+    vaccinated = vacc.filter(pl.col("tested_in_round").is_not_null() & pl.col("vaccination_reason").is_null()).height
+    return marked.select(call_list.columns), {
+        "first_run": False, "on_list": call_list.height, "new": new.height,
+        "remaining": now.join(prev, on=keys, how="semi").height, "came_off": gone.height,
+        "came_off_tested": tested, "came_off_vaccinated": vaccinated, "came_off_away": away,
+        "came_off_other": gone.height - tested - vaccinated - away,
+    }
+
+
+def build_escalation(status: pl.DataFrame, call_list: pl.DataFrame, earlier: pl.DataFrame,
+                     settings: EscalationSettings) -> pl.DataFrame:
+    """earlier: resident_id, earlier_untested_refreshes (earlier refreshes of this round listing them)."""
+    c = pl.col
+    untested = call_list.filter(c("reason") == "untested").select("resident_id").unique()
+    s = status.join(untested, on="resident_id", how="semi").join(earlier, on="resident_id", how="left").with_columns(
+        (c("earlier_untested_refreshes").fill_null(0) + 1).alias("refreshes"))
+    why = pl.concat_str([
+        pl.when(c("refreshes") >= settings.untested_refreshes).then(pl.format("连续{}次刷新仍未检测", c("refreshes"))),
+        pl.when(c("refused")).then(pl.lit("拒绝检测")),
+        pl.when(c("unreachable_attempts") >= settings.unreachable_attempts)
+        .then(pl.format("{}次无法联系", c("unreachable_attempts"))),
+    ], separator="；", ignore_nulls=True)
+    tags = c("tags").fill_null("")
+    rank = pl.lit(len(PRIORITY))
+    label = pl.lit(OTHER_PRIORITY)
+    for i, (tag, text) in reversed(list(enumerate(PRIORITY))):
+        rank = pl.when(tags.str.contains(tag, literal=True)).then(pl.lit(i)).otherwise(rank)
+        label = pl.when(tags.str.contains(tag, literal=True)).then(pl.lit(text)).otherwise(label)
+    out = s.with_columns(why.alias("why"), rank.alias("_rank"), label.alias("priority")).filter(
+        c("why").is_not_null() & (c("why") != ""))
+    return out.sort(["_rank", "street", "community", "grid_id", "address", "resident_id"]).with_columns(
+        c("call_attempts").cast(pl.String), c("last_outcome").fill_null(""),
+    ).select(ESCALATION.names)

@@ -1,0 +1,66 @@
+"""Gaps in the roster the records reveal: people tested here who are on no roster (待登记人员), and roster
+rows that need correcting (a wrong phone reported by a worker, two rows that look like one person)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from transforms.contract import ROSTER_CORRECTIONS, UNREGISTERED
+from transforms.idcard import mask_id
+
+
+def unregistered(tests: pl.DataFrame, links: pl.DataFrame, roster: pl.DataFrame, since: datetime,
+                 as_of: datetime) -> pl.DataFrame:
+    """Test records of the round that match no resident (not even as 'possible'), whose current address is a
+    building on the roster (-> that building's grid) or whose sampling site is named after one of the
+    roster's communities (-> that community; the grid is left for the community to assign)."""
+    linked = links.filter(pl.col("record_kind") == "test").select("record_id")
+    lone = tests.join(linked, on="record_id", how="anti").filter(
+        pl.col("sampled_at").is_between(since.replace(tzinfo=None), as_of.replace(tzinfo=None)))
+    # Each building belongs to the grid holding most of its residents.
+    buildings = (
+        roster.filter(pl.col("addr_block").is_not_null())
+        .group_by("addr_block", "street", "community", "grid_id", "grid_worker").len()
+        .sort("len", descending=True).unique("addr_block", keep="first")
+        .drop("len")
+    )
+    by_building = lone.join(buildings, on="addr_block", how="inner").with_columns(
+        pl.lit("现住址为本网格在册楼栋").alias("why"))
+    communities = roster.select("street", "community").unique()
+    rest = lone.join(by_building.select("record_id"), on="record_id", how="anti")
+    by_site = (
+        rest.filter(pl.col("site").is_not_null()).join(communities, how="cross")
+        .filter(pl.col("site").str.starts_with(pl.col("community")))
+        .unique("record_id", keep="first")
+        .with_columns(pl.lit(None, pl.String).alias("grid_id"), pl.lit(None, pl.String).alias("grid_worker"),
+                      pl.lit("在本社区采样点采样，未匹配在册人员").alias("why"))
+    )
+    both = pl.concat([by_building, by_site.select(by_building.columns)], how="vertical_relaxed")
+    return both.with_columns(
+        mask_id("id_clean").alias("id_masked"),
+        pl.col("sampled_at").dt.strftime("%Y-%m-%d %H:%M").alias("sampled_at"),
+    ).sort("street", "community", "grid_id", "address", nulls_last=True).select(UNREGISTERED.names)
+
+
+def roster_corrections(status: pl.DataFrame) -> pl.DataFrame:
+    """status: the normalised roster with the workers' outcomes (wrong_number)."""
+    cols = ["street", "community", "grid_id", "grid_worker", "resident_id", "name", "address"]
+    wrong = status.filter(pl.col("wrong_number")).select(
+        *cols, pl.lit("网格员反馈登记电话号码错误，请更正联系电话").alias("problem"),
+        pl.lit(None, pl.String).alias("other_resident_id"))
+    # Two rows, one person: the same checked ID, or the same name reading, birth date and flat.
+    same_id = status.filter(pl.col("id_norm").is_not_null()).select(*cols, "id_norm")
+    id_dups = same_id.join(same_id.select("id_norm", pl.col("resident_id").alias("other_resident_id")),
+                           on="id_norm").filter(pl.col("resident_id") != pl.col("other_resident_id")).with_columns(
+        pl.lit("与另一人员证件号相同，疑似重复登记").alias("problem"))
+    key = ["name_py", "birth", "addr_canon"]
+    same_person = status.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in key)).select(*cols, *key)
+    person_dups = same_person.join(same_person.select(*key, pl.col("resident_id").alias("other_resident_id")),
+                                   on=key).filter(pl.col("resident_id") != pl.col("other_resident_id")).with_columns(
+        pl.lit("与另一人员姓名读音、出生日期、住址相同，疑似重复登记").alias("problem"))
+    dups = pl.concat([id_dups.select(ROSTER_CORRECTIONS.names), person_dups.select(ROSTER_CORRECTIONS.names)])
+    dups = dups.unique(["resident_id", "other_resident_id"], keep="first", maintain_order=True)
+    return pl.concat([wrong.select(ROSTER_CORRECTIONS.names), dups]).sort(
+        "street", "community", "grid_id", "resident_id").select(ROSTER_CORRECTIONS.names)
