@@ -42,17 +42,19 @@ class ScoreSettings:
     """Log2 evidence per level, hand-set from how often each level occurs for true and false pairs.
 
     A family shares phone and address, so those weigh little; only an ID or a name with a birth date
-    says who the person is.
+    says who the person is. A relative's ID ('household') places the record in a family: with the
+    member's own name that is as good as a phone. Seven visible digits of a masked phone agreeing are
+    about as rare by chance as a phone one digit off.
     """
 
     id: dict[str, float] = field(default_factory=lambda: _weights(
-        exact=12, household=1, one_edit=7, masked_agree=3, birth_segment=0, mismatch=-10, missing=0))
+        exact=12, household=3, one_edit=7, masked_agree=3, birth_segment=0, mismatch=-10, missing=0))
     # 'similar' (one character differs, reads differently) is more often a sibling than a typo: it
     # counts against the pair, only less than a different name.
     name: dict[str, float] = field(default_factory=lambda: _weights(
         exact=7, homophone=5.5, wildcard=5.5, loose=2, dropped=1, similar=-4, different=-9))
     phone: dict[str, float] = field(default_factory=lambda: _weights(
-        exact=4, household=3.5, one_edit=3, masked_agree=1.5, different=-1, missing=0))
+        exact=4, household=3.5, one_edit=3, masked_agree=3, different=-1, missing=0))
     birth: dict[str, float] = field(default_factory=lambda: _weights(equal=3.5, different=-7, missing=0))
     sex: dict[str, float] = field(default_factory=lambda: _weights(equal=0, different=-7, missing=0))
     # The same flat is as telling as a phone; the same building only narrows it down.
