@@ -77,6 +77,27 @@ def test_loads_once_archives_and_skips_unchanged(street):
     assert second["run_id"] == first["run_id"]  # nothing changed: the previous run's sheets stand
     assert "no new exports" in second["message"]
 
+    # A worker sends the book back with an outcome: loaded, archived, and the refresh is not skipped.
+    from openpyxl import load_workbook
+
+    calls = pl.read_csv(root / "out" / "call_list.csv", infer_schema=False).filter(pl.col("list") == "call")
+    resident, worker = calls["resident_id"][0], calls["grid_worker"][0]
+    book_path = next(p for p in (root / "out" / "sheets").rglob("*.xlsx") if p.name.startswith(worker))
+    wb = load_workbook(book_path)
+    ws = wb["电话通知"]
+    header = [c.value for c in ws[1]]
+    for row in ws.iter_rows(min_row=2):
+        if row[header.index("人员编号")].value == resident:
+            row[header.index("联系结果")].value = "外出不在本地"
+    (root / "inbox" / "returns").mkdir(exist_ok=True)
+    wb.save(root / "inbox" / "returns" / book_path.name)
+    third = refresh_inbox(str(cfg))
+    assert third["run_id"] != first["run_id"] and third["returned"]["new_call_attempts"] == 1
+    assert not any((root / "inbox" / "returns").iterdir())
+    assert list((root / "archive" / "returns").rglob("*.xlsx"))
+    after = pl.read_csv(root / "out" / "call_list.csv", infer_schema=False)
+    assert after.filter((pl.col("resident_id") == resident) & (pl.col("reason") == "untested")).height == 0
+
 
 def test_bad_file_fails_the_run_and_stays_in_the_inbox(street):
     from flows.inbox import refresh_inbox

@@ -41,6 +41,11 @@ CASES = [
      "match"),
     ("homophone given name with the ID", {"name": "王晓明", "id_number": SON}, "R2", "match"),
     ("pinyin-only name with the ID", {"name": "WANG XIAOMING", "id_number": SON}, "R2", "match"),
+    ("the father's ID on the son's record (a parent registered him)",
+     {"name": "王小明", "id_number": FATHER, "phone": FAMILY_PHONE}, "R2", "match"),
+    ("privacy-masked ID and phone, name right",
+     {"name": "王建国", "id_number": FATHER[:6] + "*" * 8 + FATHER[-4:], "phone": "138****8000"}, "R1", "match"),
+    ("one character left out, with the ID", {"name": "王明", "id_number": SON}, "R2", "match"),
     ("lower-case x and spaces", {"name": "王建国", "id_number": " " + FATHER[:6] + " " + FATHER[6:].lower()}, "R1",
      "match"),
 ]
@@ -126,3 +131,9 @@ def test_shuffling_records_changes_no_decision():
     a = link(family(), records_table(recs)).sort("record_id")
     b = link(family(), records_table(list(reversed(recs)))).sort("record_id")
     assert a.select("record_id", "resident_id", "decision").equals(b.select("record_id", "resident_id", "decision"))
+
+
+def test_a_name_with_a_character_left_out_and_nothing_else_is_only_possible():
+    links = link(family(), records_table([{"record_id": "T1", "name": "王明", "phone": FAMILY_PHONE}]))
+    resident, decision = decision_for(links, "T1")
+    assert decision != "match"
