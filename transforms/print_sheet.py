@@ -1,5 +1,6 @@
-"""A sheet a worker can carry: the per-worker list as a page that prints well (A4, one building per
-block, never split across pages), ordered building, unit, room for a door-to-door sweep."""
+"""A sheet a worker can carry: the per-worker list as a page that prints well (A4, one section per
+building, one unbreakable block per unit, the header repeated on every page), one line per person in
+building, unit, room order for a door-to-door sweep."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from transforms.contract import LIST_ZH, REASON_ZH
 CSS = """
 body{font-family:"PingFang SC","Microsoft YaHei",system-ui,sans-serif;margin:10mm;font-size:11pt;color:#000}
 h1{font-size:15pt;margin:0 0 2mm}p.meta{margin:0 0 4mm;font-size:9.5pt}
-section{break-inside:avoid;page-break-inside:avoid;margin-bottom:5mm}
+section{margin-bottom:5mm}tbody{break-inside:avoid;page-break-inside:avoid}
+td.n{white-space:nowrap}thead{display:table-header-group}
 h2{font-size:12pt;margin:0 0 1.5mm;border-bottom:1.5pt solid #000}
 table{border-collapse:collapse;width:100%}th,td{border:.5pt solid #555;padding:1mm 1.5mm;text-align:left;
 vertical-align:top}th{background:#eee}td.box{width:14mm}
@@ -33,17 +35,30 @@ def worker_print_html(rows: pl.DataFrame, *, street: str, community: str, grid_w
     ]
     if rows.height == 0:
         out.append("<p>本次无需联系人员。</p>")
-    building = pl.col("building").fill_null("").cast(pl.String)
-    for (b,), group in rows.with_columns(building.alias("building")).group_by("building", maintain_order=True):
+    # One line per person: a door is knocked once, whatever the reasons.
+    people = rows.with_columns(
+        pl.col("building").fill_null("").cast(pl.String),
+        pl.col("unit").fill_null("").cast(pl.String),
+        pl.col("list").replace_strict(LIST_ZH, default=pl.col("list")).alias("list_zh"),
+        pl.col("reason").replace_strict(REASON_ZH, default=pl.col("reason")).alias("reason_zh"),
+    ).group_by("resident_id", maintain_order=True).agg(
+        pl.col("building", "unit", "room", "name", "phone").first(),
+        pl.col("list_zh").unique(maintain_order=True).str.join("、"),
+        pl.col("reason_zh").str.join("、"),
+        pl.col("detail").str.join("；"),
+    )
+    head = ("<thead><tr><th>单元</th><th>房号</th><th>姓名</th><th>电话</th><th>名单</th><th>原因</th><th>说明</th>"
+            "<th>结果</th></tr></thead>")
+    for (b,), building in people.group_by("building", maintain_order=True):
         label = f"{b}栋" if b else "楼栋不详"
-        out.append(f"<section><h2>{html.escape(label)}（{group['resident_id'].n_unique()} 人）</h2><table>"
-                   "<tr><th>单元</th><th>房号</th><th>姓名</th><th>电话</th><th>名单</th><th>原因</th><th>说明</th>"
-                   "<th>结果</th></tr>")
-        for r in group.iter_rows(named=True):
-            cells = [r["unit"], r["room"], r["name"], r["phone"], LIST_ZH.get(r["list"], r["list"]),
-                     REASON_ZH.get(r["reason"], r["reason"]), r["detail"]]
-            out.append("<tr>" + "".join(f"<td>{html.escape(str(v or ''))}</td>" for v in cells)
-                       + '<td class="box"></td></tr>')
+        out.append(f"<section><h2>{html.escape(label)}（{building.height} 人）</h2><table>{head}")
+        for _, unit in building.group_by("unit", maintain_order=True):
+            out.append("<tbody>")
+            for r in unit.iter_rows(named=True):
+                short = [r["unit"], r["room"], r["name"], r["phone"], r["list_zh"], r["reason_zh"]]
+                out.append("<tr>" + "".join(f'<td class="n">{html.escape(str(v or ""))}</td>' for v in short)
+                           + f"<td>{html.escape(str(r['detail'] or ''))}</td>" + '<td class="box"></td></tr>')
+            out.append("</tbody>")
         out.append("</table></section>")
     out.append("</body></html>")
     return "\n".join(out)
