@@ -85,7 +85,7 @@ def write_workbook(book: WorkerBook | CommunityBook, path: Path) -> None:
 def write_quarantine_workbook(frame, contract, path: Path) -> None:
     """Rows handed back to the data staff: line in their file, the reason in Chinese, the row as it came."""
     zh = {c.name: c.zh for c in contract.columns}
-    headers = {"_file": "来源文件", "_line": "行号", "reason": "原因"} | zh
+    headers = {"_file": "来源文件", "_line": "行号", "reason": "原因", "expectation": "未通过的检查"} | zh
     cols = [c for c in frame.columns if c in headers]
     wb = xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS)
     try:

@@ -42,6 +42,7 @@ def test_times_after_as_of_or_before_2020_are_quarantined_with_the_reason():
     parsed = parse_rows(raw, TESTS, AS_OF)
     reasons = dict(zip(parsed.quarantine["_line"], parsed.quarantine["reason"], strict=True))
     assert "晚于本轮截止时间" in reasons[2] and "早于2020年" in reasons[3]
+    assert set(parsed.quarantine["expectation"]) == {"expect_column_values_to_be_between(sampled_at)"}
     assert parsed.rows["_line"].to_list() == [4]
 
 

@@ -97,6 +97,9 @@ def test_row_quarantine_reasons_and_lines(tmp_path):
     assert parsed.rows["birth_date"].null_count() == 2 and parsed.notes["birth_date_implausible"] == 1
     q = {r["_line"]: r["reason"] for r in parsed.quarantine.to_dicts()}
     assert q[3] == "缺少必填项：姓名"
+    checks = dict(zip(parsed.quarantine["_line"], parsed.quarantine["expectation"], strict=True))
+    assert checks[3] == "expect_column_values_to_not_be_null(name)"
+    assert checks[6] == "expect_column_values_to_be_unique(resident_id)"
     assert q[4].startswith("居住状态不在允许值内")
     assert 5 not in q
     assert q[6] == "人员编号重复（首次出现在第2行）"

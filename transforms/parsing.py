@@ -24,7 +24,8 @@ from transforms.contract import (
 LINE = "_line"
 CARRIED = ("_file",)  # which stored file a row came from, when rows come from the inbox store
 REASON = "reason"
-QUARANTINE_COLUMNS = [LINE, REASON]
+CHECK = "expectation"  # the contract expectation a quarantined row failed, e.g. expect_column_values_to_not_be_null(name)
+QUARANTINE_COLUMNS = [LINE, REASON, CHECK]
 
 _DATETIME_FORMATS = (
     "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y-%m-%dT%H:%M:%S",
@@ -33,6 +34,10 @@ _DATETIME_FORMATS = (
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
 _GENDER_ALIASES = {"男性": "男", "女性": "女", "M": "男", "F": "女", "m": "男", "f": "女", "1": "男", "2": "女"}
 _TAG_SPLIT = r"[;；,，、/ ]+"
+
+
+def _check(what: str, column: str) -> str:
+    return f"expect_column_values_to_{what}({column})"
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
             for c in contract.names
         ]
     )
-    problems: list[pl.Expr] = []
+    problems: list[tuple[pl.Expr, str, str]] = []  # (row fails, reason in Chinese, expectation failed)
     typed: list[pl.Expr] = []
     notes: dict[str, pl.Expr] = {}
     latest = as_of.replace(tzinfo=None) if as_of is not None else None
@@ -91,29 +96,24 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
         if col.name == "gender":
             frame = frame.with_columns(c.replace(_GENDER_ALIASES))
         if col.required:
-            problems.append(pl.when(c.is_null()).then(pl.lit(f"缺少必填项：{col.zh}")))
+            problems.append((c.is_null(), f"缺少必填项：{col.zh}", _check("not_be_null", col.name)))
         if col.kind is Kind.DATETIME:
             parsed = parse_datetime_expr(col.name)
-            problems.append(
-                pl.when(c.is_not_null() & parsed.is_null()).then(pl.lit(f"无法识别的时间：{col.zh}"))
-            )
-            problems.append(
-                pl.when(parsed < pl.lit(datetime.combine(EARLIEST_EVENT, datetime.min.time())))
-                .then(pl.lit(f"{col.zh}早于{EARLIEST_EVENT.year}年，疑为录入错误"))
-            )
+            problems.append((c.is_not_null() & parsed.is_null(), f"无法识别的时间：{col.zh}",
+                             _check("be_parseable_as_time", col.name)))
+            problems.append((parsed < pl.lit(datetime.combine(EARLIEST_EVENT, datetime.min.time())),
+                             f"{col.zh}早于{EARLIEST_EVENT.year}年，疑为录入错误", _check("be_between", col.name)))
             if latest is not None:
-                problems.append(
-                    pl.when(parsed > pl.lit(latest)).then(
-                        pl.lit(f"{col.zh}晚于本轮截止时间（{latest:%Y-%m-%d %H:%M}），本轮不计；如为录入错误请更正后重新提交")
-                    )
-                )
+                problems.append((
+                    parsed > pl.lit(latest),
+                    f"{col.zh}晚于本轮截止时间（{latest:%Y-%m-%d %H:%M}），本轮不计；如为录入错误请更正后重新提交",
+                    _check("be_between", col.name)))
             typed.append(parsed.alias(col.name))
         elif col.kind is Kind.DATE:
             parsed = parse_date_expr(col.name)
             if col.role is not Role.BIRTH_DATE:
-                problems.append(
-                    pl.when(c.is_not_null() & parsed.is_null()).then(pl.lit(f"无法识别的日期：{col.zh}"))
-                )
+                problems.append((c.is_not_null() & parsed.is_null(), f"无法识别的日期：{col.zh}",
+                                 _check("be_parseable_as_date", col.name)))
             else:
                 upper = latest.date() if latest is not None else None
                 implausible = (parsed < pl.lit(EARLIEST_BIRTH)) | (
@@ -138,15 +138,15 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
                 .alias(col.name)
             )
         elif col.allowed and col.name != "gender":
-            problems.append(
-                pl.when(c.is_not_null() & ~c.is_in(list(col.allowed))).then(
-                    pl.lit(f"{col.zh}不在允许值内（允许：{'、'.join(col.allowed)}）")
-                )
-            )
+            problems.append((c.is_not_null() & ~c.is_in(list(col.allowed)),
+                             f"{col.zh}不在允许值内（允许：{'、'.join(col.allowed)}）", _check("be_in_set", col.name)))
         elif col.name == "gender":
             typed.append(pl.when(c.is_in(list(col.allowed))).then(c).otherwise(None).alias(col.name))
-    reason = pl.concat_str(problems, separator="；", ignore_nulls=True)
-    frame = frame.with_columns(reason.alias(REASON))
+    reason = pl.concat_str([pl.when(bad).then(pl.lit(zh)) for bad, zh, _ in problems], separator="；",
+                           ignore_nulls=True)
+    failed = pl.concat_str([pl.when(bad).then(pl.lit(exp)) for bad, _, exp in problems], separator=";",
+                           ignore_nulls=True)
+    frame = frame.with_columns(reason.alias(REASON), failed.alias(CHECK))
     bad = pl.col(REASON).is_not_null() & (pl.col(REASON) != "")
     quarantine = frame.filter(bad)
     frame = frame.filter(~bad)
@@ -160,11 +160,12 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
         dup = pl.col("_ord") != pl.col("_first_ord")
         label = contract.column(contract.unique_key).zh
         dups = frame.filter(dup).with_columns(
-            pl.format(f"{label}重复（首次出现在第{{}}行）", pl.col("_first")).alias(REASON)
+            pl.format(f"{label}重复（首次出现在第{{}}行）", pl.col("_first")).alias(REASON),
+            pl.lit(_check("be_unique", contract.unique_key)).alias(CHECK),
         )
         frame = frame.filter(~dup).drop("_ord", "_first_ord", "_first")
         quarantine = pl.concat([quarantine, dups.select(quarantine.columns)])
-    quarantine = quarantine.sort(carried[::-1]).select(*carried, REASON, *contract.names)
+    quarantine = quarantine.sort(carried[::-1]).select(*carried, REASON, CHECK, *contract.names)
     counts = frame.select([e.sum().alias(k) for k, e in notes.items()]).row(0, named=True) if notes else {}
     rows = frame.with_columns(typed).select(*carried, *contract.names)
     return Parsed(rows=rows, quarantine=quarantine, notes={k: int(v or 0) for k, v in counts.items()})
