@@ -3,6 +3,7 @@ rows that need correcting (a wrong phone reported by a worker, two rows that loo
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import polars as pl
@@ -17,8 +18,11 @@ def unregistered(tests: pl.DataFrame, links: pl.DataFrame, roster: pl.DataFrame,
     building on the roster (-> that building's grid) or whose sampling site is named after one of the
     roster's communities (-> that community; the grid is left for the community to assign)."""
     linked = links.filter(pl.col("record_kind") == "test").select("record_id")
-    lone = tests.join(linked, on="record_id", how="anti").filter(
-        pl.col("sampled_at").is_between(since.replace(tzinfo=None), as_of.replace(tzinfo=None)))
+    lone = (
+        tests.select("record_id", "name", "phone", "id_clean", "address", "site", "sampled_at", "addr_block")
+        .join(linked, on="record_id", how="anti")
+        .filter(pl.col("sampled_at").is_between(since.replace(tzinfo=None), as_of.replace(tzinfo=None)))
+    )
     # Each building belongs to the grid holding most of its residents.
     buildings = (
         roster.filter(pl.col("addr_block").is_not_null())
@@ -28,12 +32,16 @@ def unregistered(tests: pl.DataFrame, links: pl.DataFrame, roster: pl.DataFrame,
     )
     by_building = lone.join(buildings, on="addr_block", how="inner").with_columns(
         pl.lit("现住址为本网格在册楼栋").alias("why"))
-    communities = roster.select("street", "community").unique()
+    communities = roster.select("street", "community").unique().drop_nulls()
     rest = lone.join(by_building.select("record_id"), on="record_id", how="anti")
+    # The site's name begins with the community's (longest name first, so 科技园北 is not taken for 科技园).
+    names = sorted(communities["community"].unique().to_list(), key=len, reverse=True)
+    pattern = "^(" + "|".join(re.escape(n) for n in names) + ")" if names else "^$^"
     by_site = (
-        rest.filter(pl.col("site").is_not_null()).join(communities, how="cross")
-        .filter(pl.col("site").str.starts_with(pl.col("community")))
-        .unique("record_id", keep="first")
+        rest.with_columns(pl.col("site").str.extract(pattern, 1).alias("community"))
+        .filter(pl.col("community").is_not_null())
+        .join(communities, on="community", how="inner")
+        .unique("record_id", keep="first", maintain_order=True)
         .with_columns(pl.lit(None, pl.String).alias("grid_id"), pl.lit(None, pl.String).alias("grid_worker"),
                       pl.lit("在本社区采样点采样，未匹配在册人员").alias("why"))
     )
@@ -47,6 +55,7 @@ def unregistered(tests: pl.DataFrame, links: pl.DataFrame, roster: pl.DataFrame,
 def roster_corrections(status: pl.DataFrame) -> pl.DataFrame:
     """status: the normalised roster with the workers' outcomes (wrong_number)."""
     cols = ["street", "community", "grid_id", "grid_worker", "resident_id", "name", "address"]
+    status = status.select(*cols, "wrong_number", "id_norm", "name_py", "birth", "addr_canon")
     wrong = status.filter(pl.col("wrong_number")).select(
         *cols, pl.lit("网格员反馈登记电话号码错误，请更正联系电话").alias("problem"),
         pl.lit(None, pl.String).alias("other_resident_id"))
