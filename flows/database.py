@@ -124,6 +124,52 @@ class Database:
         return self.fetch("SELECT record_kind, record_id, resident_id, verdict FROM link_feedback")
 
 
+    # --- linking decisions kept between refreshes --------------------------------------------------
+    def open_link_state(self, key: str) -> bool:
+        """True when the stored decisions were made under this fingerprint; otherwise they are dropped."""
+        self.con.execute("CREATE TABLE IF NOT EXISTS link_meta (key VARCHAR)")
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS link_records (record_kind VARCHAR, record_id VARCHAR, row_hash UBIGINT)")
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS link_decisions (record_kind VARCHAR, record_id VARCHAR, "
+            "resident_id VARCHAR, method VARCHAR, score DOUBLE, decision VARCHAR, explanation VARCHAR)")
+        stored = self.con.sql("SELECT key FROM link_meta").fetchall()
+        if stored and stored[0][0] == key:
+            return True
+        self.con.execute("BEGIN TRANSACTION")
+        for table in ("link_meta", "link_records", "link_decisions"):
+            self.con.execute(f"DELETE FROM {table}")
+        self.con.execute("INSERT INTO link_meta VALUES (?)", [key])
+        self.con.execute("COMMIT")
+        return False
+
+    def linked_records(self) -> pl.DataFrame:
+        return self.fetch("SELECT record_kind, record_id, row_hash FROM link_records")
+
+    def save_link_state(self, records: pl.DataFrame, links: pl.DataFrame) -> None:
+        """Replaces the state of exactly these records, in one transaction."""
+        self.con.register("_records", records)
+        self.con.register("_links", links)
+        try:
+            self.con.execute("BEGIN TRANSACTION")
+            for table in ("link_records", "link_decisions"):
+                self.con.execute(f"DELETE FROM {table} t USING _records r "
+                                 "WHERE t.record_kind = r.record_kind AND t.record_id = r.record_id")
+            self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM _records")
+            self.con.execute("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, score, "
+                             "decision, explanation FROM _links")
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+        finally:
+            self.con.unregister("_records")
+            self.con.unregister("_links")
+
+    def stored_links(self) -> pl.DataFrame:
+        return self.fetch("SELECT record_kind, record_id, resident_id, method, score, decision, explanation "
+                          "FROM link_decisions")
+
     # --- call attempts from returned sheets ----------------------------------------------------------
     def ensure_attempts(self) -> None:
         self.con.execute(

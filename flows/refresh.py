@@ -7,6 +7,7 @@ than the step). Logs carry counts and timings only: never names, phones or ID nu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -119,25 +120,40 @@ def normalise(parsed: dict[str, Parsed]) -> dict[str, pl.DataFrame]:
 
 @task(cache_policy=NO_CACHE)
 def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> tuple[pl.DataFrame, dict]:
+    """Links only what it has not linked before. A record's decision depends on nothing but the record, the
+    roster and the settings, so decisions are kept in the database (keyed by a fingerprint of roster and
+    settings, and by each record's content) and a refresh links the new records, those whose content
+    changed, and those a worker gave a verdict on. A new roster or new settings start from scratch."""
     residents = people["roster"].select("resident_id", *IDENTITY_COLUMNS)
     records = records_for_linking(people["tests"], people.get("vaccinations"), IDENTITY_COLUMNS)
-    db.load("residents", residents)
-    db.load("records", records)
+    records = records.with_columns(records.select(IDENTITY_COLUMNS).hash_rows(seed=0).alias("row_hash"))
     db.ensure_feedback()
-    timings = db.run([*linking_sql(settings.blocking), SqlStep("reject_worker_feedback", reject_pairs_sql())])
     feedback = db.feedback()
+    key = linking_fingerprint(residents, settings)
+    reused = db.open_link_state(key)
+    keys = ["record_kind", "record_id"]
+    todo = records.join(db.linked_records(), on=[*keys, "row_hash"], how="anti") if reused else records
+    todo = pl.concat([todo, records.join(feedback.select(keys).unique(), on=keys, how="semi")]).unique(
+        keys, keep="first", maintain_order=True)
+    db.load("residents", residents)
+    db.load("records", todo.drop("row_hash"))
+    timings = db.run([*linking_sql(settings.blocking), SqlStep("reject_worker_feedback", reject_pairs_sql())])
     t = time.perf_counter()
     n_pairs = db.count("candidate_pairs")
     chunks = max(1, math.ceil(n_pairs / settings.blocking.pairs_per_chunk))
-    decided = []
+    decided = [pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})]
     for k in range(chunks):
         pairs = db.fetch(candidate_chunk_sql(chunks, k))
         decided.append(decide_links(score_pairs(compare_pairs(pairs), settings.scoring), settings.decision))
         del pairs
-    links = apply_confirmations(pl.concat(decided), feedback, records)
+    fresh = apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo)
+    db.save_link_state(todo.select(*keys, "row_hash"), fresh.select(LINK_COLUMNS))
+    links = db.stored_links().join(records.select(keys), on=keys, how="semi")
     timings["compare_score_decide"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": records.height,
+        "records_linked_now": todo.height,
+        "records_reused": records.height - todo.height,
         "exact_stage_links": db.count("exact_links"),
         "pending_records": db.count("pending_records"),
         "candidate_pairs": n_pairs,
@@ -149,6 +165,17 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
         "sql_seconds": timings,
     }
     return links, stats
+
+
+def linking_fingerprint(residents: pl.DataFrame, settings: Settings) -> str:
+    """Changes when anything a decision depends on changes, other than the record itself."""
+    rows = residents.hash_rows(seed=0)
+    parts = {
+        "residents": [residents.height, int(rows.sum()), int(rows.max() or 0), int(rows.min() or 0)],
+        "blocking": asdict(settings.blocking), "scoring": asdict(settings.scoring),
+        "decision": asdict(settings.decision), "polars": pl.__version__,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _decision_counts(links: pl.DataFrame, records: pl.DataFrame) -> dict:
