@@ -17,7 +17,7 @@ from expectations.docs import export_offline
 from expectations.suites import SuiteResult
 from flows.workbooks import write_quarantine_workbook, write_workbooks
 from transforms.contract import INPUTS
-from transforms.sheets import CommunityBook, WorkerBook, safe_file_name
+from transforms.sheets import CommunityBook, WorkerBook, book_digest, safe_file_name
 
 if TYPE_CHECKING:
     from flows.refresh import RunReport
@@ -85,7 +85,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
             (book, staging / "community" / safe_file_name(book.street) / book.file_name)
             for book in outputs.community_books
         ]
-        write_workbooks(jobs, workers=os.cpu_count() or 1)
+        write_workbooks(_reuse_unchanged(out, staging, jobs, report), workers=os.cpu_count() or 1)
         report.timings["write"] = round(time.perf_counter() - t, 3)
         report.timings["total"] = round(time.perf_counter() - started, 3)
         report.lists["workbooks"] = len(outputs.books)
@@ -97,6 +97,34 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+MANIFEST = "books.json"
+
+
+def _reuse_unchanged(out: Path, staging: Path, jobs: list, report: RunReport) -> list:
+    """A book whose content digest equals last run's is hard-linked from the previous output instead of
+    being written again; returns the books still to write. The manifest maps each book to its digest."""
+    previous = {}
+    if (out / MANIFEST).exists():
+        previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    manifest, todo, reused = {}, [], 0
+    for book, target in jobs:
+        rel = target.relative_to(staging).as_posix()
+        digest = manifest[rel] = book_digest(book)
+        old = out / rel
+        if previous.get(rel) == digest and old.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(old, target)
+            except OSError:
+                shutil.copy2(old, target)
+            reused += 1
+        else:
+            todo.append((book, target))
+    (staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=0), encoding="utf-8")
+    report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), reused
+    return todo
 
 
 def _write_report(staging: Path, page: str, coverage: pl.DataFrame, report: RunReport) -> None:

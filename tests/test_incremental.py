@@ -71,3 +71,36 @@ def test_a_new_roster_relinks_everything(tmp_path, prefect_server):
     again = refresh(load_settings(data / "campaign.toml", roster=str(changed), out=str(tmp_path / "out"),
                                   db=str(tmp_path / "g.duckdb")))
     assert again.linking["records_reused"] == 0 and again.linking["records_linked_now"] == again.linking["records"]
+
+
+def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
+    from flows.refresh import refresh
+
+    data = tmp_path / "data"
+    write_synthetic(generate(1500, seed=31), data)
+    s = load_settings(data / "campaign.toml", out=str(tmp_path / "out"), db=str(tmp_path / "g.duckdb"))
+    first = refresh(s)
+    books = sorted((tmp_path / "out" / "sheets").rglob("*.xlsx"))
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in books}
+    second = refresh(s)
+    assert first.lists["workbooks_written"] == len(books) + first.lists["community_workbooks"]
+    assert second.lists["workbooks_written"] == 0
+    assert second.lists["workbooks_reused"] == first.lists["workbooks_written"]
+    for p in books:  # the very same files, carried over
+        assert (p.read_bytes(), p.stat().st_mtime_ns) == before[p]
+
+    # One test record more: only the books whose rows change are written.
+    tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
+    calls = pl.read_csv(tmp_path / "out" / "call_list.csv", infer_schema=False).filter(
+        (pl.col("reason") == "untested") & (pl.col("list") == "call"))
+    person = pl.read_csv(data / "roster.csv", infer_schema=False).filter(
+        pl.col("人员编号") == calls["resident_id"][0]).row(0, named=True)
+    extra = pl.DataFrame([{c: None for c in tests.columns} | {
+        "record_id": "T99999999999", "name": person["姓名"], "id_number": person["证件号码"],
+        "phone": person["联系电话"], "sampled_at": "2022-05-20 10:00:00"}])
+    more = tmp_path / "tests_more.csv"
+    pl.concat([tests, extra], how="vertical_relaxed").write_csv(more)
+    third = refresh(load_settings(data / "campaign.toml", tests=str(more), out=str(tmp_path / "out"),
+                                  db=str(tmp_path / "g.duckdb")))
+    assert third.linking["records_linked_now"] == 1
+    assert 1 <= third.lists["workbooks_written"] < first.lists["workbooks_written"] / 2

@@ -6,6 +6,7 @@ top to bottom. The workbook writer in flows/ only renders what this module decid
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -81,6 +82,19 @@ class WorkerBook:
     @property
     def file_name(self) -> str:
         return safe_file_name(f"{self.grid_worker}_{'_'.join(self.grid_ids)}") + ".xlsx"
+
+
+def book_digest(book: WorkerBook | CommunityBook) -> str:
+    """Changes whenever anything the workbook shows changes: a book with the same digest as last time
+    need not be written again."""
+    h = hashlib.sha256(repr(book.summary).encode())
+    for name, frame in book.sheets.items():
+        h.update(name.encode())
+        h.update(repr(frame.columns).encode())
+        h.update(frame.height.to_bytes(8, "little"))
+        if frame.height:
+            h.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    return h.hexdigest()
 
 
 def safe_file_name(text: str) -> str:
