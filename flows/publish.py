@@ -17,6 +17,7 @@ from expectations.docs import export_offline
 from expectations.suites import SuiteResult
 from flows.workbooks import write_quarantine_workbook, write_workbooks
 from transforms.contract import INPUTS
+from transforms.report import chart_bars
 from transforms.sheets import CommunityBook, WorkerBook, book_digest, safe_file_name
 
 if TYPE_CHECKING:
@@ -136,8 +137,7 @@ def _write_report(staging: Path, page: str, coverage: pl.DataFrame, report: RunR
     if chromium() is None:
         report.lists["report_png"] = "skipped: Chromium not installed"
         return
-    communities = coverage.filter(pl.col("level") == "community").height
-    screenshot(path, staging / "report.png", height=min(4000, 620 + 24 * communities))
+    screenshot(path, staging / "report.png", height=min(4000, 640 + 24 * chart_bars(coverage)))
     report.lists["report_png"] = "report.png"
 
 

@@ -84,6 +84,32 @@ def _table(frame: pl.DataFrame, level: str, label_cols: list[str]) -> str:
     return f'<div class="scroll"><table><tr>{head}</tr>{"".join(rows)}</table></div>'
 
 
+CHART_COMMUNITIES = 30  # more bars than this are unreadable on a phone: show streets and the lowest
+
+
+def _coverage_charts(coverage: pl.DataFrame, communities: pl.DataFrame, limit: int) -> list[str]:
+    if communities.height <= limit:
+        return ["<h2>各社区检测覆盖率</h2>",
+                _bars([(str(r["community"]), r["coverage_rate"]) for r in communities.iter_rows(named=True)])]
+    streets = coverage.filter(pl.col("level") == "street")
+    street_title = "各街道检测覆盖率"
+    if streets.height > limit:
+        streets, street_title = streets.sort("coverage_rate").head(limit), f"覆盖率最低的{limit}个街道"
+    lowest = communities.filter(pl.col("in_scope") > 0).sort("coverage_rate").head(limit)
+    return [f"<h2>{street_title}</h2>",
+            _bars([(str(r["street"]), r["coverage_rate"]) for r in streets.iter_rows(named=True)]),
+            f"<h2>覆盖率最低的{limit}个社区</h2>",
+            _bars([(f"{r['street']} {r['community']}", r["coverage_rate"]) for r in lowest.iter_rows(named=True)])]
+
+
+def chart_bars(coverage: pl.DataFrame) -> int:
+    """How many bars the charts draw (for the height of the PNG)."""
+    communities = coverage.filter(pl.col("level") == "community").height
+    if communities <= CHART_COMMUNITIES:
+        return communities
+    return min(coverage.filter(pl.col("level") == "street").height, CHART_COMMUNITIES) + CHART_COMMUNITIES
+
+
 def coverage_report_html(coverage: pl.DataFrame, call_list: pl.DataFrame, status: pl.DataFrame,
                          trend: list[tuple[str, float | None]], changes: dict, *, title: str, as_of_text: str,
                          behind: int = 10) -> str:
@@ -119,8 +145,7 @@ def coverage_report_html(coverage: pl.DataFrame, call_list: pl.DataFrame, status
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1><p class='muted'>数据截至 {html.escape(as_of_text)}。{html.escape(change_text)}</p>",
         f'<div class="cards">{card_html}</div>',
-        '<section id="charts"><h2>各社区检测覆盖率</h2>',
-        _bars([(str(r["community"]), r["coverage_rate"]) for r in communities.iter_rows(named=True)]),
+        '<section id="charts">', *_coverage_charts(coverage, communities, CHART_COMMUNITIES),
         "<h2>本轮历次刷新覆盖率</h2>", _trend(trend), "</section>",
         f"<h2>进度最慢的网格（前{behind}个）</h2>",
         _table(lagging.head(behind), "grid", ["community", "grid_id"]),
