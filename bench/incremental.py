@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -24,12 +23,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+# ru_maxrss of RUSAGE_CHILDREN is the largest child so far: each refresh is measured by a fresh wrapper.
+_WRAP = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
+         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+
+
 def run(cmd: list[str], env: dict) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds and this command's own peak RSS in GiB."""
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return time.perf_counter() - t, max(peak, before) / 1024 / 1024
+    done = subprocess.run([sys.executable, "-c", _WRAP, *cmd], check=True, env=env, cwd=ROOT,
+                          capture_output=True, text=True)
+    return time.perf_counter() - t, int(done.stdout.strip().splitlines()[-1]) / 1024 / 1024
 
 
 def main() -> int:
@@ -70,6 +74,8 @@ def main() -> int:
             "wall_seconds": round(wall, 1), "peak_gib": round(peak, 2), "stages": report["timings"],
             "records_linked_now": report["linking"]["records_linked_now"],
             "records_reused": report["linking"]["records_reused"],
+            "workbooks_written": report["lists"].get("workbooks_written"),
+            "workbooks_reused": report["lists"].get("workbooks_reused"),
         }
     a, b = inc / "out_incremental_with_batch", inc / "out_from_scratch_with_batch"
 
