@@ -86,6 +86,7 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
     problems: list[tuple[pl.Expr, str, str]] = []  # (row fails, reason in Chinese, expectation failed)
     typed: list[pl.Expr] = []
     notes: dict[str, pl.Expr] = {}
+    scratch: list[str] = []
     latest = as_of.replace(tzinfo=None) if as_of is not None else None
     for col in contract.columns:
         c = pl.col(col.name)
@@ -98,7 +99,10 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
         if col.required:
             problems.append((c.is_null(), f"缺少必填项：{col.zh}", _check("not_be_null", col.name)))
         if col.kind is Kind.DATETIME:
-            parsed = parse_datetime_expr(col.name)
+            # Parsed once into a scratch column: the problems and the typed value all read it.
+            frame = frame.with_columns(parse_datetime_expr(col.name).alias(f"__{col.name}"))
+            scratch.append(f"__{col.name}")
+            parsed = pl.col(f"__{col.name}")
             problems.append((c.is_not_null() & parsed.is_null(), f"无法识别的时间：{col.zh}",
                              _check("be_parseable_as_time", col.name)))
             problems.append((parsed < pl.lit(datetime.combine(EARLIEST_EVENT, datetime.min.time())),
@@ -110,7 +114,9 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
                     _check("be_between", col.name)))
             typed.append(parsed.alias(col.name))
         elif col.kind is Kind.DATE:
-            parsed = parse_date_expr(col.name)
+            frame = frame.with_columns(parse_date_expr(col.name).alias(f"__{col.name}"))
+            scratch.append(f"__{col.name}")
+            parsed = pl.col(f"__{col.name}")
             if col.role is not Role.BIRTH_DATE:
                 problems.append((c.is_not_null() & parsed.is_null(), f"无法识别的日期：{col.zh}",
                                  _check("be_parseable_as_date", col.name)))
@@ -167,5 +173,5 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
         quarantine = pl.concat([quarantine, dups.select(quarantine.columns)])
     quarantine = quarantine.sort(carried[::-1]).select(*carried, REASON, CHECK, *contract.names)
     counts = frame.select([e.sum().alias(k) for k, e in notes.items()]).row(0, named=True) if notes else {}
-    rows = frame.with_columns(typed).select(*carried, *contract.names)
+    rows = frame.with_columns(typed).select(*carried, *contract.names)  # drops the scratch columns
     return Parsed(rows=rows, quarantine=quarantine, notes={k: int(v or 0) for k, v in counts.items()})
