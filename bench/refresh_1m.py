@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -48,6 +49,9 @@ def main() -> int:
                           str(args.seed), "--out", str(data)], env)
         results["generate"] = {"seconds": round(wall, 1), "peak_gib": round(peak, 2)}
     if not args.score_only:
+        # A full refresh: a fresh database, so no linking decision or workbook is reused from a last run.
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
         wall, peak = run([py, "-m", "flows.cli", "run", "--config", str(data / "campaign.toml"), "--out", str(out)],
                          env)
     else:
