@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -53,10 +54,7 @@ class Database:
         """The run record of the last successful run, or None."""
         import json
 
-        exists = self.con.sql(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'"
-        ).fetchall()[0][0]
-        if not exists:
+        if not self._exists("runs"):
             return None
         rows = self.con.sql("SELECT run FROM runs ORDER BY recorded_at DESC LIMIT 1").fetchall()
         return json.loads(rows[0][0]) if rows else None
@@ -66,16 +64,12 @@ class Database:
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR PRIMARY KEY, recorded_at TIMESTAMP, run JSON)"
         )
-        self.con.execute("BEGIN TRANSACTION")
-        try:
+        with self.transaction():
             self.con.execute("INSERT INTO runs VALUES (?, now(), ?)", [run_id, run_json])
             for name, frame in tables.items():
                 tagged = frame.with_columns(pl.lit(run_id).alias("run_id"))
                 self.con.register("_incoming", tagged)
-                exists = self.con.execute(
-                    "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [f"run_{name}"]
-                ).fetchall()[0][0]
-                if exists:
+                if self._exists(f"run_{name}"):
                     # Outputs gain columns between versions; older history keeps nulls in them.
                     have = {r[0] for r in self.con.execute(
                         "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [f"run_{name}"]
@@ -87,11 +81,6 @@ class Database:
                 else:
                     self.con.execute(f"CREATE TABLE run_{name} AS SELECT * FROM _incoming")
                 self.con.unregister("_incoming")
-            self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
-            raise
-
 
     # --- what the grid workers settled on verify rows --------------------------------------------
     def ensure_feedback(self) -> None:
@@ -106,15 +95,11 @@ class Database:
         self.ensure_feedback()
         self.con.register("_incoming", verdicts)
         try:
-            self.con.execute("BEGIN TRANSACTION")
-            self.con.execute(
-                "INSERT OR REPLACE INTO link_feedback SELECT record_kind, record_id, resident_id, verdict, source, "
-                "now() FROM _incoming"
-            )
-            self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
-            raise
+            with self.transaction():
+                self.con.execute(
+                    "INSERT OR REPLACE INTO link_feedback SELECT record_kind, record_id, resident_id, verdict, "
+                    "source, now() FROM _incoming"
+                )
         finally:
             self.con.unregister("_incoming")
         return verdicts.height
@@ -122,7 +107,6 @@ class Database:
     def feedback(self) -> pl.DataFrame:
         self.ensure_feedback()
         return self.fetch("SELECT record_kind, record_id, resident_id, verdict FROM link_feedback")
-
 
     # --- linking decisions kept between refreshes --------------------------------------------------
     def open_link_state(self, key: str) -> bool:
@@ -136,11 +120,10 @@ class Database:
         stored = self.con.sql("SELECT key FROM link_meta").fetchall()
         if stored and stored[0][0] == key:
             return True
-        self.con.execute("BEGIN TRANSACTION")
-        for table in ("link_meta", "link_records", "link_decisions"):
-            self.con.execute(f"DELETE FROM {table}")
-        self.con.execute("INSERT INTO link_meta VALUES (?)", [key])
-        self.con.execute("COMMIT")
+        with self.transaction():
+            for table in ("link_meta", "link_records", "link_decisions"):
+                self.con.execute(f"DELETE FROM {table}")
+            self.con.execute("INSERT INTO link_meta VALUES (?)", [key])
         return False
 
     def linked_records(self) -> pl.DataFrame:
@@ -151,17 +134,13 @@ class Database:
         self.con.register("_records", records)
         self.con.register("_links", links)
         try:
-            self.con.execute("BEGIN TRANSACTION")
-            for table in ("link_records", "link_decisions"):
-                self.con.execute(f"DELETE FROM {table} t USING _records r "
-                                 "WHERE t.record_kind = r.record_kind AND t.record_id = r.record_id")
-            self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM _records")
-            self.con.execute("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, score, "
-                             "decision, explanation FROM _links")
-            self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
-            raise
+            with self.transaction():
+                for table in ("link_records", "link_decisions"):
+                    self.con.execute(f"DELETE FROM {table} t USING _records r "
+                                     "WHERE t.record_kind = r.record_kind AND t.record_id = r.record_id")
+                self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM _records")
+                self.con.execute("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, "
+                                 "score, decision, explanation FROM _links")
         finally:
             self.con.unregister("_records")
             self.con.unregister("_links")
@@ -224,6 +203,17 @@ class Database:
             "WHERE c.level = 'total' AND json_extract_string(r.run, '$.parameters.since') = ? "
             "ORDER BY r.recorded_at", params=[since_iso]
         ).pl()
+
+    @contextmanager
+    def transaction(self):
+        """BEGIN; COMMIT if the block ends normally, ROLLBACK if anything escapes it."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
 
     def _exists(self, table: str) -> bool:
         return bool(self.con.execute(

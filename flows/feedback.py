@@ -5,13 +5,12 @@ a file loaded twice (same content) records its attempts once."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import polars as pl
 
 from flows.database import Database
-from flows.readers import InputError
+from flows.readers import InputError, file_hash
 from flows.settings import DuckDBSettings
 from transforms.feedback import FEEDBACK_COLUMNS, verdicts_from_sheet
 from transforms.outcomes import ATTEMPT_COLUMNS, attempts_from_sheet
@@ -59,7 +58,7 @@ def read_returned(paths: list[Path]) -> tuple[pl.DataFrame, pl.DataFrame]:
     verdicts, attempts = [], []
     for path in paths:
         sheets = _sheets(path)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_hash(path)
         worker = _grid_worker(sheets, path)
         for name, sheet in sheets:
             verdicts.append(verdicts_from_sheet(sheet, path.name))

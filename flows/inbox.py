@@ -33,7 +33,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.database import Database
 from flows.feedback import store_returned
-from flows.readers import InputError, RawTable, read_table
+from flows.readers import InputError, RawTable, file_hash, read_table
 from flows.refresh import check_row_counts, new_report, process
 from flows.settings import InboxSettings, Settings, load_campaign
 from transforms.contract import INPUTS
@@ -59,14 +59,6 @@ class RefreshSummary:
     duplicate_files: list[str] = field(default_factory=list)
     returned: dict = field(default_factory=dict)  # call sheets sent back by workers, loaded this refresh
     message: str = ""
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @contextmanager
@@ -152,8 +144,7 @@ def known_hashes(db: Database) -> set[str]:
 def store_files(db: Database, files: list[InboxFile], tables: dict[str, RawTable]) -> None:
     """One transaction: the rows and the hashes of the files they came from. A new roster replaces the
     stored one; test and vaccination exports accumulate."""
-    db.con.execute("BEGIN TRANSACTION")
-    try:
+    with db.transaction():
         for f in files:
             frame = tables[f.sha256].frame
             target = _store_table(f.source)
@@ -165,10 +156,6 @@ def store_files(db: Database, files: list[InboxFile], tables: dict[str, RawTable
             db.con.execute(
                 "INSERT INTO inbox_files VALUES (?, ?, ?, ?, now())", [f.sha256, f.source, f.path.name, frame.height]
             )
-        db.con.execute("COMMIT")
-    except BaseException:
-        db.con.execute("ROLLBACK")
-        raise
 
 
 RETURNS = "returns"
@@ -182,20 +169,18 @@ def scan_returns(inbox: InboxSettings) -> list[Path]:
             and p.suffix.lower() in (".xlsx", ".csv") and now - p.stat().st_mtime >= inbox.settle_seconds]
 
 
-def archive_path(path: Path, folder: Path) -> Path:
-    target = folder / datetime.now().strftime("%Y%m%d") / f"{file_hash(path)[:12]}_{path.name}"
+def archive_path(path: Path, folder: Path, sha256: str | None = None) -> Path:
+    """Into folder/<day>/, named by content hash so two drops of one name never collide."""
+    target = folder / datetime.now().strftime("%Y%m%d") / f"{(sha256 or file_hash(path))[:12]}_{path.name}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), target)
+    if path.exists():
+        shutil.move(str(path), str(target))
     return target
 
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 5, 15])
 def archive_file(f: InboxFile, archive: Path) -> Path:
-    target = archive / f.source / datetime.now().strftime("%Y%m%d") / f"{f.sha256[:12]}_{f.path.name}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if f.path.exists():
-        shutil.move(str(f.path), str(target))
-    return target
+    return archive_path(f.path, archive / f.source, f.sha256)
 
 
 def stored_inputs(db: Database) -> dict[str, RawTable]:

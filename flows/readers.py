@@ -8,6 +8,7 @@ opening the file. A problem with the file as a whole raises InputError, naming f
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 from dataclasses import dataclass, field
@@ -28,6 +29,15 @@ class InputError(Exception):
         self.column = column
         where = f"{self.path}" + (f", column {column}" if column else "")
         super().__init__(f"{where}: {message}")
+
+
+def file_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes: how a dropped file is known again, whatever its name."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @dataclass

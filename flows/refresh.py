@@ -127,8 +127,7 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
     residents = people["roster"].select("resident_id", *IDENTITY_COLUMNS)
     records = records_for_linking(people["tests"], people.get("vaccinations"), IDENTITY_COLUMNS)
     records = records.with_columns(records.select(IDENTITY_COLUMNS).hash_rows(seed=0).alias("row_hash"))
-    db.ensure_feedback()
-    feedback = db.feedback()
+    feedback = db.feedback()  # creates the table reject_pairs_sql reads, on a new database
     key = linking_fingerprint(residents, settings)
     reused = db.open_link_state(key)
     keys = ["record_kind", "record_id"]

@@ -13,6 +13,7 @@ import xlsxwriter
 
 from transforms.contract import VERDICTS
 from transforms.sheets import (
+    EXTRA_FILLABLE,
     FILLABLE,
     OUTCOME_HEADER,
     OUTCOMES,
@@ -23,7 +24,6 @@ from transforms.sheets import (
     column_widths,
 )
 
-EXTRA_FILLABLE = (VERDICT_HEADER, "核实情况", "处理结果", "更正情况")
 WORKBOOK_OPTIONS = {
     "strings_to_formulas": False,
     "strings_to_numbers": False,

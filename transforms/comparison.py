@@ -83,6 +83,9 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     has_id = (c("id_body_l").is_not_null() | c("id_norm_l").is_not_null()) & (
         c("id_body_r").is_not_null() | c("id_norm_r").is_not_null()
     )
+    # Birth date and sex of a record come from its ID: a relative's ID says nothing about this person's.
+    relatives_id = c("household_ids_r").list.contains(c("id_norm_l")).fill_null(False) & (
+        c("id_norm_l") != c("id_norm_r")).fill_null(True)
     masked_id = c("id_body_l").str.contains(r"\*") | c("id_body_r").str.contains(r"\*")
     ends_agree = (c("id_body_l").str.slice(0, 6) == c("id_body_r").str.slice(0, 6)) & (
         c("id_body_l").str.slice(14, 4) == c("id_body_r").str.slice(14, 4))
@@ -90,7 +93,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         pl.when(c("id_norm_l").is_not_null() & (c("id_norm_l") == c("id_norm_r"))).then(pl.lit("exact"))
         .when(~has_id).then(pl.lit("missing"))
         # A parent registering a child with their own ID: the ID says which family, not which member.
-        .when(c("household_ids_r").list.contains(c("id_norm_l")).fill_null(False)).then(pl.lit("household"))
+        .when(relatives_id).then(pl.lit("household"))
         .when(masked_id & c("id_body_l").is_not_null() & c("id_body_r").is_not_null()).then(
             pl.when(ends_agree).then(pl.lit("masked_agree")).otherwise(pl.lit("mismatch")))
         .when(c("id_body_l").is_not_null() & c("id_body_r").is_not_null() & (c("_id_dist") <= 1)).then(pl.lit("one_edit"))
@@ -133,9 +136,6 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         .when(c("_phone_dist") <= 1).then(pl.lit("one_edit"))
         .otherwise(pl.lit("different"))
     )
-    # Birth date and sex of a record come from its ID: a relative's ID says nothing about this person's.
-    relatives_id = c("household_ids_r").list.contains(c("id_norm_l")).fill_null(False) & (
-        c("id_norm_l") != c("id_norm_r")).fill_null(True)
     births = c("id_birth_raw_l").is_not_null() & c("birth_r").is_not_null() & ~relatives_id
     # The birth segment of an ID whose check digit fails may hold the typo: it can confirm, never refute.
     record_birth_trusted = c("id_flag_l").is_in(["ok", "upgraded_15"])

@@ -50,7 +50,14 @@ DOSE_RANGE = (1, 5)
 VERDICT_SAME = "是本人"
 VERDICT_OTHER = "不是本人"
 VERDICTS = (VERDICT_SAME, VERDICT_OTHER)
-CONTACT_OUTCOMES = ("已联系-将检测", "已在外地检测", "外出不在本地", "拒绝", "无法联系", "号码错误", "其他")
+# What a worker writes in 联系结果 after a call; the next refresh acts on each (transforms/outcomes.py).
+CONTACTED = "已联系-将检测"
+TESTED_ELSEWHERE = "已在外地检测"
+AWAY = "外出不在本地"
+REFUSED = "拒绝"
+UNREACHABLE = "无法联系"
+WRONG_NUMBER = "号码错误"
+CONTACT_OUTCOMES = (CONTACTED, TESTED_ELSEWHERE, AWAY, REFUSED, UNREACHABLE, WRONG_NUMBER, "其他")
 
 
 @dataclass(frozen=True)
@@ -230,14 +237,19 @@ REASONS = ("untested", "unvaccinated", "dose_due", "booster_due")
 LIST_ZH = {"call": "电话通知", "home_visit": "上门采样", "verify": "待核实"}
 REASON_ZH = {"untested": "未检测", "unvaccinated": "未接种", "dose_due": "应接种下一剂", "booster_due": "应接种加强针"}
 
+# Where a person belongs: every people-facing table carries it, in this order.
+_PLACE = (
+    OutputColumn("street", "街道", 10),
+    OutputColumn("community", "社区", 10),
+    OutputColumn("grid_id", "网格编号", 10),
+    OutputColumn("grid_worker", "网格员", 8),
+)
+
 CALL_LIST = OutputTable(
     name="call_list",
     columns=(
         OutputColumn("resident_id", "人员编号", 12),
-        OutputColumn("street", "街道", 10),
-        OutputColumn("community", "社区", 10),
-        OutputColumn("grid_id", "网格编号", 10),
-        OutputColumn("grid_worker", "网格员", 8),
+        *_PLACE,
         OutputColumn("name", "姓名", 10),
         OutputColumn("phone", "联系电话", 14),
         OutputColumn("address", "居住地址", 34),
@@ -259,10 +271,7 @@ ESCALATION = OutputTable(
     name="escalation",
     columns=(
         OutputColumn("priority", "优先级", 8),
-        OutputColumn("street", "街道", 10),
-        OutputColumn("community", "社区", 10),
-        OutputColumn("grid_id", "网格编号", 10),
-        OutputColumn("grid_worker", "网格员", 8),
+        *_PLACE,
         OutputColumn("name", "姓名", 10),
         OutputColumn("phone", "联系电话", 14),
         OutputColumn("address", "居住地址", 34),
@@ -277,10 +286,7 @@ ESCALATION = OutputTable(
 UNREGISTERED = OutputTable(
     name="unregistered",
     columns=(
-        OutputColumn("street", "街道", 10),
-        OutputColumn("community", "社区", 10),
-        OutputColumn("grid_id", "网格编号", 10),
-        OutputColumn("grid_worker", "网格员", 8),
+        *_PLACE,
         OutputColumn("name", "姓名", 10),
         OutputColumn("phone", "联系电话", 14),
         OutputColumn("id_masked", "证件号码", 20),
@@ -295,10 +301,7 @@ UNREGISTERED = OutputTable(
 ROSTER_CORRECTIONS = OutputTable(
     name="roster_corrections",
     columns=(
-        OutputColumn("street", "街道", 10),
-        OutputColumn("community", "社区", 10),
-        OutputColumn("grid_id", "网格编号", 10),
-        OutputColumn("grid_worker", "网格员", 8),
+        *_PLACE,
         OutputColumn("resident_id", "人员编号", 12),
         OutputColumn("name", "姓名", 10),
         OutputColumn("address", "居住地址", 34),

@@ -7,11 +7,11 @@ import polars as pl
 
 from transforms.contract import CALL_LIST, VERDICT_OTHER, VERDICT_SAME
 from transforms.decision import LINK_COLUMNS
+from transforms.sheets import VERDICT_HEADER
 
 CONFIRMED = "confirmed"
 REJECTED = "rejected"
 FEEDBACK_COLUMNS = ["record_kind", "record_id", "resident_id", "verdict", "source"]
-VERDICT_HEADER = "核实结论"
 _ZH = {c.name: c.zh for c in CALL_LIST.columns}
 
 

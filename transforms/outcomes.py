@@ -13,16 +13,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from transforms.contract import CALL_LIST, REASON_ZH
+from transforms.contract import AWAY, CALL_LIST, REASON_ZH, REFUSED, UNREACHABLE, WRONG_NUMBER
+from transforms.sheets import NOTE_HEADER, OUTCOME_HEADER
 
-OUTCOME_HEADER = "联系结果"
-NOTE_HEADER = "备注"
-CONTACTED = "已联系-将检测"
-TESTED_ELSEWHERE = "已在外地检测"
-AWAY = "外出不在本地"
-REFUSED = "拒绝"
-UNREACHABLE = "无法联系"
-WRONG_NUMBER = "号码错误"
 ATTEMPT_COLUMNS = ["resident_id", "reason", "outcome", "note", "grid_worker", "source"]
 _ZH = {c.name: c.zh for c in CALL_LIST.columns}
 _REASON_FROM_ZH = {v: k for k, v in REASON_ZH.items()}

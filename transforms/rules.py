@@ -16,10 +16,11 @@ from transforms.contract import (
     CONTRAINDICATION_TAG,
     HOME_VISIT_TAGS,
     STATUS_IN_PLACE,
+    TESTED_ELSEWHERE,
     VACCINES,
 )
 from transforms.idcard import mask_id
-from transforms.outcomes import TESTED_ELSEWHERE, apply_outcomes, outcome_summary
+from transforms.outcomes import apply_outcomes, outcome_summary
 
 DEFAULT_SERIES = VACCINES["北京生物"]  # an unknown product is treated as the common two-dose inactivated series
 

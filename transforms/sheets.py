@@ -26,6 +26,11 @@ OUTCOME_HEADER = "联系结果"
 NOTE_HEADER = "备注"
 VERDICT_HEADER = "核实结论"  # verify sheet only: 是本人 / 不是本人
 FILLABLE = (OUTCOME_HEADER, NOTE_HEADER)
+# Columns other sheets leave blank for a person to fill in (verify rows, the community's sheets).
+CHECKED_HEADER = "核实情况"
+HANDLED_HEADER = "处理结果"
+CORRECTED_HEADER = "更正情况"
+EXTRA_FILLABLE = (VERDICT_HEADER, CHECKED_HEADER, HANDLED_HEADER, CORRECTED_HEADER)
 OUTCOMES = CONTACT_OUTCOMES
 
 _ZH = {c.name: c.zh for t in (CALL_LIST, UNREGISTERED, ESCALATION, ROSTER_CORRECTIONS) for c in t.columns}
@@ -135,11 +140,11 @@ def build_community_books(escalation: pl.DataFrame, unregistered: pl.DataFrame, 
         cor = parts["c"].get(key, corrections.clear())
         sheets = {
             ESCALATION_SHEET: _sheet(esc, [c for c in ESCALATION.names if c not in ("street", "community")],
-                                     ("处理结果", NOTE_HEADER)),
+                                     (HANDLED_HEADER, NOTE_HEADER)),
             UNREGISTERED_SHEET: _sheet(unr, [c for c in UNREGISTERED.names if c not in ("street", "community")],
-                                       ("核实情况", NOTE_HEADER)),
+                                       (CHECKED_HEADER, NOTE_HEADER)),
             CORRECTIONS_SHEET: _sheet(cor, [c for c in ROSTER_CORRECTIONS.names if c not in ("street", "community")],
-                                      ("更正情况",)),
+                                      (CORRECTED_HEADER,)),
         }
         summary = [("街道", str(street)), ("社区", str(community)), ("数据截至", as_of_text),
                    ("需升级处理（人）", str(esc.height)), ("疑似未登记人员（条）", str(unr.height)),
@@ -177,17 +182,12 @@ def build_worker_books(
         mine = by_worker.get((street, community, worker), empty)
         sheets: dict[str, pl.DataFrame] = {}
         for sheet, (pred, cols) in SHEETS.items():
-            rows = walk_order(mine.filter(pred)).select(cols)
-            rows = rows.rename({c: _ZH.get(c, "原因" if c == "reason_zh" else c) for c in cols})
             fillable = (VERDICT_HEADER, *FILLABLE) if sheet == LIST_ZH["verify"] else FILLABLE
-            rows = rows.with_row_index("序号", offset=1).with_columns(
-                pl.col("序号").cast(pl.String), *[pl.lit("").alias(h) for h in fillable]
-            )
-            sheets[sheet] = rows.with_columns(pl.all().cast(pl.String).fill_null(""))
+            sheets[sheet] = _sheet(walk_order(mine.filter(pred)), cols, fillable)
         if unregistered is not None:
             theirs = unregistered_by_grid.get((street, community), unregistered.clear()).filter(
                 pl.col("grid_id").is_in(list(grid_ids)))
-            sheets[UNREGISTERED_SHEET] = _sheet(theirs, _UNREGISTERED_COLS, ("核实情况", NOTE_HEADER))
+            sheets[UNREGISTERED_SHEET] = _sheet(theirs, _UNREGISTERED_COLS, (CHECKED_HEADER, NOTE_HEADER))
         mine_grids = [grid_by_id[(street, community, g)] for g in grid_ids if (street, community, g) in grid_by_id]
         g = pl.concat(mine_grids) if mine_grids else grids.clear()
         in_scope, tested = int(g["in_scope"].sum()), int(g["tested"].sum())
