@@ -61,6 +61,7 @@ def main() -> int:
         "wall_seconds_including_prefect_start": round(wall, 1),
         "flow_seconds": run_json["timings"]["total"],
         "stages": run_json["timings"],
+        "stage_peak_gib": run_json.get("peak_memory_gib", {}),
         "peak_gib": round(peak, 2),
         "linking": {k: v for k, v in run_json["linking"].items() if k != "sql_seconds"},
     }

@@ -15,6 +15,7 @@ import polars as pl
 
 from expectations.docs import export_offline
 from expectations.suites import SuiteResult
+from flows.meter import StageMeter
 from flows.workbooks import write_quarantine_workbook, write_workbooks
 from transforms.contract import INPUTS
 from transforms.report import chart_bars
@@ -54,7 +55,8 @@ class RunOutputs:
     data_docs: tuple[Path, dict[str, SuiteResult]] | None = None
 
 
-def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: float) -> None:
+def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: float,
+                    meter: StageMeter | None = None) -> None:
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_swap(out)
@@ -88,6 +90,8 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         ]
         write_workbooks(_reuse_unchanged(out, staging, jobs, report), workers=os.cpu_count() or 1)
         report.timings["write"] = round(time.perf_counter() - t, 3)
+        if meter is not None:
+            report.peak_memory_gib["write"] = meter.mark("write")
         report.timings["total"] = round(time.perf_counter() - started, 3)
         report.lists["workbooks"] = len(outputs.books)
         report.lists["community_workbooks"] = len(outputs.community_books)

@@ -25,6 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from expectations.docs import export_offline
 from expectations.suites import SuiteResult, checked_column, data_docs_site, validate_sources
 from flows.database import Database
+from flows.meter import StageMeter
 from flows.publish import RunOutputs, publish_outputs
 from flows.readers import InputError, RawTable, read_table
 from flows.settings import Settings
@@ -60,6 +61,7 @@ class RunReport:
     changes: dict = field(default_factory=dict)
     follow_up: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    peak_memory_gib: dict = field(default_factory=dict)  # per stage, from flows.meter
 
 
 @task(cache_policy=NO_CACHE)
@@ -255,22 +257,27 @@ class RunResult:
     coverage: pl.DataFrame
 
 
-def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, started: float) -> RunResult:
+def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, started: float,
+            meter: StageMeter | None = None) -> RunResult:
     """Everything after ingest; shared by the file refresh and the inbox refresh."""
     docs_root = Path(tempfile.mkdtemp(prefix="gridsweep-gx-"))  # GE's file context; copied out offline
+    meter = meter or StageMeter()
     try:
-        return _process(settings, raw, report, started, docs_root)
+        return _process(settings, raw, report, started, docs_root, meter)
     finally:
+        meter.stop()
         shutil.rmtree(docs_root, ignore_errors=True)
 
 
 def _process(
-    settings: Settings, raw: dict[str, RawTable], report: RunReport, started: float, docs_root: Path
+    settings: Settings, raw: dict[str, RawTable], report: RunReport, started: float, docs_root: Path,
+    meter: StageMeter,
 ) -> RunResult:
     logger = get_run_logger()
 
     def lap(name: str, t0: float) -> float:
         report.timings[name] = round(time.perf_counter() - t0, 3)
+        report.peak_memory_gib[name] = meter.mark(name)
         return time.perf_counter()
 
     t = time.perf_counter()
@@ -345,7 +352,7 @@ def _process(
             community_books=community_books, tables=tables, report_html=extra["report_html"],
             print_pages=print_pages(call_list, books, as_of_text), data_docs=(data_docs_site(docs_root), suites),
         )
-        publish_outputs(settings.out, outputs, report, started)
+        publish_outputs(settings.out, outputs, report, started, meter)
         db.record_run(report.run_id, json.dumps(asdict(report), ensure_ascii=False, default=str),
                       {"call_list": call_list, "coverage": coverage, "matches": matches})
     finally:
@@ -362,11 +369,13 @@ def _process(
 def refresh(settings: Settings) -> RunReport:
     """One refresh from the files named in the settings."""
     started = time.perf_counter()
+    meter = StageMeter()
     report = new_report(settings)
     raw = ingest(settings)
     check_row_counts(settings, raw)
     report.timings["read"] = round(time.perf_counter() - started, 3)
-    return process(settings, raw, report, started).report
+    report.peak_memory_gib["read"] = meter.mark("read")
+    return process(settings, raw, report, started, meter).report
 
 
 def check_row_counts(settings: Settings, raw: dict[str, RawTable], sources: tuple[str, ...] | None = None) -> None:
