@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import tempfile
 import time
@@ -30,15 +29,15 @@ from flows.publish import RunOutputs, publish_outputs
 from flows.readers import InputError, RawTable, read_table
 from flows.settings import Settings
 from transforms.changes import build_escalation, mark_changes
-from transforms.comparison import compare_pairs, score_pairs
 from transforms.contract import INPUTS
 from transforms.coverage import build_coverage
-from transforms.decision import LINK_COLUMNS, decide_links
+from transforms.decision import LINK_COLUMNS
 from transforms.evidence import records_for_linking, test_evidence, vaccination_evidence
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
-from transforms.linking import SqlStep, candidate_chunk_sql, linking_sql
+from transforms.linking import SqlStep, linking_sql, resident_households_sql
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
 from transforms.outcomes import outcome_summary, previous_untested_counts
+from transforms.pair_decisions import decide_pairs, slice_count
 from transforms.parsing import Parsed, parse_rows
 from transforms.print_sheet import worker_print_html
 from transforms.report import coverage_report_html
@@ -140,14 +139,15 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
     db.load("records", todo.drop("row_hash"))
     timings = db.run([*linking_sql(settings.blocking), SqlStep("reject_worker_feedback", reject_pairs_sql())])
     t = time.perf_counter()
-    n_pairs = db.count("candidate_pairs")
-    chunks = max(1, math.ceil(n_pairs / settings.blocking.pairs_per_chunk))
-    decided = [pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})]
-    for k in range(chunks):
-        pairs = db.fetch(candidate_chunk_sql(chunks, k))
-        decided.append(decide_links(score_pairs(compare_pairs(pairs), settings.scoring), settings.decision))
-        del pairs
-    fresh = apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo)
+    pairs = db.fetch("SELECT * FROM candidate_pairs")
+    families = residents.join(db.fetch(resident_households_sql()), on="resident_id", how="left")
+    timings["fetch_pairs"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    decided = decide_pairs(pairs, todo.drop("row_hash"), families, settings.scoring, settings.decision,
+                           settings.blocking.pairs_per_chunk)
+    n_pairs, chunks = pairs.height, slice_count(pairs.height, settings.blocking.pairs_per_chunk)
+    del pairs, families
+    fresh = apply_confirmations(decided, feedback, todo)
     db.save_link_state(todo.select(*keys, "row_hash"), fresh.select(LINK_COLUMNS))
     links = db.stored_links().join(records.select(keys), on=keys, how="semi")
     timings["compare_score_decide"] = round(time.perf_counter() - t, 3)
@@ -310,7 +310,11 @@ def _process(
                     p.quarantine.height)
     if not all(a["balanced"] for a in report.accounting.values()):
         raise RuntimeError("row accounting failed: some input rows were neither used nor quarantined")
+    for table in raw.values():
+        table.frame = table.frame.clear()  # the rows live on, parsed; the text copy is not needed again
     people = normalise(parsed)
+    quarantine = {name: p.quarantine for name, p in parsed.items()}
+    del parsed  # the normalised frames hold every parsed column
     for name, frame in people.items():
         # Suspicious values are kept and used as evidence, never as exact keys; the counts tell the staff.
         report.inputs[name]["id_flags"] = dict(frame.group_by("id_flag").len().sort("id_flag").iter_rows())
@@ -348,7 +352,7 @@ def _process(
         matches = links.select(LINK_COLUMNS).sort("record_kind", "record_id")
         outputs = RunOutputs(
             call_list=call_list, coverage=coverage, matches=matches,
-            quarantine={name: p.quarantine for name, p in parsed.items()}, books=books,
+            quarantine=quarantine, books=books,
             community_books=community_books, tables=tables, report_html=extra["report_html"],
             print_pages=print_pages(call_list, books, as_of_text), data_docs=(data_docs_site(docs_root), suites),
         )

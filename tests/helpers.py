@@ -5,12 +5,13 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from transforms.comparison import ScoreSettings, compare_pairs, score_pairs
+from transforms.comparison import ScoreSettings
 from transforms.contract import ROSTER, TESTS, Contract
-from transforms.decision import DecisionSettings, decide_links
+from transforms.decision import DecisionSettings
 from transforms.evidence import records_for_linking
-from transforms.linking import BlockingSettings, linking_sql
+from transforms.linking import BlockingSettings, linking_sql, resident_households_sql
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
+from transforms.pair_decisions import decide_pairs
 from transforms.parsing import LINE, parse_rows
 
 ROSTER_DEFAULTS = {
@@ -51,9 +52,10 @@ def link(roster_rows: pl.DataFrame, test_rows: pl.DataFrame) -> pl.DataFrame:
         for step in linking_sql(BlockingSettings()):
             con.execute(step.sql)
         pairs = con.sql("SELECT * FROM candidate_pairs").pl()
+        families = residents.join(con.sql(resident_households_sql()).pl(), on="resident_id", how="left")
     finally:
         con.close()
-    return decide_links(score_pairs(compare_pairs(pairs), ScoreSettings()), DecisionSettings())
+    return decide_pairs(pairs, records, families, ScoreSettings(), DecisionSettings(), pairs_per_slice=1_000_000)
 
 
 def decision_for(links: pl.DataFrame, record_id: str) -> tuple[str | None, str | None]:

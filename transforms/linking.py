@@ -6,15 +6,13 @@ pinyin name with birth date or building, rare pinyin name alone). Blocks that ar
 anything (a grid worker's phone used for a whole building) are skipped, so no step is ever all-pairs.
 
 Tables read: `residents` and `records`, both with the identity columns of transforms.normalise.
-Table written: `candidate_pairs`, one row per (record, resident) with `_l` (record) and `_r` (resident)
-columns and the blocking rules that proposed it.
+Table written: `candidate_pairs`, one row per (record, resident) with the stage and the blocking rules
+that proposed it; `resident_households_sql` gives what the comparison needs of each resident's family.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from transforms.normalise import IDENTITY_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -29,13 +27,6 @@ class BlockingSettings:
 class SqlStep:
     name: str
     sql: str
-
-
-def _pair_columns() -> str:
-    cols = ["r.record_kind", "r.record_id", "p.resident_id"]
-    cols += [f"r.{c} AS {c}_l" for c in IDENTITY_COLUMNS]
-    cols += [f"p.{c} AS {c}_r" for c in IDENTITY_COLUMNS]
-    return ",\n  ".join(cols)
 
 
 def exact_stage_sql() -> list[SqlStep]:
@@ -147,31 +138,25 @@ QUALIFY row_number() OVER (PARTITION BY record_kind, record_id ORDER BY len(rule
 
 
 def candidate_pairs_sql() -> SqlStep:
-    """Both stages' pairs, with everything the comparison needs from either side."""
+    """Both stages' pairs as keys only: the identity columns are joined on in slices when compared
+    (transforms.pair_decisions), so millions of wide rows never sit in the database at once."""
     return SqlStep(
         "candidate_pairs",
-        f"""CREATE OR REPLACE TEMP TABLE candidate_pairs AS
-WITH pairs AS (
-  SELECT record_kind, record_id, resident_id, 'exact' AS stage, ['id_exact'] AS rules FROM exact_links
-  UNION ALL
-  SELECT record_kind, record_id, resident_id, 'blocking' AS stage, rules FROM blocked_pairs
-)
-SELECT {_pair_columns()}, hp.phones AS household_phones_r, hi.ids AS household_ids_r, x.stage, x.rules
-FROM pairs x
-JOIN records r ON r.record_kind = x.record_kind AND r.record_id = x.record_id
-JOIN residents p ON p.resident_id = x.resident_id
-LEFT JOIN household_phones hp ON hp.addr_canon = p.addr_canon
-LEFT JOIN household_ids hi ON hi.addr_canon = p.addr_canon""",
+        """CREATE OR REPLACE TEMP TABLE candidate_pairs AS
+SELECT record_kind, record_id, resident_id, 'exact' AS stage, ['id_exact'] AS rules FROM exact_links
+UNION ALL
+SELECT record_kind, record_id, resident_id, 'blocking' AS stage, rules FROM blocked_pairs""",
     )
+
+
+def resident_households_sql() -> str:
+    """Each resident's household phones and IDs (the comparison's `household` levels), where known."""
+    return """SELECT p.resident_id, hp.phones AS household_phones, hi.ids AS household_ids
+FROM residents p
+LEFT JOIN household_phones hp ON hp.addr_canon = p.addr_canon
+LEFT JOIN household_ids hi ON hi.addr_canon = p.addr_canon
+WHERE hp.phones IS NOT NULL OR hi.ids IS NOT NULL"""
 
 
 def linking_sql(settings: BlockingSettings) -> list[SqlStep]:
     return [*exact_stage_sql(), *blocking_sql(settings), candidate_pairs_sql()]
-
-
-def candidate_chunk_sql(chunks: int, chunk: int) -> str:
-    """One slice of the candidate pairs; all candidates of a record fall in the same slice, so each slice
-    can be compared and decided on its own and memory stays bounded however many pairs there are."""
-    return (
-        f"SELECT * FROM candidate_pairs WHERE hash(record_kind, record_id) % {int(chunks)} = {int(chunk)}"
-    )

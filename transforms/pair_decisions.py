@@ -1,0 +1,54 @@
+"""From candidate pair keys to one decision per record, a slice of records at a time.
+
+The blocking SQL yields keys only; each slice is joined to both sides' identity columns here, compared,
+scored and decided, then dropped. All candidates of a record fall in the same slice (decisions weigh a
+record's candidates against each other), and memory stays bounded however many pairs there are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from transforms.comparison import ScoreSettings, compare_pairs, score_pairs
+from transforms.decision import LINK_COLUMNS, DecisionSettings, decide_links
+
+KEYS = ["record_kind", "record_id"]
+
+
+def slice_count(n_pairs: int, pairs_per_slice: int) -> int:
+    return max(1, math.ceil(n_pairs / max(1, pairs_per_slice)))
+
+
+def record_slices(pairs: pl.DataFrame, pairs_per_slice: int) -> list[pl.DataFrame]:
+    """Pairs split by a hash of the record, about pairs_per_slice each."""
+    n = slice_count(pairs.height, pairs_per_slice)
+    if n == 1:
+        return [pairs]
+    part = (pl.struct(KEYS).hash(seed=0) % n).alias("_slice")
+    return pairs.with_columns(part).partition_by("_slice", include_key=False)
+
+
+def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, residents: pl.DataFrame) -> pl.DataFrame:
+    """Pairs with the record's columns suffixed _l and the resident's suffixed _r, as compare_pairs reads."""
+    left = records.rename({c: f"{c}_l" for c in records.columns if c not in KEYS})
+    right = residents.rename({c: f"{c}_r" for c in residents.columns if c != "resident_id"})
+    return pairs.join(left, on=KEYS, how="inner").join(right, on="resident_id", how="inner")
+
+
+def decide_pairs(
+    pairs: pl.DataFrame,
+    records: pl.DataFrame,
+    residents: pl.DataFrame,
+    scoring: ScoreSettings,
+    decision: DecisionSettings,
+    pairs_per_slice: int,
+) -> pl.DataFrame:
+    """pairs: record_kind, record_id, resident_id, stage, rules. records: keys + identity columns.
+    residents: resident_id + identity columns + household_phones, household_ids. Returns LINK_COLUMNS."""
+    decided = [pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})]
+    for part in record_slices(pairs, pairs_per_slice):
+        scored = score_pairs(compare_pairs(pair_sides(part, records, residents)), scoring)
+        decided.append(decide_links(scored, decision))
+    return pl.concat(decided, how="vertical_relaxed")
