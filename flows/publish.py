@@ -62,25 +62,37 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
     recover_interrupted_swap(out)
     staging = out.parent / f".{out.name}.staging-{report.run_id}"
     t = time.perf_counter()
+    laps: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        laps[name] = round(time.perf_counter() - since, 3)
+        return time.perf_counter()
+
     try:
         staging.mkdir()
+        s = time.perf_counter()
         _csv(outputs.call_list, staging / "call_list.csv")
         _csv(outputs.coverage, staging / "coverage.csv")
         _csv(outputs.matches, staging / "matches.csv")
         for name, frame in outputs.tables.items():
             _csv(frame, staging / f"{name}.csv")
+        s = lap("write_csv", s)
         (staging / "quarantine").mkdir()
         for name, frame in outputs.quarantine.items():
             _csv(frame.rename({"_line": "line"}), staging / "quarantine" / f"{name}.csv")
             write_quarantine_workbook(frame, INPUTS[name], staging / "quarantine" / f"{name}.xlsx")
+        s = lap("write_quarantine", s)
         if outputs.data_docs is not None:
             export_offline(outputs.data_docs[0], staging / "data_docs", outputs.data_docs[1])
+        s = lap("write_data_docs", s)
         for (street, community, file_name), page in outputs.print_pages:
             target = staging / "print" / safe_file_name(street) / safe_file_name(community) / file_name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(page, encoding="utf-8")
+        s = lap("write_print_pages", s)
         if outputs.report_html is not None:
             _write_report(staging, outputs.report_html, outputs.coverage, report)
+        s = lap("write_report", s)
         jobs = [
             (book, staging / "sheets" / safe_file_name(book.street) / safe_file_name(book.community) / book.file_name)
             for book in outputs.books
@@ -89,7 +101,9 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
             for book in outputs.community_books
         ]
         write_workbooks(_reuse_unchanged(out, staging, jobs, report), workers=os.cpu_count() or 1)
+        lap("write_workbooks", s)
         report.timings["write"] = round(time.perf_counter() - t, 3)
+        report.timings.update(laps)
         if meter is not None:
             report.peak_memory_gib["write"] = meter.mark("write")
         report.timings["total"] = round(time.perf_counter() - started, 3)

@@ -356,6 +356,7 @@ def _process(
             community_books=community_books, tables=tables, report_html=extra["report_html"],
             print_pages=print_pages(call_list, books, as_of_text), data_docs=(data_docs_site(docs_root), suites),
         )
+        lap("sheets", t)  # building the books and pages in memory; publish times the writing
         publish_outputs(settings.out, outputs, report, started, meter)
         db.record_run(report.run_id, json.dumps(asdict(report), ensure_ascii=False, default=str),
                       {"call_list": call_list, "coverage": coverage, "matches": matches})

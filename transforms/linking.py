@@ -54,9 +54,10 @@ ANTI JOIN exact_links e ON r.record_kind = e.record_kind AND r.record_id = e.rec
 
 
 def blocking_sql(settings: BlockingSettings) -> list[SqlStep]:
+    # A view, not a table: ~200 probes a record are streamed into the join, never stored.
     id_probes = SqlStep(
         "id_probes",
-        """CREATE OR REPLACE TEMP TABLE id_probes AS
+        """CREATE OR REPLACE TEMP VIEW id_probes AS
 WITH src AS (SELECT record_kind, record_id, id_body FROM pending_records
              WHERE id_body IS NOT NULL AND id_flag <> 'masked'),
 pos AS (SELECT range AS i FROM range(0, 18)),
