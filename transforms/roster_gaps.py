@@ -35,13 +35,13 @@ def unregistered(tests: pl.DataFrame, links: pl.DataFrame, roster: pl.DataFrame,
     communities = roster.select("street", "community").unique().drop_nulls()
     rest = lone.join(by_building.select("record_id"), on="record_id", how="anti")
     # The site's name begins with the community's (longest name first, so 科技园北 is not taken for 科技园).
+    # A community name found in two streets cannot say which: both communities get the record to check.
     names = sorted(communities["community"].unique().to_list(), key=len, reverse=True)
     pattern = "^(" + "|".join(re.escape(n) for n in names) + ")" if names else "^$^"
     by_site = (
         rest.with_columns(pl.col("site").str.extract(pattern, 1).alias("community"))
         .filter(pl.col("community").is_not_null())
         .join(communities, on="community", how="inner")
-        .unique("record_id", keep="first", maintain_order=True)
         .with_columns(pl.lit(None, pl.String).alias("grid_id"), pl.lit(None, pl.String).alias("grid_worker"),
                       pl.lit("在本社区采样点采样，未匹配在册人员").alias("why"))
     )
@@ -49,7 +49,7 @@ def unregistered(tests: pl.DataFrame, links: pl.DataFrame, roster: pl.DataFrame,
     return both.with_columns(
         mask_id("id_clean").alias("id_masked"),
         pl.col("sampled_at").dt.strftime("%Y-%m-%d %H:%M").alias("sampled_at"),
-    ).sort("street", "community", "grid_id", "address", nulls_last=True).select(UNREGISTERED.names)
+    ).sort("street", "community", "grid_id", "address", "record_id", nulls_last=True).select(UNREGISTERED.names)
 
 
 def roster_corrections(status: pl.DataFrame) -> pl.DataFrame:

@@ -116,15 +116,26 @@ def walk_order(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort(
         [pl.col("grid_id"), as_num("building"), pl.col("building"), as_num("unit"), as_num("room"), pl.col("room"),
          pl.col("resident_id")],
-        nulls_last=True,
+        nulls_last=True, maintain_order=True,
     )
 
 
+def _sheets_by(rows: pl.DataFrame, by: list[str], cols: list[str], fillable: tuple[str, ...]) -> dict:
+    """One sheet per `by` key: Chinese headers, 序号 from 1 within each, fillable columns blank, all text.
+    Done once for all keys: a district has thousands of workers, and a per-worker pass costs seconds."""
+    number = pl.int_range(1, pl.len() + 1)
+    sheet = rows.select(
+        *by, (number.over(by) if by else number).cast(pl.String).alias("序号"),
+        *[pl.col(c).alias(_ZH.get(c, "原因" if c == "reason_zh" else c)) for c in cols],
+        *[pl.lit("").alias(h) for h in fillable],
+    ).with_columns(pl.exclude(by).cast(pl.String).fill_null(""))
+    if not by:
+        return {(): sheet}
+    return sheet.partition_by(by, as_dict=True, include_key=False, maintain_order=True)
+
+
 def _sheet(rows: pl.DataFrame, cols: list[str], fillable: tuple[str, ...]) -> pl.DataFrame:
-    rows = rows.select(cols).rename({c: _ZH.get(c, "原因" if c == "reason_zh" else c) for c in cols})
-    return rows.with_row_index("序号", offset=1).with_columns(
-        pl.col("序号").cast(pl.String), *[pl.lit("").alias(h) for h in fillable]
-    ).with_columns(pl.all().cast(pl.String).fill_null(""))
+    return _sheets_by(rows, [], cols, fillable)[()]
 
 
 def build_community_books(escalation: pl.DataFrame, unregistered: pl.DataFrame, corrections: pl.DataFrame,
@@ -169,9 +180,14 @@ def build_worker_books(
     )
     books: list[WorkerBook] = []
     keys = ["street", "community", "grid_worker"]
-    # Split once, not once per worker: a district has thousands of workers.
-    by_worker = cl.partition_by(keys, as_dict=True, maintain_order=True)
-    empty = cl.clear()
+    ordered = walk_order(cl)
+    by_sheet = {}
+    for sheet, (pred, cols) in SHEETS.items():
+        fillable = (VERDICT_HEADER, *FILLABLE) if sheet == LIST_ZH["verify"] else FILLABLE
+        by_sheet[sheet] = (_sheets_by(ordered.filter(pred), keys, cols, fillable),
+                           _sheet(cl.clear(), cols, fillable))
+    new_rows = {(a, b, c): n for a, b, c, n in
+                cl.filter(pl.col("new_since_last") == "是").group_by(keys).len().iter_rows()}
     unregistered_by_grid = (unregistered.partition_by(["street", "community"], as_dict=True)
                             if unregistered is not None else {})
     grid_by_id = {
@@ -179,11 +195,8 @@ def build_worker_books(
     }
     for (street, community, worker), grid_rows in workers.group_by(keys, maintain_order=True):
         grid_ids = tuple(sorted(grid_rows["grid_id"].to_list()))
-        mine = by_worker.get((street, community, worker), empty)
-        sheets: dict[str, pl.DataFrame] = {}
-        for sheet, (pred, cols) in SHEETS.items():
-            fillable = (VERDICT_HEADER, *FILLABLE) if sheet == LIST_ZH["verify"] else FILLABLE
-            sheets[sheet] = _sheet(walk_order(mine.filter(pred)), cols, fillable)
+        sheets: dict[str, pl.DataFrame] = {
+            sheet: parts.get((street, community, worker), empty) for sheet, (parts, empty) in by_sheet.items()}
         if unregistered is not None:
             theirs = unregistered_by_grid.get((street, community), unregistered.clear()).filter(
                 pl.col("grid_id").is_in(list(grid_ids)))
@@ -197,7 +210,7 @@ def build_worker_books(
             ("本轮已检测", str(tested)), ("本轮未检测", str(in_scope - tested)),
             ("检测覆盖率", f"{tested / in_scope:.1%}" if in_scope else "—"),
         ] + [(f"{name}（人）", str(frame.height)) for name, frame in sheets.items()] + [
-            ("较上次刷新新增（条）", str(mine.filter(pl.col("new_since_last") == "是").height)),
+            ("较上次刷新新增（条）", str(new_rows.get((street, community, worker), 0))),
         ]
         books.append(WorkerBook(str(street), str(community), str(worker), grid_ids, sheets, summary))
     return books
