@@ -86,6 +86,8 @@ def index_html(results: dict[str, SuiteResult], pages: dict[str, str]) -> str:
         verdict = "<span class='ok'>通过</span>" if result.success else "<span class='fail'>未通过</span>"
         link = f" — <a href='{html.escape(pages[name])}'>详细结果</a>" if name in pages else ""
         parts.append(f"<h2>{label}（{html.escape(name)}）：{verdict}{link}</h2>")
+        if result.rows_checked < result.rows_total:
+            parts.append(f"<p>共 {result.rows_total} 行，随机抽取 {result.rows_checked} 行检查（逐行检查已覆盖全部行）。</p>")
         parts.append("<table><tr><th>检查</th><th>列</th><th>结果</th><th>检查行数</th><th>不符合行数</th></tr>")
         for e in result.expectations:
             ok = "<span class='ok'>通过</span>" if e.success else "<span class='fail'>未通过</span>"

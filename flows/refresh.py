@@ -73,12 +73,12 @@ def ingest(settings: Settings) -> dict[str, RawTable]:
 
 @task(cache_policy=NO_CACHE)
 def validate(
-    raw: dict[str, RawTable], as_of: datetime, docs_root: Path
+    raw: dict[str, RawTable], as_of: datetime, docs_root: Path, sample_rows: int
 ) -> tuple[dict[str, Parsed], dict[str, SuiteResult], dict[str, float]]:
     t = time.perf_counter()
     parsed = {name: parse_rows(table.frame, INPUTS[name], as_of) for name, table in raw.items()}
     parse_seconds = time.perf_counter() - t
-    suites = validate_sources({name: p.rows for name, p in parsed.items()}, INPUTS, as_of, docs_root)
+    suites = validate_sources({name: p.rows for name, p in parsed.items()}, INPUTS, as_of, docs_root, sample_rows)
     laps = {"validate_parse": round(parse_seconds, 3),
             "validate_expectations": round(time.perf_counter() - t - parse_seconds, 3)}
     return parsed, suites, laps
@@ -92,6 +92,8 @@ def expectation_error(path: str, contract, result: SuiteResult, docs: Path) -> I
     column = contract.column(source).zh if source in contract.names else source
     share = (f"{bad.unexpected_count} of {bad.element_count} rows"
              if bad.unexpected_count is not None and bad.element_count else "the table")
+    if result.rows_checked < result.rows_total:
+        share += f" (a random sample of its {result.rows_total} rows)"
     return InputError(
         path,
         f"{share} fail the check {bad.expectation} for {contract.zh}: is this the right export, with the right "
@@ -106,6 +108,7 @@ def validation_summary(suites: dict[str, SuiteResult]) -> dict:
     return {
         name: {
             "success": r.success,
+            "rows_checked": r.rows_checked, "rows_total": r.rows_total,
             "failed": [f"{e.expectation}({e.column or ''})" for e in r.expectations if not e.success],
             "expectations": [asdict(e) for e in r.expectations],
             "data_docs": f"data_docs/index.html#{name}",
@@ -281,7 +284,7 @@ def _process(
         return time.perf_counter()
 
     t = time.perf_counter()
-    parsed, suites, laps = validate(raw, settings.as_of, docs_root)
+    parsed, suites, laps = validate(raw, settings.as_of, docs_root, settings.expectation_sample_rows)
     report.validation = validation_summary(suites)
     t = lap("validate", t)
     report.timings.update(laps)

@@ -100,3 +100,18 @@ def test_offline_html_drops_every_external_reference():
     out = offline_html(page).lower()
     assert "example.org" not in out and "<script" not in out and "<link" not in out and "<form" not in out
     assert "期望" in offline_html(page) and "gridsweep-offline" in out
+
+
+def test_a_big_file_is_judged_on_a_fixed_sample_and_still_fails_when_it_is_bad(tmp_path):
+    rows = parse_rows(roster_raw(), ROSTER, AS_OF).rows
+    bad_ids = rows.with_columns(
+        pl.when(pl.col("_line") % 2 == 0).then(pl.lit("123456789012345678")).otherwise(pl.col("id_number"))
+        .alias("id_number"))
+    result = validate_sources({"roster": bad_ids}, INPUTS, AS_OF, tmp_path / "a", sample_rows=10)["roster"]
+    assert (result.rows_checked, result.rows_total) == (10, rows.height)
+    id_check = next(e for e in result.expectations if e.column == "id_check")
+    assert not result.success and not id_check.success and id_check.element_count == 10
+    again = validate_sources({"roster": bad_ids}, INPUTS, AS_OF, tmp_path / "b", sample_rows=10)["roster"]
+    assert again.expectations == result.expectations  # the same sample every time
+    whole = validate_sources({"roster": rows}, INPUTS, AS_OF, tmp_path / "c", sample_rows=rows.height)["roster"]
+    assert whole.success and whole.rows_checked == whole.rows_total == rows.height
