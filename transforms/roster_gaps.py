@@ -32,11 +32,13 @@ def unregistered(tests: pl.DataFrame, links: pl.DataFrame, roster: pl.DataFrame,
     )
     by_building = lone.join(buildings, on="addr_block", how="inner").with_columns(
         pl.lit("现住址为本网格在册楼栋").alias("why"))
-    communities = roster.select("street", "community").unique().drop_nulls()
+    # A community name found in two streets cannot say which is meant: such sites place nobody (sending
+    # the record to every community of that name would bury each secretary's list under the others').
+    all_communities = roster.select("street", "community").unique().drop_nulls()
+    communities = all_communities.filter(pl.len().over("community") == 1)
     rest = lone.join(by_building.select("record_id"), on="record_id", how="anti")
     # The site's name begins with the community's (longest name first, so 科技园北 is not taken for 科技园).
-    # A community name found in two streets cannot say which: both communities get the record to check.
-    names = sorted(communities["community"].unique().to_list(), key=len, reverse=True)
+    names = sorted(all_communities["community"].unique().to_list(), key=len, reverse=True)
     pattern = "^(" + "|".join(re.escape(n) for n in names) + ")" if names else "^$^"
     by_site = (
         rest.with_columns(pl.col("site").str.extract(pattern, 1).alias("community"))
