@@ -15,6 +15,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,16 +33,49 @@ def run(cmd: list[str], env: dict) -> tuple[float, float]:
     return wall, max(peak, before) / 1024 / 1024
 
 
+class FolderPeak:
+    """Largest size a folder reached while the block ran: how much DuckDB spilled to its temp directory."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.peak, self._stop = folder, 0, threading.Event()
+
+    def _size(self) -> int:
+        return sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file()) if self.folder.exists() else 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self.peak = max(self.peak, self._size())
+            except OSError:  # a spill file removed while being measured
+                pass
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--residents", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", default=str(ROOT / "bench" / "work"))
     ap.add_argument("--score-only", action="store_true", help="score the outputs of the last run again")
+    ap.add_argument("--duckdb-memory-limit", help="e.g. 1GB: DuckDB must then spill to its temp directory")
     args = ap.parse_args()
     work = Path(args.work) / f"n{args.residents}_s{args.seed}"
     data, out, state = work / "data", work / "out", work / "state"
     env = dict(os.environ, PYTHONPATH=str(ROOT), GRIDSWEEP_STATE_DIR=str(state))
+    if args.duckdb_memory_limit:
+        env["GRIDSWEEP_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory_limit
+        work = work.with_name(work.name + f"_ddb{args.duckdb_memory_limit}")
+        out, state = work / "out", work / "state"
+        env["GRIDSWEEP_STATE_DIR"] = str(state)
+        work.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     results: dict = {"residents": args.residents, "seed": args.seed}
     if not (data / "campaign.toml").exists():
@@ -52,8 +86,11 @@ def main() -> int:
         # A full refresh: a fresh database, so no linking decision or workbook is reused from a last run.
         shutil.rmtree(state, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
-        wall, peak = run([py, "-m", "flows.cli", "run", "--config", str(data / "campaign.toml"), "--out", str(out)],
-                         env)
+        with FolderPeak(state / "duckdb_tmp") as spill:
+            wall, peak = run([py, "-m", "flows.cli", "run", "--config", str(data / "campaign.toml"), "--out",
+                              str(out)], env)
+        results["duckdb"] = {"memory_limit": args.duckdb_memory_limit or "default",
+                             "spilled_peak_gib": round(spill.peak / 2**30, 2)}
     else:
         wall, peak = float("nan"), float("nan")
     run_json = json.loads((out / "run.json").read_text(encoding="utf-8"))

@@ -29,12 +29,11 @@ class Database:
     def close(self) -> None:
         self.con.close()
 
-    def load(self, name: str, frame: pl.DataFrame) -> None:
-        self.con.register("_incoming", frame)
-        try:
-            self.con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _incoming")
-        finally:
-            self.con.unregister("_incoming")
+    def expose(self, name: str, frame: pl.DataFrame) -> None:
+        """The frame as a view the SQL steps can read, scanned in place: no copy of millions of rows
+        in DuckDB's memory, nothing written to the database file. Lives until the connection closes."""
+        self.con.execute(f"DROP TABLE IF EXISTS main.{name}")  # earlier versions stored a copy under this name
+        self.con.register(name, frame)
 
     def run(self, steps: list[SqlStep]) -> dict[str, float]:
         timings: dict[str, float] = {}

@@ -138,8 +138,8 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
     todo = records.join(db.linked_records(), on=[*keys, "row_hash"], how="anti") if reused else records
     todo = pl.concat([todo, records.join(feedback.select(keys).unique(), on=keys, how="semi")]).unique(
         keys, keep="first", maintain_order=True)
-    db.load("residents", residents)
-    db.load("records", todo.drop("row_hash"))
+    db.expose("residents", residents)
+    db.expose("records", todo.drop("row_hash"))
     timings = db.run([*linking_sql(settings.blocking), SqlStep("reject_worker_feedback", reject_pairs_sql())])
     t = time.perf_counter()
     pairs = db.fetch("SELECT * FROM candidate_pairs")

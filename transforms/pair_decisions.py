@@ -31,10 +31,16 @@ def record_slices(pairs: pl.DataFrame, pairs_per_slice: int) -> list[pl.DataFram
 
 
 def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, residents: pl.DataFrame) -> pl.DataFrame:
-    """Pairs with the record's columns suffixed _l and the resident's suffixed _r, as compare_pairs reads."""
-    left = records.rename({c: f"{c}_l" for c in records.columns if c not in KEYS})
-    right = residents.rename({c: f"{c}_r" for c in residents.columns if c != "resident_id"})
-    return pairs.join(left, on=KEYS, how="inner").join(right, on="resident_id", how="inner")
+    """Pairs with the record's columns suffixed _l and the resident's suffixed _r, as compare_pairs reads.
+    pairs carry the row numbers _li (in records) and _ri (in residents): taking rows by number costs the
+    slice's size, where a join would hash the whole of records and residents again for every slice."""
+    left = records.drop(KEYS).gather(pairs["_li"])
+    right = residents.drop("resident_id").gather(pairs["_ri"])
+    return pl.concat([
+        pairs.drop("_li", "_ri"),
+        left.rename({c: f"{c}_l" for c in left.columns}),
+        right.rename({c: f"{c}_r" for c in right.columns}),
+    ], how="horizontal")
 
 
 def decide_pairs(
@@ -47,8 +53,12 @@ def decide_pairs(
 ) -> pl.DataFrame:
     """pairs: record_kind, record_id, resident_id, stage, rules. records: keys + identity columns.
     residents: resident_id + identity columns + household_phones, household_ids. Returns LINK_COLUMNS."""
+    numbered = (
+        pairs.join(records.select(KEYS).with_row_index("_li"), on=KEYS, how="inner")
+        .join(residents.select("resident_id").with_row_index("_ri"), on="resident_id", how="inner")
+    )
     decided = [pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})]
-    for part in record_slices(pairs, pairs_per_slice):
+    for part in record_slices(numbered, pairs_per_slice):
         scored = score_pairs(compare_pairs(pair_sides(part, records, residents)), scoring)
         decided.append(decide_links(scored, decision))
     return pl.concat(decided, how="vertical_relaxed")
