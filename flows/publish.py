@@ -16,8 +16,7 @@ import polars as pl
 from expectations.docs import export_offline
 from expectations.suites import SuiteResult
 from flows.meter import StageMeter
-from flows.workbooks import write_quarantine_workbook, write_workbooks
-from transforms.contract import INPUTS
+from flows.workbooks import QuarantineBook, write_workbooks
 from transforms.report import chart_bars
 from transforms.sheets import CommunityBook, WorkerBook, book_digest, safe_file_name
 
@@ -78,10 +77,11 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
             _csv(frame, staging / f"{name}.csv")
         s = lap("write_csv", s)
         (staging / "quarantine").mkdir()
+        quarantine_books = []  # written with the other books, in parallel
         for name, frame in outputs.quarantine.items():
             _csv(frame.rename({"_line": "line"}), staging / "quarantine" / f"{name}.csv")
-            write_quarantine_workbook(frame, INPUTS[name], staging / "quarantine" / f"{name}.xlsx")
-        s = lap("write_quarantine", s)
+            quarantine_books.append((QuarantineBook(frame, name), staging / "quarantine" / f"{name}.xlsx"))
+        s = lap("write_quarantine_csv", s)
         if outputs.data_docs is not None:
             export_offline(outputs.data_docs[0], staging / "data_docs", outputs.data_docs[1])
         s = lap("write_data_docs", s)
@@ -100,7 +100,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
             (book, staging / "community" / safe_file_name(book.street) / book.file_name)
             for book in outputs.community_books
         ]
-        write_workbooks(_reuse_unchanged(out, staging, jobs, report), workers=os.cpu_count() or 1)
+        write_workbooks(quarantine_books + _reuse_unchanged(out, staging, jobs, report), workers=os.cpu_count() or 1)
         lap("write_workbooks", s)
         report.timings["write"] = round(time.perf_counter() - t, 3)
         report.timings.update(laps)

@@ -7,11 +7,13 @@ or phone must never become a number.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 import xlsxwriter
 
-from transforms.contract import VERDICTS
+from transforms.contract import INPUTS, VERDICTS
 from transforms.sheets import (
     EXTRA_FILLABLE,
     FILLABLE,
@@ -103,13 +105,24 @@ def write_quarantine_workbook(frame, contract, path: Path) -> None:
         wb.close()
 
 
-def _write_batch(jobs: list[tuple[WorkerBook | CommunityBook, Path]]) -> int:
+@dataclass(frozen=True)
+class QuarantineBook:
+    """A source's quarantined rows, to be written by write_workbooks with the other books."""
+
+    frame: pl.DataFrame
+    source: str  # a key of transforms.contract.INPUTS
+
+
+def _write_batch(jobs: list[tuple[WorkerBook | CommunityBook | QuarantineBook, Path]]) -> int:
     for book, path in jobs:
-        write_workbook(book, path)
+        if isinstance(book, QuarantineBook):
+            write_quarantine_workbook(book.frame, INPUTS[book.source], path)
+        else:
+            write_workbook(book, path)
     return len(jobs)
 
 
-def write_workbooks(jobs: list[tuple[WorkerBook | CommunityBook, Path]], workers: int) -> None:
+def write_workbooks(jobs: list[tuple[WorkerBook | CommunityBook | QuarantineBook, Path]], workers: int) -> None:
     """xlsxwriter is pure Python, so threads would not help: a few thousand books are split across
     processes (spawned, not forked, since polars holds threads)."""
     if workers <= 1 or len(jobs) < 200:

@@ -20,7 +20,7 @@ class BlockingSettings:
     max_phone_block: int = 8  # more residents on one phone than a household: not evidence of identity
     max_name_block: int = 30  # a pinyin name this common is searched only with a birth date or building
     max_candidates: int = 40  # per record, keeping those that most rules proposed
-    pairs_per_chunk: int = 1_000_000  # candidate pairs compared at once (bounds memory)
+    pairs_per_chunk: int = 250_000  # candidate pairs compared at once (bounds memory; 1M costs 1.3 GiB more at 1M residents)
 
 
 @dataclass(frozen=True)
@@ -53,25 +53,37 @@ ANTI JOIN exact_links e ON r.record_kind = e.record_kind AND r.record_id = e.rec
     return [unique_ids, exact, pending]
 
 
-def blocking_sql(settings: BlockingSettings) -> list[SqlStep]:
-    # A view, not a table: ~200 probes a record are streamed into the join, never stored.
-    id_probes = SqlStep(
-        "id_probes",
-        """CREATE OR REPLACE TEMP VIEW id_probes AS
-WITH src AS (SELECT record_kind, record_id, id_body FROM pending_records
-             WHERE id_body IS NOT NULL AND id_flag <> 'masked'),
-pos AS (SELECT range AS i FROM range(0, 18)),
-dig AS (SELECT unnest(['0','1','2','3','4','5','6','7','8','9','X']) AS d)
-SELECT record_kind, record_id, substr(id_body, 1, i) || d || substr(id_body, i + 2) AS probe
-FROM src, pos, dig
+def _id_neighbours_sql(source: str, keys: str) -> str:
+    """Every single-character substitution and adjacent transposition of each id_body in source, as probe."""
+    return f"""SELECT {keys}, substr(id_body, 1, i) || d || substr(id_body, i + 2) AS probe
+FROM {source}, (SELECT range AS i FROM range(0, 18)),
+     (SELECT unnest(['0','1','2','3','4','5','6','7','8','9','X']) AS d)
 WHERE d <> substr(id_body, i + 1, 1) AND (d <> 'X' OR i = 17)
 UNION ALL
-SELECT record_kind, record_id,
+SELECT {keys},
        substr(id_body, 1, i) || substr(id_body, i + 2, 1) || substr(id_body, i + 1, 1) || substr(id_body, i + 3)
-FROM src, (SELECT range AS i FROM range(0, 17))
-WHERE substr(id_body, i + 1, 1) <> substr(id_body, i + 2, 1)
+FROM {source}, (SELECT range AS i FROM range(0, 17))
+WHERE substr(id_body, i + 1, 1) <> substr(id_body, i + 2, 1)"""
+
+
+def blocking_sql(settings: BlockingSettings) -> list[SqlStep]:
+    # ISO 7064 MOD 11-2 catches every single-digit substitution and every adjacent transposition, so two
+    # IDs one such typo apart cannot both pass the check: one of them is flagged (a failed check, or a
+    # 15-digit ID whose check digit was computed on upgrade). Only flagged IDs, on either side, need
+    # their ~200 neighbours generated. Views, not tables: the probes stream into the joins.
+    id_probes = SqlStep(
+        "id_probes",
+        f"""CREATE OR REPLACE TEMP VIEW id_probes AS
+WITH src AS (SELECT record_kind, record_id, id_body, id_flag FROM pending_records
+             WHERE id_body IS NOT NULL AND id_flag <> 'masked')
+{_id_neighbours_sql("(SELECT * FROM src WHERE id_flag <> 'ok')", "record_kind, record_id")}
 UNION ALL
 SELECT record_kind, record_id, id_body FROM src""",
+    )
+    resident_probes = SqlStep(
+        "resident_id_probes",
+        f"""CREATE OR REPLACE TEMP VIEW resident_id_probes AS
+{_id_neighbours_sql("(SELECT resident_id, id_body FROM residents WHERE id_body IS NOT NULL AND id_flag NOT IN ('ok', 'masked'))", "resident_id")}""",
     )
     phone_ok = SqlStep(
         "phone_keys",
@@ -101,7 +113,9 @@ GROUP BY name_py HAVING count(*) <= {settings.max_name_block}""",
     )
     rules = {
         "id": "SELECT q.record_kind, q.record_id, p.resident_id FROM id_probes q "
-        "JOIN residents p ON p.id_body = q.probe",
+        "JOIN residents p ON p.id_body = q.probe UNION ALL "
+        "SELECT r.record_kind, r.record_id, q.resident_id FROM resident_id_probes q "
+        "JOIN pending_records r ON r.id_body = q.probe WHERE r.id_flag <> 'masked'",
         "id_other": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
         "JOIN residents p ON p.id_norm = r.id_norm WHERE r.id_body IS NULL",
         "phone": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
@@ -135,7 +149,7 @@ GROUP BY record_kind, record_id, resident_id
 QUALIFY row_number() OVER (PARTITION BY record_kind, record_id ORDER BY len(rules) DESC, resident_id)
         <= {settings.max_candidates}""",
     )
-    return [id_probes, phone_ok, households, household_ids, name_ok, proposals]
+    return [id_probes, resident_probes, phone_ok, households, household_ids, name_ok, proposals]
 
 
 def candidate_pairs_sql() -> SqlStep:
