@@ -10,42 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-class PeakRss:
-    """Samples this process's resident set size while a step runs (ru_maxrss only ever grows)."""
-
-    def __init__(self, interval: float = 0.05):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    @staticmethod
-    def now() -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.now())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.before = self.now()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.now())
 
 
 def main() -> int:
@@ -58,6 +27,7 @@ def main() -> int:
 
     from flows.database import Database
     from flows.evaluate import misses_by_noise, score_run
+    from flows.meter import StageMeter, current_rss
     from flows.readers import read_table
     from flows.refresh import apply_rules, link
     from flows.settings import load_settings
@@ -77,22 +47,26 @@ def main() -> int:
         parsed.quarantine.rename({"_line": "line"}).write_csv(out / "quarantine" / f"{name}.csv")
         people[name] = normalise_people(parsed.rows, INPUTS[name])
 
+    meter = StageMeter(interval=0.05)
+    before = current_rss()
+    meter.mark("before_link")
     t = time.perf_counter()
-    with PeakRss() as rss:
-        if args.linker == "gridsweep":
-            db = Database(settings.duckdb)
-            try:
-                links, stats = link.fn(db, people, settings)
-            finally:
-                db.close()
-        else:
-            from bench.splink_linker import splink_links
+    if args.linker == "gridsweep":
+        db = Database(settings.duckdb)
+        try:
+            links, stats = link.fn(db, people, settings)
+        finally:
+            db.close()
+    else:
+        from bench.splink_linker import splink_links
 
-            residents = people["roster"].select("resident_id", "id_clean", *IDENTITY_COLUMNS)
-            records = records_for_linking(people["tests"], people["vaccinations"], ["id_clean", *IDENTITY_COLUMNS])
-            links, stats = splink_links(residents, records, db_path=str(out / "splink.duckdb"),
-                                        memory_limit=settings.duckdb.memory_limit)
+        residents = people["roster"].select("resident_id", "id_clean", *IDENTITY_COLUMNS)
+        records = records_for_linking(people["tests"], people["vaccinations"], ["id_clean", *IDENTITY_COLUMNS])
+        links, stats = splink_links(residents, records, db_path=str(out / "splink.duckdb"),
+                                    memory_limit=settings.duckdb.memory_limit)
     link_seconds = time.perf_counter() - t
+    link_peak = meter.mark("link")
+    meter.stop()
 
     _, call_list, _ = apply_rules.fn(people, links, settings)
     call_list.write_csv(out / "call_list.csv")
@@ -104,8 +78,8 @@ def main() -> int:
         "linker": args.linker,
         "residents": people["roster"].height,
         "link_seconds": round(link_seconds, 2),
-        "link_peak_rss_gib": round(rss.peak / 2**30, 2),
-        "rss_before_link_gib": round(rss.before / 2**30, 2),
+        "link_peak_rss_gib": link_peak,
+        "rss_before_link_gib": round(before / 2**30, 2),
         "scores": scores,
         "misses_by_noise": noise.to_dicts(),
         "stats": {k: v for k, v in stats.items() if k in ("candidate_pairs", "scored_pairs", "pending_records")},
