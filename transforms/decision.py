@@ -27,7 +27,10 @@ def decide_links(scored: pl.DataFrame, settings: DecisionSettings) -> pl.DataFra
     keys = ["record_kind", "record_id"]
     if scored.height == 0:
         return pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})
-    ranked = scored.sort([*keys, "score", "resident_id"], descending=[False, False, True, False])
+    # Only what the decision reads: sorting the pairs' dozens of identity columns too costs more than deciding.
+    needed = [*keys, "resident_id", "score", "name_level", "id_level", "birth_level", "sex_level", "stage", "rules",
+              "explanation"]
+    ranked = scored.select(needed).sort([*keys, "score", "resident_id"], descending=[False, False, True, False])
     name_agrees = pl.col("name_level").is_in(NAME_AGREES) & (pl.col("score") >= settings.possible_threshold)
     best = ranked.group_by(keys, maintain_order=True).agg(
         pl.all().first(),
