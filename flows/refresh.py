@@ -136,8 +136,9 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
     reused = db.open_link_state(key)
     keys = ["record_kind", "record_id"]
     todo = records.join(db.linked_records(), on=[*keys, "row_hash"], how="anti") if reused else records
-    todo = pl.concat([todo, records.join(feedback.select(keys).unique(), on=keys, how="semi")]).unique(
-        keys, keep="first", maintain_order=True)
+    judged = records.join(feedback.select(keys).unique(), on=keys, how="semi").join(todo, on=keys, how="anti")
+    if judged.height:  # records a worker gave a verdict on are linked again even when unchanged
+        todo = pl.concat([todo, judged])
     db.expose("residents", residents)
     db.expose("records", todo.drop("row_hash"))
     timings = db.run([*linking_sql(settings.blocking), SqlStep("reject_worker_feedback", reject_pairs_sql())])

@@ -27,7 +27,9 @@ def normalise_people(rows: pl.DataFrame, contract: Contract) -> pl.DataFrame:
     out = normalise_phones(out, col=role(Role.PHONE))
     addr = role(Role.ADDRESS)
     if addr is not None:
-        out = normalise_addresses(out, col=addr)
+        # A household shares one address: each distinct text is normalised once (a dozen regex passes).
+        distinct = normalise_addresses(out.select(addr).unique(), col=addr)
+        out = out.join(distinct, on=addr, how="left", nulls_equal=True, maintain_order="left")
     else:
         out = out.with_columns(
             [pl.lit(None, dtype=pl.String).alias(c) for c in ("addr_canon", "addr_place", "building", "unit", "room",
