@@ -39,7 +39,7 @@ def records_table(rows: list[dict]) -> pl.DataFrame:
     return table(rows, TESTS, {"sampled_at": "2022-05-20 09:00"})
 
 
-def link(roster_rows: pl.DataFrame, test_rows: pl.DataFrame) -> pl.DataFrame:
+def link(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, pairs_per_slice: int = 1_000_000) -> pl.DataFrame:
     """The production linker end to end on an in-memory DuckDB: SQL stages, comparison, decision."""
     residents = normalise_people(roster_rows, ROSTER).select("resident_id", *IDENTITY_COLUMNS)
     records = records_for_linking(normalise_people(test_rows, TESTS), None, IDENTITY_COLUMNS)
@@ -55,7 +55,7 @@ def link(roster_rows: pl.DataFrame, test_rows: pl.DataFrame) -> pl.DataFrame:
         families = residents.join(con.sql(resident_households_sql()).pl(), on="resident_id", how="left")
     finally:
         con.close()
-    return decide_pairs(pairs, records, families, ScoreSettings(), DecisionSettings(), pairs_per_slice=1_000_000)
+    return decide_pairs(pairs, records, families, ScoreSettings(), DecisionSettings(), pairs_per_slice)
 
 
 def decision_for(links: pl.DataFrame, record_id: str) -> tuple[str | None, str | None]:

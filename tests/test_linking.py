@@ -137,3 +137,23 @@ def test_a_name_with_a_character_left_out_and_nothing_else_is_only_possible():
     links = link(family(), records_table([{"record_id": "T1", "name": "王明", "phone": FAMILY_PHONE}]))
     resident, decision = decision_for(links, "T1")
     assert decision != "match"
+
+
+def test_a_typo_in_the_roster_id_is_found_from_the_records_valid_id():
+    # The typo is on the roster's side: only the roster's ID fails the check, so its neighbours are probed.
+    typo = FATHER[:14] + ("1" if FATHER[14] != "1" else "2") + FATHER[15:]
+    people = roster([{"resident_id": "R1", "name": "王建国", "id_number": typo}])
+    links = link(people, records_table([{"record_id": "T1", "name": "王建国", "id_number": FATHER}]))
+    row = links.filter(links["record_id"] == "T1").to_dicts()[0]
+    assert (row["resident_id"], row["decision"]) == ("R1", "match")
+    assert "id" in row["method"].removeprefix("fuzzy:").split("+")
+    assert "证件号相差一位" in row["explanation"]
+
+
+def test_decisions_do_not_depend_on_how_the_pairs_are_sliced():
+    recs = [{"record_id": f"T{i}", "name": n, "phone": FAMILY_PHONE}
+            for i, n in enumerate(["王小明", "王欣怡", "王建国", "王欣悦", "王晓明"])]
+    recs += [{"record_id": "T9", "name": "王建国", "id_number": FATHER[:10] + "9" + FATHER[11:]}]
+    whole = link(family(), records_table(recs)).sort("record_id")
+    sliced = link(family(), records_table(recs), pairs_per_slice=2).sort("record_id")
+    assert whole.height >= 5 and whole.equals(sliced)
