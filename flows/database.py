@@ -67,19 +67,19 @@ class Database:
             self.con.execute("INSERT INTO runs VALUES (?, now(), ?)", [run_id, run_json])
             for name, frame in tables.items():
                 tagged = frame.with_columns(pl.lit(run_id).alias("run_id"))
-                self.con.register("_incoming", tagged)
-                if self._exists(f"run_{name}"):
-                    # Outputs gain columns between versions; older history keeps nulls in them.
-                    have = {r[0] for r in self.con.execute(
-                        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [f"run_{name}"]
-                    ).fetchall()}
-                    for col, dtype in zip(tagged.columns, self.con.sql("SELECT * FROM _incoming").types, strict=True):
-                        if col not in have:
-                            self.con.execute(f'ALTER TABLE run_{name} ADD COLUMN "{col}" {dtype}')
-                    self.con.execute(f"INSERT INTO run_{name} BY NAME SELECT * FROM _incoming")
-                else:
-                    self.con.execute(f"CREATE TABLE run_{name} AS SELECT * FROM _incoming")
-                self.con.unregister("_incoming")
+                with self.registered(_incoming=tagged):
+                    if self._exists(f"run_{name}"):
+                        # Outputs gain columns between versions; older history keeps nulls in them.
+                        have = {r[0] for r in self.con.execute(
+                            "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                            [f"run_{name}"]).fetchall()}
+                        for col, dtype in zip(tagged.columns, self.con.sql("SELECT * FROM _incoming").types,
+                                              strict=True):
+                            if col not in have:
+                                self.con.execute(f'ALTER TABLE run_{name} ADD COLUMN "{col}" {dtype}')
+                        self.con.execute(f"INSERT INTO run_{name} BY NAME SELECT * FROM _incoming")
+                    else:
+                        self.con.execute(f"CREATE TABLE run_{name} AS SELECT * FROM _incoming")
 
     # --- what the grid workers settled on verify rows --------------------------------------------
     def ensure_feedback(self) -> None:
@@ -92,15 +92,11 @@ class Database:
     def store_feedback(self, verdicts: pl.DataFrame) -> int:
         """Latest verdict per (record, resident) wins: a worker may correct an earlier answer."""
         self.ensure_feedback()
-        self.con.register("_incoming", verdicts)
-        try:
-            with self.transaction():
-                self.con.execute(
-                    "INSERT OR REPLACE INTO link_feedback SELECT record_kind, record_id, resident_id, verdict, "
-                    "source, now() FROM _incoming"
-                )
-        finally:
-            self.con.unregister("_incoming")
+        with self.registered(_incoming=verdicts), self.transaction():
+            self.con.execute(
+                "INSERT OR REPLACE INTO link_feedback SELECT record_kind, record_id, resident_id, verdict, "
+                "source, now() FROM _incoming"
+            )
         return verdicts.height
 
     def feedback(self) -> pl.DataFrame:
@@ -130,19 +126,13 @@ class Database:
 
     def save_link_state(self, records: pl.DataFrame, links: pl.DataFrame) -> None:
         """Replaces the state of exactly these records, in one transaction."""
-        self.con.register("_records", records)
-        self.con.register("_links", links)
-        try:
-            with self.transaction():
-                for table in ("link_records", "link_decisions"):
-                    self.con.execute(f"DELETE FROM {table} t USING _records r "
-                                     "WHERE t.record_kind = r.record_kind AND t.record_id = r.record_id")
-                self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM _records")
-                self.con.execute("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, "
-                                 "score, decision, explanation FROM _links")
-        finally:
-            self.con.unregister("_records")
-            self.con.unregister("_links")
+        with self.registered(_records=records, _links=links), self.transaction():
+            for table in ("link_records", "link_decisions"):
+                self.con.execute(f"DELETE FROM {table} t USING _records r "
+                                 "WHERE t.record_kind = r.record_kind AND t.record_id = r.record_id")
+            self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM _records")
+            self.con.execute("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, "
+                             "score, decision, explanation FROM _links")
 
     def stored_links(self) -> pl.DataFrame:
         return self.fetch("SELECT record_kind, record_id, resident_id, method, score, decision, explanation "
@@ -160,14 +150,11 @@ class Database:
         """Returns how many attempts were new (the same returned file loaded twice counts once)."""
         self.ensure_attempts()
         before = self.count("call_attempts")
-        self.con.register("_incoming", attempts.unique(["file_hash", "source", "resident_id", "reason"], keep="last"))
-        try:
+        with self.registered(_incoming=attempts.unique(["file_hash", "source", "resident_id", "reason"], keep="last")):
             self.con.execute(
                 "INSERT OR IGNORE INTO call_attempts SELECT file_hash, source, resident_id, reason, outcome, note, "
                 "grid_worker, now()::TIMESTAMP FROM _incoming"
             )
-        finally:
-            self.con.unregister("_incoming")
         return self.count("call_attempts") - before
 
     def attempts_since(self, since) -> pl.DataFrame:
@@ -213,6 +200,17 @@ class Database:
             self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
+
+    @contextmanager
+    def registered(self, **frames: pl.DataFrame):
+        """The frames readable by name in SQL for the block, and gone after it whatever happens."""
+        for name, frame in frames.items():
+            self.con.register(name, frame)
+        try:
+            yield
+        finally:
+            for name in frames:
+                self.con.unregister(name)
 
     def _exists(self, table: str) -> bool:
         return bool(self.con.execute(

@@ -150,9 +150,8 @@ def store_files(db: Database, files: list[InboxFile], tables: dict[str, RawTable
             target = _store_table(f.source)
             if f.source == "roster":
                 db.con.execute(f"DELETE FROM {target}")
-            db.con.register("_incoming", frame)
-            db.con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _incoming")
-            db.con.unregister("_incoming")
+            with db.registered(_incoming=frame):
+                db.con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _incoming")
             db.con.execute(
                 "INSERT INTO inbox_files VALUES (?, ?, ?, ?, now())", [f.sha256, f.source, f.path.name, frame.height]
             )

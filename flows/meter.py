@@ -46,7 +46,6 @@ class StageMeter:
             self._peak = rss
         return self.peaks[name]
 
-    def stop(self) -> dict[str, float]:
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        return dict(self.peaks)

@@ -139,15 +139,16 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
     judged = records.join(feedback.select(keys).unique(), on=keys, how="semi").join(todo, on=keys, how="anti")
     if judged.height:  # records a worker gave a verdict on are linked again even when unchanged
         todo = pl.concat([todo, judged])
+    todo_records = todo.drop("row_hash")
     db.expose("residents", residents)
-    db.expose("records", todo.drop("row_hash"))
+    db.expose("records", todo_records)
     timings = db.run([*linking_sql(settings.blocking), SqlStep("reject_worker_feedback", reject_pairs_sql())])
     t = time.perf_counter()
     pairs = db.fetch("SELECT * FROM candidate_pairs")
     families = residents.join(db.fetch(resident_households_sql()), on="resident_id", how="left")
     timings["fetch_pairs"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
-    decided = decide_pairs(pairs, todo.drop("row_hash"), families, settings.scoring, settings.decision,
+    decided = decide_pairs(pairs, todo_records, families, settings.scoring, settings.decision,
                            settings.blocking.pairs_per_chunk)
     n_pairs, chunks = pairs.height, slice_count(pairs.height, settings.blocking.pairs_per_chunk)
     del pairs, families
@@ -232,10 +233,12 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame], links: pl.DataFrame
 
 def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> list:
     """One printable page per worker book, rows in walking order."""
-    by_worker = call_list.partition_by(["street", "community", "grid_worker"], as_dict=True)
+    # Sorted once for everyone; each worker's part keeps that order.
+    by_worker = walk_order(call_list).partition_by(["street", "community", "grid_worker"], as_dict=True,
+                                                   maintain_order=True)
     pages = []
     for book in books:
-        rows = walk_order(by_worker.get((book.street, book.community, book.grid_worker), call_list.clear()))
+        rows = by_worker.get((book.street, book.community, book.grid_worker), call_list.clear())
         page = worker_print_html(rows, street=book.street, community=book.community, grid_worker=book.grid_worker,
                                  grids="、".join(book.grid_ids), as_of_text=as_of_text)
         pages.append(((book.street, book.community, book.file_name.removesuffix(".xlsx") + ".html"), page))
