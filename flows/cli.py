@@ -58,16 +58,14 @@ def _run(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from flows.generate import write_synthetic
-    from transforms.synthetic import generate
+    from flows.generate import write_city
 
     t = time.perf_counter()
     as_of = datetime.fromisoformat(args.as_of) if args.as_of else datetime(2022, 5, 20, 18, 0)
-    data = generate(args.residents, args.seed, as_of)
-    write_synthetic(data, Path(args.out))
+    n = write_city(args.residents, args.seed, as_of, Path(args.out))
     print(
-        f"generated {data.roster.height} residents, {data.tests.height} test records, "
-        f"{data.vaccinations.height} vaccination records into {args.out} in {time.perf_counter() - t:.1f} s"
+        f"generated {n['residents']} residents, {n['tests']} test records, "
+        f"{n['vaccinations']} vaccination records into {args.out} in {time.perf_counter() - t:.1f} s"
     )
     return 0
 

@@ -34,10 +34,10 @@ from transforms.coverage import build_coverage
 from transforms.decision import LINK_COLUMNS
 from transforms.evidence import records_for_linking, test_evidence, vaccination_evidence
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
-from transforms.linking import SqlStep, linking_sql, resident_households_sql
+from transforms.linking import SqlStep, record_batch_sql, resident_households_sql, roster_keys_sql
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
 from transforms.outcomes import outcome_summary, previous_untested_counts
-from transforms.pair_decisions import decide_pairs, slice_count
+from transforms.pair_decisions import decide_pairs, record_batches, slice_count
 from transforms.parsing import Parsed, parse_rows
 from transforms.print_sheet import worker_print_html
 from transforms.report import coverage_report_html
@@ -141,29 +141,42 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
         todo = pl.concat([todo, judged])
     todo_records = todo.drop("row_hash")
     db.expose("residents", residents)
-    db.expose("records", todo_records)
-    timings = db.run([*linking_sql(settings.blocking), SqlStep("reject_worker_feedback", reject_pairs_sql())])
-    t = time.perf_counter()
-    pairs = db.fetch("SELECT * FROM candidate_pairs")
+    timings = db.run(roster_keys_sql(settings.blocking))
     families = residents.join(db.fetch(resident_households_sql()), on="resident_id", how="left")
-    timings["fetch_pairs"] = round(time.perf_counter() - t, 3)
+    decided, counts = [], dict.fromkeys(("exact_stage_links", "pending_records", "candidate_pairs", "chunks"), 0)
+    # Records go through blocking and scoring a batch at a time: memory is one batch's pairs plus the roster,
+    # not the whole run's, and the decisions are the same whatever the batch size.
+    batch_steps = [*record_batch_sql(settings.blocking), SqlStep("reject_worker_feedback", reject_pairs_sql())]
+    batches = record_batches(todo_records, settings.blocking.records_per_batch)
+    for batch in batches:
+        db.expose("records", batch)
+        for name, seconds in db.run(batch_steps).items():
+            timings[name] = round(timings.get(name, 0.0) + seconds, 3)
+        t = time.perf_counter()
+        pairs = db.fetch("SELECT * FROM candidate_pairs")
+        timings["fetch_pairs"] = round(timings.get("fetch_pairs", 0.0) + time.perf_counter() - t, 3)
+        counts["exact_stage_links"] += db.count("exact_links")
+        counts["pending_records"] += db.count("pending_records")
+        counts["candidate_pairs"] += pairs.height
+        counts["chunks"] += slice_count(pairs.height, settings.blocking.pairs_per_chunk)
+        t = time.perf_counter()
+        decided.append(decide_pairs(pairs, batch, families, settings.scoring, settings.decision,
+                                    settings.blocking.pairs_per_chunk))
+        timings["compare_score_decide"] = round(timings.get("compare_score_decide", 0.0) + time.perf_counter() - t, 3)
+        del pairs
+    db.drop_view("records")
+    del families
     t = time.perf_counter()
-    decided = decide_pairs(pairs, todo_records, families, settings.scoring, settings.decision,
-                           settings.blocking.pairs_per_chunk)
-    n_pairs, chunks = pairs.height, slice_count(pairs.height, settings.blocking.pairs_per_chunk)
-    del pairs, families
-    fresh = apply_confirmations(decided, feedback, todo)
+    fresh = apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo)
     db.save_link_state(todo.select(*keys, "row_hash"), fresh.select(LINK_COLUMNS))
     links = db.stored_links().join(records.select(keys), on=keys, how="semi")
-    timings["compare_score_decide"] = round(time.perf_counter() - t, 3)
+    timings["store_links"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": records.height,
         "records_linked_now": todo.height,
         "records_reused": records.height - todo.height,
-        "exact_stage_links": db.count("exact_links"),
-        "pending_records": db.count("pending_records"),
-        "candidate_pairs": n_pairs,
-        "chunks": chunks,
+        "record_batches": len(batches),
+        **counts,
         "decisions": _decision_counts(links, records),
         "worker_feedback": {"confirmed": int((feedback["verdict"] == CONFIRMED).sum()),
                             "rejected": int((feedback["verdict"] == REJECTED).sum()),
@@ -178,7 +191,7 @@ def linking_fingerprint(residents: pl.DataFrame, settings: Settings) -> str:
     rows = residents.hash_rows(seed=0)
     parts = {
         "residents": [residents.height, int(rows.sum()), int(rows.max() or 0), int(rows.min() or 0)],
-        "blocking": asdict(settings.blocking), "scoring": asdict(settings.scoring),
+        "blocking": settings.blocking.fingerprint(), "scoring": asdict(settings.scoring),
         "decision": asdict(settings.decision), "polars": pl.__version__,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

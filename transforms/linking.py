@@ -12,7 +12,7 @@ that proposed it; `resident_households_sql` gives what the comparison needs of e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,11 @@ class BlockingSettings:
     max_name_block: int = 30  # a pinyin name this common is searched only with a birth date or building
     max_candidates: int = 40  # per record, keeping those that most rules proposed
     pairs_per_chunk: int = 250_000  # candidate pairs compared at once (bounds memory; 1M costs 1.3 GiB more at 1M residents)
+    records_per_batch: int = 1_000_000  # records blocked against the roster at once (bounds DuckDB's and the pairs' memory)
+
+    def fingerprint(self) -> dict:
+        """What a decision depends on: the two sizes only bound memory, they never change a decision."""
+        return {k: v for k, v in asdict(self).items() if k not in ("pairs_per_chunk", "records_per_batch")}
 
 
 @dataclass(frozen=True)
@@ -30,11 +35,18 @@ class SqlStep:
 
 
 def exact_stage_sql() -> list[SqlStep]:
-    unique_ids = SqlStep(
+    return [_unique_ids(), *_exact_records()]
+
+
+def _unique_ids() -> SqlStep:
+    return SqlStep(
         "unique_ids",
         """CREATE OR REPLACE TEMP TABLE unique_ids AS
 SELECT id_norm FROM residents WHERE id_norm IS NOT NULL GROUP BY id_norm HAVING count(*) = 1""",
     )
+
+
+def _exact_records() -> list[SqlStep]:
     exact = SqlStep(
         "exact_links",
         """CREATE OR REPLACE TEMP TABLE exact_links AS
@@ -50,7 +62,7 @@ WHERE r.name_py = p.name_py""",
 SELECT r.* FROM records r
 ANTI JOIN exact_links e ON r.record_kind = e.record_kind AND r.record_id = e.record_id""",
     )
-    return [unique_ids, exact, pending]
+    return [exact, pending]
 
 
 def _id_neighbours_sql(source: str, keys: str) -> str:
@@ -152,6 +164,12 @@ QUALIFY row_number() OVER (PARTITION BY record_kind, record_id ORDER BY len(rule
     return [id_probes, resident_probes, phone_ok, households, household_ids, name_ok, proposals]
 
 
+def _blocking_split(settings: BlockingSettings) -> tuple[list[SqlStep], list[SqlStep]]:
+    steps = {s.name: s for s in blocking_sql(settings)}
+    roster = ["resident_id_probes", "phone_keys", "household_phones", "household_ids", "name_keys"]
+    return [steps[n] for n in roster], [steps["id_probes"], steps["blocked_pairs"]]
+
+
 def candidate_pairs_sql() -> SqlStep:
     """Both stages' pairs as keys only: the identity columns are joined on in slices when compared
     (transforms.pair_decisions), so millions of wide rows never sit in the database at once."""
@@ -174,4 +192,17 @@ WHERE hp.phones IS NOT NULL OR hi.ids IS NOT NULL"""
 
 
 def linking_sql(settings: BlockingSettings) -> list[SqlStep]:
-    return [*exact_stage_sql(), *blocking_sql(settings), candidate_pairs_sql()]
+    """Both parts in one go, for a single batch of records."""
+    return [*roster_keys_sql(settings), *record_batch_sql(settings)]
+
+
+def roster_keys_sql(settings: BlockingSettings) -> list[SqlStep]:
+    """What the roster alone decides (unique IDs, usable phones and names, households): built once per
+    run, whatever the number of record batches."""
+    return [_unique_ids(), *_blocking_split(settings)[0]]
+
+
+def record_batch_sql(settings: BlockingSettings) -> list[SqlStep]:
+    """Run once per batch of `records`: candidate_pairs then holds that batch's pairs only. A record's
+    pairs depend on the record and the roster, never on the other records of its batch."""
+    return [*_exact_records(), *_blocking_split(settings)[1], candidate_pairs_sql()]

@@ -21,6 +21,13 @@ def slice_count(n_pairs: int, pairs_per_slice: int) -> int:
     return max(1, math.ceil(n_pairs / max(1, pairs_per_slice)))
 
 
+def record_batches(records: pl.DataFrame, per_batch: int) -> list[pl.DataFrame]:
+    """Consecutive slices of about per_batch records (views, not copies); at least one, even when empty."""
+    n = slice_count(records.height, per_batch)
+    size = math.ceil(records.height / n) if records.height else 0
+    return [records.slice(i * size, size) for i in range(n)]
+
+
 def record_slices(pairs: pl.DataFrame, pairs_per_slice: int) -> list[pl.DataFrame]:
     """Pairs split by a hash of the record, about pairs_per_slice each."""
     n = slice_count(pairs.height, pairs_per_slice)

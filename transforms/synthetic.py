@@ -8,7 +8,7 @@ benchmark can say which kind of error cost which miss. Pure: seed in, frames out
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import polars as pl
@@ -120,19 +120,35 @@ class _Person:
     household: list[int]
 
 
+@dataclass
+class Part:
+    """Where the next part of a city generated part by part begins. A city of millions is generated a
+    million residents at a time (the generator holds every person as a Python object); the parts share
+    the sets of IDs and phones in use and continue the grid, resident and record numbering, so together
+    they are one city: new streets, no key used twice, no ID or phone given to two people."""
+
+    ids: set[str] = field(default_factory=set)
+    phones: set[str] = field(default_factory=set)
+    grids: int = 0
+    residents: int = 0
+    tests: int = 0
+    vaccinations: int = 0
+
+
 def _mobile(rng: random.Random) -> str:
     return "1" + rng.choice("3456789") + "".join(rng.choice("0123456789") for _ in range(9))
 
 
 class _Generator:
-    def __init__(self, residents: int, seed: int, as_of: datetime, grid_size: int):
+    def __init__(self, residents: int, seed: int, as_of: datetime, grid_size: int, part: Part):
+        self.part = part
         self.rng = random.Random(seed)
         self.n = residents
         self.grid_size = grid_size
         self.as_of = as_of
         self.since = as_of - timedelta(days=2)
-        self.ids: set[str] = set()
-        self.phones: set[str] = set()
+        self.ids = part.ids
+        self.phones = part.phones
         self.people: list[_Person] = []
 
     # --- identities -------------------------------------------------------------------------------
@@ -173,7 +189,7 @@ class _Generator:
         grids_per_community = 6
         communities_per_street = 6
         count = 0
-        g = 0
+        g = self.part.grids
         while count < self.n:
             street = STREETS[(g // (grids_per_community * communities_per_street)) % len(STREETS)]
             street_no = g // (grids_per_community * communities_per_street * len(STREETS))
@@ -204,6 +220,7 @@ class _Generator:
                             in_grid += added
                             count += added
             g += 1
+        self.part.grids = g
 
     def household(self, address: str, street: str, community: str, grid_id: str, worker: str, worker_phone: str) -> int:
         rng = self.rng
@@ -274,7 +291,7 @@ class _Generator:
             if rng.random() < 0.01:
                 tags.append("禁忌症")
             self.people.append(_Person(
-                resident_id=f"R{idx + 1:08d}", name=name, id_type=id_type, id_number=number, roster_id=roster_id,
+                resident_id=f"R{self.part.residents + idx + 1:08d}", name=name, id_type=id_type, id_number=number, roster_id=roster_id,
                 phone=phone, birth=b, sex=sex, address=address, street=street, community=community,
                 grid_id=grid_id, grid_worker=worker, grid_worker_phone=worker_phone, status=status,
                 tags=";".join(tags), household=hh,
@@ -456,7 +473,7 @@ class _Generator:
             noise: list[str] = []
             age = (self.as_of.date() - p.birth).days // 365
             rec = self.record(p, noise, child=age < 16)
-            rid = f"T{len(rows) + 1:011d}"
+            rid = f"T{self.part.tests + len(rows) + 1:011d}"
             rows.append({"record_id": rid, **rec, "sampled_at": self.typed_time(at, "%Y-%m-%d %H:%M:%S", noise),
                          "site": p.community + rng.choice(SITES), "address": self.noisy_address(p, noise)})
             truth.append({"record_id": rid, "resident_id": p.resident_id if resident else None,
@@ -513,7 +530,7 @@ class _Generator:
                 if rng.random() < NOISE_RATES["vaccine_alias"]:
                     shown = ALIASES[maker]
                     noise.append("vaccine_alias")
-                rid = f"V{len(rows) + 1:011d}"
+                rid = f"V{self.part.vaccinations + len(rows) + 1:011d}"
                 at = datetime.combine(day, datetime.min.time()) + timedelta(hours=rng.randrange(8, 18))
                 rows.append({"record_id": rid, **rec, "vaccinated_at": self.typed_time(at, "%Y-%m-%d %H:%M", noise),
                              "dose": str(doses.index((day, maker)) + 1), "vaccine": shown,
@@ -611,11 +628,14 @@ _DIALECT = _dialect_confusions()
 
 
 def generate(
-    residents: int, seed: int, as_of: datetime = datetime(2022, 5, 20, 18, 0), *, grid_size: int | None = None
+    residents: int, seed: int, as_of: datetime = datetime(2022, 5, 20, 18, 0), *, grid_size: int | None = None,
+    part: Part | None = None,
 ) -> Synthetic:
     """grid_size defaults to about 120 residents for small samples (several communities to look at) and
-    300 at city scale, roughly a real grid's households."""
-    gen = _Generator(residents, seed, as_of, grid_size or (120 if residents < 20_000 else 300))
+    300 at city scale, roughly a real grid's households. With part, this is one more part of a city
+    (see Part), which is advanced past what was generated."""
+    part = part or Part()
+    gen = _Generator(residents, seed, as_of, grid_size or (120 if residents < 20_000 else 300), part)
     gen.build_roster()
     roster = pl.DataFrame(
         [
@@ -644,6 +664,9 @@ def generate(
     dup = [i for i in range(roster.height) if gen.rng.random() < NOISE_RATES["row_duplicated"]]
     if dup:
         roster = pl.concat([roster, roster[dup]])
+    part.residents += len(gen.people)
+    part.tests += len(test_rows)
+    part.vaccinations += len(vacc_rows)
     return Synthetic(
         roster=roster,
         tests=pl.DataFrame(test_rows),
