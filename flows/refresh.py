@@ -32,7 +32,7 @@ from transforms.changes import build_escalation, mark_changes
 from transforms.contract import INPUTS
 from transforms.coverage import build_coverage
 from transforms.decision import LINK_COLUMNS
-from transforms.evidence import records_for_linking, test_evidence, vaccination_evidence
+from transforms.evidence import record_facts, records_for_linking, test_evidence, vaccination_evidence
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
 from transforms.linking import SqlStep, record_batch_sql, resident_households_sql, roster_keys_sql
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
@@ -169,7 +169,10 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
     t = time.perf_counter()
     fresh = apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo)
     db.save_link_state(todo.select(*keys, "row_hash"), fresh.select(LINK_COLUMNS))
-    links = db.stored_links().join(records.select(keys), on=keys, how="semi")
+    if todo.height == records.height:  # everything was linked now: the stored state holds nothing else of use
+        links = fresh.select(LINK_COLUMNS)
+    else:
+        links = db.stored_links().join(records.select(keys), on=keys, how="semi")
     timings["store_links"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": records.height,
@@ -339,11 +342,14 @@ def _process(
         # Suspicious values are kept and used as evidence, never as exact keys; the counts tell the staff.
         report.inputs[name]["id_flags"] = dict(frame.group_by("id_flag").len().sort("id_flag").iter_rows())
         report.inputs[name]["phone_flags"] = dict(frame.group_by("phone_flag").len().sort("phone_flag").iter_rows())
+        if name != "roster":
+            people[name] = record_facts(frame, keep=IDENTITY_COLUMNS)
     t = lap("normalise", t)
     db = Database(settings.duckdb)
     try:
         links, link_stats = link(db, people, settings)
         report.linking = link_stats
+        people |= {name: record_facts(frame) for name, frame in people.items() if name != "roster"}
         t = lap("link", t)
         outcomes = outcome_summary(db.attempts_since(settings.since))
         status, call_list, coverage = apply_rules(people, links, settings, outcomes)

@@ -1,8 +1,8 @@
 """Rendering a worker's book as an XLSX file that Excel and WPS open: Chinese headers, a dropdown for
 the call outcome, header frozen, columns sized, A4 landscape with the header repeated on every page.
 
-Every cell is written as a string: a name beginning with '=' must never become a formula, and an ID
-or phone must never become a number.
+Every cell is written as a string (flows.xlsx): a name beginning with '=' must never become a formula,
+and an ID or phone must never become a number.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import xlsxwriter
 
+from flows.xlsx import Sheet, Validation, write_xlsx
 from transforms.contract import INPUTS, VERDICTS
 from transforms.sheets import (
     EXTRA_FILLABLE,
@@ -26,65 +26,34 @@ from transforms.sheets import (
     column_widths,
 )
 
-WORKBOOK_OPTIONS = {
-    "strings_to_formulas": False,
-    "strings_to_numbers": False,
-    "strings_to_urls": False,
-    "constant_memory": False,
-    # Assemble each part in memory, not in temporary files: a book's fixed cost falls from 16 to 3 ms,
-    # which is most of the cost of a district's thousands of small books.
-    "in_memory": True,
-}
+
+def book_sheets(book: WorkerBook | CommunityBook) -> list[Sheet]:
+    summary = Sheet(SUMMARY_SHEET, cells=[(0, 0, f"{book.community} {book.grid_worker} 工作名单", "title")],
+                    widths=[18, 40])
+    for i, (k, v) in enumerate(book.summary, start=2):
+        summary.cells += [(i, 0, k, "head"), (i, 1, v, "cell")]
+    sheets = [summary]
+    for name, frame in book.sheets.items():
+        headers = frame.columns
+        last = max(frame.height, 1) + 201  # room for rows a worker adds by hand
+        validations = []
+        if OUTCOME_HEADER in headers:
+            validations.append(Validation(headers.index(OUTCOME_HEADER), last, tuple(OUTCOMES), "联系结果",
+                                          "请从下拉列表中选择"))
+        if VERDICT_HEADER in headers:
+            validations.append(Validation(headers.index(VERDICT_HEADER), last, tuple(VERDICTS), VERDICT_HEADER,
+                                          "核实后选择：候选记录是否为本人"))
+        sheets.append(Sheet(
+            name, frame=frame,
+            styles=["fill" if h in FILLABLE or h in EXTRA_FILLABLE else "cell" for h in headers],
+            widths=column_widths(headers), freeze=(1, 2), autofilter=True, validations=validations,
+            landscape_a4=True, page_header=f"&L{book.community} {book.grid_worker}&C{name}&R第 &P 页 / 共 &N 页",
+        ))
+    return sheets
 
 
 def write_workbook(book: WorkerBook | CommunityBook, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb = xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS)
-    try:
-        head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "valign": "vcenter"})
-        cell = wb.add_format({"border": 1, "valign": "top", "text_wrap": True})
-        fill = wb.add_format({"border": 1, "valign": "top", "bg_color": "#FFF2CC", "locked": False})
-        title = wb.add_format({"bold": True, "font_size": 14})
-        summary = wb.add_worksheet(SUMMARY_SHEET)
-        summary.write_string(0, 0, f"{book.community} {book.grid_worker} 工作名单", title)
-        for i, (k, v) in enumerate(book.summary, start=2):
-            summary.write_string(i, 0, k, head)
-            summary.write_string(i, 1, v, cell)
-        summary.set_column(0, 0, 18)
-        summary.set_column(1, 1, 40)
-        for name, frame in book.sheets.items():
-            ws = wb.add_worksheet(name)
-            headers = frame.columns
-            for j, h in enumerate(headers):
-                ws.write_string(0, j, h, head)
-            for i, row in enumerate(frame.iter_rows(), start=1):
-                for j, (h, v) in enumerate(zip(headers, row, strict=True)):
-                    ws.write_string(i, j, v or "", fill if h in FILLABLE or h in EXTRA_FILLABLE else cell)
-            for j, w in enumerate(column_widths(headers)):
-                ws.set_column(j, j, w)
-            last = max(frame.height, 1) + 200  # room for rows a worker adds by hand
-            if OUTCOME_HEADER in headers:
-                outcome_col = headers.index(OUTCOME_HEADER)
-                ws.data_validation(1, outcome_col, last, outcome_col, {
-                    "validate": "list", "source": list(OUTCOMES), "error_type": "warning",
-                    "input_title": "联系结果", "input_message": "请从下拉列表中选择",
-                })
-            if VERDICT_HEADER in headers:
-                col = headers.index(VERDICT_HEADER)
-                ws.data_validation(1, col, last, col, {
-                    "validate": "list", "source": list(VERDICTS), "error_type": "warning",
-                    "input_title": VERDICT_HEADER, "input_message": "核实后选择：候选记录是否为本人",
-                })
-            ws.freeze_panes(1, 2)
-            ws.autofilter(0, 0, max(frame.height, 1), len(headers) - 1)
-            ws.set_landscape()
-            ws.set_paper(9)  # A4
-            ws.fit_to_pages(1, 0)
-            ws.repeat_rows(0)
-            ws.set_margins(left=0.3, right=0.3, top=0.5, bottom=0.5)
-            ws.set_header(f"&L{book.community} {book.grid_worker}&C{name}&R第 &P 页 / 共 &N 页")
-    finally:
-        wb.close()
+    write_xlsx(path, book_sheets(book))
 
 
 def write_quarantine_workbook(frame, contract, path: Path) -> None:
@@ -92,20 +61,9 @@ def write_quarantine_workbook(frame, contract, path: Path) -> None:
     zh = {c.name: c.zh for c in contract.columns}
     headers = {"_file": "来源文件", "_line": "行号", "reason": "原因", "expectation": "未通过的检查"} | zh
     cols = [c for c in frame.columns if c in headers]
-    wb = xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS)
-    try:
-        head = wb.add_format({"bold": True, "bg_color": "#FCE4D6", "border": 1})
-        ws = wb.add_worksheet("隔离记录")
-        for j, c in enumerate(cols):
-            ws.write_string(0, j, headers[c], head)
-            ws.set_column(j, j, 40 if c == "reason" else 14)
-        for i, row in enumerate(frame.select(cols).iter_rows(), start=1):
-            for j, v in enumerate(row):
-                ws.write_string(i, j, "" if v is None else str(v))
-        ws.freeze_panes(1, 0)
-        ws.autofilter(0, 0, max(frame.height, 1), max(len(cols) - 1, 0))
-    finally:
-        wb.close()
+    rows = frame.select(pl.col(c).cast(pl.String).alias(headers[c]) for c in cols)
+    write_xlsx(path, [Sheet("隔离记录", frame=rows, styles=["default"] * len(cols), header_style="quarantine_head",
+                            widths=[40 if c == "reason" else 14 for c in cols], freeze=(1, 0), autofilter=True)])
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,53 @@ def test_great_expectations_suites_only_name_contract_columns():
             col = getattr(exp, "column", None)
             if col is not None:
                 assert col in [*contract.names, ID_CHECK, PHONE_CHECK], (contract.name, col)
+
+
+def test_workbook_layout_as_excel_reads_it(tmp_path):
+    """What a worker sees: styled header, yellow fill-in columns, widths, filter, A4 landscape one page wide,
+    the header row on every printed page."""
+    coverage = build_coverage(status_rows())
+    workers = pl.DataFrame({"street": ["粤海街道"], "community": ["科技园社区"], "grid_id": ["G1"], "grid_worker": ["李网格"]})
+    (book,) = build_worker_books(call_rows(), coverage, workers, as_of_text="2022-05-20 18:00")
+    path = tmp_path / book.file_name
+    write_workbook(book, path)
+    ws = load_workbook(path)["电话通知"]
+    header = [c.value for c in ws[1]]
+    assert ws["A1"].font.b and ws["A1"].fill.fgColor.rgb.endswith("DDEBF7") and ws["A1"].border.left.style == "thin"
+    outcome = header.index("联系结果") + 1
+    assert ws.cell(row=2, column=outcome).fill.fgColor.rgb.endswith("FFF2CC")
+    assert ws.cell(row=2, column=outcome).protection.locked is False
+    assert ws.cell(row=2, column=2).alignment.wrap_text and ws.cell(row=2, column=2).border.bottom.style == "thin"
+    assert ws.auto_filter.ref == f"A1:{ws.cell(row=1, column=len(header)).column_letter}4"
+    assert ws.column_dimensions["B"].width > 8 and ws.column_dimensions["C"].width > ws.column_dimensions["A"].width
+    assert ws.page_setup.orientation == "landscape" and ws.page_setup.paperSize == 9
+    assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.page_setup.fitToHeight == 0
+    assert "李网格" in ws.oddHeader.left.text and ws.page_margins.left == 0.3
+    (validation,) = ws.data_validations.dataValidation
+    assert str(validation.sqref) == f"{ws.cell(row=2, column=outcome).coordinate}:{ws.cell(row=204, column=outcome).coordinate}"
+    assert load_workbook(path)["汇总"]["A1"].font.sz == 14
+
+
+def test_hostile_text_comes_back_exactly(tmp_path):
+    """Markup, control characters, Excel's own escape form and characters outside the BMP all survive.
+    Control characters cannot be in XML: they are written as Excel's _xHHHH_ form (which Excel shows as
+    the character and openpyxl leaves as it is), and a literal _xHHHH_ in the text is escaped in turn."""
+    import zipfile
+    from xml.etree import ElementTree
+
+    from flows.xlsx import Sheet, write_xlsx
+
+    texts = ["<b>&amp;</b>", "a\x01b\x1fc", "_x0041_ stays", "𠀀𪚥 rare", "=SUM(A1)", "  spaced  ", "", "tab\tnew\nline"]
+    frame = pl.DataFrame({"文本": texts, "空": [None] * len(texts)}, schema={"文本": pl.String, "空": pl.String})
+    path = tmp_path / "h.xlsx"
+    write_xlsx(path, [Sheet("表'1", frame=frame, styles=["cell", "fill"], autofilter=True, landscape_a4=True)])
+    ws = load_workbook(path)["表'1"]
+    back = [r[0] for r in ws.iter_rows(min_row=2, values_only=True)]
+    excel_form = {"a\x01b\x1fc": "a_x0001_b_x001F_c", "_x0041_ stays": "_x005F_x0041_ stays"}
+    assert back == [excel_form.get(t, t) or None for t in texts]
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if name.endswith((".xml", ".rels")):
+                ElementTree.fromstring(z.read(name))  # every part well-formed
+    assert all(r[1] is None for r in ws.iter_rows(min_row=2, values_only=True))
+    assert ws.print_title_rows == "$1:$1"

@@ -6,6 +6,18 @@ import polars as pl
 
 from transforms.idcard import mask_id
 
+# What the rules, the verify list and the unregistered list read of a test or vaccination record once it
+# is linked. A city's records are tens of millions of rows: the raw ID, its parts, the parsed address and
+# the line number (kept by quarantine, not needed by a used row) are dropped as soon as they are not needed.
+RECORD_FACTS = ["record_id", "name", "phone", "id_clean", "address", "site", "sampled_at", "vaccinated_at", "dose",
+                "vaccine", "addr_block"]
+
+
+def record_facts(records: pl.DataFrame, keep: list[str] = ()) -> pl.DataFrame:
+    """The record's facts (RECORD_FACTS) and the columns in keep, in the frame's order."""
+    wanted = set(RECORD_FACTS) | set(keep)
+    return records.select([c for c in records.columns if c in wanted])
+
 
 def records_for_linking(tests: pl.DataFrame, vaccinations: pl.DataFrame | None, identity: list[str]) -> pl.DataFrame:
     """Both kinds of record in one frame keyed by (record_kind, record_id)."""
