@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.xlsx import Sheet, Validation, write_xlsx
+from flows.xlsx import Sheet, Validation, render_rows, write_xlsx
 from transforms.contract import INPUTS, VERDICTS
 from transforms.sheets import (
     EXTRA_FILLABLE,
@@ -56,14 +56,18 @@ def write_workbook(book: WorkerBook | CommunityBook, path: Path) -> None:
     write_xlsx(path, book_sheets(book))
 
 
-def write_quarantine_workbook(frame, contract, path: Path) -> None:
+def quarantine_sheets(frame: pl.DataFrame, contract) -> list[Sheet]:
     """Rows handed back to the data staff: line in their file, the reason in Chinese, the row as it came."""
     zh = {c.name: c.zh for c in contract.columns}
     headers = {"_file": "来源文件", "_line": "行号", "reason": "原因", "expectation": "未通过的检查"} | zh
     cols = [c for c in frame.columns if c in headers]
     rows = frame.select(pl.col(c).cast(pl.String).alias(headers[c]) for c in cols)
-    write_xlsx(path, [Sheet("隔离记录", frame=rows, styles=["default"] * len(cols), header_style="quarantine_head",
-                            widths=[40 if c == "reason" else 14 for c in cols], freeze=(1, 0), autofilter=True)])
+    return [Sheet("隔离记录", frame=rows, styles=["default"] * len(cols), header_style="quarantine_head",
+                  widths=[40 if c == "reason" else 14 for c in cols], freeze=(1, 0), autofilter=True)]
+
+
+def write_quarantine_workbook(frame: pl.DataFrame, contract, path: Path) -> None:
+    write_xlsx(path, quarantine_sheets(frame, contract))
 
 
 @dataclass(frozen=True)
@@ -75,17 +79,17 @@ class QuarantineBook:
 
 
 def _write_batch(jobs: list[tuple[WorkerBook | CommunityBook | QuarantineBook, Path]]) -> int:
-    for book, path in jobs:
-        if isinstance(book, QuarantineBook):
-            write_quarantine_workbook(book.frame, INPUTS[book.source], path)
-        else:
-            write_workbook(book, path)
+    books = [(quarantine_sheets(b.frame, INPUTS[b.source]) if isinstance(b, QuarantineBook) else book_sheets(b), path)
+             for b, path in jobs]
+    render_rows([sheet for sheets, _ in books for sheet in sheets])  # all books' rows in a few queries
+    for sheets, path in books:
+        write_xlsx(path, sheets)
     return len(jobs)
 
 
 def write_workbooks(jobs: list[tuple[WorkerBook | CommunityBook | QuarantineBook, Path]], workers: int) -> None:
-    """xlsxwriter is pure Python, so threads would not help: a few thousand books are split across
-    processes (spawned, not forked, since polars holds threads)."""
+    """Split across processes (spawned, not forked, since polars holds threads) when there are enough
+    books to pay for starting them: zipping is single-threaded."""
     if workers <= 1 or len(jobs) < 200:
         _write_batch(jobs)
         return
