@@ -34,10 +34,10 @@ from transforms.coverage import build_coverage
 from transforms.decision import LINK_COLUMNS
 from transforms.evidence import record_facts, records_for_linking, test_evidence, vaccination_evidence
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
-from transforms.linking import SqlStep, record_batch_sql, resident_households_sql, roster_keys_sql
+from transforms.linking import SqlStep, households_sql, record_batch_sql, roster_keys_sql
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
 from transforms.outcomes import outcome_summary, previous_untested_counts
-from transforms.pair_decisions import decide_pairs, record_batches, slice_count
+from transforms.pair_decisions import decide_pairs, record_batches, roster_side, slice_count
 from transforms.parsing import Parsed, parse_rows
 from transforms.print_sheet import worker_print_html
 from transforms.report import coverage_report_html
@@ -142,7 +142,7 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
     todo_records = todo.drop("row_hash")
     db.expose("residents", residents)
     timings = db.run(roster_keys_sql(settings.blocking))
-    families = residents.join(db.fetch(resident_households_sql()), on="resident_id", how="left")
+    roster = roster_side(residents, db.fetch(households_sql()))
     decided, counts = [], dict.fromkeys(("exact_stage_links", "pending_records", "candidate_pairs", "chunks"), 0)
     # Records go through blocking and scoring a batch at a time: memory is one batch's pairs plus the roster,
     # not the whole run's, and the decisions are the same whatever the batch size.
@@ -160,12 +160,13 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
         counts["candidate_pairs"] += pairs.height
         counts["chunks"] += slice_count(pairs.height, settings.blocking.pairs_per_chunk)
         t = time.perf_counter()
-        decided.append(decide_pairs(pairs, batch, families, settings.scoring, settings.decision,
+        decided.append(decide_pairs(pairs, batch, roster, settings.scoring, settings.decision,
                                     settings.blocking.pairs_per_chunk))
         timings["compare_score_decide"] = round(timings.get("compare_score_decide", 0.0) + time.perf_counter() - t, 3)
         del pairs
     db.drop_view("records")
-    del families
+    db.drop_temp([st.name for st in [*roster_keys_sql(settings.blocking), *batch_steps]])
+    del roster
     t = time.perf_counter()
     fresh = apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo)
     db.save_link_state(todo.select(*keys, "row_hash"), fresh.select(LINK_COLUMNS))

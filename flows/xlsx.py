@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 MAX_ROWS = 1_048_576  # Excel's limit, header included
+MAX_CHARS = 32_767  # Excel's limit for one cell: a longer text makes Excel "repair" the file; it is cut
 STYLES = {"default": 0, "head": 1, "cell": 2, "fill": 3, "title": 4, "quarantine_head": 5}
 
 _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -72,7 +73,7 @@ _ESCAPE_LIKE = re.compile(r"(_x[0-9A-Fa-f]{4}_)")
 
 
 def _text(value: str) -> str:
-    out = escape(_ESCAPE_LIKE.sub(r"_x005F\1", value))
+    out = escape(_ESCAPE_LIKE.sub(r"_x005F\1", value[:MAX_CHARS]))
     for ch in _CONTROL:
         if ch in out:
             out = out.replace(ch, f"_x{ord(ch):04X}_")
@@ -80,7 +81,7 @@ def _text(value: str) -> str:
 
 
 def _text_expr(col: pl.Expr) -> pl.Expr:
-    col = col.str.replace_all(r"(_x[0-9A-Fa-f]{4}_)", "_x005F$1")
+    col = col.str.slice(0, MAX_CHARS).str.replace_all(r"(_x[0-9A-Fa-f]{4}_)", "_x005F$1")
     col = col.str.replace_many(["&", "<", ">"], ["&amp;", "&lt;", "&gt;"])
     return col.str.replace_many(_CONTROL, [f"_x{ord(c):04X}_" for c in _CONTROL])
 
@@ -203,9 +204,9 @@ def _sheet_xml(sheet: Sheet, selected: bool) -> str:
 _STYLES_XML = (
     _HEAD + f'<styleSheet xmlns="{_MAIN}">'
     '<fonts count="3">'
-    '<font><sz val="11"/><color theme="1"/><name val="Calibri"/><family val="2"/><scheme val="minor"/></font>'
-    '<font><b/><sz val="11"/><color theme="1"/><name val="Calibri"/><family val="2"/><scheme val="minor"/></font>'
-    '<font><b/><sz val="14"/><color theme="1"/><name val="Calibri"/><family val="2"/><scheme val="minor"/></font>'
+    '<font><sz val="11"/><name val="Calibri"/><family val="2"/></font>'
+    '<font><b/><sz val="11"/><name val="Calibri"/><family val="2"/></font>'
+    '<font><b/><sz val="14"/><name val="Calibri"/><family val="2"/></font>'
     "</fonts>"
     '<fills count="5"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/></fill>'
     + "".join(f'<fill><patternFill patternType="solid"><fgColor rgb="FF{c}"/><bgColor indexed="64"/></patternFill></fill>'

@@ -9,9 +9,9 @@ from transforms.comparison import ScoreSettings
 from transforms.contract import ROSTER, TESTS, Contract
 from transforms.decision import DecisionSettings
 from transforms.evidence import records_for_linking
-from transforms.linking import BlockingSettings, linking_sql, resident_households_sql
+from transforms.linking import BlockingSettings, households_sql, linking_sql
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
-from transforms.pair_decisions import decide_pairs
+from transforms.pair_decisions import decide_pairs, roster_side
 from transforms.parsing import LINE, parse_rows
 
 ROSTER_DEFAULTS = {
@@ -52,10 +52,10 @@ def link(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, pairs_per_slice: in
         for step in linking_sql(BlockingSettings()):
             con.execute(step.sql)
         pairs = con.sql("SELECT * FROM candidate_pairs").pl()
-        families = residents.join(con.sql(resident_households_sql()).pl(), on="resident_id", how="left")
+        roster = roster_side(residents, con.sql(households_sql()).pl())
     finally:
         con.close()
-    return decide_pairs(pairs, records, families, ScoreSettings(), DecisionSettings(), pairs_per_slice)
+    return decide_pairs(pairs, records, roster, ScoreSettings(), DecisionSettings(), pairs_per_slice)
 
 
 def decision_for(links: pl.DataFrame, record_id: str) -> tuple[str | None, str | None]:

@@ -141,13 +141,15 @@ def test_hostile_text_comes_back_exactly(tmp_path):
 
     from flows.xlsx import Sheet, write_xlsx
 
-    texts = ["<b>&amp;</b>", "a\x01b\x1fc", "_x0041_ stays", "𠀀𪚥 rare", "=SUM(A1)", "  spaced  ", "", "tab\tnew\nline"]
+    texts = ["<b>&amp;</b>", "a\x01b\x1fc", "_x0041_ stays", "𠀀𪚥 rare", "=SUM(A1)", "  spaced  ", "", "tab\tnew\nline",
+             "长" * 40_000]
     frame = pl.DataFrame({"文本": texts, "空": [None] * len(texts)}, schema={"文本": pl.String, "空": pl.String})
     path = tmp_path / "h.xlsx"
     write_xlsx(path, [Sheet("表'1", frame=frame, styles=["cell", "fill"], autofilter=True, landscape_a4=True)])
     ws = load_workbook(path)["表'1"]
     back = [r[0] for r in ws.iter_rows(min_row=2, values_only=True)]
-    excel_form = {"a\x01b\x1fc": "a_x0001_b_x001F_c", "_x0041_ stays": "_x005F_x0041_ stays"}
+    excel_form = {"a\x01b\x1fc": "a_x0001_b_x001F_c", "_x0041_ stays": "_x005F_x0041_ stays",
+                  "长" * 40_000: "长" * 32_767}  # Excel's limit per cell
     assert back == [excel_form.get(t, t) or None for t in texts]
     with zipfile.ZipFile(path) as z:
         for name in z.namelist():

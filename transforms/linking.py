@@ -7,7 +7,7 @@ anything (a grid worker's phone used for a whole building) are skipped, so no st
 
 Tables read: `residents` and `records`, both with the identity columns of transforms.normalise.
 Table written: `candidate_pairs`, one row per (record, resident) with the stage and the blocking rules
-that proposed it; `resident_households_sql` gives what the comparison needs of each resident's family.
+that proposed it; `households_sql` gives what the comparison needs of each address's family.
 """
 
 from __future__ import annotations
@@ -182,13 +182,12 @@ SELECT record_kind, record_id, resident_id, 'blocking' AS stage, rules FROM bloc
     )
 
 
-def resident_households_sql() -> str:
-    """Each resident's household phones and IDs (the comparison's `household` levels), where known."""
-    return """SELECT p.resident_id, hp.phones AS household_phones, hi.ids AS household_ids
-FROM residents p
-LEFT JOIN household_phones hp ON hp.addr_canon = p.addr_canon
-LEFT JOIN household_ids hi ON hi.addr_canon = p.addr_canon
-WHERE hp.phones IS NOT NULL OR hi.ids IS NOT NULL"""
+def households_sql() -> str:
+    """Per address with a household (at most max_phone_block people), its members' phones and IDs: the
+    comparison's `household` levels. Kept per address, not per resident, so the roster is not copied."""
+    return """SELECT coalesce(hp.addr_canon, hi.addr_canon) AS addr_canon, hp.phones AS household_phones,
+       hi.ids AS household_ids
+FROM household_phones hp FULL OUTER JOIN household_ids hi ON hp.addr_canon = hi.addr_canon"""
 
 
 def linking_sql(settings: BlockingSettings) -> list[SqlStep]:

@@ -8,6 +8,7 @@ record's candidates against each other), and memory stays bounded however many p
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -37,12 +38,36 @@ def record_slices(pairs: pl.DataFrame, pairs_per_slice: int) -> list[pl.DataFram
     return pairs.with_columns(part).partition_by("_slice", include_key=False)
 
 
-def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, residents: pl.DataFrame) -> pl.DataFrame:
+@dataclass(frozen=True)
+class RosterSide:
+    """The roster as the comparison reads it, prepared once per run however many batches of records:
+    residents numbered by row (_ri), and each resident's household row (_hi) in households."""
+
+    residents: pl.DataFrame  # resident_id, identity columns, _hi
+    households: pl.DataFrame  # household_phones, household_ids; one row per address
+    numbers: pl.DataFrame  # resident_id, _ri
+
+
+def roster_side(residents: pl.DataFrame, households: pl.DataFrame) -> RosterSide:
+    """residents: resident_id + identity columns. households: addr_canon, household_phones, household_ids."""
+    households = households.with_row_index("_hi")
+    index = residents.select("addr_canon").join(households.select("addr_canon", "_hi"), on="addr_canon",
+                                                how="left", maintain_order="left")["_hi"]
+    return RosterSide(
+        residents=residents.with_columns(index),
+        households=households.select("household_phones", "household_ids"),
+        numbers=residents.select("resident_id").with_row_index("_ri"),
+    )
+
+
+def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, roster: RosterSide) -> pl.DataFrame:
     """Pairs with the record's columns suffixed _l and the resident's suffixed _r, as compare_pairs reads.
     pairs carry the row numbers _li (in records) and _ri (in residents): taking rows by number costs the
     slice's size, where a join would hash the whole of records and residents again for every slice."""
     left = records.drop(KEYS).gather(pairs["_li"])
-    right = residents.drop("resident_id").gather(pairs["_ri"])
+    right = roster.residents.drop("resident_id").gather(pairs["_ri"])
+    family = roster.households.gather(right["_hi"])
+    right = pl.concat([right.drop("_hi"), family], how="horizontal")
     return pl.concat([
         pairs.drop("_li", "_ri"),
         left.rename({c: f"{c}_l" for c in left.columns}),
@@ -53,19 +78,19 @@ def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, residents: pl.DataFra
 def decide_pairs(
     pairs: pl.DataFrame,
     records: pl.DataFrame,
-    residents: pl.DataFrame,
+    roster: RosterSide,
     scoring: ScoreSettings,
     decision: DecisionSettings,
     pairs_per_slice: int,
 ) -> pl.DataFrame:
     """pairs: record_kind, record_id, resident_id, stage, rules. records: keys + identity columns.
-    residents: resident_id + identity columns + household_phones, household_ids. Returns LINK_COLUMNS."""
+    Returns LINK_COLUMNS."""
     numbered = (
         pairs.join(records.select(KEYS).with_row_index("_li"), on=KEYS, how="inner")
-        .join(residents.select("resident_id").with_row_index("_ri"), on="resident_id", how="inner")
+        .join(roster.numbers, on="resident_id", how="inner")
     )
     decided = [pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})]
     for part in record_slices(numbered, pairs_per_slice):
-        scored = score_pairs(compare_pairs(pair_sides(part, records, residents)), scoring)
+        scored = score_pairs(compare_pairs(pair_sides(part, records, roster)), scoring)
         decided.append(decide_links(scored, decision))
     return pl.concat(decided, how="vertical_relaxed")
