@@ -18,6 +18,11 @@ RUN_TABLES = ("call_list", "coverage", "matches")
 class Database:
     def __init__(self, settings: DuckDBSettings):
         settings.path.parent.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self._connect()
+
+    def _connect(self) -> None:
+        settings = self.settings
         self.con = duckdb.connect(str(settings.path))
         self.con.execute(f"SET memory_limit = '{settings.memory_limit}'")
         self.con.execute(f"SET threads = {int(settings.threads)}")
@@ -28,6 +33,13 @@ class Database:
 
     def close(self) -> None:
         self.con.close()
+
+    def release_memory(self) -> None:
+        """DuckDB keeps the pages it has read or written cached up to its memory limit (gigabytes after
+        linking millions of records) and frees them only when the connection closes: reconnecting gives
+        that memory back before the rules and the workbooks need it. Exposed frames are dropped."""
+        self.con.close()
+        self._connect()
 
     def expose(self, name: str, frame: pl.DataFrame) -> None:
         """The frame as a view the SQL steps can read, scanned in place: no copy of millions of rows

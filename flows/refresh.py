@@ -349,6 +349,7 @@ def _process(
     db = Database(settings.duckdb)
     try:
         links, link_stats = link(db, people, settings)
+        db.release_memory()
         report.linking = link_stats
         people |= {name: record_facts(frame) for name, frame in people.items() if name != "roster"}
         t = lap("link", t)

@@ -88,15 +88,15 @@ def _write_batch(jobs: list[tuple[WorkerBook | CommunityBook | QuarantineBook, P
 
 
 def write_workbooks(jobs: list[tuple[WorkerBook | CommunityBook | QuarantineBook, Path]], workers: int) -> None:
-    """Split across processes (spawned, not forked, since polars holds threads) when there are enough
-    books to pay for starting them: zipping is single-threaded."""
+    """In threads, not processes: rendering (polars) and compressing (zlib) release the GIL, and threads
+    share the books instead of pickling them to other processes, which at millions of residents would
+    double the memory of the largest frames at the end of the run."""
     if workers <= 1 or len(jobs) < 200:
         _write_batch(jobs)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
     batches = [jobs[i::workers * 4] for i in range(workers * 4)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         for _ in pool.map(_write_batch, batches):
             pass

@@ -31,7 +31,7 @@ def _candidate_text(when: str, extra: list[pl.Expr]) -> pl.Expr:
     return pl.concat_str(
         [
             pl.col("name"),
-            pl.when(pl.col("id_masked") != "").then(pl.lit("证件") + pl.col("id_masked")),
+            pl.when(mask_id("id_clean") != "").then(pl.lit("证件") + mask_id("id_clean")),
             pl.col(when).dt.strftime("%m-%d %H:%M"),
             *extra,
             pl.lit("（") + pl.col("explanation") + pl.lit("）"),
@@ -41,14 +41,22 @@ def _candidate_text(when: str, extra: list[pl.Expr]) -> pl.Expr:
     )
 
 
+def _with_candidate(linked: pl.DataFrame, when: str, extra: list[pl.Expr]) -> pl.DataFrame:
+    """The candidate text is shown only for 'possible' links (the verify list): it is written for those
+    alone, not for the millions of matched records of a city."""
+    possible = linked.filter(pl.col("decision") == "possible").select(
+        "record_id", _candidate_text(when, extra).alias("candidate"))
+    return linked.join(possible, on="record_id", how="left", maintain_order="left")
+
+
 def test_evidence(links: pl.DataFrame, tests: pl.DataFrame) -> pl.DataFrame:
-    """resident_id, record_id, decision, score, sampled_at, candidate."""
+    """resident_id, record_id, decision, score, sampled_at, candidate (null unless decision is possible)."""
     t = links.filter(pl.col("record_kind") == "test").join(
-        tests.select("record_id", "name", "sampled_at", "site", mask_id("id_clean").alias("id_masked")),
+        tests.select("record_id", "name", "sampled_at", "site", "id_clean"),
         on="record_id",
         how="inner",
     )
-    return t.with_columns(_candidate_text("sampled_at", [pl.col("site")]).alias("candidate")).select(
+    return _with_candidate(t, "sampled_at", [pl.col("site")]).select(
         "resident_id", "record_id", "decision", "score", "sampled_at", "candidate"
     )
 
@@ -60,10 +68,8 @@ def vaccination_evidence(links: pl.DataFrame, vaccinations: pl.DataFrame | None)
     if vaccinations is None:
         return pl.DataFrame(schema=schema)
     v = links.filter(pl.col("record_kind") == "vaccination").join(
-        vaccinations.select("record_id", "name", "vaccinated_at", "vaccine", mask_id("id_clean").alias("id_masked")),
+        vaccinations.select("record_id", "name", "vaccinated_at", "vaccine", "id_clean"),
         on="record_id",
         how="inner",
     )
-    return v.with_columns(
-        _candidate_text("vaccinated_at", [pl.col("vaccine")]).alias("candidate")
-    ).select(list(schema))
+    return _with_candidate(v, "vaccinated_at", [pl.col("vaccine")]).select(list(schema))
