@@ -1,7 +1,7 @@
-"""Writing the worker books of a finished run again, on 1 and on N processes: books per second, and
+"""Writing the worker books of a finished run again, on 1 and on N threads: books per second, and
 whether parallel writing pays on this machine.
 
-    python bench/workbooks.py --out bench/work/n1000000_s1/out [--processes 1 2]
+    python bench/workbooks.py --out bench/work/n1000000_s1/out [--threads 1 2]
 
 Reads the run's call_list.csv, coverage.csv and unregistered.csv (as published), rebuilds the books the
 way the refresh does (transforms.sheets) and writes them into a temporary folder each time.
@@ -30,7 +30,7 @@ def main() -> int:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True, help="the --out folder of a finished run")
-    ap.add_argument("--processes", type=int, nargs="+", default=[1, os.cpu_count() or 1])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
     args = ap.parse_args()
     out = Path(args.out)
     call_list = pl.read_csv(out / "call_list.csv", infer_schema=False)
@@ -43,7 +43,7 @@ def main() -> int:
     build = time.perf_counter() - t
     cells = sum(f.height * f.width for b in books for f in b.sheets.values())
     results = {"books": len(books), "cells": cells, "build_seconds": round(build, 2), "write": {}}
-    for n in args.processes:
+    for n in args.threads:
         folder = Path(tempfile.mkdtemp(prefix="gridsweep-wb-"))
         try:
             jobs = [(b, folder / safe_file_name(b.street) / safe_file_name(b.community) / b.file_name) for b in books]
