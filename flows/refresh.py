@@ -338,7 +338,7 @@ def _process(
         table.frame = table.frame.clear()  # the rows live on, parsed; the text copy is not needed again
     people = normalise(parsed)
     quarantine = {name: p.quarantine for name, p in parsed.items()}
-    del parsed  # the normalised frames hold every parsed column
+    parsed.clear()  # not del: the task's return value may be held by Prefect; the normalised frames have it all
     for name, frame in people.items():
         # Suspicious values are kept and used as evidence, never as exact keys; the counts tell the staff.
         report.inputs[name]["id_flags"] = dict(frame.group_by("id_flag").len().sort("id_flag").iter_rows())
