@@ -1,9 +1,9 @@
-"""A small XLSX (Office Open XML) writer for the one kind of book gridsweep writes: text cells, four styles,
-column widths, a frozen header, an autofilter, dropdown lists, A4 print setup.
+"""A small XLSX (Office Open XML) writer for the one kind of book gridsweep writes: text cells, a fixed set
+of styles (STYLES), column widths, a frozen header, an autofilter, dropdown lists, A4 print setup.
 
-Why not xlsxwriter alone: it builds every cell in Python, ~3 us a cell, and a district's 10,000 books
-hold tens of millions of cells. Here each sheet's rows are rendered to XML by polars column expressions
-in one pass, so the cost is the zip. Cells are inline strings (the form xlsxwriter itself writes in its
+Why not xlsxwriter: it builds every cell in Python, ~3 us a cell, and a district's 10,000 books hold
+tens of millions of cells. Here the rows of all sheets of one layout are rendered to XML by one polars
+query (render_rows), so the cost is mostly the zip. Cells are inline strings (the form xlsxwriter itself writes in its
 constant-memory mode): every value stays text, so a name starting with '=' is never a formula and an
 ID is never a number. The layout follows ECMA-376 Part 1 (element order in §18.3.1.99 worksheet).
 """
