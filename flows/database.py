@@ -43,12 +43,10 @@ class Database:
 
     def expose(self, name: str, frame: pl.DataFrame) -> None:
         """The frame as a view the SQL steps can read, scanned in place: no copy of millions of rows
-        in DuckDB's memory, nothing written to the database file. Lives until the connection closes.
-        Handed over as Arrow string views, polars' own layout: the default conversion to large strings
-        copies every text column (0.4 GiB more at a million residents)."""
+        in DuckDB's memory, nothing written to the database file. Lives until the connection closes."""
         self.con.unregister(name)  # a frame exposed earlier under this name (one batch of records after another)
         self.con.execute(f"DROP TABLE IF EXISTS main.{name}")  # earlier versions stored a copy under this name
-        self.con.register(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+        self._register(name, frame)
 
     def drop_view(self, name: str) -> None:
         """Lets go of an exposed frame, so its memory can be freed before the connection closes."""
@@ -233,12 +231,17 @@ class Database:
     def registered(self, **frames: pl.DataFrame):
         """The frames readable by name in SQL for the block, and gone after it whatever happens."""
         for name, frame in frames.items():
-            self.con.register(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+            self._register(name, frame)
         try:
             yield
         finally:
             for name in frames:
                 self.con.unregister(name)
+
+    def _register(self, name: str, frame: pl.DataFrame) -> None:
+        """Handed over as Arrow string views, polars' own layout: the default conversion to large strings
+        copies every text column (0.4 GiB more at a million residents)."""
+        self.con.register(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
 
     def _exists(self, table: str) -> bool:
         return bool(self.con.execute(

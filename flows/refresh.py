@@ -141,7 +141,8 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
         todo = pl.concat([todo, judged])
     todo_records = todo.drop("row_hash")
     db.expose("residents", residents)
-    timings = db.run(roster_keys_sql(settings.blocking))
+    roster_steps = roster_keys_sql(settings.blocking)
+    timings = db.run(roster_steps)
     roster = roster_side(residents, db.fetch(households_sql()))
     decided, counts = [], dict.fromkeys(("exact_stage_links", "pending_records", "candidate_pairs", "chunks"), 0)
     # Records go through blocking and scoring a batch at a time: memory is one batch's pairs plus the roster,
@@ -165,7 +166,7 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
         timings["compare_score_decide"] = round(timings.get("compare_score_decide", 0.0) + time.perf_counter() - t, 3)
         del pairs
     db.drop_view("records")
-    db.drop_temp([st.name for st in [*roster_keys_sql(settings.blocking), *batch_steps]])
+    db.drop_temp([st.name for st in [*roster_steps, *batch_steps]])
     del roster
     t = time.perf_counter()
     fresh = apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo)

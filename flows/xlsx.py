@@ -3,9 +3,9 @@ of styles (STYLES), column widths, a frozen header, an autofilter, dropdown list
 
 Why not xlsxwriter: it builds every cell in Python, ~3 us a cell, and a district's 10,000 books hold
 tens of millions of cells. Here the rows of all sheets of one layout are rendered to XML by one polars
-query (render_rows), so the cost is mostly the zip. Cells are inline strings (the form xlsxwriter itself writes in its
-constant-memory mode): every value stays text, so a name starting with '=' is never a formula and an
-ID is never a number. The layout follows ECMA-376 Part 1 (element order in §18.3.1.99 worksheet).
+query (render_rows), so the cost is mostly the zip. Cells are inline strings (the form xlsxwriter itself
+writes in its constant-memory mode): every value stays text, so a name starting with '=' is never a
+formula and an ID is never a number. The layout follows ECMA-376 Part 1 (element order in §18.3.1.99 worksheet).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ _PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
 _HEAD = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 # Characters XML 1.0 cannot carry are written as Excel's _xHHHH_ escape; so is a literal _xHHHH_ in the text.
 _CONTROL = [chr(i) for i in range(32) if chr(i) not in "\t\n\r"]
+_CONTROL_ESCAPED = [f"_x{ord(c):04X}_" for c in _CONTROL]
+_ESCAPE_LIKE = re.compile(r"(_x[0-9A-Fa-f]{4}_)")
 
 
 @dataclass(frozen=True)
@@ -69,21 +71,19 @@ def col_name(j: int) -> str:
     return name
 
 
-_ESCAPE_LIKE = re.compile(r"(_x[0-9A-Fa-f]{4}_)")
-
-
 def _text(value: str) -> str:
+    """One cell's text as XML, for the few cells written one at a time (headers, the summary sheet)."""
     out = escape(_ESCAPE_LIKE.sub(r"_x005F\1", value[:MAX_CHARS]))
-    for ch in _CONTROL:
-        if ch in out:
-            out = out.replace(ch, f"_x{ord(ch):04X}_")
+    for ch, escaped in zip(_CONTROL, _CONTROL_ESCAPED, strict=True):
+        out = out.replace(ch, escaped)
     return out
 
 
 def _text_expr(col: pl.Expr) -> pl.Expr:
-    col = col.str.slice(0, MAX_CHARS).str.replace_all(r"(_x[0-9A-Fa-f]{4}_)", "_x005F$1")
+    """The same as _text, column-wise."""
+    col = col.str.slice(0, MAX_CHARS).str.replace_all(_ESCAPE_LIKE.pattern, "_x005F$1")
     col = col.str.replace_many(["&", "<", ">"], ["&amp;", "&lt;", "&gt;"])
-    return col.str.replace_many(_CONTROL, [f"_x{ord(c):04X}_" for c in _CONTROL])
+    return col.str.replace_many(_CONTROL, _CONTROL_ESCAPED)
 
 
 def _cell(ref: str, text: str, style: str) -> str:

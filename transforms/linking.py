@@ -34,10 +34,6 @@ class SqlStep:
     sql: str
 
 
-def exact_stage_sql() -> list[SqlStep]:
-    return [_unique_ids(), *_exact_records()]
-
-
 def _unique_ids() -> SqlStep:
     return SqlStep(
         "unique_ids",
@@ -78,7 +74,8 @@ FROM {source}, (SELECT range AS i FROM range(0, 17))
 WHERE substr(id_body, i + 1, 1) <> substr(id_body, i + 2, 1)"""
 
 
-def blocking_sql(settings: BlockingSettings) -> list[SqlStep]:
+def blocking_sql(settings: BlockingSettings) -> tuple[list[SqlStep], list[SqlStep]]:
+    """The steps that read the roster alone, and those run for each batch of pending records."""
     # ISO 7064 MOD 11-2 catches every single-digit substitution and every adjacent transposition, so two
     # IDs one such typo apart cannot both pass the check: one of them is flagged (a failed check, or a
     # 15-digit ID whose check digit was computed on upgrade). Only flagged IDs, on either side, need
@@ -161,13 +158,7 @@ GROUP BY record_kind, record_id, resident_id
 QUALIFY row_number() OVER (PARTITION BY record_kind, record_id ORDER BY len(rules) DESC, resident_id)
         <= {settings.max_candidates}""",
     )
-    return [id_probes, resident_probes, phone_ok, households, household_ids, name_ok, proposals]
-
-
-def _blocking_split(settings: BlockingSettings) -> tuple[list[SqlStep], list[SqlStep]]:
-    steps = {s.name: s for s in blocking_sql(settings)}
-    roster = ["resident_id_probes", "phone_keys", "household_phones", "household_ids", "name_keys"]
-    return [steps[n] for n in roster], [steps["id_probes"], steps["blocked_pairs"]]
+    return [resident_probes, phone_ok, households, household_ids, name_ok], [id_probes, proposals]
 
 
 def candidate_pairs_sql() -> SqlStep:
@@ -198,10 +189,10 @@ def linking_sql(settings: BlockingSettings) -> list[SqlStep]:
 def roster_keys_sql(settings: BlockingSettings) -> list[SqlStep]:
     """What the roster alone decides (unique IDs, usable phones and names, households): built once per
     run, whatever the number of record batches."""
-    return [_unique_ids(), *_blocking_split(settings)[0]]
+    return [_unique_ids(), *blocking_sql(settings)[0]]
 
 
 def record_batch_sql(settings: BlockingSettings) -> list[SqlStep]:
     """Run once per batch of `records`: candidate_pairs then holds that batch's pairs only. A record's
     pairs depend on the record and the roster, never on the other records of its batch."""
-    return [*_exact_records(), *_blocking_split(settings)[1], candidate_pairs_sql()]
+    return [*_exact_records(), *blocking_sql(settings)[1], candidate_pairs_sql()]
