@@ -27,12 +27,13 @@ from flows.database import Database
 from flows.meter import StageMeter
 from flows.publish import RunOutputs, publish_outputs
 from flows.readers import InputError, RawTable, read_table
+from flows.record_spill import ROW, RecordSpill
 from flows.settings import Settings
 from transforms.changes import build_escalation, mark_changes
-from transforms.contract import INPUTS
+from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
 from transforms.coverage import build_coverage
 from transforms.decision import LINK_COLUMNS
-from transforms.evidence import record_facts, records_for_linking, test_evidence, vaccination_evidence
+from transforms.evidence import linking_rows, record_facts, test_evidence, vaccination_evidence, with_row_hash
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
 from transforms.linking import SqlStep, households_sql, record_batch_sql, roster_keys_sql
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
@@ -118,19 +119,35 @@ def validation_summary(suites: dict[str, SuiteResult]) -> dict:
 
 
 @task(cache_policy=NO_CACHE)
-def normalise(parsed: dict[str, Parsed]) -> dict[str, pl.DataFrame]:
-    return {name: normalise_people(p.rows, INPUTS[name]) for name, p in parsed.items()}
+def normalise_roster(rows: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+    roster = normalise_people(rows, ROSTER)
+    return roster, identity_flags(roster)
 
 
 @task(cache_policy=NO_CACHE)
-def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> tuple[pl.DataFrame, dict]:
+def normalise_records(rows: pl.DataFrame, source: str, spill: RecordSpill) -> tuple[pl.DataFrame, dict]:
+    """Normalises one kind of record, writes what linking reads to the spill and keeps only the facts the
+    rules read: the full normalised frame lives only inside this task."""
+    people = normalise_people(rows, INPUTS[source])
+    spill.write(KIND_OF_SOURCE[source], with_row_hash(linking_rows(people, KIND_OF_SOURCE[source], IDENTITY_COLUMNS),
+                                                      IDENTITY_COLUMNS))
+    return record_facts(people), identity_flags(people)
+
+
+def identity_flags(people: pl.DataFrame) -> dict:
+    """Suspicious values are kept and used as evidence, never as exact keys; the counts tell the staff."""
+    return {"id_flags": dict(people.group_by("id_flag").len().sort("id_flag").iter_rows()),
+            "phone_flags": dict(people.group_by("phone_flag").len().sort("phone_flag").iter_rows())}
+
+
+@task(cache_policy=NO_CACHE)
+def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Settings) -> tuple[pl.DataFrame, dict]:
     """Links only what it has not linked before. A record's decision depends on nothing but the record, the
     roster and the settings, so decisions are kept in the database (keyed by a fingerprint of roster and
     settings, and by each record's content) and a refresh links the new records, those whose content
     changed, and those a worker gave a verdict on. A new roster or new settings start from scratch."""
-    residents = people["roster"].select("resident_id", *IDENTITY_COLUMNS)
-    records = records_for_linking(people["tests"], people.get("vaccinations"), IDENTITY_COLUMNS)
-    records = records.with_columns(records.select(IDENTITY_COLUMNS).hash_rows(seed=0).alias("row_hash"))
+    residents = roster.select("resident_id", *IDENTITY_COLUMNS)
+    records = spill.keys()  # keys, row_hash and row number; the identity columns stay on disk until their batch
     feedback = db.feedback()  # creates the table reject_pairs_sql reads, on a new database
     key = linking_fingerprint(residents, settings)
     reused = db.open_link_state(key)
@@ -139,35 +156,43 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
     judged = records.join(feedback.select(keys).unique(), on=keys, how="semi").join(todo, on=keys, how="anti")
     if judged.height:  # records a worker gave a verdict on are linked again even when unchanged
         todo = pl.concat([todo, judged])
-    todo_records = todo.drop("row_hash")
     db.expose("residents", residents)
     roster_steps = roster_keys_sql(settings.blocking)
     timings = db.run(roster_steps)
-    roster = roster_side(residents, db.fetch(households_sql()))
-    decided, counts = [], dict.fromkeys(("exact_stage_links", "pending_records", "candidate_pairs", "chunks"), 0)
+    roster_side_ = roster_side(residents, db.fetch(households_sql()))
+    decided, counts = [], dict.fromkeys(("record_batches", "exact_stage_links", "pending_records",
+                                         "candidate_pairs", "chunks"), 0)
     # Records go through blocking and scoring a batch at a time: memory is one batch's pairs plus the roster,
     # not the whole run's, and the decisions are the same whatever the batch size.
     batch_steps = [*record_batch_sql(settings.blocking), SqlStep("reject_worker_feedback", reject_pairs_sql())]
-    batches = record_batches(todo_records, settings.blocking.records_per_batch)
-    for batch in batches:
-        db.expose("records", batch)
-        for name, seconds in db.run(batch_steps).items():
-            timings[name] = round(timings.get(name, 0.0) + seconds, 3)
-        t = time.perf_counter()
-        pairs = db.fetch("SELECT * FROM candidate_pairs")
-        timings["fetch_pairs"] = round(timings.get("fetch_pairs", 0.0) + time.perf_counter() - t, 3)
-        counts["exact_stage_links"] += db.count("exact_links")
-        counts["pending_records"] += db.count("pending_records")
-        counts["candidate_pairs"] += pairs.height
-        counts["chunks"] += slice_count(pairs.height, settings.blocking.pairs_per_chunk)
-        t = time.perf_counter()
-        decided.append(decide_pairs(pairs, batch, roster, settings.scoring, settings.decision,
-                                    settings.blocking.pairs_per_chunk))
-        timings["compare_score_decide"] = round(timings.get("compare_score_decide", 0.0) + time.perf_counter() - t, 3)
-        del pairs
+    for kind in spill.files:
+        rows = todo.filter(pl.col("record_kind") == kind)[ROW].sort()
+        for part in record_batches(rows.to_frame(), settings.blocking.records_per_batch):
+            t = time.perf_counter()
+            batch = spill.read(kind, part[ROW]).drop(ROW, "row_hash")
+            timings["read_batches"] = round(timings.get("read_batches", 0.0) + time.perf_counter() - t, 3)
+            if batch.height == 0 and counts["record_batches"]:
+                continue
+            counts["record_batches"] += 1
+            db.expose("records", batch)
+            for name, seconds in db.run(batch_steps).items():
+                timings[name] = round(timings.get(name, 0.0) + seconds, 3)
+            t = time.perf_counter()
+            pairs = db.fetch("SELECT * FROM candidate_pairs")
+            timings["fetch_pairs"] = round(timings.get("fetch_pairs", 0.0) + time.perf_counter() - t, 3)
+            counts["exact_stage_links"] += db.count("exact_links")
+            counts["pending_records"] += db.count("pending_records")
+            counts["candidate_pairs"] += pairs.height
+            counts["chunks"] += slice_count(pairs.height, settings.blocking.pairs_per_chunk)
+            t = time.perf_counter()
+            decided.append(decide_pairs(pairs, batch, roster_side_, settings.scoring, settings.decision,
+                                        settings.blocking.pairs_per_chunk))
+            timings["compare_score_decide"] = round(
+                timings.get("compare_score_decide", 0.0) + time.perf_counter() - t, 3)
+            del pairs, batch
     db.drop_view("records")
     db.drop_temp([st.name for st in [*roster_steps, *batch_steps]])
-    del roster
+    del roster_side_
     t = time.perf_counter()
     fresh = apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo)
     db.save_link_state(todo.select(*keys, "row_hash"), fresh.select(LINK_COLUMNS))
@@ -180,7 +205,6 @@ def link(db: Database, people: dict[str, pl.DataFrame], settings: Settings) -> t
         "records": records.height,
         "records_linked_now": todo.height,
         "records_reused": records.height - todo.height,
-        "record_batches": len(batches),
         **counts,
         "decisions": _decision_counts(links, records),
         "worker_feedback": {"confirmed": int((feedback["verdict"] == CONFIRMED).sum()),
@@ -287,16 +311,18 @@ def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, sta
     """Everything after ingest; shared by the file refresh and the inbox refresh."""
     docs_root = Path(tempfile.mkdtemp(prefix="gridsweep-gx-"))  # GE's file context; copied out offline
     meter = meter or StageMeter()
+    spill = RecordSpill((settings.duckdb.temp_directory or settings.duckdb.path.parent) / f"records-{report.run_id}")
     try:
-        return _process(settings, raw, report, started, docs_root, meter)
+        return _process(settings, raw, report, started, docs_root, meter, spill)
     finally:
         meter.stop()
+        spill.remove()
         shutil.rmtree(docs_root, ignore_errors=True)
 
 
 def _process(
     settings: Settings, raw: dict[str, RawTable], report: RunReport, started: float, docs_root: Path,
-    meter: StageMeter,
+    meter: StageMeter, spill: RecordSpill,
 ) -> RunResult:
     logger = get_run_logger()
 
@@ -337,22 +363,25 @@ def _process(
         raise RuntimeError("row accounting failed: some input rows were neither used nor quarantined")
     for table in raw.values():
         table.frame = table.frame.clear()  # the rows live on, parsed; the text copy is not needed again
-    people = normalise(parsed)
     quarantine = {name: p.quarantine for name, p in parsed.items()}
-    parsed.clear()  # not del: the task's return value may be held by Prefect; the normalised frames have it all
-    for name, frame in people.items():
-        # Suspicious values are kept and used as evidence, never as exact keys; the counts tell the staff.
-        report.inputs[name]["id_flags"] = dict(frame.group_by("id_flag").len().sort("id_flag").iter_rows())
-        report.inputs[name]["phone_flags"] = dict(frame.group_by("phone_flag").len().sort("phone_flag").iter_rows())
-        if name != "roster":
-            people[name] = record_facts(frame, keep=IDENTITY_COLUMNS)
+    people: dict[str, pl.DataFrame] = {}
+    for name in list(parsed):
+        # One source at a time, its parsed rows let go as soon as it is normalised: pop, not del, because
+        # Prefect holds the validate task's return value (this dict) until the flow ends.
+        rows = parsed.pop(name).rows
+        if name == ROSTER.name:
+            people[name], flags = normalise_roster(rows)
+        else:
+            people[name], flags = normalise_records(rows, name, spill)
+        del rows
+        report.inputs[name] |= flags
     t = lap("normalise", t)
     db = Database(settings.duckdb)
     try:
-        links, link_stats = link(db, people, settings)
+        links, link_stats = link(db, people["roster"], spill, settings)
+        spill.remove()
         db.release_memory()
         report.linking = link_stats
-        people |= {name: record_facts(frame) for name, frame in people.items() if name != "roster"}
         t = lap("link", t)
         outcomes = outcome_summary(db.attempts_since(settings.since))
         status, call_list, coverage = apply_rules(people, links, settings, outcomes)

@@ -213,6 +213,7 @@ VACCINATIONS = Contract(
 
 INPUTS: dict[str, Contract] = {c.name: c for c in (ROSTER, TESTS, VACCINATIONS)}
 RECORD_KINDS = {"test": TESTS, "vaccination": VACCINATIONS}
+KIND_OF_SOURCE = {contract.name: kind for kind, contract in RECORD_KINDS.items()}  # "tests" -> "test"
 
 
 @dataclass(frozen=True)

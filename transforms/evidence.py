@@ -19,11 +19,21 @@ def record_facts(records: pl.DataFrame, keep: list[str] = ()) -> pl.DataFrame:
     return records.select([c for c in records.columns if c in wanted])
 
 
+def linking_rows(records: pl.DataFrame, kind: str, identity: list[str]) -> pl.DataFrame:
+    """One kind of record as linking reads it: keyed by (record_kind, record_id), with its identity columns."""
+    return records.select(pl.lit(kind).alias("record_kind"), "record_id", *identity)
+
+
+def with_row_hash(rows: pl.DataFrame, identity: list[str]) -> pl.DataFrame:
+    """A hash of the identity columns: a record whose hash is unchanged keeps its stored decision."""
+    return rows.with_columns(rows.select(identity).hash_rows(seed=0).alias("row_hash"))
+
+
 def records_for_linking(tests: pl.DataFrame, vaccinations: pl.DataFrame | None, identity: list[str]) -> pl.DataFrame:
     """Both kinds of record in one frame keyed by (record_kind, record_id)."""
-    frames = [tests.select(pl.lit("test").alias("record_kind"), "record_id", *identity)]
+    frames = [linking_rows(tests, "test", identity)]
     if vaccinations is not None:
-        frames.append(vaccinations.select(pl.lit("vaccination").alias("record_kind"), "record_id", *identity))
+        frames.append(linking_rows(vaccinations, "vaccination", identity))
     return pl.concat(frames, how="vertical_relaxed")
 
 

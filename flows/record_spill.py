@@ -1,0 +1,54 @@
+"""Records' identity columns on disk between normalise and link.
+
+A city's tests and vaccinations are tens of millions of rows; holding all their identity columns (names,
+pinyin keys, IDs, phones, addresses) in memory from normalise to the end of linking is what ran a 5M-resident
+refresh out of memory. Each kind is written to a Parquet file as soon as it is normalised; the run keeps only
+the records' facts, and linking reads back the keys, then one batch of identity rows at a time.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+
+from transforms.pair_decisions import KEYS
+
+ROW = "_row"  # a record's row in its kind's file: how a batch is read back without a join over the file
+ROW_GROUP = 100_000
+
+
+class RecordSpill:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.files: dict[str, Path] = {}  # record_kind -> Parquet file, in the order written
+
+    def write(self, kind: str, rows: pl.DataFrame) -> None:
+        """rows: record_kind, record_id, identity columns and row_hash (transforms.evidence.linking_rows)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{kind}.parquet"
+        rows.with_row_index(ROW).write_parquet(path, compression="lz4", row_group_size=ROW_GROUP, statistics=True)
+        self.files[kind] = path
+
+    def keys(self) -> pl.DataFrame:
+        """Every record's key, row_hash and row, kind by kind in the order written."""
+        frames = [pl.scan_parquet(p).select(*KEYS, "row_hash", ROW) for p in self.files.values()]
+        if not frames:
+            return pl.DataFrame(schema={"record_kind": pl.String, "record_id": pl.String,
+                                        "row_hash": pl.UInt64, ROW: pl.UInt32})
+        return pl.concat([f.collect() for f in frames], how="vertical_relaxed")
+
+    def read(self, kind: str, rows: pl.Series) -> pl.DataFrame:
+        """The identity rows of kind at these row numbers (sorted); only the row groups between the first
+        and the last are read."""
+        if rows.len() == 0:
+            return pl.scan_parquet(self.files[kind]).head(0).collect()
+        lo, hi = int(rows[0]), int(rows[-1])
+        frame = pl.scan_parquet(self.files[kind]).slice(lo, hi - lo + 1).collect()
+        if frame.height != rows.len():  # only some records of the range are to be linked (an incremental run)
+            frame = frame.filter(pl.col(ROW).is_in(rows.implode()))
+        return frame
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
