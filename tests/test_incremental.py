@@ -105,6 +105,48 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
     assert third.linking["records_linked_now"] == 1
     assert 1 <= third.lists["workbooks_written"] < first.lists["workbooks_written"] / 2
 
+    # Two hours later (the few records dated in between now count): only the books whose rows or figures changed are written; the others keep
+    # their file (and the time it was made), and hold what a refresh from scratch would put in them.
+    sheets = tmp_path / "out" / "sheets"
+    before = {p: p.read_bytes() for p in sheets.rglob("*.xlsx")}
+    later = dict(tests=str(more), as_of="2022-05-20T20:00")
+    fourth = refresh(load_settings(data / "campaign.toml", out=str(tmp_path / "out"), db=str(tmp_path / "g.duckdb"),
+                                   **later))
+    fresh = refresh(load_settings(data / "campaign.toml", out=str(tmp_path / "fresh"),
+                                  db=str(tmp_path / "fresh.duckdb"), **later))
+    kept = [p for p in sorted(sheets.rglob("*.xlsx")) if before.get(p) == p.read_bytes()]
+    written = [p for p in sorted(sheets.rglob("*.xlsx")) if before.get(p) != p.read_bytes()]
+    assert kept and written and fourth.lists["workbooks_written"] < fresh.lists["workbooks_written"] / 2
+    for p in kept + written:
+        mine, theirs = _cells(p), _cells(tmp_path / "fresh" / p.relative_to(tmp_path / "out"))
+        assert _as_of(mine) == ("2022-05-20 18:00" if p in kept else "2022-05-20 20:00")
+        assert _as_of(theirs) == "2022-05-20 20:00"
+        assert _without_as_of(mine) == _without_as_of(theirs), p.name
+
+
+def _cells(path) -> dict[str, list[tuple]]:
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True)
+    try:
+        return {ws.title: [tuple(r) for r in ws.iter_rows(values_only=True)] for ws in book.worksheets}
+    finally:
+        book.close()
+
+
+def _as_of(cells: dict[str, list[tuple]]) -> str:
+    from transforms.sheets import AS_OF_LABEL
+
+    found = {row[i + 1] for rows in cells.values() for row in rows for i in range(len(row) - 1) if row[i] == AS_OF_LABEL}
+    assert len(found) == 1, found
+    return found.pop()
+
+
+def _without_as_of(cells: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    from transforms.sheets import AS_OF_LABEL
+
+    return {name: [row for row in rows if AS_OF_LABEL not in row] for name, rows in cells.items()}
+
 
 def test_linking_in_small_batches_gives_the_same_links(tmp_path, prefect_server):
     """Batches only bound memory: a refresh that blocks 400 records at a time decides exactly as one that

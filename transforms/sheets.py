@@ -31,6 +31,7 @@ CHECKED_HEADER = "核实情况"
 HANDLED_HEADER = "处理结果"
 CORRECTED_HEADER = "更正情况"
 EXTRA_FILLABLE = (VERDICT_HEADER, CHECKED_HEADER, HANDLED_HEADER, CORRECTED_HEADER)
+AS_OF_LABEL = "数据截至"  # left out of a book's digest: a book unchanged but for the time is not rewritten
 OUTCOMES = CONTACT_OUTCOMES
 
 _ZH = {c.name: c.zh for t in (CALL_LIST, UNREGISTERED, ESCALATION, ROSTER_CORRECTIONS) for c in t.columns}
@@ -90,9 +91,10 @@ class WorkerBook:
 
 
 def book_digest(book: WorkerBook | CommunityBook) -> str:
-    """Changes whenever anything the workbook shows changes: a book with the same digest as last time
-    need not be written again."""
-    h = hashlib.sha256(repr(book.summary).encode())
+    """Changes whenever anything the workbook shows changes, except the time it was made: a book with the
+    same digest as last time is not written again (its rows are what a fresh one would hold), so a two-hourly
+    refresh rewrites only the grids where something happened."""
+    h = hashlib.sha256(repr([item for item in book.summary if item[0] != AS_OF_LABEL]).encode())
     for name, frame in book.sheets.items():
         h.update(name.encode())
         h.update(repr(frame.columns).encode())
@@ -157,7 +159,7 @@ def build_community_books(escalation: pl.DataFrame, unregistered: pl.DataFrame, 
             CORRECTIONS_SHEET: _sheet(cor, [c for c in ROSTER_CORRECTIONS.names if c not in ("street", "community")],
                                       (CORRECTED_HEADER,)),
         }
-        summary = [("街道", str(street)), ("社区", str(community)), ("数据截至", as_of_text),
+        summary = [("街道", str(street)), ("社区", str(community)), (AS_OF_LABEL, as_of_text),
                    ("需升级处理（人）", str(esc.height)), ("疑似未登记人员（条）", str(unr.height)),
                    ("需更正登记（条）", str(cor.height))]
         books.append(CommunityBook(str(street), str(community), sheets, summary))
@@ -206,7 +208,7 @@ def build_worker_books(
         in_scope, tested = int(g["in_scope"].sum()), int(g["tested"].sum())
         summary = [
             ("街道", str(street)), ("社区", str(community)), ("网格员", str(worker)), ("网格", "、".join(grid_ids)),
-            ("数据截至", as_of_text), ("在册人数", str(int(g["residents"].sum()))), ("在住人数", str(in_scope)),
+            (AS_OF_LABEL, as_of_text), ("在册人数", str(int(g["residents"].sum()))), ("在住人数", str(in_scope)),
             ("本轮已检测", str(tested)), ("本轮未检测", str(in_scope - tested)),
             ("检测覆盖率", f"{tested / in_scope:.1%}" if in_scope else "—"),
         ] + [(f"{name}（人）", str(frame.height)) for name, frame in sheets.items()] + [
