@@ -12,8 +12,6 @@ import polars as pl
 from flows.settings import DuckDBSettings
 from transforms.linking import SqlStep
 
-RUN_TABLES = ("call_list", "coverage", "matches")
-
 
 class Database:
     def __init__(self, settings: DuckDBSettings):
@@ -85,7 +83,9 @@ class Database:
         return json.loads(rows[0][0]) if rows else None
 
     def record_run(self, run_id: str, run_json: str, tables: dict[str, pl.DataFrame]) -> None:
-        """Appends this run's outputs, keyed by run id, so later refreshes and reports can compare."""
+        """Appends this run's outputs, keyed by run id, so later refreshes and reports can compare. Linking
+        decisions go in as the run made them (run_decisions): a city's every decision again on each two-hourly
+        run would add tens of millions of rows a run, while the decisions of all runs so far tell the same."""
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR PRIMARY KEY, recorded_at TIMESTAMP, run JSON)"
         )

@@ -141,8 +141,10 @@ def identity_flags(people: pl.DataFrame) -> dict:
 
 
 @task(cache_policy=NO_CACHE)
-def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Settings) -> tuple[pl.DataFrame, dict]:
-    """Links only what it has not linked before. A record's decision depends on nothing but the record, the
+def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Settings
+         ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """Returns every record's decision (sorted by record, as matches.csv lists them), the decisions made
+    now, and the figures. Links only what it has not linked before. A record's decision depends on nothing but the record, the
     roster and the settings, so decisions are kept in the database (keyed by a fingerprint of roster and
     settings, and by each record's content) and a refresh links the new records, those whose content
     changed, and those a worker gave a verdict on. A new roster or new settings start from scratch."""
@@ -194,12 +196,14 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
     db.drop_temp([st.name for st in [*roster_steps, *batch_steps]])
     del roster_side_
     t = time.perf_counter()
-    fresh = apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo)
-    db.save_link_state(todo.select(*keys, "row_hash"), fresh.select(LINK_COLUMNS))
+    fresh = apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo).select(LINK_COLUMNS)
+    del decided
+    db.save_link_state(todo.select(*keys, "row_hash"), fresh)
     if todo.height == records.height:  # everything was linked now: the stored state holds nothing else of use
-        links = fresh.select(LINK_COLUMNS)
+        links = fresh
     else:
         links = db.stored_links().join(records.select(keys), on=keys, how="semi")
+    links = links.sort(keys)  # one sorted copy for everything after; matches.csv needs this order
     timings["store_links"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": records.height,
@@ -212,7 +216,7 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
                             "links_confirmed_by_workers": int((links["method"] == "worker_confirmed").sum())},
         "sql_seconds": timings,
     }
-    return links, stats
+    return links, fresh, stats
 
 
 def linking_fingerprint(residents: pl.DataFrame, settings: Settings) -> str:
@@ -378,7 +382,7 @@ def _process(
     t = lap("normalise", t)
     db = Database(settings.duckdb)
     try:
-        links, link_stats = link(db, people["roster"], spill, settings)
+        links, linked_now, link_stats = link(db, people["roster"], spill, settings)
         spill.remove()
         db.release_memory()
         report.linking = link_stats
@@ -407,9 +411,8 @@ def _process(
         community_books = build_community_books(
             tables["escalation"], tables["unregistered"], tables["roster_corrections"], grid_workers,
             as_of_text=as_of_text)
-        matches = links.select(LINK_COLUMNS).sort("record_kind", "record_id")
         outputs = RunOutputs(
-            call_list=call_list, coverage=coverage, matches=matches,
+            call_list=call_list, coverage=coverage, matches=links,
             quarantine=quarantine, books=books,
             community_books=community_books, tables=tables, report_html=extra["report_html"],
             print_pages=print_pages(call_list, books, as_of_text), data_docs=(data_docs_site(docs_root), suites),
@@ -417,7 +420,7 @@ def _process(
         lap("sheets", t)  # building the books and pages in memory; publish times the writing
         publish_outputs(settings.out, outputs, report, started, meter)
         db.record_run(report.run_id, json.dumps(asdict(report), ensure_ascii=False, default=str),
-                      {"call_list": call_list, "coverage": coverage, "matches": matches})
+                      {"call_list": call_list, "coverage": coverage, "decisions": linked_now})
     finally:
         db.close()
     logger.info(

@@ -76,6 +76,10 @@ def test_outputs_and_run_record(first_run, campaign):
     try:
         n = con.execute("SELECT count(*) FROM run_call_list WHERE run_id = ?", [report.run_id]).fetchone()[0]
         assert n == call_list.height
+        # Decisions are kept as the run made them: on a first run, every link.
+        n = con.execute("SELECT count(*) FROM run_decisions WHERE run_id = ?", [report.run_id]).fetchone()[0]
+        assert n == matches.height == report.linking["records_linked_now"] - sum(
+            d["unlinked"] for d in report.linking["decisions"].values())
     finally:
         con.close()
 
