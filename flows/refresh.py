@@ -36,7 +36,7 @@ from transforms.decision import LINK_COLUMNS
 from transforms.evidence import linking_rows, record_facts, test_evidence, vaccination_evidence, with_row_hash
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
 from transforms.linking import SqlStep, households_sql, record_batch_sql, roster_keys_sql
-from transforms.normalise import IDENTITY_COLUMNS, normalise_people
+from transforms.normalise import IDENTITY_COLUMNS, LINKING_ONLY_COLUMNS, normalise_people
 from transforms.outcomes import outcome_summary, previous_untested_counts
 from transforms.pair_decisions import decide_pairs, record_batches, roster_side, slice_count
 from transforms.parsing import Parsed, parse_rows
@@ -384,6 +384,7 @@ def _process(
     try:
         links, linked_now, link_stats = link(db, people["roster"], spill, settings)
         spill.remove()
+        people["roster"] = people["roster"].drop(LINKING_ONLY_COLUMNS)
         db.release_memory()
         report.linking = link_stats
         t = lap("link", t)

@@ -139,3 +139,18 @@ def test_untested_detail_names_the_last_test():
     res = resident_status(people(), samples("2022-05-10 08:30"), EMPTY_VACC, RND, RuleSettings())
     cl = build_call_list(res).filter(pl.col("reason") == "untested")
     assert cl["detail"][0] == "本轮未检测；最近一次检测：2022-05-10 08:30"
+
+
+def test_the_candidate_shown_does_not_depend_on_row_order():
+    """Two 'possible' tests with the same score: the later one is shown, however the links arrive."""
+    tied = pl.DataFrame([
+        {"resident_id": "R1", "record_id": f"T{i}", "decision": "possible", "score": 5.0,
+         "sampled_at": datetime.fromisoformat(t), "candidate": f"张三 {t}"}
+        for i, t in enumerate(["2022-05-19 10:00", "2022-05-20 09:00", "2022-05-18 20:00"])
+    ], schema=EMPTY_TESTS.schema)
+    shown = set()
+    for seed in range(6):
+        status = resident_status(people(), tied.sample(fraction=1.0, shuffle=True, seed=seed), EMPTY_VACC, RND,
+                                 RuleSettings())
+        shown.add((status["test_candidate"][0], status["test_candidate_record"][0]))
+    assert shown == {("张三 2022-05-20 09:00", "test:T1")}

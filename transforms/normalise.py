@@ -15,6 +15,10 @@ IDENTITY_COLUMNS = [
     "name_norm", "name_py", "name_py_loose", "id_norm", "id_body", "id_flag", "id_birth_raw",
     "birth", "sex", "phone_norm", "phone_flag", "addr_canon", "addr_block",
 ]
+# Of the roster's normalised columns, those only linking reads: dropped once it is done, so the resident
+# status built from the roster (a row per resident, 60 columns) does not carry them through the rules.
+LINKING_ONLY_COLUMNS = ["name_norm", "name_py_loose", "id_body", "id_flag", "id_birth", "id_sex", "id_birth_raw",
+                        "sex", "phone_norm", "phone_flag", "addr_place"]
 
 
 def normalise_people(rows: pl.DataFrame, contract: Contract) -> pl.DataFrame:

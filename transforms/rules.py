@@ -61,7 +61,8 @@ def test_status(residents: pl.DataFrame, test_links: pl.DataFrame, rnd: Round) -
     )
     possible = (
         upto.filter((pl.col("decision") == "possible") & (pl.col("sampled_at") >= rnd.since))
-        .sort("score", descending=True)
+        # The best-scoring candidate; on a tie the latest, then the lowest record number: never row order.
+        .sort(["score", "sampled_at", "record_id"], descending=[True, True, False])
         .group_by("resident_id", maintain_order=True)
         .agg(pl.col("candidate").first().alias("test_candidate"),
              ("test:" + pl.col("record_id").first()).alias("test_candidate_record"))
@@ -100,7 +101,7 @@ def vaccination_status(
     )
     possible = (
         vacc_links.filter((pl.col("decision") == "possible") & (pl.col("vaccinated_at") <= rnd.as_of))
-        .sort("score", descending=True)
+        .sort(["score", "vaccinated_at", "record_id"], descending=[True, True, False])
         .group_by("resident_id", maintain_order=True)
         .agg(pl.col("candidate").first().alias("vaccination_candidate"),
              ("vaccination:" + pl.col("record_id").first()).alias("vaccination_candidate_record"))
