@@ -119,9 +119,11 @@ def validation_summary(suites: dict[str, SuiteResult]) -> dict:
 
 
 @task(cache_policy=NO_CACHE)
-def normalise_roster(rows: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+def normalise_roster(rows: pl.DataFrame) -> dict:
+    """{"frame": the normalised roster, "flags": its identity flags}. A dict the flow empties: Prefect keeps a
+    task's return value until the flow ends, and the roster's linking columns are dropped after link."""
     roster = normalise_people(rows, ROSTER)
-    return roster, identity_flags(roster)
+    return {"frame": roster, "flags": identity_flags(roster)}
 
 
 @task(cache_policy=NO_CACHE)
@@ -204,6 +206,8 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
     else:
         links = db.stored_links().join(records.select(keys), on=keys, how="semi")
     links = links.sort(keys)  # one sorted copy for everything after; matches.csv needs this order
+    if todo.height == records.height:
+        fresh = links  # the same decisions: not a second copy of a city's links
     timings["store_links"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": records.height,
@@ -374,7 +378,8 @@ def _process(
         # Prefect holds the validate task's return value (this dict) until the flow ends.
         rows = parsed.pop(name).rows
         if name == ROSTER.name:
-            people[name], flags = normalise_roster(rows)
+            normalised = normalise_roster(rows)
+            people[name], flags = normalised.pop("frame"), normalised.pop("flags")
         else:
             people[name], flags = normalise_records(rows, name, spill)
         del rows
