@@ -146,8 +146,8 @@ def identity_flags(people: pl.DataFrame) -> dict:
 def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Settings
          ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """Returns every record's decision (sorted by record, as matches.csv lists them), the decisions made
-    now, and the figures. Links only what it has not linked before. A record's decision depends on nothing but the record, the
-    roster and the settings, so decisions are kept in the database (keyed by a fingerprint of roster and
+    now, and the figures. Links only what it has not linked before. A record's decision depends on nothing
+    but the record, the roster and the settings, so decisions are kept in the database (keyed by a fingerprint of roster and
     settings, and by each record's content) and a refresh links the new records, those whose content
     changed, and those a worker gave a verdict on. A new roster or new settings start from scratch."""
     residents = roster.select("resident_id", *IDENTITY_COLUMNS)
@@ -163,7 +163,7 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
     db.expose("residents", residents)
     roster_steps = roster_keys_sql(settings.blocking)
     timings = db.run(roster_steps)
-    roster_side_ = roster_side(residents, db.fetch(households_sql()))
+    sides = roster_side(residents, db.fetch(households_sql()))
     decided, counts = [], dict.fromkeys(("record_batches", "exact_stage_links", "pending_records",
                                          "candidate_pairs", "chunks"), 0)
     # Records go through blocking and scoring a batch at a time: memory is one batch's pairs plus the roster,
@@ -176,7 +176,7 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
             batch = spill.read(kind, part[ROW]).drop(ROW, "row_hash")
             timings["read_batches"] = round(timings.get("read_batches", 0.0) + time.perf_counter() - t, 3)
             if batch.height == 0 and counts["record_batches"]:
-                continue
+                continue  # nothing to link here; one batch always runs, so the figures and tables exist
             counts["record_batches"] += 1
             db.expose("records", batch)
             for name, seconds in db.run(batch_steps).items():
@@ -189,25 +189,23 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
             counts["candidate_pairs"] += pairs.height
             counts["chunks"] += slice_count(pairs.height, settings.blocking.pairs_per_chunk)
             t = time.perf_counter()
-            decided.append(decide_pairs(pairs, batch, roster_side_, settings.scoring, settings.decision,
+            decided.append(decide_pairs(pairs, batch, sides, settings.scoring, settings.decision,
                                         settings.blocking.pairs_per_chunk))
             timings["compare_score_decide"] = round(
                 timings.get("compare_score_decide", 0.0) + time.perf_counter() - t, 3)
             del pairs, batch
     db.drop_view("records")
     db.drop_temp([st.name for st in [*roster_steps, *batch_steps]])
-    del roster_side_
+    del sides
     t = time.perf_counter()
     fresh = apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo).select(LINK_COLUMNS)
     del decided
     db.save_link_state(todo.select(*keys, "row_hash"), fresh)
+    # One sorted copy of every decision for everything after (matches.csv lists them in this order).
     if todo.height == records.height:  # everything was linked now: the stored state holds nothing else of use
-        links = fresh
+        links = fresh = fresh.sort(keys)
     else:
-        links = db.stored_links().join(records.select(keys), on=keys, how="semi")
-    links = links.sort(keys)  # one sorted copy for everything after; matches.csv needs this order
-    if todo.height == records.height:
-        fresh = links  # the same decisions: not a second copy of a city's links
+        links = db.stored_links().join(records.select(keys), on=keys, how="semi").sort(keys)
     timings["store_links"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": records.height,
