@@ -131,9 +131,14 @@ def normalise_records(rows: pl.DataFrame, source: str, spill: RecordSpill) -> tu
     """Normalises one kind of record, writes what linking reads to the spill and keeps only the facts the
     rules read: the full normalised frame lives only inside this task."""
     people = normalise_people(rows, INPUTS[source])
-    spill.write(KIND_OF_SOURCE[source], with_row_hash(linking_rows(people, KIND_OF_SOURCE[source], IDENTITY_COLUMNS),
-                                                      IDENTITY_COLUMNS))
+    spill_linking_rows(spill, source, people)
     return record_facts(people), identity_flags(people)
+
+
+def spill_linking_rows(spill: RecordSpill, source: str, people: pl.DataFrame) -> None:
+    """Writes what link reads of these normalised records: keys, identity columns and their hash."""
+    kind = KIND_OF_SOURCE[source]
+    spill.write(kind, with_row_hash(linking_rows(people, kind, IDENTITY_COLUMNS), IDENTITY_COLUMNS))
 
 
 def identity_flags(people: pl.DataFrame) -> dict:
