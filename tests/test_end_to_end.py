@@ -36,6 +36,15 @@ def first_run(campaign, prefect_server):
     return settings, report
 
 
+def test_the_records_written_for_linking_are_removed(first_run):
+    """The run keeps its records' identity columns in Parquet under DuckDB's temp directory while it links;
+    nothing of them (names, IDs, phones) stays on disk after it."""
+    settings, report = first_run
+    temp = settings.duckdb.temp_directory
+    assert report.linking["records"] > 0 and temp is not None and temp.exists()
+    assert not (temp / f"records-{report.run_id}").exists()
+
+
 def test_scores_against_truth(first_run, campaign):
     settings, _ = first_run
     s = score_run(settings, campaign)
@@ -194,3 +203,20 @@ def test_data_docs_render_offline_and_hold_no_personal_data(first_run, campaign)
     assert "validate_expectations" in run["timings"]
     stages = {"read", "validate", "normalise", "link", "rules", "sheets", "write"}
     assert stages <= set(run["peak_memory_gib"]) and all(run["peak_memory_gib"][s] > 0.05 for s in stages)
+
+
+def test_a_failed_link_leaves_no_records_on_disk(first_run, monkeypatch):
+    import flows.refresh
+
+    settings, _ = first_run
+    before = (settings.out / "run.json").read_bytes()
+    spills = set(settings.duckdb.temp_directory.glob("records-*"))  # another run's, if one is going on
+
+    def failing(*args, **kwargs):
+        raise MemoryError("out of memory while comparing")
+
+    monkeypatch.setattr(flows.refresh, "decide_pairs", failing)
+    with pytest.raises(MemoryError):
+        flows.refresh.refresh(settings)
+    assert set(settings.duckdb.temp_directory.glob("records-*")) == spills
+    assert (settings.out / "run.json").read_bytes() == before
