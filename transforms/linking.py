@@ -148,14 +148,20 @@ GROUP BY name_py HAVING count(*) <= {settings.max_name_block}""",
         "name": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
         "JOIN name_keys k ON r.name_py = k.name_py JOIN residents p ON p.name_py = r.name_py",
     }
-    union = "\nUNION ALL\n".join(f"SELECT *, '{rule}' AS rule FROM ({sql})" for rule, sql in rules.items())
+    # A pair's rules are gathered as bits of an integer (bit i: the i-th rule name in sorted order) and turned
+    # into the sorted list of names only for the pairs kept: a list(DISTINCT ... ORDER BY ...) per pair cost
+    # more than all the joins together.
+    names = sorted(rules)
+    union = "\nUNION ALL\n".join(f"SELECT *, {1 << names.index(rule)} AS bit FROM ({sql})"
+                                 for rule, sql in rules.items())
     proposals = SqlStep(
         "blocked_pairs",
         f"""CREATE OR REPLACE TEMP TABLE blocked_pairs AS
-SELECT record_kind, record_id, resident_id, list(DISTINCT rule ORDER BY rule) AS rules
-FROM ({union})
-GROUP BY record_kind, record_id, resident_id
-QUALIFY row_number() OVER (PARTITION BY record_kind, record_id ORDER BY len(rules) DESC, resident_id)
+SELECT record_kind, record_id, resident_id,
+       list_filter({names}, lambda rule, i: (mask >> (i - 1)) & 1 = 1) AS rules
+FROM (SELECT record_kind, record_id, resident_id, bit_or(bit) AS mask FROM ({union})
+      GROUP BY record_kind, record_id, resident_id)
+QUALIFY row_number() OVER (PARTITION BY record_kind, record_id ORDER BY bit_count(mask) DESC, resident_id)
         <= {settings.max_candidates}""",
     )
     return [resident_probes, phone_ok, households, household_ids, name_ok], [id_probes, proposals]
