@@ -48,8 +48,8 @@ def main() -> int:
         parsed.quarantine.rename({"_line": "line"}).write_csv(out / "quarantine" / f"{name}.csv")
         people[name] = normalise_people(parsed.rows, INPUTS[name])
 
-    spill = RecordSpill(out / "spill")
     if args.linker == "gridsweep":  # as the flow's normalise does, before the linking is timed
+        spill = RecordSpill(out / "spill")
         for name in ("tests", "vaccinations"):
             spill_linking_rows(spill, name, people[name])
     meter = StageMeter(interval=0.05)

@@ -41,14 +41,16 @@ class RecordSpill:
 
     def read(self, kind: str, rows: pl.Series) -> pl.DataFrame:
         """The identity rows of kind at these row numbers (sorted); only the row groups between the first
-        and the last are read."""
+        and the last are read, and only the rows asked for are kept in memory."""
+        scan = pl.scan_parquet(self.files[kind])
         if rows.len() == 0:
-            return pl.scan_parquet(self.files[kind]).head(0).collect()
+            return scan.head(0).collect()
         lo, hi = int(rows[0]), int(rows[-1])
-        frame = pl.scan_parquet(self.files[kind]).slice(lo, hi - lo + 1).collect()
-        if frame.height != rows.len():  # only some records of the range are to be linked (an incremental run)
-            frame = frame.filter(pl.col(ROW).is_in(rows.implode()))
-        return frame
+        if hi - lo + 1 == rows.len():  # a run of consecutive rows: every record of a full refresh
+            return scan.slice(lo, rows.len()).collect()
+        # Some records scattered over the file (an incremental run): filtered while reading, so a batch
+        # never holds the whole file's rows between its first and last record.
+        return scan.filter(pl.col(ROW).is_between(lo, hi) & pl.col(ROW).is_in(rows.implode())).collect()
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

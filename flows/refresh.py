@@ -152,9 +152,10 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
          ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """Returns every record's decision (sorted by record, as matches.csv lists them), the decisions made
     now, and the figures. Links only what it has not linked before. A record's decision depends on nothing
-    but the record, the roster and the settings, so decisions are kept in the database (keyed by a fingerprint of roster and
-    settings, and by each record's content) and a refresh links the new records, those whose content
-    changed, and those a worker gave a verdict on. A new roster or new settings start from scratch."""
+    but the record, the roster and the settings, so decisions are kept in the database (keyed by a
+    fingerprint of roster and settings, and by each record's content) and a refresh links the new records,
+    those whose content changed, and those a worker gave a verdict on. A new roster or new settings start
+    from scratch."""
     residents = roster.select("resident_id", *IDENTITY_COLUMNS)
     records = spill.keys()  # keys, row_hash and row number; the identity columns stay on disk until their batch
     feedback = db.feedback()  # creates the table reject_pairs_sql reads, on a new database

@@ -53,8 +53,9 @@ def _candidate_text(when: str, extra: list[pl.Expr]) -> pl.Expr:
 
 def _evidence(links: pl.DataFrame, records: pl.DataFrame, kind: str, keep: list[str], shown: list[str]
               ) -> pl.DataFrame:
-    """The linked records of one kind with the facts the rules read, and the candidate text of 'possible'
-    links (the verify list): written for those alone, not for the millions of matched records of a city.
+    """The linked records of one kind with the facts the rules read (keep, the record's time first), and the
+    candidate text of 'possible' links (the verify list, showing the time and the columns in shown): written
+    for those alone, not for the millions of matched records of a city.
     Lazy, so only the columns named are ever joined: at 2M residents the eager join of whole link rows
     raised the process's peak by 1.7 GB."""
     when = keep[0]
