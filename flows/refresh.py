@@ -40,7 +40,7 @@ from transforms.normalise import IDENTITY_COLUMNS, LINKING_ONLY_COLUMNS, normali
 from transforms.outcomes import outcome_summary, previous_untested_counts
 from transforms.pair_decisions import decide_pairs, record_batches, roster_side, slice_count
 from transforms.parsing import Parsed, parse_rows
-from transforms.print_sheet import worker_print_html
+from transforms.print_sheet import WORKER, person_lines, worker_print_html
 from transforms.report import coverage_report_html
 from transforms.roster_gaps import roster_corrections, unregistered
 from transforms.rules import build_call_list, resident_status
@@ -287,12 +287,12 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame], links: pl.DataFrame
 
 def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> list:
     """One printable page per worker book, rows in walking order."""
-    # Sorted once for everyone; each worker's part keeps that order.
-    by_worker = walk_order(call_list).partition_by(["street", "community", "grid_worker"], as_dict=True,
-                                                   maintain_order=True)
+    # Sorted and rendered once for everyone; each worker's part keeps that order.
+    lines = person_lines(walk_order(call_list))
+    by_worker = lines.partition_by(WORKER, as_dict=True, maintain_order=True)
     pages = []
     for book in books:
-        rows = by_worker.get((book.street, book.community, book.grid_worker), call_list.clear())
+        rows = by_worker.get((book.street, book.community, book.grid_worker), lines.clear())
         page = worker_print_html(rows, street=book.street, community=book.community, grid_worker=book.grid_worker,
                                  grids="、".join(book.grid_ids), as_of_text=as_of_text)
         pages.append(((book.street, book.community, book.file_name.removesuffix(".xlsx") + ".html"), page))

@@ -117,3 +117,25 @@ def test_vaccine_aliases_and_tags():
                                "street": ["s"], "community": ["c"], "grid_id": ["g"], "grid_worker": ["w"],
                                "tags": ["高龄；卧床、未知"]})
     assert parse_rows(roster_raw, ROSTER).rows["tags"].to_list() == ["高龄;卧床"]
+
+
+def test_times_in_every_format_read_as_trying_every_format_on_every_cell():
+    """Each format after the first reads only what the earlier ones left: the result must be what the
+    first format that reads a cell gives, whatever the mix (and wrong cells stay unread)."""
+    from datetime import datetime
+
+    from transforms.parsing import parse_date_expr, parse_dates, parse_datetime_expr, parse_datetimes
+
+    when = datetime(2022, 5, 19, 8, 30, 15)
+    cells = [when.strftime(f) for f in ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y%m%d%H%M%S", "%Y年%m月%d日 %H:%M",
+                                        "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%Y.%m.%d", "%Y年%m月%d日")]
+    cells += ["44700.3542", "44700", "2022-13-40 25:00", "昨天", "", None, "20220519"]
+    values = pl.Series("t", cells * 3, dtype=pl.String)
+    expected = pl.DataFrame({"t": values}).select(parse_datetime_expr("t")).to_series()
+    got = parse_datetimes(values)
+    assert got.to_list() == expected.to_list()
+    assert got[0] == when and got[1] == when.replace(second=0) and got[10] is None and got[12] is None
+    assert got.null_count() == expected.null_count() == 4 * 3  # the two wrong cells, the blank and the null
+    births = pl.Series("b", ["1980-01-02", "1980/1/2", "19800102 08:00", "1980年1月2日", "02/01/1980", None] * 2)
+    assert parse_dates(births).to_list() == pl.DataFrame({"b": births}).select(parse_date_expr("b")).to_series().to_list()
+    assert parse_dates(births).null_count() == 4

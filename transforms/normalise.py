@@ -21,19 +21,26 @@ LINKING_ONLY_COLUMNS = ["name_norm", "name_py_loose", "id_body", "id_flag", "id_
                         "sex", "phone_norm", "phone_flag", "addr_place"]
 
 
+def _by_distinct(frame: pl.DataFrame, col: str, normalise) -> pl.DataFrame:
+    """Normalises each distinct value of col once and joins the result back: a household shares one
+    address and a person's records repeat one name, so there are half as many distinct texts as rows
+    and the regex and pinyin passes cost per text."""
+    distinct = normalise(frame.select(col).unique())
+    return frame.join(distinct, on=col, how="left", nulls_equal=True, maintain_order="left")
+
+
 def normalise_people(rows: pl.DataFrame, contract: Contract) -> pl.DataFrame:
     """Keeps every input column and adds the identity columns above plus building/unit/room."""
     def role(r: Role) -> str | None:
         return contract.by_role(r)
 
     out = normalise_ids(rows, id_col=role(Role.ID_NUMBER), type_col=role(Role.ID_TYPE))
-    out = normalise_names(out, col=role(Role.NAME))
+    name = role(Role.NAME)
+    out = _by_distinct(out, name, lambda names: normalise_names(names, col=name))
     out = normalise_phones(out, col=role(Role.PHONE))
     addr = role(Role.ADDRESS)
     if addr is not None:
-        # A household shares one address: each distinct text is normalised once (a dozen regex passes).
-        distinct = normalise_addresses(out.select(addr).unique(), col=addr)
-        out = out.join(distinct, on=addr, how="left", nulls_equal=True, maintain_order="left")
+        out = _by_distinct(out, addr, lambda addresses: normalise_addresses(addresses, col=addr))
     else:
         out = out.with_columns(
             [pl.lit(None, dtype=pl.String).alias(c) for c in ("addr_canon", "addr_place", "building", "unit", "room",

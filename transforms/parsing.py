@@ -48,21 +48,53 @@ class Parsed:
     notes: dict[str, int] = field(default_factory=dict)
 
 
-def parse_datetime_expr(col: str) -> pl.Expr:
-    c = pl.col(col)
+def _datetime_candidates(c: pl.Expr) -> list[pl.Expr]:
+    """Every way a time cell is read, in order of preference: the first that reads a cell wins."""
     candidates = [c.str.to_datetime(f, strict=False, time_unit="us") for f in _DATETIME_FORMATS]
     candidates += [c.str.to_date(f, strict=False).cast(pl.Datetime("us")) for f in _DATE_FORMATS]
     # A date cell exported as its Excel serial number (days since 1899-12-30, time as the fraction).
     serial = pl.when(c.str.contains(r"^\d{5}(\.\d+)?$")).then(c.cast(pl.Float64, strict=False))
     excel = pl.lit(datetime(1899, 12, 30)).cast(pl.Datetime("us")) + pl.duration(
         seconds=(serial * 86400).round(0).cast(pl.Int64))
-    candidates.append(excel)
-    return pl.coalesce(candidates)
+    return [*candidates, excel]
+
+
+def _date_candidates(c: pl.Expr) -> list[pl.Expr]:
+    c = c.str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
+    return [c.str.to_date(f, strict=False) for f in _DATE_FORMATS]
+
+
+def parse_datetime_expr(col: str) -> pl.Expr:
+    return pl.coalesce(_datetime_candidates(pl.col(col)))
 
 
 def parse_date_expr(col: str) -> pl.Expr:
-    c = pl.col(col).str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
-    return pl.coalesce([c.str.to_date(f, strict=False) for f in _DATE_FORMATS])
+    return pl.coalesce(_date_candidates(pl.col(col)))
+
+
+def _first_reading(values: pl.Series, candidates: list[pl.Expr], dtype: pl.DataType) -> pl.Series:
+    """What pl.coalesce(candidates) gives, but each candidate after the first reads only the cells the
+    earlier ones left unread: an export keeps to one format nearly throughout, and trying every format on
+    every cell cost 3 s per million cells, twenty times the one format that reads them."""
+    out = pl.Series(values.name, [None] * values.len(), dtype=dtype)
+    todo = values.is_not_null().arg_true()
+    for candidate in candidates:
+        if todo.len() == 0:
+            break
+        read = pl.DataFrame({"v": values.gather(todo)}).select(candidate.alias("v")).to_series()
+        hit = read.is_not_null()
+        if hit.any():
+            out = out.scatter(todo.filter(hit), read.filter(hit))
+        todo = todo.filter(~hit)
+    return out
+
+
+def parse_datetimes(values: pl.Series) -> pl.Series:
+    return _first_reading(values, _datetime_candidates(pl.col("v")), pl.Datetime("us"))
+
+
+def parse_dates(values: pl.Series) -> pl.Series:
+    return _first_reading(values, _date_candidates(pl.col("v")), pl.Date)
 
 
 def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = None) -> Parsed:
@@ -100,7 +132,7 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
             problems.append((c.is_null(), f"缺少必填项：{col.zh}", _check("not_be_null", col.name)))
         if col.kind is Kind.DATETIME:
             # Parsed once into a scratch column: the problems and the typed value all read it.
-            frame = frame.with_columns(parse_datetime_expr(col.name).alias(f"__{col.name}"))
+            frame = frame.with_columns(parse_datetimes(frame[col.name]).alias(f"__{col.name}"))
             scratch.append(f"__{col.name}")
             parsed = pl.col(f"__{col.name}")
             problems.append((c.is_not_null() & parsed.is_null(), f"无法识别的时间：{col.zh}",
@@ -114,7 +146,7 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
                     _check("be_between", col.name)))
             typed.append(parsed.alias(col.name))
         elif col.kind is Kind.DATE:
-            frame = frame.with_columns(parse_date_expr(col.name).alias(f"__{col.name}"))
+            frame = frame.with_columns(parse_dates(frame[col.name]).alias(f"__{col.name}"))
             scratch.append(f"__{col.name}")
             parsed = pl.col(f"__{col.name}")
             if col.role is not Role.BIRTH_DATE:

@@ -22,43 +22,60 @@ vertical-align:top}th{background:#eee}td.box{width:14mm}
 """
 
 
-def worker_print_html(rows: pl.DataFrame, *, street: str, community: str, grid_worker: str, grids: str,
+WORKER = ["street", "community", "grid_worker"]
+HEAD = ("<thead><tr><th>单元</th><th>房号</th><th>姓名</th><th>电话</th><th>名单</th><th>原因</th><th>说明</th>"
+        "<th>结果</th></tr></thead>")
+_ESCAPE = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}  # as html.escape(quote=True)
+
+
+def _escaped(col: str) -> pl.Expr:
+    return pl.col(col).cast(pl.String).fill_null("").str.replace_many(list(_ESCAPE), list(_ESCAPE.values()))
+
+
+def person_lines(call_list: pl.DataFrame) -> pl.DataFrame:
+    """call_list (CALL_LIST columns) in walking order -> one table row of HTML per worker and person (a door
+    is knocked once, whatever the reasons), in the same order: street, community, grid_worker, resident_id,
+    building, unit, line. Rendered for every worker in one query: a query per worker cost seconds a district."""
+    people = call_list.with_columns(
+        pl.col("building").fill_null("").cast(pl.String),
+        pl.col("unit").fill_null("").cast(pl.String),
+        pl.col("list").replace_strict(LIST_ZH, default=pl.col("list")).alias("list_zh"),
+        pl.col("reason").replace_strict(REASON_ZH, default=pl.col("reason")).alias("reason_zh"),
+    ).group_by([*WORKER, "resident_id"], maintain_order=True).agg(
+        pl.col("building", "unit", "room", "name", "phone").first(),
+        pl.col("list_zh").unique(maintain_order=True).str.join("、"),
+        pl.col("reason_zh").str.join("、"),
+        pl.col("detail").str.join("；"),
+    )
+    short = [pl.format('<td class="n">{}</td>', _escaped(c))
+             for c in ("unit", "room", "name", "phone", "list_zh", "reason_zh")]
+    line = pl.concat_str([pl.lit("<tr>"), *short, pl.format("<td>{}</td>", _escaped("detail")),
+                          pl.lit('<td class="box"></td></tr>')])
+    return people.select(*WORKER, "resident_id", "building", "unit", line.alias("line"))
+
+
+def worker_print_html(lines: pl.DataFrame, *, street: str, community: str, grid_worker: str, grids: str,
                       as_of_text: str) -> str:
-    """rows: this worker's call-list rows (CALL_LIST columns), already in walking order."""
+    """lines: this worker's part of person_lines, in walking order. One section per building and one
+    unbreakable block per unit, each in the order it first comes in the walk."""
     out = [
         "<!DOCTYPE html>", '<html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(community)} {html.escape(grid_worker)} 入户名单</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(community)} {html.escape(grid_worker)} 入户走访名单</h1>",
         f'<p class="meta">{html.escape(street)} · 网格 {html.escape(grids)} · 数据截至 {html.escape(as_of_text)} · '
-        f"共 {rows['resident_id'].n_unique()} 人</p>",
+        f"共 {lines['resident_id'].n_unique()} 人</p>",
     ]
-    if rows.height == 0:
+    if lines.height == 0:
         out.append("<p>本次无需联系人员。</p>")
-    # One line per person: a door is knocked once, whatever the reasons.
-    people = rows.with_columns(
-        pl.col("building").fill_null("").cast(pl.String),
-        pl.col("unit").fill_null("").cast(pl.String),
-        pl.col("list").replace_strict(LIST_ZH, default=pl.col("list")).alias("list_zh"),
-        pl.col("reason").replace_strict(REASON_ZH, default=pl.col("reason")).alias("reason_zh"),
-    ).group_by("resident_id", maintain_order=True).agg(
-        pl.col("building", "unit", "room", "name", "phone").first(),
-        pl.col("list_zh").unique(maintain_order=True).str.join("、"),
-        pl.col("reason_zh").str.join("、"),
-        pl.col("detail").str.join("；"),
-    )
-    head = ("<thead><tr><th>单元</th><th>房号</th><th>姓名</th><th>电话</th><th>名单</th><th>原因</th><th>说明</th>"
-            "<th>结果</th></tr></thead>")
-    for (b,), building in people.group_by("building", maintain_order=True):
+    buildings: dict[str, dict[str, list[str]]] = {}
+    for building, unit, line in zip(lines["building"], lines["unit"], lines["line"], strict=True):
+        buildings.setdefault(building, {}).setdefault(unit, []).append(line)
+    for b, units in buildings.items():
         label = f"{b}栋" if b else "楼栋不详"
-        out.append(f"<section><h2>{html.escape(label)}（{building.height} 人）</h2><table>{head}")
-        for _, unit in building.group_by("unit", maintain_order=True):
-            out.append("<tbody>")
-            for r in unit.iter_rows(named=True):
-                short = [r["unit"], r["room"], r["name"], r["phone"], r["list_zh"], r["reason_zh"]]
-                out.append("<tr>" + "".join(f'<td class="n">{html.escape(str(v or ""))}</td>' for v in short)
-                           + f"<td>{html.escape(str(r['detail'] or ''))}</td>" + '<td class="box"></td></tr>')
-            out.append("</tbody>")
+        out.append(f"<section><h2>{html.escape(label)}（{sum(map(len, units.values()))} 人）</h2><table>{HEAD}")
+        for rows in units.values():
+            out.extend(["<tbody>", *rows, "</tbody>"])
         out.append("</table></section>")
     out.append("</body></html>")
     return "\n".join(out)
