@@ -85,9 +85,12 @@ def decide_pairs(
 ) -> pl.DataFrame:
     """pairs: record_kind, record_id, resident_id, stage, rules. records: keys + identity columns.
     Returns LINK_COLUMNS."""
+    # In roster order: pair_sides then reads the roster's columns (the larger side) front to back rather
+    # than at random, which halves its time; a decision does not depend on the order of the pairs.
     numbered = (
         pairs.join(records.select(KEYS).with_row_index("_li"), on=KEYS, how="inner")
         .join(roster.numbers, on="resident_id", how="inner")
+        .sort("_ri")
     )
     decided = [pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})]
     for part in record_slices(numbered, pairs_per_slice):

@@ -190,25 +190,26 @@ def build_worker_books(
                            _sheet(cl.clear(), cols, fillable))
     new_rows = {(a, b, c): n for a, b, c, n in
                 cl.filter(pl.col("new_since_last") == "是").group_by(keys).len().iter_rows()}
-    unregistered_by_grid = (unregistered.partition_by(["street", "community"], as_dict=True)
-                            if unregistered is not None else {})
-    grid_by_id = {
-        k: v for k, v in grids.partition_by(["street", "community", "grid_id"], as_dict=True).items()
+    if unregistered is not None:  # a worker's grids' rows, in the order of the table
+        mine = unregistered.drop("grid_worker", strict=False).join(
+            workers, on=["street", "community", "grid_id"], how="inner", maintain_order="left")
+        by_sheet[UNREGISTERED_SHEET] = (_sheets_by(mine, keys, _UNREGISTERED_COLS, (CHECKED_HEADER, NOTE_HEADER)),
+                                        _sheet(unregistered.clear(), _UNREGISTERED_COLS, (CHECKED_HEADER, NOTE_HEADER)))
+    # Each worker's figures from their grids' coverage rows, for every worker in one query.
+    figures = {
+        (a, b, c): (residents, in_scope, tested) for a, b, c, residents, in_scope, tested in
+        workers.join(grids, on=["street", "community", "grid_id"], how="inner").group_by(keys).agg(
+            pl.col("residents", "in_scope", "tested").sum().cast(pl.Int64)).iter_rows()
     }
-    for (street, community, worker), grid_rows in workers.group_by(keys, maintain_order=True):
-        grid_ids = tuple(sorted(grid_rows["grid_id"].to_list()))
+    for street, community, worker, grid_ids in workers.group_by(keys, maintain_order=True).agg(
+            pl.col("grid_id").sort()).iter_rows():
+        grid_ids = tuple(grid_ids)
         sheets: dict[str, pl.DataFrame] = {
             sheet: parts.get((street, community, worker), empty) for sheet, (parts, empty) in by_sheet.items()}
-        if unregistered is not None:
-            theirs = unregistered_by_grid.get((street, community), unregistered.clear()).filter(
-                pl.col("grid_id").is_in(list(grid_ids)))
-            sheets[UNREGISTERED_SHEET] = _sheet(theirs, _UNREGISTERED_COLS, (CHECKED_HEADER, NOTE_HEADER))
-        mine_grids = [grid_by_id[(street, community, g)] for g in grid_ids if (street, community, g) in grid_by_id]
-        g = pl.concat(mine_grids) if mine_grids else grids.clear()
-        in_scope, tested = int(g["in_scope"].sum()), int(g["tested"].sum())
+        residents, in_scope, tested = figures.get((street, community, worker), (0, 0, 0))
         summary = [
             ("街道", str(street)), ("社区", str(community)), ("网格员", str(worker)), ("网格", "、".join(grid_ids)),
-            (AS_OF_LABEL, as_of_text), ("在册人数", str(int(g["residents"].sum()))), ("在住人数", str(in_scope)),
+            (AS_OF_LABEL, as_of_text), ("在册人数", str(residents)), ("在住人数", str(in_scope)),
             ("本轮已检测", str(tested)), ("本轮未检测", str(in_scope - tested)),
             ("检测覆盖率", f"{tested / in_scope:.1%}" if in_scope else "—"),
         ] + [(f"{name}（人）", str(frame.height)) for name, frame in sheets.items()] + [
