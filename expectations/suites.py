@@ -11,6 +11,7 @@ example values, so no name, phone or ID number reaches the Data Docs.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +60,15 @@ def _gx():
     import great_expectations as gx
 
     return gx
+
+
+def import_in_background() -> threading.Thread:
+    """Importing Great Expectations takes seconds (3.3 s here), all of it waiting if done when the suites
+    are due; done while the inputs are read (polars lets go of the GIL), it costs nothing. A later import
+    waits for this one to finish."""
+    thread = threading.Thread(target=_gx, name="import-great-expectations", daemon=True)
+    thread.start()
+    return thread
 
 
 def build_suite(contract: Contract, as_of: datetime | None = None, *, standalone: bool = True):

@@ -31,6 +31,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from expectations.suites import import_in_background
 from flows.database import Database
 from flows.feedback import store_returned
 from flows.readers import InputError, RawTable, file_hash, read_table
@@ -256,6 +257,7 @@ def refresh_inbox(config: str) -> dict:
     """Scheduled every two hours (or run on demand): load new exports, recompute, publish."""
     logger = get_run_logger()
     started = time.perf_counter()
+    import_in_background()
     settings, inbox = load_campaign(Path(config))
     state = settings.duckdb.path.parent
     with refresh_lock(state):

@@ -22,9 +22,16 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from expectations.docs import export_offline
-from expectations.suites import SuiteResult, checked_column, data_docs_site, validate_sources
+from expectations.suites import (
+    SuiteResult,
+    checked_column,
+    data_docs_site,
+    import_in_background,
+    validate_sources,
+)
 from flows.database import Database
 from flows.meter import StageMeter
+from flows.normalised_store import NormalisedStore
 from flows.publish import RunOutputs, publish_outputs
 from flows.readers import InputError, RawTable, read_table
 from flows.record_spill import ROW, RecordSpill
@@ -36,7 +43,7 @@ from transforms.decision import LINK_COLUMNS
 from transforms.evidence import linking_rows, record_facts, test_evidence, vaccination_evidence, with_row_hash
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
 from transforms.linking import SqlStep, households_sql, record_batch_sql, roster_keys_sql
-from transforms.normalise import IDENTITY_COLUMNS, LINKING_ONLY_COLUMNS, normalise_people
+from transforms.normalise import IDENTITY_COLUMNS, LINKING_ONLY_COLUMNS, normalise_reusing
 from transforms.outcomes import outcome_summary, previous_untested_counts
 from transforms.pair_decisions import decide_pairs, record_batches, roster_side, slice_count
 from transforms.parsing import Parsed, parse_rows
@@ -118,21 +125,29 @@ def validation_summary(suites: dict[str, SuiteResult]) -> dict:
     }
 
 
+def _normalise(rows: pl.DataFrame, source: str, store: NormalisedStore) -> tuple[pl.DataFrame, dict]:
+    """Normalises what the last refresh did not (flows.normalised_store) and keeps this refresh's table."""
+    people, table, fresh = normalise_reusing(rows, INPUTS[source], store.load(source))
+    store.save(source, table)
+    return people, {"normalised_now": fresh, "normalised_reused": table.height - fresh}
+
+
 @task(cache_policy=NO_CACHE)
-def normalise_roster(rows: pl.DataFrame) -> dict:
+def normalise_roster(rows: pl.DataFrame, store: NormalisedStore) -> dict:
     """{"frame": the normalised roster, "flags": its identity flags}. A dict the flow empties: Prefect keeps a
     task's return value until the flow ends, and the roster's linking columns are dropped after link."""
-    roster = normalise_people(rows, ROSTER)
-    return {"frame": roster, "flags": identity_flags(roster)}
+    roster, counts = _normalise(rows, ROSTER.name, store)
+    return {"frame": roster, "flags": identity_flags(roster) | counts}
 
 
 @task(cache_policy=NO_CACHE)
-def normalise_records(rows: pl.DataFrame, source: str, spill: RecordSpill) -> tuple[pl.DataFrame, dict]:
+def normalise_records(rows: pl.DataFrame, source: str, spill: RecordSpill, store: NormalisedStore
+                      ) -> tuple[pl.DataFrame, dict]:
     """Normalises one kind of record, writes what linking reads to the spill and keeps only the facts the
     rules read: the full normalised frame lives only inside this task."""
-    people = normalise_people(rows, INPUTS[source])
+    people, counts = _normalise(rows, source, store)
     spill_linking_rows(spill, source, people)
-    return record_facts(people), identity_flags(people)
+    return record_facts(people), identity_flags(people) | counts
 
 
 def spill_linking_rows(spill: RecordSpill, source: str, people: pl.DataFrame) -> None:
@@ -377,15 +392,16 @@ def _process(
         table.frame = table.frame.clear()  # the rows live on, parsed; the text copy is not needed again
     quarantine = {name: p.quarantine for name, p in parsed.items()}
     people: dict[str, pl.DataFrame] = {}
+    store = NormalisedStore(settings.duckdb.path.parent / "normalised")
     for name in list(parsed):
         # One source at a time, its parsed rows let go as soon as it is normalised: pop, not del, because
         # Prefect holds the validate task's return value (this dict) until the flow ends.
         rows = parsed.pop(name).rows
         if name == ROSTER.name:
-            normalised = normalise_roster(rows)
+            normalised = normalise_roster(rows, store)
             people[name], flags = normalised.pop("frame"), normalised.pop("flags")
         else:
-            people[name], flags = normalise_records(rows, name, spill)
+            people[name], flags = normalise_records(rows, name, spill, store)
         del rows
         report.inputs[name] |= flags
     t = lap("normalise", t)
@@ -445,6 +461,7 @@ def _process(
 def refresh(settings: Settings) -> RunReport:
     """One refresh from the files named in the settings."""
     started = time.perf_counter()
+    import_in_background()
     meter = StageMeter()
     report = new_report(settings)
     raw = ingest(settings)

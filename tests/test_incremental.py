@@ -46,6 +46,11 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     assert 0 < linked_now <= new_rows  # a few new rows are quarantined before linking
     assert incremental.linking["records_reused"] == incremental.linking["records"] - linked_now
     assert scratch.linking["records_linked_now"] == scratch.linking["records"]
+    # Normalised once: the second refresh normalised only the new records' inputs, none of the roster's.
+    assert incremental.inputs["roster"]["normalised_now"] == 0 < incremental.inputs["roster"]["normalised_reused"]
+    assert 0 < incremental.inputs["tests"]["normalised_now"] <= new_rows
+    assert incremental.inputs["tests"]["normalised_reused"] > 0
+    assert scratch.inputs["tests"]["normalised_reused"] == 0
 
     a, b = tmp_path / "incremental" / "out", tmp_path / "scratch" / "out"
     assert _sorted_csv(a / "matches.csv").equals(_sorted_csv(b / "matches.csv"))
@@ -71,6 +76,7 @@ def test_a_new_roster_relinks_everything(tmp_path, prefect_server):
     again = refresh(load_settings(data / "campaign.toml", roster=str(changed), out=str(tmp_path / "out"),
                                   db=str(tmp_path / "g.duckdb")))
     assert again.linking["records_reused"] == 0 and again.linking["records_linked_now"] == again.linking["records"]
+    assert again.inputs["roster"]["normalised_now"] == 1  # the one changed row; the rest was kept from the first
 
 
 def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms.addresses import canonical_address, chinese_number
+from transforms.contract import Role
 from transforms.idcard import check_digit, is_valid_id, mask_id, normalise_ids, upgrade_15
 from transforms.names import loose_key, normalise_names, pinyin_key
 from transforms.phones import normalise_phones
@@ -175,3 +176,50 @@ def test_vector_pinyin_keys_equal_the_scalar_ones(raw):
     for norm, py, loose in out.select("name_norm", "name_py", "name_py_loose").iter_rows():
         if norm:
             assert (py, loose) == (pinyin_key(norm), loose_key(norm))
+
+
+def _sample(source: str) -> pl.DataFrame:
+    from flows.readers import read_table
+    from flows.settings import SAMPLES
+    from transforms.contract import INPUTS
+    from transforms.parsing import parse_rows
+
+    return parse_rows(read_table(SAMPLES / f"{source}.csv", INPUTS[source]).frame, INPUTS[source]).rows
+
+
+@pytest.mark.parametrize("source", ["roster", "tests"])
+def test_normalising_only_new_inputs_gives_what_normalising_all_gives(source):
+    """The last refresh's table stands in for normalising again: whichever rows it covered, the result equals
+    normalising every row, only unseen inputs are normalised, and the table keeps exactly this run's inputs."""
+    from transforms.contract import INPUTS
+    from transforms.normalise import normalise_people, normalise_reusing, normaliser_inputs
+
+    contract = INPUTS[source]
+    rows = _sample(source)
+    expected = normalise_people(rows, contract)
+    _, known, fresh = normalise_reusing(rows.head(rows.height // 2), contract, None)
+    assert fresh == rows.head(rows.height // 2).select(normaliser_inputs(contract)).unique().height
+    # A row the last refresh saw but this one does not (a record since withdrawn) leaves the table.
+    got, table, fresh = normalise_reusing(rows.tail(rows.height - 10), contract, known)
+    assert got.equals(expected.tail(rows.height - 10))
+    distinct = rows.tail(rows.height - 10).select(normaliser_inputs(contract)).unique().height
+    assert table.height == distinct and 0 < fresh < distinct
+    # A changed cell makes a new input: normalised again, never taken from the table.
+    edited = rows.with_columns(pl.col(contract.by_role(Role.NAME)).str.replace(r"^(.)", "欧阳"))
+    again, _, fresh = normalise_reusing(edited, contract, table)
+    assert again.equals(normalise_people(edited, contract)) and fresh > 0
+
+
+def test_the_normalised_table_is_kept_per_normaliser_version(tmp_path, monkeypatch):
+    import flows.normalised_store as store_module
+    from flows.normalised_store import NormalisedStore
+
+    table = pl.DataFrame({"a": [1, 2]})
+    store = NormalisedStore(tmp_path / "normalised")
+    assert store.load("tests") is None
+    store.save("tests", table)
+    assert store.load("tests").equals(table) and store.load("roster") is None
+    monkeypatch.setattr(store_module, "normaliser_fingerprint", lambda: "changed")
+    assert store.load("tests") is None  # changed normaliser code: nothing from the old one is used
+    store.save("tests", table.head(1))
+    assert [p.name for p in (tmp_path / "normalised").iterdir()] == ["tests-changed.parquet"]
