@@ -157,3 +157,43 @@ def test_decisions_do_not_depend_on_how_the_pairs_are_sliced():
     whole = link(family(), records_table(recs)).sort("record_id")
     sliced = link(family(), records_table(recs), pairs_per_slice=2).sort("record_id")
     assert whole.height >= 5 and whole.equals(sliced)
+
+
+def test_exact_stage_pairs_compare_as_every_pair_does():
+    """The exact stage's pairs take a shorter comparison (same checked ID, name reads the same): whatever the
+    name's spelling, phone and address, their levels, score and explanation are what the full one gives."""
+    from itertools import product
+
+    import polars as pl
+
+    from transforms.comparison import ScoreSettings, compare_exact_pairs, compare_pairs, score_pairs
+
+    names = [("王小明", "王小明"), ("王小明", "王晓明")]  # exact, homophone (the exact stage needs the same reading)
+    phones = [("13800138000", "13800138000"), ("13800138001", "13800138000"), ("13912345678", "13800138000"),
+              ("138****8000", "13800138000"), ("13512345678", "13800138000"), (None, "13800138000"), ("13800138000", None)]
+    addresses = [("科苑路1巷3栋2单元502", "科苑路1巷3栋2单元502"), ("1巷3栋2单元502", "科苑路1巷3栋2单元502"),
+                 ("科苑路1巷3栋1单元101", "科苑路1巷3栋2单元502"), ("白石路8号", "科苑路1巷3栋2单元502"),
+                 (None, "科苑路1巷3栋2单元502")]
+    rows = []
+    for (nl, nr), (pl_, pr), (al, ar) in product(names, phones, addresses):
+        block = lambda a: a.split("单元")[0].rsplit("栋", 1)[0] + "栋" if a and "栋" in a else None  # noqa: E731
+        rows.append({
+            "name_norm_l": nl, "name_norm_r": nr, "name_py_l": "wangxiaoming", "name_py_r": "wangxiaoming",
+            "name_py_loose_l": "wangxiaomin", "name_py_loose_r": "wangxiaomin",
+            "id_norm_l": SON, "id_norm_r": SON, "id_body_l": SON, "id_body_r": SON, "id_flag_l": "ok", "id_flag_r": "ok",
+            "id_birth_raw_l": "1988-06-12", "id_birth_raw_r": "1988-06-12", "birth_l": "1988-06-12",
+            "birth_r": "1988-05-01", "sex_l": "男", "sex_r": "女",  # contradicted, but the ID has spoken
+            "phone_norm_l": pl_, "phone_norm_r": pr, "phone_flag_l": "mobile", "phone_flag_r": "mobile",
+            "addr_canon_l": al, "addr_canon_r": ar, "addr_block_l": block(al), "addr_block_r": block(ar),
+            "household_phones_r": ["13800138000", "13912345678"], "household_ids_r": [SON],
+        })
+    full = pl.DataFrame(rows)
+    short = full.select([f"{c}_{side}" for c in ("name_norm", "phone_norm", "addr_canon", "addr_block")
+                         for side in "lr"] + ["household_phones_r"])
+    a = score_pairs(compare_pairs(full), ScoreSettings())
+    b = score_pairs(compare_exact_pairs(short), ScoreSettings())
+    for col in ("id_level", "name_level", "phone_level", "address_level", "score", "explanation"):
+        assert a[col].to_list() == b[col].to_list(), col
+    assert set(a["phone_level"]) >= {"exact", "household", "one_edit", "masked_agree", "different", "missing"}
+    assert set(a["address_level"]) == {"same", "building", "different", "missing"}
+    assert set(a["name_level"]) == {"exact", "homophone"}

@@ -73,6 +73,62 @@ def _pairwise(a: pl.Series, b: pl.Series, scorer) -> pl.Series:
     return pl.Series(out)
 
 
+def _phone_level() -> pl.Expr:
+    """Reads phone_norm_l/_r, household_phones_r and _phone_dist."""
+    c = pl.col
+    phones = c("phone_norm_l").is_not_null() & c("phone_norm_r").is_not_null()
+    return (
+        pl.when(~phones).then(pl.lit("missing"))
+        .when(c("phone_norm_l") == c("phone_norm_r")).then(pl.lit("exact"))
+        .when(c("household_phones_r").list.contains(c("phone_norm_l")).fill_null(False)).then(pl.lit("household"))
+        .when(c("phone_norm_l").str.contains(r"\*") | c("phone_norm_r").str.contains(r"\*")).then(
+            pl.when((c("phone_norm_l").str.slice(0, 3) == c("phone_norm_r").str.slice(0, 3))
+                    & (c("phone_norm_l").str.slice(-4, 4) == c("phone_norm_r").str.slice(-4, 4)))
+            .then(pl.lit("masked_agree")).otherwise(pl.lit("different")))
+        .when(c("_phone_dist") <= 1).then(pl.lit("one_edit"))
+        .otherwise(pl.lit("different"))
+    )
+
+
+def _address_level() -> pl.Expr:
+    c = pl.col
+    return (
+        pl.when(c("addr_canon_l").is_null() | c("addr_canon_r").is_null()).then(pl.lit("missing"))
+        .when(
+            (c("addr_canon_l") == c("addr_canon_r"))
+            | c("addr_canon_r").str.ends_with(c("addr_canon_l"))
+            | c("addr_canon_l").str.ends_with(c("addr_canon_r"))
+        ).then(pl.lit("same"))
+        .when(c("addr_block_l").is_not_null() & (c("addr_block_l") == c("addr_block_r"))).then(pl.lit("building"))
+        .otherwise(pl.lit("different"))
+    )
+
+
+# What compare_exact_pairs reads of each side: 4 of the 13 identity columns compare_pairs reads.
+EXACT_PAIR_COLUMNS = ["name_norm", "phone_norm", "addr_canon", "addr_block"]
+
+
+def compare_exact_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
+    """compare_pairs for the exact stage's pairs, which hold a third of all pairs: the same ID (checked, unique
+    on the roster) and a name that reads the same. Their ID level is exact and their name level exact or
+    homophone by construction, and birth and sex do not count once the ID has spoken (score_pairs,
+    decide_links), so only the name's spelling, the phone and the address are compared. Gives the levels
+    compare_pairs gives (tests/test_linking.py holds the two to each other); birth and sex are 'missing'."""
+    if pairs.height == 0:
+        return compare_pairs(pairs)
+    c = pl.col
+    p = pairs.with_columns(_pairwise(pairs["phone_norm_l"], pairs["phone_norm_r"], OSA.distance).alias("_phone_dist"))
+    return p.with_columns(
+        pl.lit("exact").alias("id_level"),
+        pl.when(c("name_norm_l") == c("name_norm_r")).then(pl.lit("exact")).otherwise(pl.lit("homophone"))
+        .alias("name_level"),
+        _phone_level().alias("phone_level"),
+        pl.lit("missing").alias("birth_level"),
+        pl.lit("missing").alias("sex_level"),
+        _address_level().alias("address_level"),
+    ).drop("_phone_dist")
+
+
 def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     """Adds one level column per field: id_level, name_level, phone_level, birth_level, sex_level,
     address_level. Pure: same pairs in, same levels out, whatever the order."""
@@ -131,18 +187,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         ).then(pl.lit("similar"))
         .otherwise(pl.lit("different"))
     )
-    phones = c("phone_norm_l").is_not_null() & c("phone_norm_r").is_not_null()
-    phone_level = (
-        pl.when(~phones).then(pl.lit("missing"))
-        .when(c("phone_norm_l") == c("phone_norm_r")).then(pl.lit("exact"))
-        .when(c("household_phones_r").list.contains(c("phone_norm_l")).fill_null(False)).then(pl.lit("household"))
-        .when(c("phone_norm_l").str.contains(r"\*") | c("phone_norm_r").str.contains(r"\*")).then(
-            pl.when((c("phone_norm_l").str.slice(0, 3) == c("phone_norm_r").str.slice(0, 3))
-                    & (c("phone_norm_l").str.slice(-4, 4) == c("phone_norm_r").str.slice(-4, 4)))
-            .then(pl.lit("masked_agree")).otherwise(pl.lit("different")))
-        .when(c("_phone_dist") <= 1).then(pl.lit("one_edit"))
-        .otherwise(pl.lit("different"))
-    )
+    phone_level = _phone_level()
     births = c("id_birth_raw_l").is_not_null() & c("birth_r").is_not_null() & ~relatives_id
     # The birth segment of an ID whose check digit fails may hold the typo: it can confirm, never refute.
     record_birth_trusted = c("id_flag_l").is_in(["ok", "upgraded_15"])
@@ -158,16 +203,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         .when(c("sex_l") == c("sex_r")).then(pl.lit("equal"))
         .otherwise(pl.lit("different"))
     )
-    address_level = (
-        pl.when(c("addr_canon_l").is_null() | c("addr_canon_r").is_null()).then(pl.lit("missing"))
-        .when(
-            (c("addr_canon_l") == c("addr_canon_r"))
-            | c("addr_canon_r").str.ends_with(c("addr_canon_l"))
-            | c("addr_canon_l").str.ends_with(c("addr_canon_r"))
-        ).then(pl.lit("same"))
-        .when(c("addr_block_l").is_not_null() & (c("addr_block_l") == c("addr_block_r"))).then(pl.lit("building"))
-        .otherwise(pl.lit("different"))
-    )
+    address_level = _address_level()
     return p.with_columns(
         id_level.alias("id_level"), name_level.alias("name_level"), phone_level.alias("phone_level"),
         birth_level.alias("birth_level"), sex_level.alias("sex_level"), address_level.alias("address_level"),

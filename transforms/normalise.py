@@ -15,14 +15,15 @@ IDENTITY_COLUMNS = [
     "name_norm", "name_py", "name_py_loose", "id_norm", "id_body", "id_flag", "id_birth_raw",
     "birth", "sex", "phone_norm", "phone_flag", "addr_canon", "addr_block",
 ]
-# Of the roster's normalised columns, those only linking reads: dropped once it is done, so the resident
-# status built from the roster (a row per resident, 60 columns) does not carry them through the rules.
 # Every column normalise_people adds, in the order it adds them.
 NORMALISED_COLUMNS = ["id_clean", "id_flag", "id_norm", "id_body", "id_birth", "id_sex", "id_birth_raw", "name_norm",
                       "name_py", "name_py_loose", "phone_norm", "phone_flag", "addr_canon", "addr_place", "building",
                       "unit", "room", "addr_block", "birth", "sex"]
 # The input roles normalise_people reads: a row's normalised columns depend on these cells and nothing else.
 NORMALISER_ROLES = (Role.ID_NUMBER, Role.ID_TYPE, Role.NAME, Role.PHONE, Role.ADDRESS, Role.BIRTH_DATE, Role.GENDER)
+INPUT_KEY = ["_input_h1", "_input_h2"]  # a 128-bit key of a row's normaliser inputs, as two 64-bit hashes
+# Of the roster's normalised columns, those only linking reads: dropped once it is done, so the resident
+# status built from the roster (a row per resident, 60 columns) does not carry them through the rules.
 LINKING_ONLY_COLUMNS = ["name_norm", "name_py_loose", "id_body", "id_flag", "id_birth", "id_sex", "id_birth_raw",
                         "sex", "phone_norm", "phone_flag", "addr_place"]
 
@@ -65,9 +66,6 @@ def normalise_people(rows: pl.DataFrame, contract: Contract) -> pl.DataFrame:
 
 def normaliser_inputs(contract: Contract) -> list[str]:
     return [c for c in (contract.by_role(r) for r in NORMALISER_ROLES) if c is not None]
-
-
-INPUT_KEY = ["_input_h1", "_input_h2"]  # a 128-bit key of a row's normaliser inputs, as two 64-bit hashes
 
 
 def normalise_reusing(rows: pl.DataFrame, contract: Contract, known: pl.DataFrame | None

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from transforms.comparison import ScoreSettings, compare_pairs, score_pairs
+from transforms.comparison import (
+    EXACT_PAIR_COLUMNS,
+    ScoreSettings,
+    compare_exact_pairs,
+    compare_pairs,
+    score_pairs,
+)
 from transforms.decision import LINK_COLUMNS, DecisionSettings, decide_links
 
 KEYS = ["record_kind", "record_id"]
@@ -60,13 +66,17 @@ def roster_side(residents: pl.DataFrame, households: pl.DataFrame) -> RosterSide
     )
 
 
-def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, roster: RosterSide) -> pl.DataFrame:
-    """Pairs with the record's columns suffixed _l and the resident's suffixed _r, as compare_pairs reads.
+def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, roster: RosterSide,
+               columns: list[str] | None = None, households: tuple[str, ...] = ("household_phones", "household_ids"),
+               ) -> pl.DataFrame:
+    """Pairs with the record's columns suffixed _l and the resident's suffixed _r, as compare_pairs reads
+    (only `columns` of the identity columns, and the `households` lists, when given).
     pairs carry the row numbers _li (in records) and _ri (in residents): taking rows by number costs the
     slice's size, where a join would hash the whole of records and residents again for every slice."""
-    left = records.drop(KEYS).gather(pairs["_li"])
-    right = roster.residents.drop("resident_id").gather(pairs["_ri"])
-    family = roster.households.gather(right["_hi"])
+    left = (records.select(columns) if columns else records.drop(KEYS)).gather(pairs["_li"])
+    right = roster.residents.select(*(columns or roster.residents.drop("resident_id", "_hi").columns), "_hi")
+    right = right.gather(pairs["_ri"])
+    family = roster.households.select(households).gather(right["_hi"])
     right = pl.concat([right.drop("_hi"), family], how="horizontal")
     return pl.concat([
         pairs.drop("_li", "_ri"),
@@ -93,7 +103,13 @@ def decide_pairs(
         .sort("_ri")
     )
     decided = [pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})]
-    for part in record_slices(numbered, pairs_per_slice):
+    # A record's pairs all come from one stage (the exact stage's records are not blocked), so the two are
+    # decided apart; the exact stage's pairs need a fifth of the columns and comparisons.
+    exact = pl.col("stage") == "exact"
+    for part in record_slices(numbered.filter(exact), pairs_per_slice):
+        sides = pair_sides(part, records, roster, EXACT_PAIR_COLUMNS, ("household_phones",))
+        decided.append(decide_links(score_pairs(compare_exact_pairs(sides), scoring), decision))
+    for part in record_slices(numbered.filter(~exact), pairs_per_slice):
         scored = score_pairs(compare_pairs(pair_sides(part, records, roster)), scoring)
         decided.append(decide_links(scored, decision))
     return pl.concat(decided, how="vertical_relaxed")
