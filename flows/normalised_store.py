@@ -38,9 +38,13 @@ class NormalisedStore:
     def _path(self, source: str) -> Path:
         return self.folder / f"{source}-{normaliser_fingerprint()}.parquet"
 
-    def load(self, source: str) -> pl.DataFrame | None:
+    def scan(self, source: str) -> pl.LazyFrame | None:
         path = self._path(source)
-        return pl.read_parquet(path) if path.exists() else None
+        return pl.scan_parquet(path) if path.exists() else None
+
+    def rows(self, source: str) -> int:
+        path = self._path(source)
+        return pl.scan_parquet(path).select(pl.len()).collect().item() if path.exists() else 0
 
     def save(self, source: str, table: pl.DataFrame) -> None:
         """Replaces the source's table whole (never a half-written file in its place) and drops tables

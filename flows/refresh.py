@@ -127,9 +127,9 @@ def validation_summary(suites: dict[str, SuiteResult]) -> dict:
 
 def _normalise(rows: pl.DataFrame, source: str, store: NormalisedStore) -> tuple[pl.DataFrame, dict]:
     """Normalises what the last refresh did not (flows.normalised_store) and keeps this refresh's table."""
-    known = store.load(source)
-    people, table, fresh = normalise_reusing(rows, INPUTS[source], known)
-    if known is None or fresh or table.height != known.height:  # else the table is the one on disk
+    kept = store.rows(source)
+    people, table, fresh = normalise_reusing(rows, INPUTS[source], store.scan(source))
+    if fresh or table.height != kept:  # else the table is the one on disk
         store.save(source, table)
     return people, {"normalised_now": fresh, "normalised_reused": table.height - fresh}
 

@@ -68,7 +68,7 @@ def normaliser_inputs(contract: Contract) -> list[str]:
     return [c for c in (contract.by_role(r) for r in NORMALISER_ROLES) if c is not None]
 
 
-def normalise_reusing(rows: pl.DataFrame, contract: Contract, known: pl.DataFrame | None
+def normalise_reusing(rows: pl.DataFrame, contract: Contract, known: pl.LazyFrame | None
                       ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """What normalise_people(rows) gives, normalising only the inputs not in `known` (INPUT_KEY ->
     NORMALISED_COLUMNS, kept from the last refresh). Returns the normalised rows, the table to keep for the
@@ -85,7 +85,9 @@ def normalise_reusing(rows: pl.DataFrame, contract: Contract, known: pl.DataFram
     todo = keyed.select(*INPUT_KEY, *keys).unique(subset=INPUT_KEY)
     parts = []
     if known is not None:
-        parts.append(known.join(todo.select(INPUT_KEY), on=INPUT_KEY, how="semi").select(*INPUT_KEY, *NORMALISED_COLUMNS))
+        # Lazy: only the rows still wanted are ever materialised, not the whole table and then its part.
+        parts.append(known.join(todo.select(INPUT_KEY).lazy(), on=INPUT_KEY, how="semi")
+                     .select(*INPUT_KEY, *NORMALISED_COLUMNS).collect())
         todo = todo.join(parts[0].select(INPUT_KEY), on=INPUT_KEY, how="anti")
     fresh = todo.height
     if fresh or not parts:
