@@ -104,7 +104,7 @@ def decide_pairs(
     )
     decided = [pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})]
     # A record's pairs all come from one stage (the exact stage's records are not blocked), so the two are
-    # decided apart; the exact stage's pairs need a fifth of the columns and comparisons.
+    # decided apart; the exact stage's pairs need under a third of the columns and comparisons.
     exact = pl.col("stage") == "exact"
     for part in record_slices(numbered.filter(exact), pairs_per_slice):
         sides = pair_sides(part, records, roster, EXACT_PAIR_COLUMNS, ("household_phones",))
