@@ -67,8 +67,7 @@ def roster_side(residents: pl.DataFrame, households: pl.DataFrame) -> RosterSide
 
 
 def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, roster: RosterSide,
-               columns: list[str] | None = None, households: tuple[str, ...] = ("household_phones", "household_ids"),
-               ) -> pl.DataFrame:
+               columns: list[str] | None = None, households: list[str] | None = None) -> pl.DataFrame:
     """Pairs with the record's columns suffixed _l and the resident's suffixed _r, as compare_pairs reads
     (only `columns` of the identity columns, and the `households` lists, when given).
     pairs carry the row numbers _li (in records) and _ri (in residents): taking rows by number costs the
@@ -76,7 +75,7 @@ def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, roster: RosterSide,
     left = (records.select(columns) if columns else records.drop(KEYS)).gather(pairs["_li"])
     right = roster.residents.select(*(columns or roster.residents.drop("resident_id", "_hi").columns), "_hi")
     right = right.gather(pairs["_ri"])
-    family = roster.households.select(households).gather(right["_hi"])
+    family = (roster.households.select(households) if households else roster.households).gather(right["_hi"])
     right = pl.concat([right.drop("_hi"), family], how="horizontal")
     return pl.concat([
         pairs.drop("_li", "_ri"),
@@ -107,7 +106,7 @@ def decide_pairs(
     # decided apart; the exact stage's pairs need under a third of the columns and comparisons.
     exact = pl.col("stage") == "exact"
     for part in record_slices(numbered.filter(exact), pairs_per_slice):
-        sides = pair_sides(part, records, roster, EXACT_PAIR_COLUMNS, ("household_phones",))
+        sides = pair_sides(part, records, roster, EXACT_PAIR_COLUMNS, ["household_phones"])
         decided.append(decide_links(score_pairs(compare_exact_pairs(sides), scoring), decision))
     for part in record_slices(numbered.filter(~exact), pairs_per_slice):
         scored = score_pairs(compare_pairs(pair_sides(part, records, roster)), scoring)
