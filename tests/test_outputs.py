@@ -139,10 +139,10 @@ def test_hostile_text_comes_back_exactly(tmp_path):
     import zipfile
     from xml.etree import ElementTree
 
-    from flows.xlsx import Sheet, write_xlsx
+    from flows.xlsx import _MAIN, Sheet, write_xlsx
 
     texts = ["<b>&amp;</b>", "a\x01b\x1fc", "_x0041_ stays", "𠀀𪚥 rare", "=SUM(A1)", "  spaced  ", "", "tab\tnew\nline",
-             "长" * 40_000]
+             "\nafter a break", "ends in a tab\t", "长" * 40_000]
     frame = pl.DataFrame({"文本": texts, "空": [None] * len(texts)}, schema={"文本": pl.String, "空": pl.String})
     path = tmp_path / "h.xlsx"
     write_xlsx(path, [Sheet("表'1", frame=frame, styles=["cell", "fill"], autofilter=True, landscape_a4=True)])
@@ -155,5 +155,9 @@ def test_hostile_text_comes_back_exactly(tmp_path):
         for name in z.namelist():
             if name.endswith((".xml", ".rels")):
                 ElementTree.fromstring(z.read(name))  # every part well-formed
+        # Excel trims a text's end spaces unless the element says to keep them
+        kept = {t.text: t.get("{http://www.w3.org/XML/1998/namespace}space")
+                for t in ElementTree.fromstring(z.read("xl/worksheets/sheet1.xml")).iter(f"{{{_MAIN}}}t")}
+    assert {text for text, space in kept.items() if space == "preserve"} == {"  spaced  ", "\nafter a break", "ends in a tab\t"}
     assert all(r[1] is None for r in ws.iter_rows(min_row=2, values_only=True))
     assert ws.print_title_rows == "$1:$1"
