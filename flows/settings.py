@@ -42,7 +42,7 @@ class Settings:
     escalation: EscalationSettings = field(default_factory=EscalationSettings)
     min_row_fraction: float = 0.5  # a load with fewer rows than this share of the last one is refused
     stop_on_failed_expectations: bool = True  # a file failing its suite stops the refresh
-    expectation_sample_rows: int = 500_000  # a bigger file's suite runs on a random sample this size; 0: all
+    expectation_sample_rows: int = 100_000  # a bigger file's suite runs on a random sample this size; 0: all
 
     @property
     def round(self) -> Round:
@@ -169,5 +169,5 @@ def load_settings(
         escalation=_section(EscalationSettings, doc.get("escalation")),
         min_row_fraction=float(doc.get("checks", {}).get("min_row_fraction", 0.5)),
         stop_on_failed_expectations=bool(doc.get("checks", {}).get("stop_on_failed_expectations", True)),
-        expectation_sample_rows=int(doc.get("checks", {}).get("expectation_sample_rows", 500_000)),
+        expectation_sample_rows=int(doc.get("checks", {}).get("expectation_sample_rows", 100_000)),
     )
