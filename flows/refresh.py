@@ -45,7 +45,14 @@ from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject
 from transforms.linking import SqlStep, households_sql, record_batch_sql, roster_keys_sql
 from transforms.normalise import IDENTITY_COLUMNS, LINKING_ONLY_COLUMNS, normalise_reusing
 from transforms.outcomes import outcome_summary, previous_untested_counts
-from transforms.pair_decisions import decide_pairs, record_batches, roster_side, slice_count
+from transforms.pair_decisions import (
+    decide_pairs,
+    number_records,
+    number_residents,
+    record_batches,
+    roster_side,
+    slice_count,
+)
 from transforms.parsing import Parsed, parse_rows
 from transforms.print_sheet import WORKER, person_lines, worker_print_html
 from transforms.report import coverage_report_html
@@ -183,10 +190,12 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
     judged = records.join(feedback.select(keys).unique(), on=keys, how="semi").join(todo, on=keys, how="anti")
     if judged.height:  # records a worker gave a verdict on are linked again even when unchanged
         todo = pl.concat([todo, judged])
+    residents = number_residents(residents)
     db.expose("residents", residents)
     roster_steps = roster_keys_sql(settings.blocking)
     timings = db.run(roster_steps)
     sides = roster_side(residents, db.fetch(households_sql()))
+    del residents
     decided, counts = [], dict.fromkeys(("record_batches", "exact_stage_links", "pending_records",
                                          "candidate_pairs", "chunks"), 0)
     # Records go through blocking and scoring a batch at a time: memory is one batch's pairs plus the roster,
@@ -196,7 +205,7 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
         rows = todo.filter(pl.col("record_kind") == kind)[ROW].sort()
         for part in record_batches(rows.to_frame(), settings.blocking.records_per_batch):
             t = time.perf_counter()
-            batch = spill.read(kind, part[ROW]).drop(ROW, "row_hash")
+            batch = number_records(spill.read(kind, part[ROW]).drop(ROW, "row_hash"))
             timings["read_batches"] = round(timings.get("read_batches", 0.0) + time.perf_counter() - t, 3)
             if batch.height == 0 and counts["record_batches"]:
                 continue  # nothing to link here; one batch always runs, so the figures and tables exist

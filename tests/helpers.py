@@ -11,7 +11,7 @@ from transforms.decision import DecisionSettings
 from transforms.evidence import records_for_linking
 from transforms.linking import BlockingSettings, households_sql, linking_sql
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
-from transforms.pair_decisions import decide_pairs, roster_side
+from transforms.pair_decisions import decide_pairs, number_records, number_residents, roster_side
 from transforms.parsing import LINE, parse_rows
 
 ROSTER_DEFAULTS = {
@@ -41,8 +41,8 @@ def records_table(rows: list[dict]) -> pl.DataFrame:
 
 def link(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, pairs_per_slice: int = 1_000_000) -> pl.DataFrame:
     """The production linker end to end on an in-memory DuckDB: SQL stages, comparison, decision."""
-    residents = normalise_people(roster_rows, ROSTER).select("resident_id", *IDENTITY_COLUMNS)
-    records = records_for_linking(normalise_people(test_rows, TESTS), None, IDENTITY_COLUMNS)
+    residents = number_residents(normalise_people(roster_rows, ROSTER).select("resident_id", *IDENTITY_COLUMNS))
+    records = number_records(records_for_linking(normalise_people(test_rows, TESTS), None, IDENTITY_COLUMNS))
     con = duckdb.connect()
     try:
         for name, frame in (("residents", residents), ("records", records)):

@@ -64,6 +64,8 @@ def apply_confirmations(links: pl.DataFrame, feedback: pl.DataFrame, records: pl
 def reject_pairs_sql() -> str:
     """Run after candidate_pairs is built: a pair a worker said is not the person is never proposed."""
     return (
-        "DELETE FROM candidate_pairs c USING link_feedback f WHERE f.verdict = 'rejected' "
-        "AND c.record_kind = f.record_kind AND c.record_id = f.record_id AND c.resident_id = f.resident_id"
+        "DELETE FROM candidate_pairs c USING (SELECT r._li, p._ri FROM link_feedback f "
+        "JOIN records r ON r.record_kind = f.record_kind AND r.record_id = f.record_id "
+        "JOIN residents p ON p.resident_id = f.resident_id WHERE f.verdict = 'rejected') x "
+        "WHERE c._li = x._li AND c._ri = x._ri"
     )

@@ -5,9 +5,12 @@ Stage 2 (blocking): every other record gets candidates from bounded blocks (near
 pinyin name with birth date or building, rare pinyin name alone). Blocks that are too big to mean
 anything (a grid worker's phone used for a whole building) are skipped, so no step is ever all-pairs.
 
-Tables read: `residents` and `records`, both with the identity columns of transforms.normalise.
-Table written: `candidate_pairs`, one row per (record, resident) with the stage and the blocking rules
-that proposed it; `households_sql` gives what the comparison needs of each address's family.
+Tables read: `residents` and `records`, both with the identity columns of transforms.normalise, each row
+numbered: `_ri`, a resident's rank by resident_id; `_li`, a record's row in its batch
+(transforms.pair_decisions numbers both). Pairs are carried as these two integers from the first join to
+the last, so grouping and ranking millions of pairs hash two integers, not three strings.
+Table written: `candidate_pairs`, one row per (_li, _ri) with the stage and the blocking rules that
+proposed it; `households_sql` gives what the comparison needs of each address's family.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def _exact_records() -> list[SqlStep]:
     exact = SqlStep(
         "exact_links",
         """CREATE OR REPLACE TEMP TABLE exact_links AS
-SELECT r.record_kind, r.record_id, p.resident_id
+SELECT r._li, p._ri
 FROM records r
 JOIN unique_ids u ON r.id_norm = u.id_norm
 JOIN residents p ON p.id_norm = r.id_norm
@@ -55,8 +58,7 @@ WHERE r.name_py = p.name_py""",
     pending = SqlStep(
         "pending_records",
         """CREATE OR REPLACE TEMP TABLE pending_records AS
-SELECT r.* FROM records r
-ANTI JOIN exact_links e ON r.record_kind = e.record_kind AND r.record_id = e.record_id""",
+SELECT r.* FROM records r ANTI JOIN exact_links e ON r._li = e._li""",
     )
     return [exact, pending]
 
@@ -83,16 +85,15 @@ def blocking_sql(settings: BlockingSettings) -> tuple[list[SqlStep], list[SqlSte
     id_probes = SqlStep(
         "id_probes",
         f"""CREATE OR REPLACE TEMP VIEW id_probes AS
-WITH src AS (SELECT record_kind, record_id, id_body, id_flag FROM pending_records
-             WHERE id_body IS NOT NULL AND id_flag <> 'masked')
-{_id_neighbours_sql("(SELECT * FROM src WHERE id_flag <> 'ok')", "record_kind, record_id")}
+WITH src AS (SELECT _li, id_body, id_flag FROM pending_records WHERE id_body IS NOT NULL AND id_flag <> 'masked')
+{_id_neighbours_sql("(SELECT * FROM src WHERE id_flag <> 'ok')", "_li")}
 UNION ALL
-SELECT record_kind, record_id, id_body FROM src""",
+SELECT _li, id_body FROM src""",
     )
     resident_probes = SqlStep(
         "resident_id_probes",
         f"""CREATE OR REPLACE TEMP VIEW resident_id_probes AS
-{_id_neighbours_sql("(SELECT resident_id, id_body FROM residents WHERE id_body IS NOT NULL AND id_flag NOT IN ('ok', 'masked'))", "resident_id")}""",
+{_id_neighbours_sql("(SELECT _ri, id_body FROM residents WHERE id_body IS NOT NULL AND id_flag NOT IN ('ok', 'masked'))", "_ri")}""",
     )
     phone_ok = SqlStep(
         "phone_keys",
@@ -121,31 +122,31 @@ SELECT name_py FROM residents WHERE name_py IS NOT NULL
 GROUP BY name_py HAVING count(*) <= {settings.max_name_block}""",
     )
     rules = {
-        "id": "SELECT q.record_kind, q.record_id, p.resident_id FROM id_probes q "
+        "id": "SELECT q._li, p._ri FROM id_probes q "
         "JOIN residents p ON p.id_body = q.probe UNION ALL "
-        "SELECT r.record_kind, r.record_id, q.resident_id FROM resident_id_probes q "
+        "SELECT r._li, q._ri FROM resident_id_probes q "
         "JOIN pending_records r ON r.id_body = q.probe WHERE r.id_flag <> 'masked'",
-        "id_other": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "id_other": "SELECT r._li, p._ri FROM pending_records r "
         "JOIN residents p ON p.id_norm = r.id_norm WHERE r.id_body IS NULL",
-        "phone": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "phone": "SELECT r._li, p._ri FROM pending_records r "
         "JOIN phone_keys k ON r.phone_norm = k.phone_norm JOIN residents p ON p.phone_norm = r.phone_norm",
         # A relative's phone leads to the household; the name then says which member it is.
-        "household": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "household": "SELECT r._li, p._ri FROM pending_records r "
         "JOIN phone_keys k ON r.phone_norm = k.phone_norm "
         "JOIN (SELECT DISTINCT phone_norm, addr_canon FROM residents WHERE addr_canon IS NOT NULL) h "
         "ON h.phone_norm = r.phone_norm JOIN residents p ON p.addr_canon = h.addr_canon",
         # A privacy-masked ID still shows region and the last four: with the name, a narrow block.
-        "masked_id": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "masked_id": "SELECT r._li, p._ri FROM pending_records r "
         "JOIN residents p ON substr(p.id_body, 1, 6) = substr(r.id_body, 1, 6) "
         "AND substr(p.id_body, 15, 4) = substr(r.id_body, 15, 4) AND p.name_py_loose = r.name_py_loose "
         "WHERE r.id_flag = 'masked'",
-        "name_birth": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "name_birth": "SELECT r._li, p._ri FROM pending_records r "
         "JOIN residents p ON p.name_py = r.name_py AND p.birth = r.id_birth_raw",
-        "loose_name_birth": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "loose_name_birth": "SELECT r._li, p._ri FROM pending_records r "
         "JOIN residents p ON p.name_py_loose = r.name_py_loose AND p.birth = r.id_birth_raw",
-        "name_building": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "name_building": "SELECT r._li, p._ri FROM pending_records r "
         "JOIN residents p ON p.name_py = r.name_py AND p.addr_block = r.addr_block",
-        "name": "SELECT r.record_kind, r.record_id, p.resident_id FROM pending_records r "
+        "name": "SELECT r._li, p._ri FROM pending_records r "
         "JOIN name_keys k ON r.name_py = k.name_py JOIN residents p ON p.name_py = r.name_py",
     }
     # A pair's rules are gathered as bits of an integer (bit i: the i-th rule name in sorted order) and turned
@@ -157,12 +158,9 @@ GROUP BY name_py HAVING count(*) <= {settings.max_name_block}""",
     proposals = SqlStep(
         "blocked_pairs",
         f"""CREATE OR REPLACE TEMP TABLE blocked_pairs AS
-SELECT record_kind, record_id, resident_id,
-       list_filter({names}, lambda rule, i: (mask >> (i - 1)) & 1 = 1) AS rules
-FROM (SELECT record_kind, record_id, resident_id, bit_or(bit) AS mask FROM ({union})
-      GROUP BY record_kind, record_id, resident_id)
-QUALIFY row_number() OVER (PARTITION BY record_kind, record_id ORDER BY bit_count(mask) DESC, resident_id)
-        <= {settings.max_candidates}""",
+SELECT _li, _ri, list_filter({names}, lambda rule, i: (mask >> (i - 1)) & 1 = 1) AS rules
+FROM (SELECT _li, _ri, bit_or(bit) AS mask FROM ({union}) GROUP BY _li, _ri)
+QUALIFY row_number() OVER (PARTITION BY _li ORDER BY bit_count(mask) DESC, _ri) <= {settings.max_candidates}""",
     )
     return [resident_probes, phone_ok, households, household_ids, name_ok], [id_probes, proposals]
 
@@ -173,9 +171,9 @@ def candidate_pairs_sql() -> SqlStep:
     return SqlStep(
         "candidate_pairs",
         """CREATE OR REPLACE TEMP TABLE candidate_pairs AS
-SELECT record_kind, record_id, resident_id, 'exact' AS stage, ['id_exact'] AS rules FROM exact_links
+SELECT _li, _ri, 'exact' AS stage, ['id_exact'] AS rules FROM exact_links
 UNION ALL
-SELECT record_kind, record_id, resident_id, 'blocking' AS stage, rules FROM blocked_pairs""",
+SELECT _li, _ri, 'blocking' AS stage, rules FROM blocked_pairs""",
     )
 
 

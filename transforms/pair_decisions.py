@@ -44,26 +44,35 @@ def record_slices(pairs: pl.DataFrame, pairs_per_slice: int) -> list[pl.DataFram
     return pairs.with_columns(part).partition_by("_slice", include_key=False)
 
 
+def number_residents(residents: pl.DataFrame) -> pl.DataFrame:
+    """The residents in resident_id order, each numbered by its row (_ri): the number the linking SQL carries
+    a resident by, and, being the rank of the ID, the order it breaks ties in, as the ID itself did."""
+    return residents.sort("resident_id").with_row_index("_ri")
+
+
+def number_records(records: pl.DataFrame) -> pl.DataFrame:
+    """A batch of records numbered by its row (_li), the number the linking SQL carries a record by."""
+    return records.with_row_index("_li")
+
+
 @dataclass(frozen=True)
 class RosterSide:
     """The roster as the comparison reads it, prepared once per run however many batches of records:
-    residents numbered by row (_ri), and each resident's household row (_hi) in households."""
+    residents as number_residents gives them (row i is resident _ri = i), and each resident's household
+    row (_hi) in households."""
 
-    residents: pl.DataFrame  # resident_id, identity columns, _hi
+    residents: pl.DataFrame  # _ri, resident_id, identity columns, _hi
     households: pl.DataFrame  # household_phones, household_ids; one row per address
-    numbers: pl.DataFrame  # resident_id, _ri
 
 
 def roster_side(residents: pl.DataFrame, households: pl.DataFrame) -> RosterSide:
-    """residents: resident_id + identity columns. households: addr_canon, household_phones, household_ids."""
+    """residents: number_residents(resident_id + identity columns). households: addr_canon,
+    household_phones, household_ids."""
     households = households.with_row_index("_hi")
     index = residents.select("addr_canon").join(households.select("addr_canon", "_hi"), on="addr_canon",
                                                 how="left", maintain_order="left")["_hi"]
-    return RosterSide(
-        residents=residents.with_columns(index),
-        households=households.select("household_phones", "household_ids"),
-        numbers=residents.select("resident_id").with_row_index("_ri"),
-    )
+    return RosterSide(residents=residents.with_columns(index),
+                      households=households.select("household_phones", "household_ids"))
 
 
 def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, roster: RosterSide,
@@ -72,8 +81,8 @@ def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, roster: RosterSide,
     (only `columns` of the identity columns, and the `households` lists, when given).
     pairs carry the row numbers _li (in records) and _ri (in residents): taking rows by number costs the
     slice's size, where a join would hash the whole of records and residents again for every slice."""
-    left = (records.select(columns) if columns else records.drop(KEYS)).gather(pairs["_li"])
-    right = roster.residents.select(*(columns or roster.residents.drop("resident_id", "_hi").columns), "_hi")
+    left = (records.select(columns) if columns else records.drop(*KEYS, "_li")).gather(pairs["_li"])
+    right = roster.residents.select(*(columns or roster.residents.drop("_ri", "resident_id", "_hi").columns), "_hi")
     right = right.gather(pairs["_ri"])
     family = (roster.households.select(households) if households else roster.households).gather(right["_hi"])
     right = pl.concat([right.drop("_hi"), family], how="horizontal")
@@ -92,15 +101,13 @@ def decide_pairs(
     decision: DecisionSettings,
     pairs_per_slice: int,
 ) -> pl.DataFrame:
-    """pairs: record_kind, record_id, resident_id, stage, rules. records: keys + identity columns.
-    Returns LINK_COLUMNS."""
+    """pairs: _li, _ri, stage, rules (the linking SQL's candidate_pairs). records: number_records(keys +
+    identity columns), the batch the SQL read. Returns LINK_COLUMNS."""
     # In roster order: pair_sides then reads the roster's columns (the larger side) front to back rather
     # than at random, which halves its time; a decision does not depend on the order of the pairs.
-    numbered = (
-        pairs.join(records.select(KEYS).with_row_index("_li"), on=KEYS, how="inner")
-        .join(roster.numbers, on="resident_id", how="inner")
-        .sort("_ri")
-    )
+    pairs = pairs.sort("_ri")
+    numbered = pl.concat([records.select(KEYS).gather(pairs["_li"]),
+                          roster.residents.select("resident_id").gather(pairs["_ri"]), pairs], how="horizontal")
     decided = [pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})]
     # A record's pairs all come from one stage (the exact stage's records are not blocked), so the two are
     # decided apart; the exact stage's pairs need under a third of the columns and comparisons.
