@@ -160,9 +160,15 @@ class Database:
             self.con.execute("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, "
                              "score, decision, explanation FROM _links")
 
-    def stored_links(self) -> pl.DataFrame:
-        return self.fetch("SELECT record_kind, record_id, resident_id, method, score, decision, explanation "
-                          "FROM link_decisions")
+    def stored_links(self, records: pl.DataFrame) -> pl.DataFrame:
+        """The stored decisions on these records (record_kind, record_id), sorted by record. Chosen and
+        sorted here, not in polars: a city's state holds tens of millions of decisions, and reading them all
+        before choosing held them twice."""
+        with self.registered(_keys=records.select("record_kind", "record_id")):
+            return self.fetch(
+                "SELECT d.record_kind, d.record_id, resident_id, method, score, decision, explanation "
+                "FROM link_decisions d SEMI JOIN _keys k ON d.record_kind = k.record_kind AND d.record_id = k.record_id "
+                "ORDER BY d.record_kind, d.record_id")
 
     # --- call attempts from returned sheets ----------------------------------------------------------
     def ensure_attempts(self) -> None:

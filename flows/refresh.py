@@ -237,7 +237,7 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
     if todo.height == records.height:  # everything was linked now: the stored state holds nothing else of use
         links = fresh = fresh.sort(keys)
     else:
-        links = db.stored_links().join(records.select(keys), on=keys, how="semi").sort(keys)
+        links = db.stored_links(records)
     timings["store_links"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": records.height,
