@@ -42,10 +42,11 @@ from transforms.coverage import build_coverage
 from transforms.decision import LINK_COLUMNS
 from transforms.evidence import linking_rows, record_facts, test_evidence, vaccination_evidence, with_row_hash
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
-from transforms.linking import SqlStep, households_sql, record_batch_sql, roster_keys_sql
+from transforms.linking import SqlStep, blocking_stage_sql, exact_stage_sql, households_sql, roster_keys_sql
 from transforms.normalise import IDENTITY_COLUMNS, LINKING_ONLY_COLUMNS, normalise_reusing
 from transforms.outcomes import outcome_summary, previous_untested_counts
 from transforms.pair_decisions import (
+    RosterSide,
     decide_pairs,
     number_records,
     number_residents,
@@ -171,6 +172,35 @@ def identity_flags(people: pl.DataFrame) -> dict:
             "phone_flags": dict(people.group_by("phone_flag").len().sort("phone_flag").iter_rows())}
 
 
+def _timed(timings: dict[str, float], name: str, since: float) -> None:
+    timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - since, 3)
+
+
+def _read_batch(spill: RecordSpill, kind: str, rows: pl.Series, timings: dict) -> pl.DataFrame:
+    t = time.perf_counter()
+    batch = number_records(spill.read(kind, rows).drop("row_hash"))
+    _timed(timings, "read_batches", t)
+    return batch
+
+
+def _link_batch(db: Database, steps: list[SqlStep], batch: pl.DataFrame, sides: RosterSide, settings: Settings,
+                timings: dict, counts: dict) -> pl.DataFrame:
+    """One batch of records through one stage's SQL, then compared, scored and decided."""
+    db.expose("records", batch)
+    for name, seconds in db.run(steps).items():
+        timings[name] = round(timings.get(name, 0.0) + seconds, 3)
+    t = time.perf_counter()
+    pairs = db.fetch("SELECT * FROM candidate_pairs")
+    _timed(timings, "fetch_pairs", t)
+    counts["candidate_pairs"] += pairs.height
+    counts["chunks"] += slice_count(pairs.height, settings.blocking.pairs_per_chunk)
+    t = time.perf_counter()
+    decided = decide_pairs(pairs, batch.drop(ROW), sides, settings.scoring, settings.decision,
+                           settings.blocking.pairs_per_chunk)
+    _timed(timings, "compare_score_decide", t)
+    return decided
+
+
 @task(cache_policy=NO_CACHE)
 def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Settings
          ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
@@ -197,37 +227,36 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
     sides = roster_side(residents, db.fetch(households_sql()))
     del residents
     decided, counts = [], dict.fromkeys(("record_batches", "exact_stage_links", "pending_records",
-                                         "candidate_pairs", "chunks"), 0)
-    # Records go through blocking and scoring a batch at a time: memory is one batch's pairs plus the roster,
-    # not the whole run's, and the decisions are the same whatever the batch size.
-    batch_steps = [*record_batch_sql(settings.blocking), SqlStep("reject_worker_feedback", reject_pairs_sql())]
+                                         "blocking_batches", "candidate_pairs", "chunks"), 0)
+    # Records go through linking a batch at a time: memory is one batch's pairs plus the roster, not the
+    # whole run's, and the decisions are the same whatever the batch size. The exact stage runs on each
+    # batch of records; the records it leaves are gathered, kind by kind, and blocked a batch at a time
+    # (blocking joins the whole roster once per batch, and only a fifth of the records get there).
+    reject = SqlStep("reject_worker_feedback", reject_pairs_sql())
+    exact_steps = [*exact_stage_sql(), reject]
+    blocking_steps = [*blocking_stage_sql(settings.blocking), reject]
     for kind in spill.files:
         rows = todo.filter(pl.col("record_kind") == kind)[ROW].sort()
+        pending = []
         for part in record_batches(rows.to_frame(), settings.blocking.records_per_batch):
-            t = time.perf_counter()
-            batch = number_records(spill.read(kind, part[ROW]).drop(ROW, "row_hash"))
-            timings["read_batches"] = round(timings.get("read_batches", 0.0) + time.perf_counter() - t, 3)
+            batch = _read_batch(spill, kind, part[ROW], timings)
             if batch.height == 0 and counts["record_batches"]:
                 continue  # nothing to link here; one batch always runs, so the figures and tables exist
             counts["record_batches"] += 1
-            db.expose("records", batch)
-            for name, seconds in db.run(batch_steps).items():
-                timings[name] = round(timings.get(name, 0.0) + seconds, 3)
-            t = time.perf_counter()
-            pairs = db.fetch("SELECT * FROM candidate_pairs")
-            timings["fetch_pairs"] = round(timings.get("fetch_pairs", 0.0) + time.perf_counter() - t, 3)
+            decided.append(_link_batch(db, exact_steps, batch, sides, settings, timings, counts))
             counts["exact_stage_links"] += db.count("exact_links")
-            counts["pending_records"] += db.count("pending_records")
-            counts["candidate_pairs"] += pairs.height
-            counts["chunks"] += slice_count(pairs.height, settings.blocking.pairs_per_chunk)
-            t = time.perf_counter()
-            decided.append(decide_pairs(pairs, batch, sides, settings.scoring, settings.decision,
-                                        settings.blocking.pairs_per_chunk))
-            timings["compare_score_decide"] = round(
-                timings.get("compare_score_decide", 0.0) + time.perf_counter() - t, 3)
-            del pairs, batch
+            pending.append(batch[ROW].gather(db.fetch("SELECT _li FROM exact_pending ORDER BY _li")["_li"]))
+            del batch
+        pending_rows = pl.concat(pending).sort() if pending else pl.Series(ROW, [], dtype=pl.UInt32)
+        counts["pending_records"] += pending_rows.len()
+        for part in record_batches(pending_rows.to_frame(), settings.blocking.records_per_batch):
+            if part.height:
+                counts["blocking_batches"] += 1
+                batch = _read_batch(spill, kind, part[ROW], timings)
+                decided.append(_link_batch(db, blocking_steps, batch, sides, settings, timings, counts))
+                del batch
     db.drop_view("records")
-    db.drop_temp([st.name for st in [*roster_steps, *batch_steps]])
+    db.drop_temp(list(dict.fromkeys(st.name for st in [*roster_steps, *exact_steps, *blocking_steps])))
     del sides
     t = time.perf_counter()
     fresh = apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo).select(LINK_COLUMNS)

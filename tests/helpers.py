@@ -9,7 +9,13 @@ from transforms.comparison import ScoreSettings
 from transforms.contract import ROSTER, TESTS, Contract
 from transforms.decision import DecisionSettings
 from transforms.evidence import records_for_linking
-from transforms.linking import BlockingSettings, households_sql, linking_sql
+from transforms.linking import (
+    BlockingSettings,
+    blocking_stage_sql,
+    exact_stage_sql,
+    households_sql,
+    roster_keys_sql,
+)
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
 from transforms.pair_decisions import decide_pairs, number_records, number_residents, roster_side
 from transforms.parsing import LINE, parse_rows
@@ -44,18 +50,32 @@ def link(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, pairs_per_slice: in
     residents = number_residents(normalise_people(roster_rows, ROSTER).select("resident_id", *IDENTITY_COLUMNS))
     records = number_records(records_for_linking(normalise_people(test_rows, TESTS), None, IDENTITY_COLUMNS))
     con = duckdb.connect()
+
+    def put(name: str, frame: pl.DataFrame) -> None:
+        con.register("_f", frame)
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _f")
+        con.unregister("_f")
+
     try:
-        for name, frame in (("residents", residents), ("records", records)):
-            con.register("_f", frame)
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM _f")
-            con.unregister("_f")
-        for step in linking_sql(BlockingSettings()):
+        put("residents", residents)
+        put("records", records)
+        settings = BlockingSettings()
+        for step in [*roster_keys_sql(settings), *exact_stage_sql()]:
             con.execute(step.sql)
-        pairs = con.sql("SELECT * FROM candidate_pairs").pl()
         roster = roster_side(residents, con.sql(households_sql()).pl())
+        exact = con.sql("SELECT * FROM candidate_pairs").pl()
+        # As the flow does: the records the exact stage left are blocked as a batch of their own.
+        left = con.sql("SELECT _li FROM exact_pending ORDER BY _li").pl()["_li"]
+        pending = number_records(records.drop("_li").gather(left))
+        put("records", pending)
+        for step in blocking_stage_sql(settings):
+            con.execute(step.sql)
+        blocked = con.sql("SELECT * FROM candidate_pairs").pl()
     finally:
         con.close()
-    return decide_pairs(pairs, records, roster, ScoreSettings(), DecisionSettings(), pairs_per_slice)
+    decide = [decide_pairs(pairs, batch, roster, ScoreSettings(), DecisionSettings(), pairs_per_slice)
+              for pairs, batch in ((exact, records), (blocked, pending))]
+    return pl.concat(decide, how="vertical_relaxed")
 
 
 def decision_for(links: pl.DataFrame, record_id: str) -> tuple[str | None, str | None]:

@@ -56,9 +56,9 @@ JOIN residents p ON p.id_norm = r.id_norm
 WHERE r.name_py = p.name_py""",
     )
     pending = SqlStep(
-        "pending_records",
-        """CREATE OR REPLACE TEMP TABLE pending_records AS
-SELECT r.* FROM records r ANTI JOIN exact_links e ON r._li = e._li""",
+        "exact_pending",
+        """CREATE OR REPLACE TEMP TABLE exact_pending AS
+SELECT r._li FROM records r ANTI JOIN exact_links e ON r._li = e._li""",
     )
     return [exact, pending]
 
@@ -162,18 +162,18 @@ SELECT _li, _ri, list_filter({names}, lambda rule, i: (mask >> (i - 1)) & 1 = 1)
 FROM (SELECT _li, _ri, bit_or(bit) AS mask FROM ({union}) GROUP BY _li, _ri)
 QUALIFY row_number() OVER (PARTITION BY _li ORDER BY bit_count(mask) DESC, _ri) <= {settings.max_candidates}""",
     )
-    return [resident_probes, phone_ok, households, household_ids, name_ok], [id_probes, proposals]
+    pending = SqlStep("pending_records", "CREATE OR REPLACE TEMP VIEW pending_records AS SELECT * FROM records")
+    return [resident_probes, phone_ok, households, household_ids, name_ok], [pending, id_probes, proposals]
 
 
-def candidate_pairs_sql() -> SqlStep:
-    """Both stages' pairs as keys only: the identity columns are joined on in slices when compared
+def candidate_pairs_sql(stage: str) -> SqlStep:
+    """One stage's pairs as keys only: the identity columns are joined on in slices when compared
     (transforms.pair_decisions), so millions of wide rows never sit in the database at once."""
+    source, rules = {"exact": ("exact_links", "['id_exact']"), "blocking": ("blocked_pairs", "rules")}[stage]
     return SqlStep(
         "candidate_pairs",
-        """CREATE OR REPLACE TEMP TABLE candidate_pairs AS
-SELECT _li, _ri, 'exact' AS stage, ['id_exact'] AS rules FROM exact_links
-UNION ALL
-SELECT _li, _ri, 'blocking' AS stage, rules FROM blocked_pairs""",
+        f"""CREATE OR REPLACE TEMP TABLE candidate_pairs AS
+SELECT _li, _ri, '{stage}' AS stage, {rules} AS rules FROM {source}""",
     )
 
 
@@ -185,18 +185,22 @@ def households_sql() -> str:
 FROM household_phones hp FULL OUTER JOIN household_ids hi ON hp.addr_canon = hi.addr_canon"""
 
 
-def linking_sql(settings: BlockingSettings) -> list[SqlStep]:
-    """Both parts in one go, for a single batch of records."""
-    return [*roster_keys_sql(settings), *record_batch_sql(settings)]
-
-
 def roster_keys_sql(settings: BlockingSettings) -> list[SqlStep]:
     """What the roster alone decides (unique IDs, usable phones and names, households): built once per
     run, whatever the number of record batches."""
     return [_unique_ids(), *blocking_sql(settings)[0]]
 
 
-def record_batch_sql(settings: BlockingSettings) -> list[SqlStep]:
-    """Run once per batch of `records`: candidate_pairs then holds that batch's pairs only. A record's
-    pairs depend on the record and the roster, never on the other records of its batch."""
-    return [*_exact_records(), *blocking_sql(settings)[1], candidate_pairs_sql()]
+def exact_stage_sql() -> list[SqlStep]:
+    """Run once per batch of `records`: candidate_pairs then holds the batch's exact-stage pairs, and
+    exact_pending (_li) the records the exact stage did not settle, for the blocking stage."""
+    return [*_exact_records(), candidate_pairs_sql("exact")]
+
+
+def blocking_stage_sql(settings: BlockingSettings) -> list[SqlStep]:
+    """Run once per batch of pending `records` (every record exposed is one the exact stage left):
+    candidate_pairs then holds their blocked pairs. The flow gathers the pending records of every batch
+    before blocking them, so the whole roster is joined once per million pending records rather than once
+    per million records (at 5M residents, 4 times instead of 18). A record's pairs depend on the record
+    and the roster, never on the other records of its batch."""
+    return [*blocking_sql(settings)[1], candidate_pairs_sql("blocking")]
