@@ -173,6 +173,12 @@ def test_linking_in_small_batches_gives_the_same_links(tmp_path, prefect_server)
     assert whole.linking["record_batches"] == 2  # one per kind of record (tests, vaccinations)
     per_kind = [whole.linking["decisions"][kind]["records"] for kind in ("test", "vaccination")]
     assert batched.linking["record_batches"] == sum(-(-n // 400) for n in per_kind) > 5
+    # The records the exact stage left are gathered over a kind's batches and blocked 400 at a time: fewer
+    # passes over the roster than batches of records.
+    assert whole.linking["blocking_batches"] == 2
+    pending = batched.linking["pending_records"]
+    assert -(-pending // 400) <= batched.linking["blocking_batches"] <= -(-pending // 400) + 1
+    assert batched.linking["blocking_batches"] < batched.linking["record_batches"]
     for key in ("exact_stage_links", "pending_records", "candidate_pairs", "decisions"):
         assert whole.linking[key] == batched.linking[key], key
     a, b = tmp_path / "whole" / "out", tmp_path / "batched" / "out"
