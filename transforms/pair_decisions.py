@@ -79,7 +79,8 @@ def roster_side(residents: pl.DataFrame, households: pl.DataFrame) -> RosterSide
 def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, roster: RosterSide,
                columns: list[str] | None = None, households: list[str] | None = None) -> pl.DataFrame:
     """Pairs with the record's columns suffixed _l and the resident's suffixed _r, as compare_pairs reads
-    (only `columns` of the identity columns, and the `households` lists, when given).
+    (only `columns` of the identity columns, and the `households` lists, when given); the pair's numbers
+    stay for decide_links.
     pairs carry the row numbers _li (in records) and _ri (in residents): taking rows by number costs the
     slice's size, where a join would hash the whole of records and residents again for every slice."""
     left = (records.select(columns) if columns else records.drop(*KEYS, "_li")).gather(pairs["_li"])
@@ -88,7 +89,7 @@ def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, roster: RosterSide,
     family = (roster.households.select(households) if households else roster.households).gather(right["_hi"])
     right = pl.concat([right.drop("_hi"), family], how="horizontal")
     return pl.concat([
-        pairs.drop("_li", "_ri"),
+        pairs,
         left.rename({c: f"{c}_l" for c in left.columns}),
         right.rename({c: f"{c}_r" for c in right.columns}),
     ], how="horizontal")
