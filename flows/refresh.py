@@ -172,8 +172,12 @@ def identity_flags(people: pl.DataFrame) -> dict:
             "phone_flags": dict(people.group_by("phone_flag").len().sort("phone_flag").iter_rows())}
 
 
+def _add_time(timings: dict[str, float], name: str, seconds: float) -> None:
+    timings[name] = round(timings.get(name, 0.0) + seconds, 3)
+
+
 def _timed(timings: dict[str, float], name: str, since: float) -> None:
-    timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - since, 3)
+    _add_time(timings, name, time.perf_counter() - since)
 
 
 def _read_batch(spill: RecordSpill, kind: str, rows: pl.Series, timings: dict) -> pl.DataFrame:
@@ -188,7 +192,7 @@ def _link_batch(db: Database, steps: list[SqlStep], batch: pl.DataFrame, sides: 
     """One batch of records through one stage's SQL, then compared, scored and decided."""
     db.expose("records", batch)
     for name, seconds in db.run(steps).items():
-        timings[name] = round(timings.get(name, 0.0) + seconds, 3)
+        _add_time(timings, name, seconds)
     t = time.perf_counter()
     pairs = db.fetch("SELECT * FROM candidate_pairs")
     _timed(timings, "fetch_pairs", t)

@@ -36,11 +36,11 @@ def record_batches(records: pl.DataFrame, per_batch: int) -> list[pl.DataFrame]:
 
 
 def record_slices(pairs: pl.DataFrame, pairs_per_slice: int) -> list[pl.DataFrame]:
-    """Pairs split by a hash of the record, about pairs_per_slice each."""
+    """Pairs split by a hash of the record's number (_li), about pairs_per_slice each."""
     n = slice_count(pairs.height, pairs_per_slice)
     if n == 1:
         return [pairs]
-    part = (pl.struct(KEYS).hash(seed=0) % n).alias("_slice")
+    part = (pl.col("_li").hash(seed=0) % n).alias("_slice")
     return pairs.with_columns(part).partition_by("_slice", include_key=False)
 
 
