@@ -7,6 +7,7 @@ opening the file. A problem with the file as a whole raises InputError, naming f
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -46,46 +47,76 @@ class RawTable:
     frame: pl.DataFrame  # String columns named as in the contract, plus LINE
     encoding: str
     ignored_columns: list[str] = field(default_factory=list)
+    rows: int = -1  # rows read; kept when the frame is let go once parsed
+
+    def __post_init__(self) -> None:
+        if self.rows < 0:
+            self.rows = self.frame.height
 
 
-def decode_bytes(path: Path, data: bytes) -> tuple[str, str]:
-    """Returns (text, encoding name). GB18030 is a superset of GBK and GB2312."""
-    if data.startswith(b"\xef\xbb\xbf"):
+_UTF8_SLICE = 1 << 24
+
+
+def _utf8_error(data: bytes, start: int = 0) -> int | None:
+    """The byte offset of the first sequence that is not UTF-8, or None. Checked a slice at a time: decoding
+    a city's export into one Python string held twice its size again while it was read."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for at in range(start, len(view), _UTF8_SLICE):
+        pending = len(decoder.getstate()[0])  # bytes of a character cut at the last slice's end
         try:
-            return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
+            decoder.decode(view[at:at + _UTF8_SLICE], final=at + _UTF8_SLICE >= len(view))
         except UnicodeDecodeError as exc:
-            raise InputError(path, f"marked as UTF-8 but byte {exc.start + 3} is not: truncated or mixed "
-                             "encodings (save the file again as UTF-8)") from exc
+            return at - pending + exc.start
+    return None
+
+
+def decode_bytes(path: Path, data: bytes) -> tuple[bytes, str]:
+    """Returns (the text as UTF-8 bytes, the encoding it came in). GB18030 is a superset of GBK and GB2312.
+    A UTF-8 file (BOM or not) is handed on as it is: the CSV reader skips the BOM."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        bad = _utf8_error(data, 3)
+        if bad is not None:
+            raise InputError(path, f"marked as UTF-8 but byte {bad} is not: truncated or mixed "
+                             "encodings (save the file again as UTF-8)")
+        return data, "utf-8-sig"
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            return data.decode("utf-16"), "utf-16"
+            return data.decode("utf-16").encode("utf-8"), "utf-16"
         except UnicodeDecodeError as exc:
             raise InputError(path, f"truncated or corrupt UTF-16 text (byte {exc.start})") from exc
-    for enc in ("utf-8", "gb18030"):
-        try:
-            return data.decode(enc), enc
-        except UnicodeDecodeError:
-            continue
-    raise InputError(path, "unknown text encoding: expected UTF-8 (with or without BOM), UTF-16 or GB18030/GBK")
+    if _utf8_error(data) is None:
+        return data, "utf-8"
+    try:
+        return data.decode("gb18030").encode("utf-8"), "gb18030"
+    except UnicodeDecodeError:
+        raise InputError(path, "unknown text encoding: expected UTF-8 (with or without BOM), UTF-16 or "
+                         "GB18030/GBK") from None
+
+
+def _first_line(payload: bytes) -> str:
+    head = bytes(memoryview(payload)[:1 << 20]).removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")
+    return head.split(b"\n", 1)[0].decode("utf-8", errors="ignore")
 
 
 def _csv_table(path: Path) -> tuple[list[str], pl.DataFrame, str]:
     """Header and a frame of String columns col_0..col_n with LINE; lines as a spreadsheet shows them."""
     data = path.read_bytes()
-    if not data.strip():
+    if not data or data.isspace():  # (strip() would copy the whole file)
         raise InputError(path, "the file is empty")
-    text, encoding = decode_bytes(path, data)
-    if "\x00" in text:
+    payload, encoding = decode_bytes(path, data)
+    del data
+    if b"\x00" in payload:  # in UTF-8 a zero byte is only ever the NUL character
         raise InputError(path, "the file contains NUL bytes: it is not a text export (binary or truncated file?)")
-    first = text.lstrip("\r\n").split("\n", 1)[0]
+    first = _first_line(payload)
     delimiter = max([",", "\t", ";", "|"], key=first.count)
-    payload = text.encode("utf-8") if encoding != "utf-8" else data
     try:
         grid = pl.read_csv(
             io.BytesIO(payload), has_header=False, infer_schema=False, separator=delimiter, raise_if_empty=False,
         )
     except pl.exceptions.PolarsError:
         # Ragged rows and stray quotes: the standard library reader is slower but forgiving.
+        text = payload.decode("utf-8").removeprefix("\ufeff")
         try:
             rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
         except csv.Error as exc:

@@ -71,6 +71,27 @@ def test_file_level_errors_name_the_file_and_what_was_expected(tmp_path, content
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("slice_bytes", [1, 2, 5, 7, 1 << 24])
+def test_utf8_is_checked_in_slices_that_cut_characters(tmp_path, monkeypatch, slice_bytes):
+    # The check reads a file a slice at a time; a slice end inside a three-byte character must neither
+    # reject a good file nor move the byte a bad file is reported at.
+    import flows.readers as readers
+
+    monkeypatch.setattr(readers, "_UTF8_SLICE", slice_bytes)
+    text = "\n".join([HEADER_ZH, *ROWS]) + "\n"
+    good = write(tmp_path, "good.csv", text, "utf-8-sig")
+    assert read_table(good, TESTS).frame["name"].to_list() == ["张三", "李四"]
+    data = b"\xef\xbb\xbf" + text.encode("utf-8")
+    at = data.index("李四".encode()) + 1  # the second byte of 李: a continuation byte made invalid
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(data[:at] + b"\x41" + data[at + 1:])
+    with pytest.raises(UnicodeDecodeError) as whole:
+        bad.read_bytes().decode("utf-8")
+    with pytest.raises(InputError) as err:
+        read_table(bad, TESTS)
+    assert f"byte {whole.value.start} is not" in str(err.value)
+
+
 def test_missing_required_roster_column_names_it(tmp_path):
     p = write(tmp_path, "roster.csv", "人员编号,姓名,居住地址,街道,社区,网格编号\nR1,张三,地址,街道,社区,G1\n", "utf-8")
     with pytest.raises(InputError) as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 from helpers import decision_for, link, records_table, roster
 
@@ -131,6 +132,22 @@ def test_shuffling_records_changes_no_decision():
     a = link(family(), records_table(recs)).sort("record_id")
     b = link(family(), records_table(list(reversed(recs)))).sort("record_id")
     assert a.select("record_id", "resident_id", "decision").equals(b.select("record_id", "resident_id", "decision"))
+
+
+def test_the_rosters_row_order_changes_no_decision():
+    # Residents are numbered by the rank of resident_id; a roster already in that order is numbered without
+    # sorting, any other order is sorted first. A tie between two residents (one person registered twice, no
+    # ID) must go to the same resident either way.
+    twice = [{"resident_id": r, "name": "李秀英", "phone": "13912345678", "address": "科苑路2巷1栋101"}
+             for r in ("R5", "R6")]
+    people = pl.concat([family(), roster(twice)])
+    recs = [{"record_id": f"T{i}", "name": n, "phone": FAMILY_PHONE}
+            for i, n in enumerate(["王小明", "王欣怡", "王建国", "王欣悦"])]
+    recs.append({"record_id": "T9", "name": "李秀英", "phone": "13912345678"})
+    forward = link(people, records_table(recs)).sort("record_id")
+    backward = link(people.reverse(), records_table(recs)).sort("record_id")
+    assert forward.height == 5 and forward.equals(backward)
+    assert forward.filter(pl.col("record_id") == "T9")["resident_id"].item() == "R5"
 
 
 def test_a_name_with_a_character_left_out_and_nothing_else_is_only_possible():

@@ -46,8 +46,12 @@ def record_slices(pairs: pl.DataFrame, pairs_per_slice: int) -> list[pl.DataFram
 
 def number_residents(residents: pl.DataFrame) -> pl.DataFrame:
     """The residents in resident_id order, each numbered by its row (_ri): the number the linking SQL carries
-    a resident by, and, being the rank of the ID, the order it breaks ties in, as the ID itself did."""
-    return residents.sort("resident_id").with_row_index("_ri").rechunk()
+    a resident by, and, being the rank of the ID, the order it breaks ties in, as the ID itself did.
+    A roster already in that order (exports usually are) is not sorted: the sort copied every identity column
+    of the roster while the roster itself stayed alive, 1.9 GiB at 5M residents."""
+    if not residents["resident_id"].is_sorted():
+        residents = residents.sort("resident_id")
+    return residents.with_row_index("_ri").rechunk()
 
 
 def number_records(records: pl.DataFrame) -> pl.DataFrame:
