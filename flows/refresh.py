@@ -39,7 +39,7 @@ from flows.settings import Settings
 from transforms.changes import build_escalation, mark_changes
 from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
 from transforms.coverage import build_coverage
-from transforms.decision import LINK_COLUMNS
+from transforms.decision import LINK_COLUMNS, compact_links
 from transforms.evidence import linking_rows, record_facts, test_evidence, vaccination_evidence, with_row_hash
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
 from transforms.linking import SqlStep, blocking_stage_sql, exact_stage_sql, households_sql, roster_keys_sql
@@ -268,14 +268,15 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
     db.drop_temp(list(dict.fromkeys(st.name for st in [*roster_steps, *exact_steps, *blocking_steps])))
     del sides
     t = time.perf_counter()
-    fresh = apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo).select(LINK_COLUMNS)
+    fresh = compact_links(apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo)
+                          .select(LINK_COLUMNS))
     del decided
     db.save_link_state(todo.select(*keys, "row_hash"), fresh)
     # One sorted copy of every decision for everything after (matches.csv lists them in this order).
     if todo.height == records.height:  # everything was linked now: the stored state holds nothing else of use
         links = fresh = fresh.sort(keys)
     else:
-        links = db.stored_links(records)
+        links = compact_links(db.stored_links(records))
     timings["store_links"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": records.height,

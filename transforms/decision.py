@@ -13,6 +13,15 @@ import polars as pl
 
 NAME_AGREES = ("exact", "homophone", "wildcard")
 LINK_COLUMNS = ["record_kind", "record_id", "resident_id", "method", "score", "decision", "explanation"]
+# Columns with a few hundred distinct texts over a city's tens of millions of decisions (at 1M residents, 352
+# explanations and 86 methods among 3.2M decisions): held as Categorical, 4 bytes a row, instead of the text
+# (the explanations alone were half the decisions' memory). Written out as the same text. Not record_kind:
+# it is a join key, and short enough to sit inside its string view.
+REPEATED_LINK_COLUMNS = ["method", "decision", "explanation"]
+
+
+def compact_links(links: pl.DataFrame) -> pl.DataFrame:
+    return links.with_columns(pl.col(c).cast(pl.Categorical) for c in REPEATED_LINK_COLUMNS)
 
 
 @dataclass(frozen=True)

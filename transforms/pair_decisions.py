@@ -19,7 +19,7 @@ from transforms.comparison import (
     compare_pairs,
     score_pairs,
 )
-from transforms.decision import LINK_COLUMNS, DecisionSettings, decide_links
+from transforms.decision import LINK_COLUMNS, DecisionSettings, compact_links, decide_links
 
 KEYS = ["record_kind", "record_id"]
 
@@ -108,7 +108,8 @@ def decide_pairs(
     pairs_per_slice: int,
 ) -> pl.DataFrame:
     """pairs: _li, _ri, stage, rules (the linking SQL's candidate_pairs). records: number_records(keys +
-    identity columns), the batch the SQL read. Returns LINK_COLUMNS."""
+    identity columns), the batch the SQL read. Returns LINK_COLUMNS, the repeated ones compacted
+    (transforms.decision.compact_links): a run keeps every batch's decisions until linking ends."""
     # In roster order: pair_sides then reads the roster's columns (the larger side) front to back rather
     # than at random, which halves its time; a decision does not depend on the order of the pairs.
     pairs = pairs.sort("_ri")
@@ -124,4 +125,4 @@ def decide_pairs(
     for part in record_slices(numbered.filter(~exact), pairs_per_slice):
         scored = score_pairs(compare_pairs(pair_sides(part, records, roster)), scoring)
         decided.append(decide_links(scored, decision))
-    return pl.concat(decided, how="vertical_relaxed")
+    return compact_links(pl.concat(decided, how="vertical_relaxed"))
