@@ -276,7 +276,7 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
     if todo.height == records.height:  # everything was linked now: the stored state holds nothing else of use
         links = fresh = fresh.sort(keys)
     else:
-        links = compact_links(db.stored_links(records))
+        links = db.stored_links(records, compact_links).sort(keys)
     timings["store_links"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": records.height,
