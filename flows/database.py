@@ -161,8 +161,7 @@ class Database:
             self.con.execute("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, "
                              "score, decision, explanation FROM _links")
 
-    def stored_links(self, records: pl.DataFrame, each: Callable[[pl.DataFrame], pl.DataFrame] = lambda f: f
-                     ) -> pl.DataFrame:
+    def stored_links(self, records: pl.DataFrame, each: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
         """The stored decisions on these records (record_kind, record_id), unsorted, each batch of a million
         passed through `each` as it arrives (the flow compacts them). Chosen here, not in polars: a city's state
         holds tens of millions of decisions. Neither sorted here nor fetched whole as text: at 5M residents that
