@@ -74,7 +74,7 @@ def main() -> int:
     link_peak = meter.mark("link")
     meter.stop()
 
-    _, call_list, _ = apply_rules.fn(people, links, settings)
+    call_list = apply_rules.fn(people, links, settings)["call_list"]
     call_list.write_csv(out / "call_list.csv")
     links.select("record_kind", "record_id", "resident_id", "method", "score", "decision").write_csv(
         out / "matches.csv")

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +51,8 @@ class RunOutputs:
     community_books: list[CommunityBook] = field(default_factory=list)
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)  # escalation, unregistered, roster_corrections
     report_html: str | None = None
-    print_pages: list[tuple[tuple[str, str, str], str]] = field(default_factory=list)  # (street, community, file)
+    # (street, community, file name), page: rendered one at a time as they are written
+    print_pages: Iterable[tuple[tuple[str, str, str], str]] = ()
     data_docs: tuple[Path, dict[str, SuiteResult]] | None = None
 
 

@@ -1,4 +1,4 @@
-"""Records' identity columns on disk between normalise and link.
+"""Records on disk: their identity columns between normalise and link, their facts until the rules are done.
 
 A city's tests and vaccinations are tens of millions of rows; holding all their identity columns (names,
 pinyin keys, IDs, phones, addresses) in memory from normalise to the end of linking is what ran a 5M-resident
@@ -51,6 +51,25 @@ class RecordSpill:
         # Some records scattered over the file (an incremental run): filtered while reading, so a batch
         # never holds the whole file's rows between its first and last record.
         return scan.filter(pl.col(ROW).is_between(lo, hi) & pl.col(ROW).is_in(rows.implode())).collect()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class FactSpill:
+    """The records' facts (transforms.evidence.RECORD_FACTS) of each source on disk from normalise until the
+    rules have read them. Linking never reads them, and the rules read a few columns each (the evidence reads
+    record_id and the time of every record, the rest only for the few records shown on a list), so a city's
+    facts (2 GiB at 5M residents) are never all in memory beside the roster and the decisions."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def write(self, source: str, facts: pl.DataFrame) -> pl.LazyFrame:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{source}.parquet"
+        facts.write_parquet(path, compression="lz4", row_group_size=ROW_GROUP, statistics=True)
+        return pl.scan_parquet(path)
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from flows.meter import StageMeter
 from flows.normalised_store import NormalisedStore
 from flows.publish import RunOutputs, publish_outputs
 from flows.readers import InputError, RawTable, read_table
-from flows.record_spill import ROW, RecordSpill
+from flows.record_spill import ROW, FactSpill, RecordSpill
 from flows.settings import Settings
 from transforms.changes import build_escalation, mark_changes
 from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
@@ -156,13 +157,14 @@ def normalise_roster(rows: pl.DataFrame, store: NormalisedStore) -> dict:
 
 
 @task(cache_policy=NO_CACHE)
-def normalise_records(rows: pl.DataFrame, source: str, spill: RecordSpill, store: NormalisedStore
-                      ) -> tuple[pl.DataFrame, dict]:
-    """Normalises one kind of record, writes what linking reads to the spill and keeps only the facts the
-    rules read: the full normalised frame lives only inside this task."""
+def normalise_records(rows: pl.DataFrame, source: str, spill: RecordSpill, facts: FactSpill, store: NormalisedStore
+                      ) -> tuple[pl.LazyFrame, dict]:
+    """Normalises one kind of record and writes what linking reads, and the facts the rules read, to disk:
+    the full normalised frame lives only inside this task. Returns a scan of the facts."""
     people, counts = _normalise(rows, source, store)
     spill_linking_rows(spill, source, people)
-    return record_facts(people), identity_flags(people) | counts
+    flags = identity_flags(people) | counts
+    return facts.write(source, record_facts(people)), flags
 
 
 def spill_linking_rows(spill: RecordSpill, source: str, people: pl.DataFrame) -> None:
@@ -316,19 +318,20 @@ def _decision_counts(links: pl.DataFrame, records: pl.DataFrame) -> dict:
 
 @task(cache_policy=NO_CACHE)
 def apply_rules(
-    people: dict[str, pl.DataFrame], links: pl.DataFrame, settings: Settings, outcomes: pl.DataFrame | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    residents = people["roster"]
+    people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame, settings: Settings,
+    outcomes: pl.DataFrame | None = None,
+) -> dict[str, pl.DataFrame]:
+    """{"status", "call_list", "coverage"}: a dict the flow empties, so the status (a row of sixty columns
+    per resident) goes once the lists are built; Prefect keeps a task's return value until the flow ends."""
     tests_ev = test_evidence(links, people["tests"])
     vacc_ev = vaccination_evidence(links, people.get("vaccinations"))
-    status = resident_status(residents, tests_ev, vacc_ev, settings.round, settings.rules, outcomes)
-    call_list = build_call_list(status)
-    coverage = build_coverage(status)
-    return status, call_list, coverage
+    status = resident_status(people["roster"], tests_ev, vacc_ev, settings.round, settings.rules, outcomes)
+    del tests_ev, vacc_ev
+    return {"status": status, "call_list": build_call_list(status), "coverage": build_coverage(status)}
 
 
 @task(cache_policy=NO_CACHE)
-def follow_up(db: Database, people: dict[str, pl.DataFrame], links: pl.DataFrame, status: pl.DataFrame,
+def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame, status: pl.DataFrame,
               call_list: pl.DataFrame, coverage: pl.DataFrame, settings: Settings) -> tuple[pl.DataFrame, dict, dict]:
     """What changed since the last refresh, who is escalated, the roster's gaps, and the report.
     Returns the call list marked with what is new, the tables to publish, and the change figures."""
@@ -350,18 +353,17 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame], links: pl.DataFrame
     return call_list, tables, {"changes": changes, "report_html": page}
 
 
-def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> list:
-    """One printable page per worker book, rows in walking order."""
+def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterator[tuple[tuple[str, str, str], str]]:
+    """One printable page per worker book, rows in walking order; rendered as they are written, so a city's
+    pages are never all in memory at once."""
     # Sorted and rendered once for everyone; each worker's part keeps that order.
     lines = person_lines(walk_order(call_list))
     by_worker = lines.partition_by(WORKER, as_dict=True, maintain_order=True)
-    pages = []
     for book in books:
         rows = by_worker.get((book.street, book.community, book.grid_worker), lines.clear())
         page = worker_print_html(rows, street=book.street, community=book.community, grid_worker=book.grid_worker,
                                  grids="、".join(book.grid_ids), as_of_text=as_of_text)
-        pages.append(((book.street, book.community, book.file_name.removesuffix(".xlsx") + ".html"), page))
-    return pages
+        yield (book.street, book.community, book.file_name.removesuffix(".xlsx") + ".html"), page
 
 
 def new_report(settings: Settings, **extra: object) -> RunReport:
@@ -388,18 +390,20 @@ def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, sta
     """Everything after ingest; shared by the file refresh and the inbox refresh."""
     docs_root = Path(tempfile.mkdtemp(prefix="gridsweep-gx-"))  # GE's file context; copied out offline
     meter = meter or StageMeter()
-    spill = RecordSpill((settings.duckdb.temp_directory or settings.duckdb.path.parent) / f"records-{report.run_id}")
+    temp = settings.duckdb.temp_directory or settings.duckdb.path.parent
+    spill, facts = RecordSpill(temp / f"records-{report.run_id}"), FactSpill(temp / f"facts-{report.run_id}")
     try:
-        return _process(settings, raw, report, started, docs_root, meter, spill)
+        return _process(settings, raw, report, started, docs_root, meter, spill, facts)
     finally:
         meter.stop()
         spill.remove()
+        facts.remove()
         shutil.rmtree(docs_root, ignore_errors=True)
 
 
 def _process(
     settings: Settings, raw: dict[str, RawTable], report: RunReport, started: float, docs_root: Path,
-    meter: StageMeter, spill: RecordSpill,
+    meter: StageMeter, spill: RecordSpill, facts: FactSpill,
 ) -> RunResult:
     logger = get_run_logger()
 
@@ -439,7 +443,7 @@ def _process(
     if not all(a["balanced"] for a in report.accounting.values()):
         raise RuntimeError("row accounting failed: some input rows were neither used nor quarantined")
     quarantine = {name: p.quarantine for name, p in parsed.items()}
-    people: dict[str, pl.DataFrame] = {}
+    people: dict[str, pl.DataFrame | pl.LazyFrame] = {}  # the roster in memory, the records' facts on disk
     store = NormalisedStore(settings.duckdb.path.parent / "normalised")
     for name in list(parsed):
         # One source at a time, its parsed rows let go as soon as it is normalised: pop, not del, because
@@ -449,7 +453,7 @@ def _process(
             normalised = normalise_roster(rows, store)
             people[name], flags = normalised.pop("frame"), normalised.pop("flags")
         else:
-            people[name], flags = normalise_records(rows, name, spill, store)
+            people[name], flags = normalise_records(rows, name, spill, facts, store)
         del rows
         report.inputs[name] |= flags
     t = lap("normalise", t)
@@ -462,7 +466,8 @@ def _process(
         report.linking = link_stats
         t = lap("link", t)
         outcomes = outcome_summary(db.attempts_since(settings.since))
-        status, call_list, coverage = apply_rules(people, links, settings, outcomes)
+        ruled = apply_rules(people, links, settings, outcomes)
+        status, call_list, coverage = ruled.pop("status"), ruled.pop("call_list"), ruled.pop("coverage")
         call_list, tables, extra = follow_up(db, people, links, status, call_list, coverage, settings)
         report.changes = extra["changes"]
         report.follow_up = {name: frame.height for name, frame in tables.items()} | {
@@ -479,6 +484,8 @@ def _process(
                                                    "vaccination_eligible", "unvaccinated", "dose_due", "booster_due")}
         report.linking["residents_tested"] = int(status["tested_in_round"].sum())
         grid_workers = people["roster"].select("street", "community", "grid_id", "grid_worker").unique()
+        del status  # nothing after this reads the status or the roster: what is written is built from the lists
+        people.clear()
         as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
         books = build_worker_books(call_list, coverage, grid_workers, as_of_text=as_of_text,
                                    unregistered=tables["unregistered"])

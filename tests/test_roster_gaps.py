@@ -33,3 +33,23 @@ def test_a_site_names_its_community_only_when_the_name_is_in_one_street():
     # 荔林社区 is in two streets: which one is meant cannot be told, so nobody's list gets it.
     assert placed == {"T1": ("甲街道", "科技园社区"), "T2": ("甲街道", "科技园北社区")}
     assert out.height == 2
+
+
+def test_roster_corrections_pair_rows_that_share_an_id_or_a_person_and_nothing_else():
+    from transforms.roster_gaps import roster_corrections
+
+    d = datetime(1980, 1, 1).date()
+    status = pl.DataFrame({
+        "street": ["甲街道"] * 6, "community": ["荔林社区"] * 6, "grid_id": ["G1"] * 6, "grid_worker": ["A"] * 6,
+        "resident_id": ["R1", "R2", "R3", "R4", "R5", "R6"], "name": ["张三", "张山", "李四", "李四", "王五", "赵六"],
+        "address": ["地址1"] * 6,
+        "wrong_number": [False, False, False, False, False, True],
+        "id_norm": ["110101198001010011", "110101198001010011", None, None, "110101198001010022", None],
+        "name_py": ["zhangsan", "zhangshan", "lisi", "lisi", "wangwu", "lisi"],
+        "birth": [d, d, d, d, d, None],
+        "addr_canon": ["a1", "a1", "a2", "a2", "a2", "a2"],
+    })
+    out = roster_corrections(status)
+    pairs = set(zip(out["resident_id"], out["other_resident_id"].fill_null("-"), strict=True))
+    # R1/R2 share an ID, R3/R4 a name reading, birth and flat; R6's number is wrong; R5 and the rest are fine.
+    assert pairs == {("R1", "R2"), ("R2", "R1"), ("R3", "R4"), ("R4", "R3"), ("R6", "-")}

@@ -68,6 +68,12 @@ VACCINE_CASES = [
      set()),
     ("first product sets the series", [("2021-03-01", "康希诺"), ("2021-05-01", "北京生物")], set()),
     ("a dose after as-of does not count", [("2022-05-21", "北京生物")], {"unvaccinated"}),
+    # An unnamed first dose: the series is the first day's that names a product (CanSino: one dose, so two
+    # doses are neither due nor a complete series); as the default two-dose series it would be a booster.
+    ("an unnamed first dose leaves the series to the next", [("2021-03-01", None), ("2021-04-01", "康希诺")], set()),
+    # Two products typed for one day: the day counts once, with the first name in text order (北京生物).
+    ("two products on one day: the first in text order", [("2021-03-01", "康希诺"), ("2021-03-01", "北京生物")],
+     {"dose_due"}),
 ]
 
 

@@ -51,13 +51,13 @@ def _candidate_text(when: str, extra: list[pl.Expr]) -> pl.Expr:
     )
 
 
-def _evidence(links: pl.DataFrame, records: pl.DataFrame, kind: str, keep: list[str], shown: list[str]
-              ) -> pl.DataFrame:
+def _evidence(links: pl.DataFrame, records: pl.DataFrame | pl.LazyFrame, kind: str, keep: list[str],
+              shown: list[str]) -> pl.DataFrame:
     """The linked records of one kind with the facts the rules read (keep, the record's time first), and the
     candidate text of 'possible' links (the verify list, showing the time and the columns in shown): written
     for those alone, not for the millions of matched records of a city.
-    Lazy, so only the columns named are ever joined: at 2M residents the eager join of whole link rows
-    raised the process's peak by 1.7 GB."""
+    Lazy, so only the columns named are ever joined (or read, when records is a scan of the facts on disk):
+    at 2M residents the eager join of whole link rows raised the process's peak by 1.7 GB."""
     when = keep[0]
     mine = links.lazy().filter(pl.col("record_kind") == kind)
     possible = (
@@ -74,13 +74,13 @@ def _evidence(links: pl.DataFrame, records: pl.DataFrame, kind: str, keep: list[
     )
 
 
-def test_evidence(links: pl.DataFrame, tests: pl.DataFrame) -> pl.DataFrame:
+def test_evidence(links: pl.DataFrame, tests: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """resident_id, record_id, decision, score, sampled_at, candidate (null unless decision is possible)."""
     return _evidence(links, tests, "test", ["sampled_at"], ["site"]).select(
         "resident_id", "record_id", "decision", "score", "sampled_at", "candidate")
 
 
-def vaccination_evidence(links: pl.DataFrame, vaccinations: pl.DataFrame | None) -> pl.DataFrame:
+def vaccination_evidence(links: pl.DataFrame, vaccinations: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:
     """resident_id, record_id, decision, score, vaccinated_at, vaccine, candidate."""
     schema = {"resident_id": pl.String, "record_id": pl.String, "decision": pl.String, "score": pl.Float64,
               "vaccinated_at": pl.Datetime("us"), "vaccine": pl.String, "candidate": pl.String}

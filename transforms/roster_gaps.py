@@ -12,16 +12,18 @@ from transforms.contract import ROSTER_CORRECTIONS, UNREGISTERED
 from transforms.idcard import mask_id
 
 
-def unregistered(tests: pl.DataFrame, links: pl.DataFrame, roster: pl.DataFrame, since: datetime,
+def unregistered(tests: pl.DataFrame | pl.LazyFrame, links: pl.DataFrame, roster: pl.DataFrame, since: datetime,
                  as_of: datetime) -> pl.DataFrame:
     """Test records of the round that match no resident (not even as 'possible'), whose current address is a
     building on the roster (-> that building's grid) or whose sampling site is named after one of the
     roster's communities (-> that community; the grid is left for the community to assign)."""
-    linked = links.filter(pl.col("record_kind") == "test").select("record_id")
-    lone = (
-        tests.select("record_id", "name", "phone", "id_clean", "address", "site", "sampled_at", "addr_block")
-        .join(linked, on="record_id", how="anti")
+    linked = links.lazy().filter(pl.col("record_kind") == "test").select("record_id")
+    lone = (  # lazy: of a city's tests (perhaps a file on disk) only the round's unlinked ones are held
+        tests.lazy()
+        .select("record_id", "name", "phone", "id_clean", "address", "site", "sampled_at", "addr_block")
         .filter(pl.col("sampled_at").is_between(since.replace(tzinfo=None), as_of.replace(tzinfo=None)))
+        .join(linked, on="record_id", how="anti")
+        .collect()
     )
     # Each building belongs to the grid holding most of its residents.
     buildings = (
@@ -62,12 +64,15 @@ def roster_corrections(status: pl.DataFrame) -> pl.DataFrame:
         *cols, pl.lit("网格员反馈登记电话号码错误，请更正联系电话").alias("problem"),
         pl.lit(None, pl.String).alias("other_resident_id"))
     # Two rows, one person: the same checked ID, or the same name reading, birth date and flat.
-    same_id = status.filter(pl.col("id_norm").is_not_null()).select(*cols, "id_norm")
+    # Only rows whose key occurs twice can pair with another row: the self-joins run on those alone (joining
+    # a city's whole roster to itself held 2.5 GiB at 5M residents to find a few thousand pairs).
+    same_id = status.filter(pl.col("id_norm").is_not_null() & pl.col("id_norm").is_duplicated()).select(*cols, "id_norm")
     id_dups = same_id.join(same_id.select("id_norm", pl.col("resident_id").alias("other_resident_id")),
                            on="id_norm").filter(pl.col("resident_id") != pl.col("other_resident_id")).with_columns(
         pl.lit("与另一人员证件号相同，疑似重复登记").alias("problem"))
     key = ["name_py", "birth", "addr_canon"]
-    same_person = status.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in key)).select(*cols, *key)
+    same_person = status.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in key)
+                                & pl.struct(key).is_duplicated()).select(*cols, *key)
     person_dups = same_person.join(same_person.select(*key, pl.col("resident_id").alias("other_resident_id")),
                                    on=key).filter(pl.col("resident_id") != pl.col("other_resident_id")).with_columns(
         pl.lit("与另一人员姓名读音、出生日期、住址相同，疑似重复登记").alias("problem"))
