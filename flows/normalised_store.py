@@ -3,7 +3,7 @@
 Normalising (pinyin keys, ID check digits, address canon) is a fifth of a refresh, and a two-hourly refresh
 sees the same roster and the same earlier records again. What a row normalises to depends on its input
 cells and on the normaliser code alone, so each source keeps a table of input key -> normalised columns,
-and the next refresh normalises only inputs it has not seen. The file name carries a fingerprint of the
+and the next refresh normalises only inputs it has not seen. The folder name carries a fingerprint of the
 normaliser code and of the library versions it depends on: changed code starts from scratch. The table
 holds names, IDs and phones, as the database beside it does, and nothing outside the state folder.
 """
@@ -11,7 +11,10 @@ holds names, IDs and phones, as the database beside it does, and nothing outside
 from __future__ import annotations
 
 import hashlib
-import os
+import itertools
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
@@ -32,28 +35,52 @@ def normaliser_fingerprint() -> str:
 
 
 class NormalisedStore:
+    """Per source, a folder of Parquet parts; a refresh writes a new folder and swaps it in whole."""
+
     def __init__(self, folder: Path):
         self.folder = folder
 
     def _path(self, source: str) -> Path:
-        return self.folder / f"{source}-{normaliser_fingerprint()}.parquet"
+        return self.folder / f"{source}-{normaliser_fingerprint()}"
 
     def scan(self, source: str) -> pl.LazyFrame | None:
         path = self._path(source)
-        return pl.scan_parquet(path) if path.exists() else None
+        return pl.scan_parquet(path / "*.parquet") if path.is_dir() else None
 
     def rows(self, source: str) -> int:
-        path = self._path(source)
-        return pl.scan_parquet(path).select(pl.len()).collect().item() if path.exists() else 0
+        scan = self.scan(source)
+        return scan.select(pl.len()).collect().item() if scan is not None else 0
 
     def save(self, source: str, table: pl.DataFrame) -> None:
-        """Replaces the source's table whole (never a half-written file in its place) and drops tables
-        kept under another fingerprint."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        with self.writer(source) as write:
+            write(table)
+
+    @contextmanager
+    def writer(self, source: str) -> Iterator[Callable[[pl.DataFrame], None]]:
+        """Yields a function writing one part of the source's new table. The new table replaces the old only
+        when the block ends without an error (never a half-written table in its place); tables kept under
+        another fingerprint are dropped then."""
         path = self._path(source)
         partial = path.with_name(f".{path.name}.partial")
-        table.write_parquet(partial, compression="lz4")
-        os.replace(partial, path)
-        for stale in self.folder.glob(f"{source}-*.parquet"):
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        parts = itertools.count()
+
+        def write(table: pl.DataFrame) -> None:
+            table.write_parquet(partial / f"part-{next(parts):05d}.parquet", compression="lz4")
+
+        try:
+            yield write
+            if next(parts) == 0:
+                raise ValueError(f"no part written for {source}")
+            old = path.with_name(f".{path.name}.old")
+            if path.exists():
+                path.rename(old)
+            partial.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        for stale in self.folder.glob(f"{source}-*"):
             if stale != path:
-                stale.unlink(missing_ok=True)
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)

@@ -22,14 +22,20 @@ ROW_GROUP = 100_000
 class RecordSpill:
     def __init__(self, folder: Path):
         self.folder = folder
-        self.files: dict[str, Path] = {}  # record_kind -> Parquet file, in the order written
+        self.files: dict[str, list[Path]] = {}  # record_kind -> its Parquet parts, kinds in the order written
+        self._rows: dict[str, int] = {}
 
     def write(self, kind: str, rows: pl.DataFrame) -> None:
-        """rows: record_kind, record_id, identity columns and row_hash (transforms.evidence.linking_rows)."""
+        """Appends a part of kind's records: record_kind, record_id, identity columns and row_hash
+        (transforms.evidence.linking_rows). Rows are numbered across the parts, in the order written."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{kind}.parquet"
-        rows.with_row_index(ROW).write_parquet(path, compression="lz4", row_group_size=ROW_GROUP, statistics=True)
-        self.files[kind] = path
+        parts = self.files.setdefault(kind, [])
+        path = self.folder / f"{kind}-{len(parts):05d}.parquet"
+        offset = self._rows.get(kind, 0)
+        rows.with_row_index(ROW, offset=offset).write_parquet(path, compression="lz4", row_group_size=ROW_GROUP,
+                                                              statistics=True)
+        parts.append(path)
+        self._rows[kind] = offset + rows.height
 
     def keys(self) -> pl.DataFrame:
         """Every record's key, row_hash and row, kind by kind in the order written."""
@@ -64,12 +70,18 @@ class FactSpill:
 
     def __init__(self, folder: Path):
         self.folder = folder
+        self.files: dict[str, list[Path]] = {}
 
-    def write(self, source: str, facts: pl.DataFrame) -> pl.LazyFrame:
+    def write(self, source: str, facts: pl.DataFrame) -> None:
+        """Appends a part of the source's facts."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{source}.parquet"
+        parts = self.files.setdefault(source, [])
+        path = self.folder / f"{source}-{len(parts):05d}.parquet"
         facts.write_parquet(path, compression="lz4", row_group_size=ROW_GROUP, statistics=True)
-        return pl.scan_parquet(path)
+        parts.append(path)
+
+    def scan(self, source: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self.files[source])
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -13,7 +13,8 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -44,7 +45,7 @@ from transforms.decision import LINK_COLUMNS, compact_links
 from transforms.evidence import linking_rows, record_facts, test_evidence, vaccination_evidence, with_row_hash
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
 from transforms.linking import SqlStep, blocking_stage_sql, exact_stage_sql, households_sql, roster_keys_sql
-from transforms.normalise import IDENTITY_COLUMNS, LINKING_ONLY_COLUMNS, normalise_reusing
+from transforms.normalise import IDENTITY_COLUMNS, INPUT_KEY, LINKING_ONLY_COLUMNS, normalise_reusing
 from transforms.outcomes import outcome_summary, previous_untested_counts
 from transforms.pair_decisions import (
     RosterSide,
@@ -139,32 +140,60 @@ def validation_summary(suites: dict[str, SuiteResult]) -> dict:
     }
 
 
-def _normalise(rows: pl.DataFrame, source: str, store: NormalisedStore) -> tuple[pl.DataFrame, dict]:
-    """Normalises what the last refresh did not (flows.normalised_store) and keeps this refresh's table."""
-    kept = store.rows(source)
-    people, table, fresh = normalise_reusing(rows, INPUTS[source], store.scan(source))
-    if fresh or table.height != kept:  # else the table is the one on disk
-        store.save(source, table)
-    return people, {"normalised_now": fresh, "normalised_reused": table.height - fresh}
+# Records are normalised this many rows at a time, each part written to disk before the next: a city's
+# vaccinations are tens of millions of rows, and normalising them whole held twice their normalised columns
+# (the rows with them, and the table kept for the next refresh) beside the roster.
+NORMALISE_PART_ROWS = 2_000_000
+
+
+def _normalise(rows: pl.DataFrame, source: str, store: NormalisedStore, each: Callable[[pl.DataFrame], None],
+               part_rows: int | None = None) -> dict:
+    """Normalises what the last refresh did not (flows.normalised_store), a part of the rows at a time, hands
+    each part's normalised rows to `each`, and keeps this refresh's table of inputs for the next. Returns the
+    identity flags and how many distinct inputs were normalised now and taken from the table."""
+    known, contract = store.scan(source), INPUTS[source]
+    size = max(1, part_rows or rows.height)
+    seen = pl.DataFrame(schema=dict.fromkeys(INPUT_KEY, pl.UInt64))
+    fresh = reused = 0
+    flags: dict[str, Counter] = {"id_flags": Counter(), "phone_flags": Counter()}
+    with store.writer(source) as keep:
+        for offset in range(0, max(rows.height, 1), size):
+            people, table, now = normalise_reusing(rows.slice(offset, size), contract, known)
+            fresh, reused = fresh + now, reused + table.height - now
+            # An input met in an earlier part (a person's records typed alike) is kept once.
+            table = table.join(seen, on=INPUT_KEY, how="anti") if seen.height else table
+            keep(table)
+            seen = pl.concat([seen, table.select(INPUT_KEY)])
+            for name, counts in identity_flags(people).items():
+                flags[name].update(counts)
+            each(people)
+            del people, table
+    in_order = lambda item: (item[0] is not None, item[0] or "")  # noqa: E731  (as polars sorts: null first)
+    return {name: dict(sorted(c.items(), key=in_order)) for name, c in flags.items()} | {
+        "normalised_now": fresh, "normalised_reused": reused}
 
 
 @task(cache_policy=NO_CACHE)
 def normalise_roster(rows: pl.DataFrame, store: NormalisedStore) -> dict:
     """{"frame": the normalised roster, "flags": its identity flags}. A dict the flow empties: Prefect keeps a
-    task's return value until the flow ends, and the roster's linking columns are dropped after link."""
-    roster, counts = _normalise(rows, ROSTER.name, store)
-    return {"frame": roster, "flags": identity_flags(roster) | counts}
+    task's return value until the flow ends, and the roster's linking columns are dropped after link. Whole,
+    not in parts: the roster stays in memory for the rules, and parts would have to be copied into one."""
+    parts = []
+    flags = _normalise(rows, ROSTER.name, store, parts.append)
+    return {"frame": parts[0], "flags": flags}
 
 
 @task(cache_policy=NO_CACHE)
-def normalise_records(rows: pl.DataFrame, source: str, spill: RecordSpill, facts: FactSpill, store: NormalisedStore
-                      ) -> tuple[pl.LazyFrame, dict]:
-    """Normalises one kind of record and writes what linking reads, and the facts the rules read, to disk:
-    the full normalised frame lives only inside this task. Returns a scan of the facts."""
-    people, counts = _normalise(rows, source, store)
-    spill_linking_rows(spill, source, people)
-    flags = identity_flags(people) | counts
-    return facts.write(source, record_facts(people)), flags
+def normalise_records(rows: pl.DataFrame, source: str, spill: RecordSpill, facts: FactSpill, store: NormalisedStore,
+                      part_rows: int = NORMALISE_PART_ROWS) -> tuple[pl.LazyFrame, dict]:
+    """Normalises one kind of record a part at a time and writes what linking reads, and the facts the rules
+    read, to disk: no more than a part's normalised rows are in memory. Returns a scan of the facts."""
+    def each(people: pl.DataFrame) -> None:
+        spill_linking_rows(spill, source, people)
+        facts.write(source, record_facts(people))
+
+    flags = _normalise(rows, source, store, each, part_rows)
+    return facts.scan(source), flags
 
 
 def spill_linking_rows(spill: RecordSpill, source: str, people: pl.DataFrame) -> None:

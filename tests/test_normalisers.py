@@ -223,4 +223,38 @@ def test_the_normalised_table_is_kept_per_normaliser_version(tmp_path, monkeypat
     monkeypatch.setattr(store_module, "normaliser_fingerprint", lambda: "changed")
     assert store.scan("tests") is None  # changed normaliser code: nothing from the old one is used
     store.save("tests", table.head(1))
-    assert [p.name for p in (tmp_path / "normalised").iterdir()] == ["tests-changed.parquet"]
+    assert [p.name for p in (tmp_path / "normalised").iterdir()] == ["tests-changed"]
+    # A failed write leaves the table that was there.
+    with pytest.raises(RuntimeError), store.writer("tests") as keep:
+        keep(table)
+        raise RuntimeError("disk full")
+    assert store.scan("tests").collect().equals(table.head(1))
+    assert [p.name for p in (tmp_path / "normalised").iterdir()] == ["tests-changed"]
+
+
+@pytest.mark.parametrize("part_rows", [7, 1_000_000])
+def test_records_normalised_in_parts_give_what_normalising_them_whole_gives(tmp_path, part_rows):
+    """Parts change nothing a refresh reads: the linking rows (numbered across the parts), the facts, the
+    flags, and the table kept for the next refresh (each input once, though it recurs across parts)."""
+    from flows.normalised_store import NormalisedStore
+    from flows.record_spill import ROW, FactSpill, RecordSpill
+    from flows.refresh import normalise_records
+    from transforms.contract import INPUTS
+    from transforms.evidence import record_facts
+    from transforms.normalise import normalise_people, normaliser_inputs
+
+    rows = _sample("tests")
+    rows = pl.concat([rows, rows.head(5)])  # inputs that recur, in different parts when parts are small
+    spill, facts = RecordSpill(tmp_path / "spill"), FactSpill(tmp_path / "facts")
+    store = NormalisedStore(tmp_path / "normalised")
+    scan, flags = normalise_records.fn(rows, "tests", spill, facts, store, part_rows=part_rows)
+    whole = normalise_people(rows, INPUTS["tests"])
+    assert scan.collect().equals(record_facts(whole))
+    assert len(spill.files["test"]) == -(-rows.height // part_rows)
+    linking = spill.read("test", spill.keys()[ROW])
+    assert linking[ROW].to_list() == list(range(rows.height))
+    assert linking["record_id"].equals(whole["record_id"]) and linking["id_norm"].equals(whole["id_norm"])
+    assert flags["id_flags"] == dict(whole.group_by("id_flag").len().sort("id_flag").iter_rows())
+    table = store.scan("tests").collect()
+    assert table.height == table.select("_input_h1", "_input_h2").unique().height
+    assert table.height == rows.select(normaliser_inputs(INPUTS["tests"])).unique().height
