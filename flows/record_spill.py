@@ -19,6 +19,13 @@ ROW = "_row"  # a record's row in its kind's file: how a batch is read back with
 ROW_GROUP = 100_000
 
 
+def _write_part(folder: Path, parts: list[Path], stem: str, frame: pl.DataFrame) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}-{len(parts):05d}.parquet"
+    frame.write_parquet(path, compression="lz4", row_group_size=ROW_GROUP, statistics=True)
+    parts.append(path)
+
+
 class RecordSpill:
     def __init__(self, folder: Path):
         self.folder = folder
@@ -28,13 +35,8 @@ class RecordSpill:
     def write(self, kind: str, rows: pl.DataFrame) -> None:
         """Appends a part of kind's records: record_kind, record_id, identity columns and row_hash
         (transforms.evidence.linking_rows). Rows are numbered across the parts, in the order written."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        parts = self.files.setdefault(kind, [])
-        path = self.folder / f"{kind}-{len(parts):05d}.parquet"
         offset = self._rows.get(kind, 0)
-        rows.with_row_index(ROW, offset=offset).write_parquet(path, compression="lz4", row_group_size=ROW_GROUP,
-                                                              statistics=True)
-        parts.append(path)
+        _write_part(self.folder, self.files.setdefault(kind, []), kind, rows.with_row_index(ROW, offset=offset))
         self._rows[kind] = offset + rows.height
 
     def keys(self) -> pl.DataFrame:
@@ -74,11 +76,7 @@ class FactSpill:
 
     def write(self, source: str, facts: pl.DataFrame) -> None:
         """Appends a part of the source's facts."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        parts = self.files.setdefault(source, [])
-        path = self.folder / f"{source}-{len(parts):05d}.parquet"
-        facts.write_parquet(path, compression="lz4", row_group_size=ROW_GROUP, statistics=True)
-        parts.append(path)
+        _write_part(self.folder, self.files.setdefault(source, []), source, facts)
 
     def scan(self, source: str) -> pl.LazyFrame:
         return pl.scan_parquet(self.files[source])
