@@ -47,14 +47,6 @@ class NormalisedStore:
         path = self._path(source)
         return pl.scan_parquet(path / "*.parquet") if path.is_dir() else None
 
-    def rows(self, source: str) -> int:
-        scan = self.scan(source)
-        return scan.select(pl.len()).collect().item() if scan is not None else 0
-
-    def save(self, source: str, table: pl.DataFrame) -> None:
-        with self.writer(source) as write:
-            write(table)
-
     @contextmanager
     def writer(self, source: str) -> Iterator[Callable[[pl.DataFrame], None]]:
         """Yields a function writing one part of the source's new table. The new table replaces the old only

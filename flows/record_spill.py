@@ -2,8 +2,8 @@
 
 A city's tests and vaccinations are tens of millions of rows; holding all their identity columns (names,
 pinyin keys, IDs, phones, addresses) in memory from normalise to the end of linking is what ran a 5M-resident
-refresh out of memory. Each kind is written to a Parquet file as soon as it is normalised; the run keeps only
-the records' facts, and linking reads back the keys, then one batch of identity rows at a time.
+refresh out of memory. Each kind is written to Parquet a part at a time as it is normalised, and linking reads
+back the keys, then one batch of identity rows at a time; the records' facts go to Parquet beside them.
 """
 
 from __future__ import annotations
@@ -19,29 +19,43 @@ ROW = "_row"  # a record's row in its kind's file: how a batch is read back with
 ROW_GROUP = 100_000
 
 
-def _write_part(folder: Path, parts: list[Path], stem: str, frame: pl.DataFrame) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}-{len(parts):05d}.parquet"
-    frame.write_parquet(path, compression="lz4", row_group_size=ROW_GROUP, statistics=True)
-    parts.append(path)
+class Spill:
+    """Parquet parts per kind of record in a folder of the run's own, removed with it."""
 
-
-class RecordSpill:
     def __init__(self, folder: Path):
         self.folder = folder
-        self.files: dict[str, list[Path]] = {}  # record_kind -> its Parquet parts, kinds in the order written
+        self.files: dict[str, list[Path]] = {}  # kind -> its parts, kinds in the order first written
+
+    def write(self, kind: str, frame: pl.DataFrame) -> None:
+        """Appends a part of kind's rows."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        parts = self.files.setdefault(kind, [])
+        path = self.folder / f"{kind}-{len(parts):05d}.parquet"
+        frame.write_parquet(path, compression="lz4", row_group_size=ROW_GROUP, statistics=True)
+        parts.append(path)
+
+    def scan(self, kind: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self.files[kind])
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class RecordSpill(Spill):
+    def __init__(self, folder: Path):
+        super().__init__(folder)
         self._rows: dict[str, int] = {}
 
     def write(self, kind: str, rows: pl.DataFrame) -> None:
         """Appends a part of kind's records: record_kind, record_id, identity columns and row_hash
         (transforms.evidence.linking_rows). Rows are numbered across the parts, in the order written."""
         offset = self._rows.get(kind, 0)
-        _write_part(self.folder, self.files.setdefault(kind, []), kind, rows.with_row_index(ROW, offset=offset))
+        super().write(kind, rows.with_row_index(ROW, offset=offset))
         self._rows[kind] = offset + rows.height
 
     def keys(self) -> pl.DataFrame:
         """Every record's key, row_hash and row, kind by kind in the order written."""
-        frames = [pl.scan_parquet(p).select(*KEYS, "row_hash", ROW) for p in self.files.values()]
+        frames = [self.scan(kind).select(*KEYS, "row_hash", ROW) for kind in self.files]
         if not frames:
             return pl.DataFrame(schema={"record_kind": pl.String, "record_id": pl.String,
                                         "row_hash": pl.UInt64, ROW: pl.UInt32})
@@ -50,7 +64,7 @@ class RecordSpill:
     def read(self, kind: str, rows: pl.Series) -> pl.DataFrame:
         """The identity rows of kind at these row numbers (sorted); only the row groups between the first
         and the last are read, and only the rows asked for are kept in memory."""
-        scan = pl.scan_parquet(self.files[kind])
+        scan = self.scan(kind)
         if rows.len() == 0:
             return scan.head(0).collect()
         lo, hi = int(rows[0]), int(rows[-1])
@@ -60,26 +74,9 @@ class RecordSpill:
         # never holds the whole file's rows between its first and last record.
         return scan.filter(pl.col(ROW).is_between(lo, hi) & pl.col(ROW).is_in(rows.implode())).collect()
 
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
-
-class FactSpill:
+class FactSpill(Spill):
     """The records' facts (transforms.evidence.RECORD_FACTS) of each source on disk from normalise until the
     rules have read them. Linking never reads them, and the rules read a few columns each (the evidence reads
     record_id and the time of every record, the rest only for the few records shown on a list), so a city's
     facts (2 GiB at 5M residents) are never all in memory beside the roster and the decisions."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.files: dict[str, list[Path]] = {}
-
-    def write(self, source: str, facts: pl.DataFrame) -> None:
-        """Appends a part of the source's facts."""
-        _write_part(self.folder, self.files.setdefault(source, []), source, facts)
-
-    def scan(self, source: str) -> pl.LazyFrame:
-        return pl.scan_parquet(self.files[source])
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
