@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from transforms import addresses, idcard, names, normalise, phones
+from transforms.normalise import INPUT_KEY
 
 
 @cache
@@ -34,6 +35,28 @@ def normaliser_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+class KeptTable:
+    """One source's table from the last refresh, with an index of the part each input is in.
+
+    A refresh normalises its rows a part at a time, and exports only grow, so this refresh's part k finds
+    nearly all its inputs in the last refresh's part k: reading only the parts that hold a part's inputs,
+    not the whole table for every part (at 5M, 4 parts of tests: 0.5 s against 1.6-20 s a part). The index
+    holds the first half of each key (12 bytes an input): two inputs sharing it only cost a part read."""
+
+    def __init__(self, files: list[Path]):
+        self.files = files
+        self.index = pl.concat([pl.scan_parquet(f).select(INPUT_KEY[0]).with_columns(pl.lit(i, pl.UInt32).alias("part"))
+                                for i, f in enumerate(files)]).collect()
+
+    def scan(self) -> pl.LazyFrame:
+        return pl.scan_parquet(self.files)
+
+    def holding(self, keyed: pl.DataFrame) -> pl.LazyFrame | None:
+        """The parts holding any of these keys' inputs (None: no part does)."""
+        parts = self.index.join(keyed.select(INPUT_KEY[0]).unique(), on=INPUT_KEY[0], how="semi")["part"].unique()
+        return pl.scan_parquet([self.files[i] for i in parts.sort()]) if parts.len() else None
+
+
 class NormalisedStore:
     """Per source, a folder of Parquet parts; a refresh writes a new folder and swaps it in whole."""
 
@@ -43,9 +66,9 @@ class NormalisedStore:
     def _path(self, source: str) -> Path:
         return self.folder / f"{source}-{normaliser_fingerprint()}"
 
-    def scan(self, source: str) -> pl.LazyFrame | None:
+    def kept(self, source: str) -> KeptTable | None:
         path = self._path(source)
-        return pl.scan_parquet(path / "*.parquet") if path.is_dir() else None
+        return KeptTable(sorted(path.glob("*.parquet"))) if path.is_dir() else None
 
     @contextmanager
     def writer(self, source: str) -> Iterator[Callable[[pl.DataFrame], None]]:

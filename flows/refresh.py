@@ -45,7 +45,13 @@ from transforms.decision import LINK_COLUMNS, compact_links
 from transforms.evidence import linking_rows, record_facts, test_evidence, vaccination_evidence, with_row_hash
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
 from transforms.linking import SqlStep, blocking_stage_sql, exact_stage_sql, households_sql, roster_keys_sql
-from transforms.normalise import IDENTITY_COLUMNS, INPUT_KEY, LINKING_ONLY_COLUMNS, normalise_reusing
+from transforms.normalise import (
+    IDENTITY_COLUMNS,
+    INPUT_KEY,
+    LINKING_ONLY_COLUMNS,
+    normalise_reusing,
+    with_input_key,
+)
 from transforms.outcomes import outcome_summary, previous_untested_counts
 from transforms.pair_decisions import (
     RosterSide,
@@ -151,14 +157,16 @@ def _normalise(rows: pl.DataFrame, source: str, store: NormalisedStore, each: Ca
     """Normalises what the last refresh did not (flows.normalised_store), a part of the rows at a time, hands
     each part's normalised rows to `each`, and keeps this refresh's table of inputs for the next. Returns the
     identity flags and how many distinct inputs were normalised now and taken from the table."""
-    known, contract = store.scan(source), INPUTS[source]
+    kept, contract = store.kept(source), INPUTS[source]
     size = max(1, part_rows or rows.height)
     seen = pl.DataFrame(schema=dict.fromkeys(INPUT_KEY, pl.UInt64))
     fresh = reused = 0
     flags: dict[str, Counter] = {"id_flags": Counter(), "phone_flags": Counter()}
     with store.writer(source) as keep:
         for offset in range(0, max(rows.height, 1), size):
-            people, table, now = normalise_reusing(rows.slice(offset, size), contract, known)
+            keyed = with_input_key(rows.slice(offset, size), contract)
+            people, table, now = normalise_reusing(keyed, contract, kept and kept.holding(keyed))
+            del keyed
             fresh, reused = fresh + now, reused + table.height - now
             # An input met in an earlier part (a person's records typed alike) is kept once.
             table = table.join(seen, on=INPUT_KEY, how="anti") if seen.height else table

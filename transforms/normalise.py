@@ -68,21 +68,24 @@ def normaliser_inputs(contract: Contract) -> list[str]:
     return [c for c in (contract.by_role(r) for r in NORMALISER_ROLES) if c is not None]
 
 
-def normalise_reusing(rows: pl.DataFrame, contract: Contract, known: pl.LazyFrame | None
-                      ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """What normalise_people(rows) gives, normalising only the inputs not in `known` (INPUT_KEY ->
-    NORMALISED_COLUMNS, kept from the last refresh). Returns the normalised rows, the table to keep for the
-    next refresh (the inputs of these rows and nothing else, so it never outgrows the current exports), and
-    how many distinct inputs were normalised now. A two-hourly refresh thus normalises only new records.
+def with_input_key(rows: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """The rows with INPUT_KEY, the key normalise_reusing looks their inputs up by.
 
-    Rows are joined to the table on a 128-bit hash of their inputs, not on the inputs themselves: a join on
-    five text columns cost 4.6 s per million rows, on the hash 0.6 s. Two distinct inputs share a key with a
-    chance of about n^2 / 2^129 (1e-24 for 26 million)."""
-    keys = normaliser_inputs(contract)
-    cells = rows.select(keys)
-    keyed = rows.with_columns(cells.hash_rows(seed=1).alias(INPUT_KEY[0]), cells.hash_rows(seed=2).alias(INPUT_KEY[1]))
-    del cells
-    todo = keyed.select(*INPUT_KEY, *keys).unique(subset=INPUT_KEY)
+    A 128-bit hash of the inputs, not the inputs themselves: a join on five text columns cost 4.6 s per
+    million rows, on the hash 0.6 s. Two distinct inputs share a key with a chance of about n^2 / 2^129
+    (1e-24 for 26 million)."""
+    cells = rows.select(normaliser_inputs(contract))
+    return rows.with_columns(cells.hash_rows(seed=1).alias(INPUT_KEY[0]), cells.hash_rows(seed=2).alias(INPUT_KEY[1]))
+
+
+def normalise_reusing(keyed: pl.DataFrame, contract: Contract, known: pl.LazyFrame | None
+                      ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """What normalise_people gives for rows (`keyed`: with_input_key's), normalising only the inputs not in
+    `known` (INPUT_KEY -> NORMALISED_COLUMNS, kept from the last refresh). Returns the normalised rows, the
+    table to keep for the next refresh (the inputs of these rows and nothing else, so it never outgrows the
+    current exports), and how many distinct inputs were normalised now. A two-hourly refresh thus normalises
+    only new records."""
+    todo = keyed.select(*INPUT_KEY, *normaliser_inputs(contract)).unique(subset=INPUT_KEY)
     parts = []
     if known is not None:
         # Lazy: only the rows still wanted are ever materialised, not the whole table and then its part.
