@@ -36,7 +36,7 @@ from flows.meter import StageMeter
 from flows.normalised_store import NormalisedStore
 from flows.publish import RunOutputs, publish_outputs
 from flows.readers import InputError, RawTable, read_table
-from flows.record_spill import ROW, FactSpill, RecordSpill
+from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
 from flows.settings import Settings
 from transforms.changes import build_escalation, mark_changes
 from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
@@ -250,15 +250,15 @@ def _link_batch(db: Database, steps: list[SqlStep], batch: pl.DataFrame, sides: 
 
 
 @task(cache_policy=NO_CACHE)
-def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Settings
+def link(db: Database, residents: pl.DataFrame, spill: RecordSpill, settings: Settings
          ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """Returns every record's decision (sorted by record, as matches.csv lists them), the decisions made
+    """Links the records in `spill` to `residents` (the roster's resident_id and IDENTITY_COLUMNS). Returns every record's decision (sorted by record, as matches.csv lists them), the decisions made
     now, and the figures. Links only what it has not linked before. A record's decision depends on nothing
     but the record, the roster and the settings, so decisions are kept in the database (keyed by a
     fingerprint of roster and settings, and by each record's content) and a refresh links the new records,
     those whose content changed, and those a worker gave a verdict on. A new roster or new settings start
     from scratch."""
-    residents = roster.select("resident_id", *IDENTITY_COLUMNS)
+    residents = residents.select("resident_id", *IDENTITY_COLUMNS)
     records = spill.keys()  # keys, row_hash and row number; the identity columns stay on disk until their batch
     feedback = db.feedback()  # creates the table reject_pairs_sql reads, on a new database
     key = linking_fingerprint(residents, settings)
@@ -274,7 +274,9 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
     timings = db.run(roster_steps)
     sides = roster_side(residents, db.fetch(households_sql()))
     del residents
-    decided, counts = [], dict.fromkeys(("record_batches", "exact_stage_links", "pending_records",
+    # Each batch's decisions go to disk: a city's decisions (17 M at 5M residents) are not held while the
+    # later batches are blocked, nor twice when they are put together.
+    decided, counts = Spill(spill.folder / "decisions"), dict.fromkeys(("record_batches", "exact_stage_links", "pending_records",
                                          "blocking_batches", "candidate_pairs", "chunks"), 0)
     # Records go through linking a batch at a time: memory is one batch's pairs plus the roster, not the
     # whole run's, and the decisions are the same whatever the batch size. The exact stage runs on each
@@ -291,7 +293,7 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
             if batch.height == 0 and counts["record_batches"]:
                 continue  # nothing to link here; one batch always runs, so the figures and tables exist
             counts["record_batches"] += 1
-            decided.append(_link_batch(db, exact_steps, batch, sides, settings, timings, counts))
+            decided.write("decisions", _link_batch(db, exact_steps, batch, sides, settings, timings, counts))
             counts["exact_stage_links"] += db.count("exact_links")
             pending.append(batch[ROW].gather(db.fetch("SELECT _li FROM exact_pending ORDER BY _li")["_li"]))
             del batch
@@ -301,15 +303,15 @@ def link(db: Database, roster: pl.DataFrame, spill: RecordSpill, settings: Setti
             if part.height:
                 counts["blocking_batches"] += 1
                 batch = _read_batch(spill, kind, part[ROW], timings)
-                decided.append(_link_batch(db, blocking_steps, batch, sides, settings, timings, counts))
+                decided.write("decisions", _link_batch(db, blocking_steps, batch, sides, settings, timings, counts))
                 del batch
     db.drop_view("records")
     db.drop_temp(list(dict.fromkeys(st.name for st in [*roster_steps, *exact_steps, *blocking_steps])))
     del sides
     t = time.perf_counter()
-    fresh = compact_links(apply_confirmations(pl.concat(decided, how="vertical_relaxed"), feedback, todo)
+    fresh = compact_links(apply_confirmations(decided.scan("decisions").collect(), feedback, todo)
                           .select(LINK_COLUMNS))
-    del decided
+    decided.remove()
     db.save_link_state(todo.select(*keys, "row_hash"), fresh)
     # One sorted copy of every decision for everything after (matches.csv lists them in this order).
     if todo.height == records.height:  # everything was linked now: the stored state holds nothing else of use
@@ -496,10 +498,18 @@ def _process(
     t = lap("normalise", t)
     db = Database(settings.duckdb)
     try:
-        links, linked_now, link_stats = link(db, people["roster"], spill, settings)
+        # Linking reads the roster's identity columns only: the rest (addresses as typed, grid, tags, status)
+        # waits on disk, and the linking-only columns are dropped when it is done.
+        roster = people.pop("roster")
+        residents, columns = roster.select("resident_id", *IDENTITY_COLUMNS), roster.columns
+        facts.write(ROSTER.name, roster.drop(IDENTITY_COLUMNS))
+        del roster
+        links, linked_now, link_stats = link(db, residents, spill, settings)
         spill.remove()
-        people["roster"] = people["roster"].drop(LINKING_ONLY_COLUMNS)
         db.release_memory()
+        people["roster"] = pl.concat([facts.scan(ROSTER.name).collect(), residents.drop("resident_id")],
+                                     how="horizontal").select(c for c in columns if c not in LINKING_ONLY_COLUMNS)
+        del residents
         report.linking = link_stats
         t = lap("link", t)
         outcomes = outcome_summary(db.attempts_since(settings.since))
