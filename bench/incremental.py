@@ -74,6 +74,7 @@ def main() -> int:
         report = json.loads((out / "run.json").read_text(encoding="utf-8"))
         results[name] = {
             "wall_seconds": round(wall, 1), "peak_gib": round(peak, 2), "stages": report["timings"],
+            "stage_peak_gib": report.get("peak_memory_gib", {}),
             "records_linked_now": report["linking"]["records_linked_now"],
             "records_reused": report["linking"]["records_reused"],
             "workbooks_written": report["lists"].get("workbooks_written"),
