@@ -45,8 +45,8 @@ class KeptTable:
 
     def __init__(self, files: list[Path]):
         self.files = files
-        self.index = pl.concat([pl.scan_parquet(f).select(INPUT_KEY[0]).with_columns(pl.lit(i, pl.UInt32).alias("part"))
-                                for i, f in enumerate(files)]).collect()
+        part = lambda i: pl.lit(i, pl.UInt32).alias("part")  # noqa: E731
+        self.index = pl.concat([pl.scan_parquet(f).select(INPUT_KEY[0], part(i)) for i, f in enumerate(files)]).collect()
 
     def scan(self) -> pl.LazyFrame:
         return pl.scan_parquet(self.files)

@@ -252,8 +252,9 @@ def _link_batch(db: Database, steps: list[SqlStep], batch: pl.DataFrame, sides: 
 @task(cache_policy=NO_CACHE)
 def link(db: Database, residents: pl.DataFrame, spill: RecordSpill, settings: Settings
          ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """Links the records in `spill` to `residents` (the roster's resident_id and IDENTITY_COLUMNS). Returns every record's decision (sorted by record, as matches.csv lists them), the decisions made
-    now, and the figures. Links only what it has not linked before. A record's decision depends on nothing
+    """Links the records in `spill` to `residents` (the roster's resident_id and IDENTITY_COLUMNS). Returns
+    every record's decision (sorted by record, as matches.csv lists them), the decisions made now, and the
+    figures. Links only what it has not linked before. A record's decision depends on nothing
     but the record, the roster and the settings, so decisions are kept in the database (keyed by a
     fingerprint of roster and settings, and by each record's content) and a refresh links the new records,
     those whose content changed, and those a worker gave a verdict on. A new roster or new settings start
@@ -276,8 +277,9 @@ def link(db: Database, residents: pl.DataFrame, spill: RecordSpill, settings: Se
     del residents
     # Each batch's decisions go to disk: a city's decisions (17 M at 5M residents) are not held while the
     # later batches are blocked, nor twice when they are put together.
-    decided, counts = Spill(spill.folder / "decisions"), dict.fromkeys(("record_batches", "exact_stage_links", "pending_records",
-                                         "blocking_batches", "candidate_pairs", "chunks"), 0)
+    decided = Spill(spill.folder / "decisions")
+    counts = dict.fromkeys(("record_batches", "exact_stage_links", "pending_records", "blocking_batches",
+                            "candidate_pairs", "chunks"), 0)
     # Records go through linking a batch at a time: memory is one batch's pairs plus the roster, not the
     # whole run's, and the decisions are the same whatever the batch size. The exact stage runs on each
     # batch of records; the records it leaves are gathered, kind by kind, and blocked a batch at a time
