@@ -149,45 +149,49 @@ def expectation_frame(contract: Contract, rows: pl.DataFrame):
     return out
 
 
-def validate_sources(
-    rows: dict[str, pl.DataFrame], contracts: dict[str, Contract], as_of: datetime | None, root: Path,
-    sample_rows: int = 0,
-) -> dict[str, SuiteResult]:
-    """Runs one checkpoint over every source in a file-backed context under root, so Great
-    Expectations renders its Data Docs there (see expectations.docs for the offline copy).
+class SuiteRunner:
+    """Checks one source at a time in one file-backed context under root, so Great Expectations renders its
+    Data Docs there (see expectations.docs for the offline copy) and a refresh can read, check and normalise
+    a source and let go of it before reading the next.
 
     A suite says whether a file as a whole is the export it claims to be (every row was already checked
     one by one in transforms.parsing). For a file of more than sample_rows rows (0: no limit), a fixed
     random sample answers that as well as the whole file: a share of bad IDs is estimated to within a
     fraction of a percent, at a small part of the time and memory of handing millions of rows to pandas."""
-    gx = _gx()
-    context = gx.get_context(mode="file", project_root_dir=str(root))
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    data_source = context.data_sources.add_pandas(name="refresh_rows")
-    definitions, frames, sizes = [], {}, {}
-    for name, frame in rows.items():
-        sizes[name] = (frame.height, min(frame.height, sample_rows) if sample_rows > 0 else frame.height)
-        if sizes[name][1] < frame.height:
-            frame = frame.sample(n=sizes[name][1], seed=0)
-        contract = contracts[name]
-        batch = data_source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe("all_rows")
-        suite = context.suites.add(build_suite(contract, as_of, standalone=False))
-        definitions.append(context.validation_definitions.add(
-            gx.ValidationDefinition(name=name, data=batch, suite=suite)))
-        frames[name] = expectation_frame(contract, frame)
-    out: dict[str, SuiteResult] = {}
-    # One checkpoint per source: a checkpoint's batch parameters are shared by its validations.
-    for definition in definitions:
+
+    def __init__(self, root: Path, as_of: datetime | None, sample_rows: int = 0) -> None:
+        self.as_of, self.sample_rows = as_of, sample_rows
+        self._gx = _gx()
+        self._context = self._gx.get_context(mode="file", project_root_dir=str(root))
+        self._context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+        self._data_source = self._context.data_sources.add_pandas(name="refresh_rows")
+
+    def check(self, name: str, frame: pl.DataFrame, contract: Contract) -> SuiteResult:
+        gx, context = self._gx, self._context
+        total = frame.height
+        checked = min(total, self.sample_rows) if self.sample_rows > 0 else total
+        if checked < total:
+            frame = frame.sample(n=checked, seed=0)
+        batch = self._data_source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe("all_rows")
+        suite = context.suites.add(build_suite(contract, self.as_of, standalone=False))
+        definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+        # One checkpoint per source: a checkpoint's batch parameters are shared by its validations.
         checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=f"refresh_{definition.name}", validation_definitions=[definition],
+            name=f"refresh_{name}", validation_definitions=[definition],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")], result_format=RESULT_FORMAT))
-        run = checkpoint.run(batch_parameters={"dataframe": frames.pop(definition.name)})
-        for result in run.run_results.values():
-            out[definition.name] = SuiteResult(
-                source=definition.name, success=bool(result.success),
-                expectations=[_summarise(r) for r in result.results],
-                rows_total=sizes[definition.name][0], rows_checked=sizes[definition.name][1])
-    return out
+        run = checkpoint.run(batch_parameters={"dataframe": expectation_frame(contract, frame)})
+        result = next(iter(run.run_results.values()))
+        return SuiteResult(source=name, success=bool(result.success), expectations=[_summarise(r) for r in result.results],
+                           rows_total=total, rows_checked=checked)
+
+
+def validate_sources(
+    rows: dict[str, pl.DataFrame], contracts: dict[str, Contract], as_of: datetime | None, root: Path,
+    sample_rows: int = 0,
+) -> dict[str, SuiteResult]:
+    """Every source's suite, in one context (the tests and the expectations benchmark check several at once)."""
+    runner = SuiteRunner(root, as_of, sample_rows)
+    return {name: runner.check(name, frame, contracts[name]) for name, frame in rows.items()}
 
 
 def _summarise(r) -> ExpectationResult:

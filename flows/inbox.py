@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +36,7 @@ from expectations.suites import import_in_background
 from flows.database import Database
 from flows.feedback import store_returned
 from flows.readers import InputError, RawTable, file_hash, read_table
-from flows.refresh import check_row_counts, new_report, process
+from flows.refresh import Sources, check_row_count, last_run, new_report, process
 from flows.settings import InboxSettings, Settings, load_campaign
 from transforms.contract import INPUTS
 from transforms.parsing import LINE
@@ -183,16 +184,27 @@ def archive_file(f: InboxFile, archive: Path) -> Path:
     return archive_path(f.path, archive / f.source, f.sha256)
 
 
-def stored_inputs(db: Database) -> dict[str, RawTable]:
-    """The raw rows of every stored file, as the refresh reads them."""
-    out: dict[str, RawTable] = {}
+def stored_sources(db: Database, settings: Settings) -> Sources:
+    """The raw rows of every stored file, as the refresh reads them: each source fetched from the database
+    when the refresh comes to it, so no two sources are in memory at once."""
+    def loader(source: str) -> Callable[[], RawTable]:
+        def load() -> RawTable:
+            store = Database(settings.duckdb)
+            try:
+                frame = store.fetch(f"SELECT * FROM {_store_table(source)} ORDER BY {FILE_COLUMN}, {LINE}")
+            finally:
+                store.close()
+            return RawTable(path=f"store:{source}", frame=frame, encoding="stored")
+        return load
+
+    out: Sources = {}
     for source in SOURCES:
-        frame = db.fetch(f"SELECT * FROM {_store_table(source)} ORDER BY {FILE_COLUMN}, {LINE}")
-        if frame.height == 0 and source != "vaccinations":
+        stored = db.count(_store_table(source))
+        if stored == 0 and source != "vaccinations":
             raise InputError(f"inbox/{source}", f"no {INPUTS[source].zh} has been loaded yet: drop an export into "
                              f"the inbox folder '{source}'")
-        if frame.height or source != "vaccinations":
-            out[source] = RawTable(path=f"store:{source}", frame=frame, encoding="stored")
+        if stored:
+            out[source] = loader(source)
     return out
 
 
@@ -275,7 +287,7 @@ def refresh_inbox(config: str) -> dict:
             rosters = [tables[f.sha256] for f in new if f.source == "roster"]
             if rosters:  # a new roster replaces the stored one: refuse one that is far too short
                 db.close()
-                check_row_counts(settings, {"roster": rosters[-1]}, ("roster",))
+                check_row_count(settings, "roster", rosters[-1], last_run(settings))
                 db = Database(settings.duckdb)
             if new:
                 store_files(db, new, tables)
@@ -293,7 +305,7 @@ def refresh_inbox(config: str) -> dict:
                     archive_path(path, inbox.archive / RETURNS)
             fingerprint = input_fingerprint(db, settings)
             previous = db.last_run()
-            raw = stored_inputs(db)
+            sources = stored_sources(db, settings)
         finally:
             db.close()
         if previous and previous.get("parameters", {}).get("fingerprint") == fingerprint and settings.out.exists():
@@ -306,7 +318,7 @@ def refresh_inbox(config: str) -> dict:
             return summary.__dict__
         report = new_report(settings, fingerprint=fingerprint, inbox=str(inbox.path))
         report.timings["read"] = round(time.perf_counter() - started, 3)
-        result = process(settings, raw, report, started)
+        result = process(settings, sources, report, started)
         summary.run_id = report.run_id
         summary.message = f"run {report.run_id}: {report.coverage['untested']} untested, sheets in {settings.out}"
         publish_artifacts(result, previous, summary)

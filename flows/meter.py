@@ -22,7 +22,8 @@ def current_rss() -> int:
 
 
 class StageMeter:
-    """Call mark(name) at the end of each stage: the peak since the previous mark is kept under name."""
+    """Call mark(name) at the end of each stage: the peak since the previous mark is kept under name. A stage
+    met more than once (each source is read, checked and normalised in turn) keeps its highest peak."""
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
@@ -42,7 +43,7 @@ class StageMeter:
     def mark(self, name: str) -> float:
         rss = current_rss()
         with self._lock:
-            self.peaks[name] = round(max(self._peak, rss) / 2**30, 2)
+            self.peaks[name] = max(self.peaks.get(name, 0.0), round(max(self._peak, rss) / 2**30, 2))
             self._peak = rss
         return self.peaks[name]
 

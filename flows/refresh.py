@@ -1,4 +1,4 @@
-"""The refresh flow: ingest -> validate -> normalise -> link -> apply rules -> publish.
+"""The refresh flow: each source read -> validated -> normalised in turn, then link -> rules -> publish.
 
 Tasks are thin wrappers around transforms; all file and database I/O happens here. Frames move between
 tasks in memory, so no task uses Prefect's input-hash cache (hashing a million-row frame costs more
@@ -26,10 +26,10 @@ from prefect.cache_policies import NO_CACHE
 from expectations.docs import export_offline
 from expectations.suites import (
     SuiteResult,
+    SuiteRunner,
     checked_column,
     data_docs_site,
     import_in_background,
-    validate_sources,
 )
 from flows.database import Database
 from flows.meter import StageMeter
@@ -62,7 +62,7 @@ from transforms.pair_decisions import (
     roster_side,
     slice_count,
 )
-from transforms.parsing import Parsed, parse_rows
+from transforms.parsing import parse_rows
 from transforms.print_sheet import WORKER, person_lines, worker_print_html
 from transforms.report import coverage_report_html
 from transforms.roster_gaps import roster_corrections, unregistered
@@ -87,30 +87,49 @@ class RunReport:
     peak_memory_gib: dict = field(default_factory=dict)  # per stage, from flows.meter
 
 
-@task(cache_policy=NO_CACHE)
-def ingest(settings: Settings) -> dict[str, RawTable]:
-    sources = {"roster": settings.roster, "tests": settings.tests}
+# The sources a refresh reads, in the order it reads them: the roster first, so a wrong roster stops the run
+# before the records are touched. Each is a loader called when its turn comes.
+Sources = dict[str, Callable[[], RawTable]]
+
+
+def file_sources(settings: Settings) -> Sources:
+    """The campaign's files, each read when its turn comes. A missing file is refused before any is read;
+    a file far shorter than the last load of its source is refused as soon as it is read."""
+    paths = {"roster": settings.roster, "tests": settings.tests}
     if settings.vaccinations is not None:
-        sources["vaccinations"] = settings.vaccinations
-    return {name: read_table(path, INPUTS[name]) for name, path in sources.items()}
+        paths["vaccinations"] = settings.vaccinations
+    for path in paths.values():
+        if not Path(path).exists():
+            raise InputError(path, "file not found")
+    previous = last_run(settings)
+
+    def loader(name: str, path: Path) -> Callable[[], RawTable]:
+        def load() -> RawTable:
+            table = read_table(path, INPUTS[name])
+            check_row_count(settings, name, table, previous)
+            return table
+        return load
+
+    return {name: loader(name, path) for name, path in paths.items()}
 
 
-@task(cache_policy=NO_CACHE)
-def validate(
-    raw: dict[str, RawTable], as_of: datetime, docs_root: Path, sample_rows: int
-) -> tuple[dict[str, Parsed], dict[str, SuiteResult], dict[str, float]]:
+@task(cache_policy=NO_CACHE, task_run_name="read-{name}")
+def read_source(name: str, load: Callable[[], RawTable]) -> RawTable:
+    return load()
+
+
+@task(cache_policy=NO_CACHE, task_run_name="validate-{name}")
+def validate(name: str, table: RawTable, checks: SuiteRunner, as_of: datetime) -> dict:
+    """{"parsed": the rows parsed and quarantined, "suite": the source's expectation suite's verdict, "laps"}:
+    a dict the flow empties, as Prefect keeps a task's return value until the flow ends."""
     t = time.perf_counter()
-    parsed = {}
-    for name, table in raw.items():
-        parsed[name] = parse_rows(table.frame, INPUTS[name], as_of)
-        # The rows live on, parsed: the text copy goes before the next source is parsed, not after all of them
-        # (at 5M residents the three text tables were 3 GiB beside their parsed copies).
-        table.frame = table.frame.clear()
+    parsed = parse_rows(table.frame, INPUTS[name], as_of)
+    # The rows live on, parsed: the text copy goes before they are checked and normalised.
+    table.frame = table.frame.clear()
     parse_seconds = time.perf_counter() - t
-    suites = validate_sources({name: p.rows for name, p in parsed.items()}, INPUTS, as_of, docs_root, sample_rows)
-    laps = {"validate_parse": round(parse_seconds, 3),
-            "validate_expectations": round(time.perf_counter() - t - parse_seconds, 3)}
-    return parsed, suites, laps
+    suite = checks.check(name, parsed.rows, INPUTS[name])
+    return {"parsed": parsed, "suite": suite, "laps": {
+        "validate_parse": parse_seconds, "validate_expectations": time.perf_counter() - t - parse_seconds}}
 
 
 def expectation_error(path: str, contract, result: SuiteResult, docs: Path) -> InputError:
@@ -426,15 +445,15 @@ class RunResult:
     coverage: pl.DataFrame
 
 
-def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, started: float,
+def process(settings: Settings, sources: Sources, report: RunReport, started: float,
             meter: StageMeter | None = None) -> RunResult:
-    """Everything after ingest; shared by the file refresh and the inbox refresh."""
+    """Everything from reading the sources on; shared by the file refresh and the inbox refresh."""
     docs_root = Path(tempfile.mkdtemp(prefix="gridsweep-gx-"))  # GE's file context; copied out offline
     meter = meter or StageMeter()
     temp = settings.duckdb.temp_directory or settings.duckdb.path.parent
     spill, facts = RecordSpill(temp / f"records-{report.run_id}"), FactSpill(temp / f"facts-{report.run_id}")
     try:
-        return _process(settings, raw, report, started, docs_root, meter, spill, facts)
+        return _process(settings, sources, report, started, docs_root, meter, spill, facts)
     finally:
         meter.stop()
         spill.remove()
@@ -443,53 +462,57 @@ def process(settings: Settings, raw: dict[str, RawTable], report: RunReport, sta
 
 
 def _process(
-    settings: Settings, raw: dict[str, RawTable], report: RunReport, started: float, docs_root: Path,
+    settings: Settings, sources: Sources, report: RunReport, started: float, docs_root: Path,
     meter: StageMeter, spill: RecordSpill, facts: FactSpill,
 ) -> RunResult:
     logger = get_run_logger()
 
     def lap(name: str, t0: float) -> float:
-        report.timings[name] = round(time.perf_counter() - t0, 3)
+        """Times and meters a stage; a stage met once per source (read, validate, normalise) adds up."""
+        _timed(report.timings, name, t0)
         report.peak_memory_gib[name] = meter.mark(name)
         return time.perf_counter()
 
-    t = time.perf_counter()
-    parsed, suites, laps = validate(raw, settings.as_of, docs_root, settings.expectation_sample_rows)
-    report.validation = validation_summary(suites)
-    t = lap("validate", t)
-    report.timings.update(laps)
-    failed = {name: r for name, r in suites.items() if not r.success}
-    for name in failed:
-        logger.warning("%s: expectations not met: %s", name, ", ".join(report.validation[name]["failed"]))
-    if failed and settings.stop_on_failed_expectations:
-        kept = settings.duckdb.path.parent / "failed_validation" / report.run_id
-        export_offline(data_docs_site(docs_root), kept, suites)
-        name, result = next(iter(failed.items()))
-        raise expectation_error(raw[name].path, INPUTS[name], result, kept)
-    for name, table in raw.items():
-        p = parsed[name]
-        report.inputs[name] = {
-            "path": table.path, "encoding": table.encoding, "ignored_columns": table.ignored_columns,
-            "rows": table.rows,
-        }
-        report.accounting[name] = {
-            "rows_read": table.rows,
-            "rows_used": p.rows.height,
-            "rows_quarantined": p.quarantine.height,
-            "balanced": table.rows == p.rows.height + p.quarantine.height,
-        }
-        report.inputs[name]["kept_but_blanked"] = p.notes
-        logger.info("%s: %d rows read, %d used, %d quarantined", name, table.rows, p.rows.height,
-                    p.quarantine.height)
-    if not all(a["balanced"] for a in report.accounting.values()):
-        raise RuntimeError("row accounting failed: some input rows were neither used nor quarantined")
-    quarantine = {name: p.quarantine for name, p in parsed.items()}
+    # One source at a time, read -> parsed and checked -> normalised, its linking rows and facts written to
+    # disk before the next is read: no two sources' text or parsed rows are in memory together. A source
+    # that fails its checks stops the run there, before anything is linked or written.
+    checks = SuiteRunner(docs_root, settings.as_of, settings.expectation_sample_rows)
+    suites: dict[str, SuiteResult] = {}
+    quarantine: dict[str, pl.DataFrame] = {}
     people: dict[str, pl.DataFrame | pl.LazyFrame] = {}  # the roster in memory, the records' facts on disk
     store = NormalisedStore(settings.duckdb.path.parent / "normalised")
-    for name in list(parsed):
-        # One source at a time, its parsed rows let go as soon as it is normalised: pop, not del, because
-        # Prefect holds the validate task's return value (this dict) until the flow ends.
-        rows = parsed.pop(name).rows
+    for name, load in sources.items():
+        t = time.perf_counter()
+        table = read_source(name, load)
+        t = lap("read", t)
+        checked = validate(name, table, checks, settings.as_of)
+        parsed, suites[name] = checked.pop("parsed"), checked.pop("suite")
+        for step, seconds in checked.pop("laps").items():
+            _add_time(report.timings, step, seconds)
+        report.validation[name] = validation_summary({name: suites[name]})[name]
+        t = lap("validate", t)
+        if not suites[name].success:
+            logger.warning("%s: expectations not met: %s", name, ", ".join(report.validation[name]["failed"]))
+            if settings.stop_on_failed_expectations:
+                kept = settings.duckdb.path.parent / "failed_validation" / report.run_id
+                export_offline(data_docs_site(docs_root), kept, suites)
+                raise expectation_error(table.path, INPUTS[name], suites[name], kept)
+        report.inputs[name] = {
+            "path": table.path, "encoding": table.encoding, "ignored_columns": table.ignored_columns,
+            "rows": table.rows, "kept_but_blanked": parsed.notes,
+        }
+        rows, quarantine[name] = parsed.rows, parsed.quarantine
+        report.accounting[name] = {
+            "rows_read": table.rows,
+            "rows_used": rows.height,
+            "rows_quarantined": quarantine[name].height,
+            "balanced": table.rows == rows.height + quarantine[name].height,
+        }
+        logger.info("%s: %d rows read, %d used, %d quarantined", name, table.rows, rows.height,
+                    quarantine[name].height)
+        if not report.accounting[name]["balanced"]:
+            raise RuntimeError(f"row accounting failed for {name}: some input rows were neither used nor quarantined")
+        del parsed
         if name == ROSTER.name:
             normalised = normalise_roster(rows, store)
             people[name], flags = normalised.pop("frame"), normalised.pop("flags")
@@ -497,7 +520,8 @@ def _process(
             people[name], flags = normalise_records(rows, name, spill, facts, store)
         del rows
         report.inputs[name] |= flags
-    t = lap("normalise", t)
+    lap("normalise", t)
+    t = time.perf_counter()
     db = Database(settings.duckdb)
     try:
         # Linking reads the roster's identity columns only: the rest (addresses as typed, grid, tags, status)
@@ -568,33 +592,30 @@ def refresh(settings: Settings) -> RunReport:
     import_in_background()
     meter = StageMeter()
     report = new_report(settings)
-    raw = ingest(settings)
-    check_row_counts(settings, raw)
-    report.timings["read"] = round(time.perf_counter() - started, 3)
-    report.peak_memory_gib["read"] = meter.mark("read")
-    return process(settings, raw, report, started, meter).report
+    return process(settings, file_sources(settings), report, started, meter).report
 
 
-def check_row_counts(settings: Settings, raw: dict[str, RawTable], sources: tuple[str, ...] | None = None) -> None:
-    """A file with far fewer rows than the last load of the same source is refused (a truncated export
-    or the wrong file); the staff can lower [checks] min_row_fraction if the drop is real."""
-    if settings.min_row_fraction <= 0 or not settings.duckdb.path.exists():
-        return
+def last_run(settings: Settings) -> dict | None:
+    """The last run's run.json from the state database, or None before the first run."""
+    if not settings.duckdb.path.exists():
+        return None
     db = Database(settings.duckdb)
     try:
-        previous = db.last_run()
+        return db.last_run()
     finally:
         db.close()
-    if not previous:
+
+
+def check_row_count(settings: Settings, name: str, table: RawTable, previous: dict | None) -> None:
+    """A file with far fewer rows than the last load of the same source is refused (a truncated export
+    or the wrong file); the staff can lower [checks] min_row_fraction if the drop is real."""
+    if settings.min_row_fraction <= 0 or not previous:
         return
-    for name, table in raw.items():
-        if sources is not None and name not in sources:
-            continue
-        before = previous.get("accounting", {}).get(name, {}).get("rows_read")
-        if before and table.rows < settings.min_row_fraction * before:
-            raise InputError(
-                table.path,
-                f"{table.rows} rows, far fewer than the {before} rows of the last load "
-                f"(run {previous['run_id']}): a truncated export or the wrong file? If it is right, set "
-                f"[checks] min_row_fraction lower in the campaign file",
-            )
+    before = previous.get("accounting", {}).get(name, {}).get("rows_read")
+    if before and table.rows < settings.min_row_fraction * before:
+        raise InputError(
+            table.path,
+            f"{table.rows} rows, far fewer than the {before} rows of the last load "
+            f"(run {previous['run_id']}): a truncated export or the wrong file? If it is right, set "
+            f"[checks] min_row_fraction lower in the campaign file",
+        )
