@@ -30,8 +30,9 @@ def main() -> int:
     from flows.meter import StageMeter, current_rss
     from flows.readers import read_table
     from flows.record_spill import RecordSpill
-    from flows.refresh import apply_rules, link, spill_linking_rows
+    from flows.refresh import apply_rules, link
     from flows.settings import load_settings
+    from flows.sources import spill_linking_rows
     from transforms.contract import INPUTS
     from transforms.evidence import records_for_linking
     from transforms.normalise import IDENTITY_COLUMNS, normalise_people

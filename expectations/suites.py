@@ -149,29 +149,50 @@ def expectation_frame(contract: Contract, rows: pl.DataFrame):
     return out
 
 
+class RowSample:
+    """A fixed random sample of size rows (0: every row) of a file read a slice at a time: each row draws a
+    number from its position (a seeded hash) and the size lowest draws are kept, so the sample is uniform,
+    the same every time for the same rows, and never more than size rows plus a slice in memory."""
+
+    _DRAW = "_draw"
+
+    def __init__(self, size: int) -> None:
+        self.size, self.seen = size, 0
+        self._kept: pl.DataFrame | None = None
+
+    def add(self, rows: pl.DataFrame) -> RowSample:
+        drawn = rows.with_columns(
+            pl.int_range(self.seen, self.seen + rows.height, dtype=pl.UInt64).hash(seed=0).alias(self._DRAW))
+        self.seen += rows.height
+        pool = drawn if self._kept is None else pl.concat([self._kept, drawn])
+        self._kept = pool if self.size <= 0 or pool.height <= self.size else pool.bottom_k(self.size, by=self._DRAW)
+        return self
+
+    def rows(self) -> pl.DataFrame:
+        if self._kept is None:
+            raise ValueError("no rows were added to the sample")
+        return self._kept.drop(self._DRAW)
+
+
 class SuiteRunner:
     """Checks one source at a time in one file-backed context under root, so Great Expectations renders its
     Data Docs there (see expectations.docs for the offline copy) and a refresh can read, check and normalise
     a source and let go of it before reading the next.
 
     A suite says whether a file as a whole is the export it claims to be (every row was already checked
-    one by one in transforms.parsing). For a file of more than sample_rows rows (0: no limit), a fixed
-    random sample answers that as well as the whole file: a share of bad IDs is estimated to within a
-    fraction of a percent, at a small part of the time and memory of handing millions of rows to pandas."""
+    one by one in transforms.parsing). For a big file a fixed random sample (RowSample) answers that as well
+    as the whole file: a share of bad IDs is estimated to within a fraction of a percent, at a small part of
+    the time and memory of handing millions of rows to pandas."""
 
-    def __init__(self, root: Path, as_of: datetime | None, sample_rows: int = 0) -> None:
-        self.as_of, self.sample_rows = as_of, sample_rows
+    def __init__(self, root: Path, as_of: datetime | None) -> None:
+        self.as_of = as_of
         self._gx = _gx()
         self._context = self._gx.get_context(mode="file", project_root_dir=str(root))
         self._context.variables.progress_bars = {"globally": False, "metric_calculations": False}
         self._data_source = self._context.data_sources.add_pandas(name="refresh_rows")
 
-    def check(self, name: str, frame: pl.DataFrame, contract: Contract) -> SuiteResult:
+    def check(self, name: str, sample: RowSample, contract: Contract) -> SuiteResult:
         gx, context = self._gx, self._context
-        total = frame.height
-        checked = min(total, self.sample_rows) if self.sample_rows > 0 else total
-        if checked < total:
-            frame = frame.sample(n=checked, seed=0)
         batch = self._data_source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe("all_rows")
         suite = context.suites.add(build_suite(contract, self.as_of, standalone=False))
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
@@ -179,10 +200,10 @@ class SuiteRunner:
         checkpoint = context.checkpoints.add(gx.Checkpoint(
             name=f"refresh_{name}", validation_definitions=[definition],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")], result_format=RESULT_FORMAT))
-        run = checkpoint.run(batch_parameters={"dataframe": expectation_frame(contract, frame)})
+        run = checkpoint.run(batch_parameters={"dataframe": expectation_frame(contract, sample.rows())})
         result = next(iter(run.run_results.values()))
         return SuiteResult(source=name, success=bool(result.success), expectations=[_summarise(r) for r in result.results],
-                           rows_total=total, rows_checked=checked)
+                           rows_total=sample.seen, rows_checked=sample.rows().height)
 
 
 def validate_sources(
@@ -190,8 +211,8 @@ def validate_sources(
     sample_rows: int = 0,
 ) -> dict[str, SuiteResult]:
     """Every source's suite, in one context (the tests and the expectations benchmark check several at once)."""
-    runner = SuiteRunner(root, as_of, sample_rows)
-    return {name: runner.check(name, frame, contracts[name]) for name, frame in rows.items()}
+    runner = SuiteRunner(root, as_of)
+    return {name: runner.check(name, RowSample(sample_rows).add(frame), contracts[name]) for name, frame in rows.items()}
 
 
 def _summarise(r) -> ExpectationResult:

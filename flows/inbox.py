@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,8 +36,9 @@ from expectations.suites import import_in_background
 from flows.database import Database
 from flows.feedback import store_returned
 from flows.readers import InputError, RawTable, file_hash, read_table
-from flows.refresh import Sources, check_row_count, last_run, new_report, process
+from flows.refresh import new_report, process
 from flows.settings import InboxSettings, Settings, load_campaign
+from flows.sources import Sources, check_row_count, last_run
 from transforms.contract import INPUTS
 from transforms.parsing import LINE
 
@@ -184,19 +185,34 @@ def archive_file(f: InboxFile, archive: Path) -> Path:
     return archive_path(f.path, archive / f.source, f.sha256)
 
 
-def stored_sources(db: Database, settings: Settings) -> Sources:
-    """The raw rows of every stored file, as the refresh reads them: each source fetched from the database
-    when the refresh comes to it, so no two sources are in memory at once."""
-    def loader(source: str) -> Callable[[], RawTable]:
-        def load() -> RawTable:
-            store = Database(settings.duckdb)
-            try:
-                frame = store.fetch(f"SELECT * FROM {_store_table(source)} ORDER BY {FILE_COLUMN}, {LINE}")
-            finally:
-                store.close()
-            return RawTable(path=f"store:{source}", frame=frame, encoding="stored")
-        return load
+class StoredTable:
+    """A source's stored rows, as the refresh reads them: from the state database a slice at a time (the
+    exports of weeks accumulate here), in the order the files and their lines came."""
 
+    encoding = "stored"
+
+    def __init__(self, settings: Settings, source: str) -> None:
+        self.settings, self.source = settings, source
+        self.path, self.ignored_columns, self.rows = f"store:{source}", [], 0
+
+    def slices(self, size: int) -> Iterator[pl.DataFrame]:
+        db = Database(self.settings.duckdb)
+        try:
+            query = f"SELECT * FROM {_store_table(self.source)} ORDER BY {FILE_COLUMN}, {LINE}"
+            given = 0
+            with db.con.sql(query).to_arrow_reader(batch_size=size) as reader:  # streams the rows
+                for batch in reader:
+                    frame = pl.from_arrow(batch)
+                    self.rows, given = self.rows + frame.height, given + 1
+                    yield frame
+            if not given:
+                yield db.fetch(f"{query} LIMIT 0")
+        finally:
+            db.close()
+
+
+def stored_sources(db: Database, settings: Settings) -> Sources:
+    """Every source with stored rows, each read when the refresh comes to it."""
     out: Sources = {}
     for source in SOURCES:
         stored = db.count(_store_table(source))
@@ -204,7 +220,7 @@ def stored_sources(db: Database, settings: Settings) -> Sources:
             raise InputError(f"inbox/{source}", f"no {INPUTS[source].zh} has been loaded yet: drop an export into "
                              f"the inbox folder '{source}'")
         if stored:
-            out[source] = loader(source)
+            out[source] = lambda source=source: StoredTable(settings, source)
     return out
 
 

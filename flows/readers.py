@@ -12,9 +12,12 @@ import csv
 import hashlib
 import io
 import math
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -53,85 +56,163 @@ class RawTable:
         if self.rows < 0:
             self.rows = self.frame.height
 
+    def slices(self, size: int) -> Iterator[pl.DataFrame]:
+        """The rows size at a time (one empty slice if there are none), as CsvTable gives a CSV export's;
+        the table lets go of its rows after the last."""
+        for at in range(0, max(self.frame.height, 1), size):
+            yield self.frame.slice(at, size)
+        self.frame = self.frame.clear()
 
-_UTF8_SLICE = 1 << 24
+
+SLICE_ROWS = 1_000_000  # rows of a CSV export read at a time when it is read whole (read_table)
 
 
-def _utf8_error(data: bytes, start: int = 0) -> int | None:
-    """The byte offset of the first sequence that is not UTF-8, or None. Checked a slice at a time: decoding
-    a city's export into one Python string held twice its size again while it was read."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    view = memoryview(data)
-    for at in range(start, len(view), _UTF8_SLICE):
-        pending = len(decoder.getstate()[0])  # bytes of a character cut at the last slice's end
+_UTF8_SLICE = 1 << 24  # bytes read, checked or transcoded at a time: a city's export is gigabytes
+_BOM8 = b"\xef\xbb\xbf"
+
+
+def _blocks(path: Path, start: int = 0) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        while block := fh.read(_UTF8_SLICE):
+            yield block
+
+
+def _decode_error(path: Path, encoding: str, start: int = 0, out: BinaryIO | None = None) -> int | None:
+    """Decodes the file from byte `start` a slice at a time, writing it as UTF-8 to out if given; returns the
+    byte offset of the first sequence that is not valid in encoding, or None. A slice may end inside a
+    character: the decoder carries its first bytes over, and an error is placed where they began."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    at = start
+    for block in [*_blocks(path, start), b""]:
+        pending = len(decoder.getstate()[0])
         try:
-            decoder.decode(view[at:at + _UTF8_SLICE], final=at + _UTF8_SLICE >= len(view))
+            text = decoder.decode(block, final=not block)
         except UnicodeDecodeError as exc:
             return at - pending + exc.start
+        if out is not None:
+            out.write(text.encode("utf-8"))
+        at += len(block)
     return None
 
 
-def decode_bytes(path: Path, data: bytes) -> tuple[bytes, str]:
-    """Returns (the text as UTF-8 bytes, the encoding it came in). GB18030 is a superset of GBK and GB2312.
-    A UTF-8 file (BOM or not) is handed on as it is: the CSV reader skips the BOM."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        bad = _utf8_error(data, 3)
+def _utf8_error(path: Path, start: int = 0) -> int | None:
+    return _decode_error(path, "utf-8", start)
+
+
+def _text_file(path: Path, temp: Path) -> tuple[Path, str]:
+    """(the file as UTF-8 text on disk, the encoding it came in): the file itself when it is UTF-8 (BOM or
+    not: the CSV reader skips the BOM), else a copy transcoded a slice at a time into temp. GB18030 is a
+    superset of GBK and GB2312."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(_BOM8):
+        bad = _utf8_error(path, 3)
         if bad is not None:
             raise InputError(path, f"marked as UTF-8 but byte {bad} is not: truncated or mixed "
                              "encodings (save the file again as UTF-8)")
-        return data, "utf-8-sig"
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16").encode("utf-8"), "utf-16"
-        except UnicodeDecodeError as exc:
-            raise InputError(path, f"truncated or corrupt UTF-16 text (byte {exc.start})") from exc
-    if _utf8_error(data) is None:
-        return data, "utf-8"
-    try:
-        return data.decode("gb18030").encode("utf-8"), "gb18030"
-    except UnicodeDecodeError:
-        raise InputError(path, "unknown text encoding: expected UTF-8 (with or without BOM), UTF-16 or "
-                         "GB18030/GBK") from None
+        return path, "utf-8-sig"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _transcoded(path, "utf-16", temp, lambda at: InputError(
+            path, f"truncated or corrupt UTF-16 text (byte {at})")), "utf-16"
+    if _utf8_error(path) is None:
+        return path, "utf-8"
+    return _transcoded(path, "gb18030", temp, lambda at: InputError(
+        path, "unknown text encoding: expected UTF-8 (with or without BOM), UTF-16 or GB18030/GBK")), "gb18030"
 
 
-def _first_line(payload: bytes) -> str:
-    head = bytes(memoryview(payload)[:1 << 20]).removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")
+def _transcoded(path: Path, encoding: str, temp: Path, error) -> Path:
+    text = temp / "utf8.csv"
+    with open(text, "wb") as out:
+        bad = _decode_error(path, encoding, out=out)
+    if bad is not None:
+        raise error(bad)
+    return text
+
+
+def _first_line(text: Path) -> str:
+    with open(text, "rb") as fh:
+        head = fh.read(1 << 20).removeprefix(_BOM8).lstrip(b"\r\n")
     return head.split(b"\n", 1)[0].decode("utf-8", errors="ignore")
 
 
-def _csv_table(path: Path) -> tuple[list[str], pl.DataFrame, str]:
-    """Header and a frame of String columns col_0..col_n with LINE; lines as a spreadsheet shows them."""
-    data = path.read_bytes()
-    if not data or data.isspace():  # (strip() would copy the whole file)
-        raise InputError(path, "the file is empty")
-    payload, encoding = decode_bytes(path, data)
-    del data
-    if b"\x00" in payload:  # in UTF-8 a zero byte is only ever the NUL character
-        raise InputError(path, "the file contains NUL bytes: it is not a text export (binary or truncated file?)")
-    first = _first_line(payload)
-    delimiter = max([",", "\t", ";", "|"], key=first.count)
-    try:
-        grid = pl.read_csv(
-            io.BytesIO(payload), has_header=False, infer_schema=False, separator=delimiter, raise_if_empty=False,
-        )
-    except pl.exceptions.PolarsError:
-        # Ragged rows and stray quotes: the standard library reader is slower but forgiving.
-        text = payload.decode("utf-8").removeprefix("\ufeff")
+def _numbered(grid: pl.DataFrame, first: int) -> pl.DataFrame:
+    """Rows of a grid (column_1..n) as col_0..col_n-1 and LINE, the first being line `first`."""
+    body = grid.rename({old: f"col_{i}" for i, old in enumerate(grid.columns)})
+    return body.with_columns(pl.int_range(first, first + grid.height, dtype=pl.Int64).alias(LINE))
+
+
+class CsvTable:
+    """A CSV export opened to be read a slice of rows at a time, so a city's export is never in memory whole.
+    Opening checks the file as a whole (empty, encoding, NUL bytes, header) and raises InputError."""
+
+    def __init__(self, path: Path, contract: Contract) -> None:
+        self.path = str(path)
+        if not any(not block.isspace() for block in _blocks(path)):
+            raise InputError(path, "the file is empty")
+        self._temp = tempfile.TemporaryDirectory(prefix="gridsweep-text-")
+        self._text, self.encoding = _text_file(path, Path(self._temp.name))
+        if any(b"\x00" in block for block in _blocks(self._text)):  # in UTF-8 a zero byte is only ever NUL
+            raise InputError(path, "the file contains NUL bytes: it is not a text export (binary or truncated file?)")
+        self._delimiter = max([",", "\t", ";", "|"], key=_first_line(self._text).count)
+        self._grid: pl.DataFrame | None = None  # the whole file, read forgivingly, when the fast reader refused it
         try:
-            rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+            top = self._scan().head(1).collect()
+        except pl.exceptions.PolarsError:
+            top = self._grid = self._forgiving()
+        if top.height == 0:
+            raise InputError(path, "the file has no header row")
+        self.mapping, self.ignored_columns = _map_headers(path, [v or "" for v in top.row(0)], contract)
+        self.rows = 0  # rows read so far, blank rows not counted
+
+    def _scan(self) -> pl.LazyFrame:
+        # Rows longer than the header lose their extra cells, which no header names: as the forgiving reader.
+        return pl.scan_csv(self._text, has_header=False, infer_schema=False, separator=self._delimiter,
+                           raise_if_empty=False, truncate_ragged_lines=True)
+
+    def _forgiving(self) -> pl.DataFrame:
+        """Stray quotes and other damage: the standard library reader is slower but forgiving."""
+        text = self._text.read_bytes().decode("utf-8").removeprefix("\ufeff")
+        try:
+            rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=self._delimiter))
         except csv.Error as exc:
-            raise InputError(path, f"not a readable CSV file ({exc})") from exc
+            raise InputError(self.path, f"not a readable CSV file ({exc})") from exc
         width = max((len(r) for r in rows), default=0)
-        grid = pl.DataFrame(
+        return pl.DataFrame(
             {f"column_{i + 1}": [r[i] if i < len(r) else None for r in rows] for i in range(width)},
             schema={f"column_{i + 1}": pl.String for i in range(width)},
         )
-    if grid.height == 0:
-        raise InputError(path, "the file has no header row")
-    header = [v or "" for v in grid.row(0)]
-    body = grid.slice(1).with_columns(pl.int_range(2, grid.height + 1, dtype=pl.Int64).alias(LINE))
-    body = body.rename({old: f"col_{i}" for i, old in enumerate(grid.columns)})
-    return header, body, encoding
+
+    def _grids(self, size: int) -> Iterator[pl.DataFrame]:
+        if self._grid is not None:
+            yield from (self._grid.slice(at, size) for at in range(0, self._grid.height, size))
+            return
+        given = 0
+        try:
+            for grid in self._scan().collect_batches(chunk_size=size):
+                given += 1
+                yield grid
+        except pl.exceptions.PolarsError as exc:
+            if given:
+                raise InputError(self.path, f"not a readable CSV file after row {self.rows + 1} ({exc})") from exc
+            self._grid = self._forgiving()
+            yield from self._grids(size)
+
+    def slices(self, size: int) -> Iterator[pl.DataFrame]:
+        """The rows as String columns named as in the contract, plus LINE (as a spreadsheet numbers them, the
+        header being line 1), size rows at a time, fully blank rows dropped."""
+        line = 1
+        try:
+            for grid in self._grids(size):
+                body = _numbered(grid, line)
+                if line == 1:
+                    body = body.slice(1)  # the header
+                line += grid.height
+                body = _select(self.mapping, body)
+                self.rows += body.height
+                yield body
+        finally:
+            self._temp.cleanup()
 
 
 def _cell_text(v: object) -> str | None:
@@ -232,14 +313,26 @@ def _rows_frame(rows: list[list], lines: list[int], width: int) -> pl.DataFrame:
     return frame.with_columns(pl.Series(LINE, lines, dtype=pl.Int64))
 
 
+def open_table(path: Path | str, contract: Contract) -> RawTable | CsvTable:
+    """A CSV export opened to be read in slices; a workbook or Parquet file read whole (they are small)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if path.suffix.lower() in (".csv", ".txt", ".tsv"):
+        return CsvTable(path, contract)
+    return read_table(path, contract)
+
+
 def read_table(path: Path | str, contract: Contract) -> RawTable:
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found")
     suffix = path.suffix.lower()
     if suffix in (".csv", ".txt", ".tsv"):
-        header, body, encoding = _csv_table(path)
-    elif suffix in (".xlsx", ".xlsm"):
+        table = CsvTable(path, contract)
+        frame = pl.concat(list(table.slices(SLICE_ROWS)), how="vertical")
+        return RawTable(path=table.path, frame=frame, encoding=table.encoding, ignored_columns=table.ignored_columns)
+    if suffix in (".xlsx", ".xlsm"):
         header, rows, lines = _xlsx_rows(path)
         body = _rows_frame(rows, lines, len(header))
         encoding = "xlsx"

@@ -13,8 +13,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,11 +22,7 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from expectations.docs import export_offline
 from expectations.suites import (
-    SuiteResult,
-    SuiteRunner,
-    checked_column,
     data_docs_site,
     import_in_background,
 )
@@ -35,22 +30,19 @@ from flows.database import Database
 from flows.meter import StageMeter
 from flows.normalised_store import NormalisedStore
 from flows.publish import RunOutputs, publish_outputs
-from flows.readers import InputError, RawTable, read_table
 from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
 from flows.settings import Settings
+from flows.sources import SourceLoader, Sources, file_sources, load_source, validation_summary
 from transforms.changes import build_escalation, mark_changes
-from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
+from transforms.contract import ROSTER
 from transforms.coverage import build_coverage
 from transforms.decision import LINK_COLUMNS, compact_links
-from transforms.evidence import linking_rows, record_facts, test_evidence, vaccination_evidence, with_row_hash
+from transforms.evidence import test_evidence, vaccination_evidence
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
 from transforms.linking import SqlStep, blocking_stage_sql, exact_stage_sql, households_sql, roster_keys_sql
 from transforms.normalise import (
     IDENTITY_COLUMNS,
-    INPUT_KEY,
     LINKING_ONLY_COLUMNS,
-    normalise_reusing,
-    with_input_key,
 )
 from transforms.outcomes import outcome_summary, previous_untested_counts
 from transforms.pair_decisions import (
@@ -62,7 +54,6 @@ from transforms.pair_decisions import (
     roster_side,
     slice_count,
 )
-from transforms.parsing import parse_rows
 from transforms.print_sheet import WORKER, person_lines, worker_print_html
 from transforms.report import coverage_report_html
 from transforms.roster_gaps import roster_corrections, unregistered
@@ -85,154 +76,6 @@ class RunReport:
     follow_up: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     peak_memory_gib: dict = field(default_factory=dict)  # per stage, from flows.meter
-
-
-# The sources a refresh reads, in the order it reads them: the roster first, so a wrong roster stops the run
-# before the records are touched. Each is a loader called when its turn comes.
-Sources = dict[str, Callable[[], RawTable]]
-
-
-def file_sources(settings: Settings) -> Sources:
-    """The campaign's files, each read when its turn comes. A missing file is refused before any is read;
-    a file far shorter than the last load of its source is refused as soon as it is read."""
-    paths = {"roster": settings.roster, "tests": settings.tests}
-    if settings.vaccinations is not None:
-        paths["vaccinations"] = settings.vaccinations
-    for path in paths.values():
-        if not Path(path).exists():
-            raise InputError(path, "file not found")
-    previous = last_run(settings)
-
-    def loader(name: str, path: Path) -> Callable[[], RawTable]:
-        def load() -> RawTable:
-            table = read_table(path, INPUTS[name])
-            check_row_count(settings, name, table, previous)
-            return table
-        return load
-
-    return {name: loader(name, path) for name, path in paths.items()}
-
-
-@task(cache_policy=NO_CACHE, task_run_name="read-{name}")
-def read_source(name: str, load: Callable[[], RawTable]) -> RawTable:
-    return load()
-
-
-@task(cache_policy=NO_CACHE, task_run_name="validate-{name}")
-def validate(name: str, table: RawTable, checks: SuiteRunner, as_of: datetime) -> dict:
-    """{"parsed": the rows parsed and quarantined, "suite": the source's expectation suite's verdict, "laps"}:
-    a dict the flow empties, as Prefect keeps a task's return value until the flow ends."""
-    t = time.perf_counter()
-    parsed = parse_rows(table.frame, INPUTS[name], as_of)
-    # The rows live on, parsed: the text copy goes before they are checked and normalised.
-    table.frame = table.frame.clear()
-    parse_seconds = time.perf_counter() - t
-    suite = checks.check(name, parsed.rows, INPUTS[name])
-    return {"parsed": parsed, "suite": suite, "laps": {
-        "validate_parse": parse_seconds, "validate_expectations": time.perf_counter() - t - parse_seconds}}
-
-
-def expectation_error(path: str, contract, result: SuiteResult, docs: Path) -> InputError:
-    """A whole file that breaks its suite (a third of its IDs malformed, say) is a wrong or broken export:
-    linking it would silently miss people, so the refresh stops and says which column and how many."""
-    bad = next(e for e in result.expectations if not e.success)
-    source = checked_column(contract, bad.column)
-    column = contract.column(source).zh if source in contract.names else source
-    share = (f"{bad.unexpected_count} of {bad.element_count} rows"
-             if bad.unexpected_count is not None and bad.element_count else "the table")
-    if result.rows_checked < result.rows_total:
-        share += f" (a random sample of its {result.rows_total} rows)"
-    return InputError(
-        path,
-        f"{share} fail the check {bad.expectation} for {contract.zh}: is this the right export, with the right "
-        f"column under this header? Details: {docs / 'index.html'}. If the file is right, set [checks] "
-        "stop_on_failed_expectations = false in the campaign file",
-        column=column,
-    )
-
-
-def validation_summary(suites: dict[str, SuiteResult]) -> dict:
-    """For run.json: the verdict per source, what failed, and every expectation's counts."""
-    return {
-        name: {
-            "success": r.success,
-            "rows_checked": r.rows_checked, "rows_total": r.rows_total,
-            "failed": [f"{e.expectation}({e.column or ''})" for e in r.expectations if not e.success],
-            "expectations": [asdict(e) for e in r.expectations],
-            "data_docs": f"data_docs/index.html#{name}",
-        }
-        for name, r in suites.items()
-    }
-
-
-# Records are normalised this many rows at a time, each part written to disk before the next: a city's
-# vaccinations are tens of millions of rows, and normalising them whole held twice their normalised columns
-# (the rows with them, and the table kept for the next refresh) beside the roster.
-NORMALISE_PART_ROWS = 2_000_000
-
-
-def _normalise(rows: pl.DataFrame, source: str, store: NormalisedStore, each: Callable[[pl.DataFrame], None],
-               part_rows: int | None = None) -> dict:
-    """Normalises what the last refresh did not (flows.normalised_store), a part of the rows at a time, hands
-    each part's normalised rows to `each`, and keeps this refresh's table of inputs for the next. Returns the
-    identity flags and how many distinct inputs were normalised now and taken from the table."""
-    kept, contract = store.kept(source), INPUTS[source]
-    size = max(1, part_rows or rows.height)
-    seen = pl.DataFrame(schema=dict.fromkeys(INPUT_KEY, pl.UInt64))
-    fresh = reused = 0
-    flags: dict[str, Counter] = {"id_flags": Counter(), "phone_flags": Counter()}
-    with store.writer(source) as keep:
-        for offset in range(0, max(rows.height, 1), size):
-            keyed = with_input_key(rows.slice(offset, size), contract)
-            people, table, now = normalise_reusing(keyed, contract, kept and kept.holding(keyed))
-            del keyed
-            fresh, reused = fresh + now, reused + table.height - now
-            # An input met in an earlier part (a person's records typed alike) is kept once.
-            table = table.join(seen, on=INPUT_KEY, how="anti") if seen.height else table
-            keep(table)
-            seen = pl.concat([seen, table.select(INPUT_KEY)])
-            for name, counts in identity_flags(people).items():
-                flags[name].update(counts)
-            each(people)
-            del people, table
-    in_order = lambda item: (item[0] is not None, item[0] or "")  # noqa: E731  (as polars sorts: null first)
-    return {name: dict(sorted(c.items(), key=in_order)) for name, c in flags.items()} | {
-        "normalised_now": fresh, "normalised_reused": reused}
-
-
-@task(cache_policy=NO_CACHE)
-def normalise_roster(rows: pl.DataFrame, store: NormalisedStore) -> dict:
-    """{"frame": the normalised roster, "flags": its identity flags}. A dict the flow empties: Prefect keeps a
-    task's return value until the flow ends, and the roster's linking columns are dropped after link. Whole,
-    not in parts: the roster stays in memory for the rules, and parts would have to be copied into one."""
-    parts = []
-    flags = _normalise(rows, ROSTER.name, store, parts.append)
-    return {"frame": parts[0], "flags": flags}
-
-
-@task(cache_policy=NO_CACHE)
-def normalise_records(rows: pl.DataFrame, source: str, spill: RecordSpill, facts: FactSpill, store: NormalisedStore,
-                      part_rows: int = NORMALISE_PART_ROWS) -> tuple[pl.LazyFrame, dict]:
-    """Normalises one kind of record a part at a time and writes what linking reads, and the facts the rules
-    read, to disk: no more than a part's normalised rows are in memory. Returns a scan of the facts."""
-    def each(people: pl.DataFrame) -> None:
-        spill_linking_rows(spill, source, people)
-        facts.write(source, record_facts(people))
-
-    flags = _normalise(rows, source, store, each, part_rows)
-    return facts.scan(source), flags
-
-
-def spill_linking_rows(spill: RecordSpill, source: str, people: pl.DataFrame) -> None:
-    """Writes what link reads of these normalised records: keys, identity columns and their hash."""
-    kind = KIND_OF_SOURCE[source]
-    spill.write(kind, with_row_hash(linking_rows(people, kind, IDENTITY_COLUMNS), IDENTITY_COLUMNS))
-
-
-def identity_flags(people: pl.DataFrame) -> dict:
-    """Suspicious values are kept and used as evidence, never as exact keys; the counts tell the staff."""
-    return {"id_flags": dict(people.group_by("id_flag").len().sort("id_flag").iter_rows()),
-            "phone_flags": dict(people.group_by("phone_flag").len().sort("phone_flag").iter_rows())}
 
 
 def _add_time(timings: dict[str, float], name: str, seconds: float) -> None:
@@ -473,54 +316,32 @@ def _process(
         report.peak_memory_gib[name] = meter.mark(name)
         return time.perf_counter()
 
-    # One source at a time, read -> parsed and checked -> normalised, its linking rows and facts written to
-    # disk before the next is read: no two sources' text or parsed rows are in memory together. A source
-    # that fails its checks stops the run there, before anything is linked or written.
-    checks = SuiteRunner(docs_root, settings.as_of, settings.expectation_sample_rows)
-    suites: dict[str, SuiteResult] = {}
+    # One source at a time, a slice at a time (flows.sources): no two sources' text or parsed rows are in
+    # memory together, and a source that fails its checks stops the run before anything is linked or written.
     quarantine: dict[str, pl.DataFrame] = {}
     people: dict[str, pl.DataFrame | pl.LazyFrame] = {}  # the roster in memory, the records' facts on disk
-    store = NormalisedStore(settings.duckdb.path.parent / "normalised")
-    for name, load in sources.items():
-        t = time.perf_counter()
-        table = read_source(name, load)
-        t = lap("read", t)
-        checked = validate(name, table, checks, settings.as_of)
-        parsed, suites[name] = checked.pop("parsed"), checked.pop("suite")
-        for step, seconds in checked.pop("laps").items():
-            _add_time(report.timings, step, seconds)
-        report.validation[name] = validation_summary({name: suites[name]})[name]
-        t = lap("validate", t)
-        if not suites[name].success:
+    loader = SourceLoader(settings, docs_root, settings.duckdb.path.parent / "failed_validation" / report.run_id,
+                          NormalisedStore(settings.duckdb.path.parent / "normalised"), spill, facts, meter,
+                          report.timings, report.peak_memory_gib)
+    for name, opener in sources.items():
+        loaded = load_source(loader, name, opener)
+        table, quarantine[name] = loaded.pop("table"), loaded.pop("quarantine")
+        report.validation[name] = validation_summary(loader.suites[name], name)
+        if not loader.suites[name].success:
             logger.warning("%s: expectations not met: %s", name, ", ".join(report.validation[name]["failed"]))
-            if settings.stop_on_failed_expectations:
-                kept = settings.duckdb.path.parent / "failed_validation" / report.run_id
-                export_offline(data_docs_site(docs_root), kept, suites)
-                raise expectation_error(table.path, INPUTS[name], suites[name], kept)
         report.inputs[name] = {
             "path": table.path, "encoding": table.encoding, "ignored_columns": table.ignored_columns,
-            "rows": table.rows, "kept_but_blanked": parsed.notes,
-        }
-        rows, quarantine[name] = parsed.rows, parsed.quarantine
+            "rows": table.rows, "kept_but_blanked": loaded.pop("notes"),
+        } | loaded.pop("flags")
         report.accounting[name] = {
-            "rows_read": table.rows,
-            "rows_used": rows.height,
-            "rows_quarantined": quarantine[name].height,
-            "balanced": table.rows == rows.height + quarantine[name].height,
+            "rows_read": table.rows, "rows_used": loaded["rows_used"], "rows_quarantined": quarantine[name].height,
+            "balanced": True,  # SourceLoader.load refuses a source whose rows do not add up
         }
-        logger.info("%s: %d rows read, %d used, %d quarantined", name, table.rows, rows.height,
+        logger.info("%s: %d rows read, %d used, %d quarantined", name, table.rows, loaded.pop("rows_used"),
                     quarantine[name].height)
-        if not report.accounting[name]["balanced"]:
-            raise RuntimeError(f"row accounting failed for {name}: some input rows were neither used nor quarantined")
-        del parsed
-        if name == ROSTER.name:
-            normalised = normalise_roster(rows, store)
-            people[name], flags = normalised.pop("frame"), normalised.pop("flags")
-        else:
-            people[name], flags = normalise_records(rows, name, spill, facts, store)
-        del rows
-        report.inputs[name] |= flags
-    lap("normalise", t)
+        people[name] = loaded.pop("roster") if name == ROSTER.name else facts.scan(name)
+    suites = loader.suites
+    del loader
     t = time.perf_counter()
     db = Database(settings.duckdb)
     try:
@@ -594,28 +415,3 @@ def refresh(settings: Settings) -> RunReport:
     report = new_report(settings)
     return process(settings, file_sources(settings), report, started, meter).report
 
-
-def last_run(settings: Settings) -> dict | None:
-    """The last run's run.json from the state database, or None before the first run."""
-    if not settings.duckdb.path.exists():
-        return None
-    db = Database(settings.duckdb)
-    try:
-        return db.last_run()
-    finally:
-        db.close()
-
-
-def check_row_count(settings: Settings, name: str, table: RawTable, previous: dict | None) -> None:
-    """A file with far fewer rows than the last load of the same source is refused (a truncated export
-    or the wrong file); the staff can lower [checks] min_row_fraction if the drop is real."""
-    if settings.min_row_fraction <= 0 or not previous:
-        return
-    before = previous.get("accounting", {}).get(name, {}).get("rows_read")
-    if before and table.rows < settings.min_row_fraction * before:
-        raise InputError(
-            table.path,
-            f"{table.rows} rows, far fewer than the {before} rows of the last load "
-            f"(run {previous['run_id']}): a truncated export or the wrong file? If it is right, set "
-            f"[checks] min_row_fraction lower in the campaign file",
-        )

@@ -264,16 +264,25 @@ def test_records_normalised_in_parts_give_what_normalising_them_whole_gives(tmp_
     flags, and the table kept for the next refresh (each input once, though it recurs across parts)."""
     from flows.normalised_store import NormalisedStore
     from flows.record_spill import ROW, FactSpill, RecordSpill
-    from flows.refresh import normalise_records
+    from flows.sources import PartNormaliser, record_sink
     from transforms.contract import INPUTS
     from transforms.evidence import record_facts
     from transforms.normalise import normalise_people, normaliser_inputs
 
+    store = NormalisedStore(tmp_path / "normalised")
+
+    def normalise_records(rows: pl.DataFrame, spill: RecordSpill, facts: FactSpill) -> tuple[pl.LazyFrame, dict]:
+        """As flows.sources.SourceLoader.load does with each slice it has parsed."""
+        with store.writer("tests") as keep:
+            normaliser, write = PartNormaliser("tests", store.kept("tests"), keep), record_sink(spill, facts, "tests")
+            for part in rows.iter_slices(part_rows):
+                write(normaliser.part(part))
+        return facts.scan("tests"), normaliser.summary()
+
     rows = _sample("tests")
     rows = pl.concat([rows, rows.head(5)])  # inputs that recur, in different parts when parts are small
     spill, facts = RecordSpill(tmp_path / "spill"), FactSpill(tmp_path / "facts")
-    store = NormalisedStore(tmp_path / "normalised")
-    scan, flags = normalise_records.fn(rows, "tests", spill, facts, store, part_rows=part_rows)
+    scan, flags = normalise_records(rows, spill, facts)
     whole = normalise_people(rows, INPUTS["tests"])
     assert scan.collect().equals(record_facts(whole))
     assert len(spill.files["test"]) == -(-rows.height // part_rows)
@@ -289,8 +298,7 @@ def test_records_normalised_in_parts_give_what_normalising_them_whole_gives(tmp_
     name = INPUTS["tests"].by_role(Role.NAME)
     more = pl.concat([rows, rows.tail(3).with_columns(pl.col(name) + "新")])
     facts = FactSpill(tmp_path / "facts2")
-    scan, flags = normalise_records.fn(more, "tests", RecordSpill(tmp_path / "spill2"), facts, store,
-                                       part_rows=part_rows)
+    scan, flags = normalise_records(more, RecordSpill(tmp_path / "spill2"), facts)
     assert scan.collect().equals(record_facts(normalise_people(more, INPUTS["tests"])))
     inputs = normaliser_inputs(INPUTS["tests"])
     assert flags["normalised_now"] == more.select(inputs).unique().join(rows.select(inputs), on=inputs,

@@ -97,9 +97,14 @@ def parse_dates(values: pl.Series) -> pl.Series:
     return _first_reading(values, _date_candidates(pl.col("v")), pl.Date)
 
 
-def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = None) -> Parsed:
+def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = None,
+               earlier: pl.DataFrame | None = None) -> Parsed:
     """raw: one String column per contract column present in the file, plus LINE (1-based, as the
     spreadsheet shows it). Missing optional columns are added as nulls.
+
+    earlier: when a file is parsed a slice at a time, the unique key and LINE of the rows kept from the
+    slices before this one (first_keys), so a key met again in a later slice is a duplicate as it would be
+    in the whole file.
 
     An event later than as_of, or before testing began, is a typing error that would silently count
     or not count: the row is quarantined so the staff see it. An implausible birth date only loses the
@@ -196,14 +201,26 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
             pl.col(LINE).sort_by("_ord").first().over(contract.unique_key).alias("_first"),
         )
         dup = pl.col("_ord") != pl.col("_first_ord")
+        if earlier is not None and earlier.height:
+            before = earlier.select(contract.unique_key, pl.col(LINE).alias("_before"))
+            frame = frame.join(before, on=contract.unique_key, how="left", maintain_order="left").with_columns(
+                pl.coalesce("_before", "_first").alias("_first"))
+            dup = dup | pl.col("_before").is_not_null()
+            frame = frame.with_columns(dup.alias("_dup")).drop("_before")
+            dup = pl.col("_dup")
         label = contract.column(contract.unique_key).zh
         dups = frame.filter(dup).with_columns(
             pl.format(f"{label}重复（首次出现在第{{}}行）", pl.col("_first")).alias(REASON),
             pl.lit(_check("be_unique", contract.unique_key)).alias(CHECK),
         )
-        frame = frame.filter(~dup).drop("_ord", "_first_ord", "_first")
+        frame = frame.filter(~dup).drop("_ord", "_first_ord", "_first", "_dup", strict=False)
         quarantine = pl.concat([quarantine, dups.select(quarantine.columns)])
     quarantine = quarantine.sort(carried[::-1]).select(*carried, REASON, CHECK, *contract.names)
     counts = frame.select([e.sum().alias(k) for k, e in notes.items()]).row(0, named=True) if notes else {}
     rows = frame.with_columns(typed).select(*carried, *contract.names)  # drops the scratch columns
     return Parsed(rows=rows, quarantine=quarantine, notes={k: int(v or 0) for k, v in counts.items()})
+
+
+def first_keys(contract: Contract, rows: pl.DataFrame) -> pl.DataFrame | None:
+    """What a later slice of the same file needs to know of these parsed rows (parse_rows' earlier)."""
+    return rows.select(contract.unique_key, LINE) if contract.unique_key else None

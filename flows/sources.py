@@ -1,0 +1,247 @@
+"""The sources of a refresh, taken in one at a time and a slice of rows at a time: each slice read, parsed,
+normalised and written to disk before the next is read, so neither a city's exports (gigabytes of text) nor
+their parsed rows are ever in memory whole. A source's expectation suite runs on a sample drawn while its
+slices pass; one that fails stops the refresh before anything is linked or written, and leaves the last
+refresh's kept normalised table as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Protocol
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from expectations.docs import export_offline
+from expectations.suites import RowSample, SuiteResult, SuiteRunner, checked_column, data_docs_site
+from flows.database import Database
+from flows.meter import StageMeter
+from flows.normalised_store import KeptTable, NormalisedStore
+from flows.readers import InputError, open_table
+from flows.record_spill import FactSpill, RecordSpill
+from flows.settings import Settings
+from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
+from transforms.evidence import linking_rows, record_facts, with_row_hash
+from transforms.normalise import IDENTITY_COLUMNS, INPUT_KEY, normalise_reusing, with_input_key
+from transforms.parsing import first_keys, parse_rows
+
+
+class Table(Protocol):
+    """What a source opens to: its rows a slice at a time (flows.readers.CsvTable, RawTable;
+    flows.inbox.StoredTable), and what run.json says of it. rows counts the rows read so far."""
+
+    path: str
+    encoding: str
+    ignored_columns: list[str]
+    rows: int
+
+    def slices(self, size: int) -> Iterator[pl.DataFrame]: ...
+
+
+# The sources a refresh reads, in the order it reads them: the roster first, so a wrong roster stops the run
+# before the records are touched. Each is a loader called when its turn comes.
+Sources = dict[str, Callable[[], Table]]
+
+# Rows of a source read, parsed and normalised at a time. A city's vaccinations are tens of millions of rows;
+# two million rows of the widest source are about 0.3 GiB of text and as much again parsed.
+SLICE_ROWS = 2_000_000
+
+
+def file_sources(settings: Settings) -> Sources:
+    """The campaign's files, each opened when its turn comes. A missing file is refused before any is read."""
+    paths = {"roster": settings.roster, "tests": settings.tests}
+    if settings.vaccinations is not None:
+        paths["vaccinations"] = settings.vaccinations
+    for path in paths.values():
+        if not Path(path).exists():
+            raise InputError(path, "file not found")
+    return {name: (lambda name=name, path=path: open_table(path, INPUTS[name])) for name, path in paths.items()}
+
+
+def last_run(settings: Settings) -> dict | None:
+    """The last run's run.json from the state database, or None before the first run."""
+    if not settings.duckdb.path.exists():
+        return None
+    db = Database(settings.duckdb)
+    try:
+        return db.last_run()
+    finally:
+        db.close()
+
+
+def check_row_count(settings: Settings, name: str, table: Table, previous: dict | None) -> None:
+    """A file with far fewer rows than the last load of the same source is refused (a truncated export
+    or the wrong file); the staff can lower [checks] min_row_fraction if the drop is real."""
+    if settings.min_row_fraction <= 0 or not previous:
+        return
+    before = previous.get("accounting", {}).get(name, {}).get("rows_read")
+    if before and table.rows < settings.min_row_fraction * before:
+        raise InputError(
+            table.path,
+            f"{table.rows} rows, far fewer than the {before} rows of the last load "
+            f"(run {previous['run_id']}): a truncated export or the wrong file? If it is right, set "
+            f"[checks] min_row_fraction lower in the campaign file",
+        )
+
+
+def expectation_error(path: str, contract, result: SuiteResult, docs: Path) -> InputError:
+    """A whole file that breaks its suite (a third of its IDs malformed, say) is a wrong or broken export:
+    linking it would silently miss people, so the refresh stops and says which column and how many."""
+    bad = next(e for e in result.expectations if not e.success)
+    source = checked_column(contract, bad.column)
+    column = contract.column(source).zh if source in contract.names else source
+    share = (f"{bad.unexpected_count} of {bad.element_count} rows"
+             if bad.unexpected_count is not None and bad.element_count else "the table")
+    if result.rows_checked < result.rows_total:
+        share += f" (a random sample of its {result.rows_total} rows)"
+    return InputError(
+        path,
+        f"{share} fail the check {bad.expectation} for {contract.zh}: is this the right export, with the right "
+        f"column under this header? Details: {docs / 'index.html'}. If the file is right, set [checks] "
+        "stop_on_failed_expectations = false in the campaign file",
+        column=column,
+    )
+
+
+def validation_summary(result: SuiteResult, name: str) -> dict:
+    """For run.json: the verdict, what failed, and every expectation's counts."""
+    return {
+        "success": result.success,
+        "rows_checked": result.rows_checked, "rows_total": result.rows_total,
+        "failed": [f"{e.expectation}({e.column or ''})" for e in result.expectations if not e.success],
+        "expectations": [asdict(e) for e in result.expectations],
+        "data_docs": f"data_docs/index.html#{name}",
+    }
+
+
+def identity_flags(people: pl.DataFrame) -> dict:
+    """Suspicious values are kept and used as evidence, never as exact keys; the counts tell the staff."""
+    return {"id_flags": dict(people.group_by("id_flag").len().sort("id_flag").iter_rows()),
+            "phone_flags": dict(people.group_by("phone_flag").len().sort("phone_flag").iter_rows())}
+
+
+def spill_linking_rows(spill: RecordSpill, source: str, people: pl.DataFrame) -> None:
+    """Writes what link reads of these normalised records: keys, identity columns and their hash."""
+    kind = KIND_OF_SOURCE[source]
+    spill.write(kind, with_row_hash(linking_rows(people, kind, IDENTITY_COLUMNS), IDENTITY_COLUMNS))
+
+
+def record_sink(spill: RecordSpill, facts: FactSpill, source: str) -> Callable[[pl.DataFrame], None]:
+    """Where a part of normalised records goes: what linking reads, and the facts the rules read."""
+    def write(people: pl.DataFrame) -> None:
+        spill_linking_rows(spill, source, people)
+        facts.write(source, record_facts(people))
+    return write
+
+
+class PartNormaliser:
+    """Normalises one source a part at a time: what the last refresh normalised (kept) is taken from its
+    table (flows.normalised_store), and this refresh's table is handed to keep, each input once though it
+    recurs across parts. summary() gives the identity flags and how many distinct inputs were normalised
+    now and taken from the table."""
+
+    def __init__(self, source: str, kept: KeptTable | None, keep: Callable[[pl.DataFrame], None]) -> None:
+        self.contract, self.kept, self.keep = INPUTS[source], kept, keep
+        self.seen = pl.DataFrame(schema=dict.fromkeys(INPUT_KEY, pl.UInt64))
+        self.fresh = self.reused = 0
+        self.flags: dict[str, Counter] = {"id_flags": Counter(), "phone_flags": Counter()}
+
+    def part(self, rows: pl.DataFrame) -> pl.DataFrame:
+        keyed = with_input_key(rows, self.contract)
+        people, table, now = normalise_reusing(keyed, self.contract, self.kept and self.kept.holding(keyed))
+        del keyed
+        self.fresh, self.reused = self.fresh + now, self.reused + table.height - now
+        # An input met in an earlier part (a person's records typed alike) is kept once.
+        table = table.join(self.seen, on=INPUT_KEY, how="anti") if self.seen.height else table
+        self.keep(table)
+        self.seen = pl.concat([self.seen, table.select(INPUT_KEY)])
+        for name, counts in identity_flags(people).items():
+            self.flags[name].update(counts)
+        return people
+
+    def summary(self) -> dict:
+        in_order = lambda item: (item[0] is not None, item[0] or "")  # noqa: E731  (as polars sorts: null first)
+        return {name: dict(sorted(c.items(), key=in_order)) for name, c in self.flags.items()} | {
+            "normalised_now": self.fresh, "normalised_reused": self.reused}
+
+
+class SourceLoader:
+    """Takes the sources of one refresh in, one at a time; holds what they share (the suites' context, the
+    kept normalised tables, the spills, the memory meter, and run.json's timings and peaks per stage, which
+    add up and keep the highest over the sources and slices)."""
+
+    def __init__(self, settings: Settings, docs_root: Path, failed_docs: Path, store: NormalisedStore,
+                 spill: RecordSpill, facts: FactSpill, meter: StageMeter, timings: dict[str, float],
+                 peaks: dict[str, float], slice_rows: int = SLICE_ROWS) -> None:
+        self.settings, self.docs_root, self.failed_docs = settings, docs_root, failed_docs
+        self.store, self.spill, self.facts = store, spill, facts
+        self.meter, self.timings, self.peaks, self.slice_rows = meter, timings, peaks, slice_rows
+        self.checks = SuiteRunner(docs_root, settings.as_of)
+        self.previous = last_run(settings)
+        self.suites: dict[str, SuiteResult] = {}
+
+    def _lap(self, stage: str, since: float, step: str | None = None) -> float:
+        seconds = time.perf_counter() - since
+        for name in filter(None, (stage, step)):
+            self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
+        self.peaks[stage] = self.meter.mark(stage)
+        return time.perf_counter()
+
+    def load(self, name: str, opener: Callable[[], Table]) -> dict:
+        """Returns {"table": the table read (its rows let go), "rows_used", "quarantine", "notes" (values kept
+        but blanked), "flags" (identity flags and normalised counts), "roster": the normalised roster, or
+        None for records, whose linking rows and facts are on disk}."""
+        contract, settings = INPUTS[name], self.settings
+        t = time.perf_counter()
+        table = opener()
+        t = self._lap("read", t)
+        sample, notes, quarantine = RowSample(settings.expectation_sample_rows), Counter(), []
+        earlier, used, parts = None, 0, []
+        each = parts.append if name == ROSTER.name else record_sink(self.spill, self.facts, name)
+        # The kept table is written as the parts pass and swapped in only if the source is taken in whole:
+        # a source refused below leaves the last refresh's table.
+        with self.store.writer(name) as keep:
+            normaliser = PartNormaliser(name, self.store.kept(name), keep)
+            for raw in table.slices(self.slice_rows):
+                t = self._lap("read", t)
+                parsed = parse_rows(raw, contract, settings.as_of, earlier)
+                del raw
+                quarantine.append(parsed.quarantine)
+                notes.update(parsed.notes)
+                sample.add(parsed.rows)
+                keys = first_keys(contract, parsed.rows)
+                earlier = keys if earlier is None or keys is None else pl.concat([earlier, keys])
+                used += parsed.rows.height
+                t = self._lap("validate", t, "validate_parse")
+                each(normaliser.part(parsed.rows))
+                del parsed
+                t = self._lap("normalise", t)
+            del earlier
+            check_row_count(settings, name, table, self.previous)
+            quarantined = pl.concat(quarantine)
+            if table.rows != used + quarantined.height:
+                raise RuntimeError(f"row accounting failed for {name}: some input rows were neither used nor "
+                                   "quarantined")
+            self.suites[name] = suite = self.checks.check(name, sample, contract)
+            del sample
+            self._lap("validate", t, "validate_expectations")
+            if not suite.success and settings.stop_on_failed_expectations:
+                export_offline(data_docs_site(self.docs_root), self.failed_docs, self.suites)
+                raise expectation_error(table.path, contract, suite, self.failed_docs)
+        roster = pl.concat(parts, how="vertical", rechunk=False) if name == ROSTER.name else None
+        parts.clear()
+        return {"table": table, "rows_used": used, "quarantine": quarantined, "notes": dict(notes),
+                "flags": normaliser.summary(), "roster": roster}
+
+
+@task(cache_policy=NO_CACHE, task_run_name="load-{name}")
+def load_source(loader: SourceLoader, name: str, opener: Callable[[], Table]) -> dict:
+    """One source read, parsed, checked and normalised; a dict the flow empties, as Prefect keeps a task's
+    return value until the flow ends (the roster is dropped after link)."""
+    return loader.load(name, opener)
