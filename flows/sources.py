@@ -178,10 +178,11 @@ class SourceLoader:
 
     def __init__(self, settings: Settings, docs_root: Path, failed_docs: Path, store: NormalisedStore,
                  spill: RecordSpill, facts: FactSpill, meter: StageMeter, timings: dict[str, float],
-                 peaks: dict[str, float], slice_rows: int = SLICE_ROWS) -> None:
+                 peaks: dict[str, float], slice_rows: int | None = None) -> None:
         self.settings, self.docs_root, self.failed_docs = settings, docs_root, failed_docs
         self.store, self.spill, self.facts = store, spill, facts
-        self.meter, self.timings, self.peaks, self.slice_rows = meter, timings, peaks, slice_rows
+        self.meter, self.timings, self.peaks = meter, timings, peaks
+        self.slice_rows = slice_rows or SLICE_ROWS
         self.checks = SuiteRunner(docs_root, settings.as_of)
         self.previous = last_run(settings)
         self.suites: dict[str, SuiteResult] = {}

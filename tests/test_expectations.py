@@ -115,3 +115,22 @@ def test_a_big_file_is_judged_on_a_fixed_sample_and_still_fails_when_it_is_bad(t
     assert again.expectations == result.expectations  # the same sample every time
     whole = validate_sources({"roster": rows}, INPUTS, AS_OF, tmp_path / "c", sample_rows=rows.height)["roster"]
     assert whole.success and whole.rows_checked == whole.rows_total == rows.height
+
+
+def test_the_sample_of_a_file_read_in_slices_is_uniform_and_the_same_however_it_is_sliced():
+    from expectations.suites import RowSample
+
+    rows = pl.DataFrame({"position": range(100_000)})
+    whole = RowSample(1000).add(rows).rows()
+    assert whole.height == 1000 and whole["position"].n_unique() == 1000
+    for size in (1, 999, 40_000):
+        sliced = RowSample(1000)
+        for part in rows.iter_slices(size):
+            sliced.add(part)
+        assert sliced.seen == 100_000 and sliced.rows().sort("position").equals(whole.sort("position")), size
+    # Uniform: a tenth of the sample in each tenth of the file, give or take (binomial sd about 9.5).
+    per_tenth = whole.group_by(pl.col("position") // 10_000).len()["len"]
+    assert per_tenth.len() == 10 and per_tenth.min() > 60 and per_tenth.max() < 140
+    small = RowSample(1000).add(rows.head(10))
+    assert small.rows().equals(rows.head(10))  # fewer rows than the sample: every row, in order
+    assert RowSample(0).add(rows).rows().equals(rows)  # 0: every row

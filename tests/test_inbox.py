@@ -174,3 +174,34 @@ def test_a_second_refresh_waits_for_the_lock(tmp_path):
         t.join()
     with refresh_lock(tmp_path, timeout=1.5):  # free again once the first refresh is done
         pass
+
+
+def test_stored_rows_are_read_a_slice_at_a_time_in_the_order_their_files_and_lines_came(tmp_path):
+    """The inbox refresh reads weeks of stored exports from the database a slice at a time, not whole."""
+    from flows.database import Database
+    from flows.inbox import InboxFile, StoredTable, known_hashes, read_new_files, store_files
+    from flows.readers import file_hash
+    from flows.settings import load_campaign
+
+    settings, _ = load_campaign(write_campaign(tmp_path))
+    rows = pl.read_csv(SAMPLES / "tests.csv", encoding="gb18030", infer_schema=False)
+    files = []
+    for name, part in (("b.csv", rows.head(11)), ("a.csv", rows.slice(11, 6))):
+        path = tmp_path / name
+        part.write_csv(path)
+        files.append(InboxFile("tests", path, file_hash(path)))
+    db = Database(settings.duckdb)
+    try:
+        known_hashes(db)  # makes the store's tables
+        store_files.fn(db, files, read_new_files.fn(files))
+    finally:
+        db.close()
+    table = StoredTable(settings, "tests")
+    slices = list(table.slices(4))
+    assert [s.height for s in slices] == [4, 4, 4, 4, 1] and table.rows == 17
+    got = pl.concat(slices)
+    counts = {files[0].sha256: 11, files[1].sha256: 6}
+    order = sorted(counts)  # by file, then line
+    assert got["_file"].to_list() == [sha for sha in order for _ in range(counts[sha])]
+    assert got["_line"].to_list() == [line for sha in order for line in range(2, 2 + counts[sha])]
+    assert sorted(got["record_id"].to_list()) == sorted(rows.head(17)[rows.columns[0]].to_list())

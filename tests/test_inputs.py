@@ -160,3 +160,55 @@ def test_times_in_every_format_read_as_trying_every_format_on_every_cell():
     births = pl.Series("b", ["1980-01-02", "1980/1/2", "19800102 08:00", "1980年1月2日", "02/01/1980", None] * 2)
     assert parse_dates(births).to_list() == pl.DataFrame({"b": births}).select(parse_date_expr("b")).to_series().to_list()
     assert parse_dates(births).null_count() == 4
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "gb18030", "utf-16"])
+@pytest.mark.parametrize("size", [1, 2, 3, 1000])
+def test_a_csv_read_a_slice_at_a_time_gives_every_row_once_with_its_line(tmp_path, encoding, size):
+    """A city's export is read a slice of rows at a time: the header only in the first slice, a cell with a
+    line break inside one row, blank rows dropped but counted as lines, a long row's extra cell dropped."""
+    from flows.readers import CsvTable
+
+    rows = [
+        "T1,张三,11010519491231002X,13800138000,2022-05-20 09:00:00,广场",
+        'T2,"李\n四",,13900139000,2022/05/20 10:30,学校',
+        ",,,,,",
+        "T3,王五,,,2022-05-20 11:00,广场,多出的一格",
+        "T4,赵六,,,2022-05-20 12:00",
+    ]
+    p = write(tmp_path, "t.csv", "\n".join([HEADER_ZH, *rows]) + "\n", encoding)
+    table = CsvTable(p, TESTS)
+    slices = list(table.slices(size))
+    assert all(s.height <= size for s in slices) and len(slices) == -(-6 // size)  # 6 rows after the header
+    got = pl.concat(slices)
+    assert got["record_id"].to_list() == ["T1", "T2", "T3", "T4"]
+    assert got["_line"].to_list() == [2, 3, 5, 6]
+    assert got["name"].to_list() == ["张三", "李\n四", "王五", "赵六"]
+    assert got["site"].to_list() == ["广场", "学校", "广场", None]
+    assert table.rows == 4 and table.encoding == encoding
+    assert got.equals(read_table(p, TESTS).frame)
+
+
+def test_a_key_met_again_in_a_later_slice_is_a_duplicate_as_in_the_whole_file():
+    from transforms.parsing import first_keys
+
+    raw = pl.DataFrame({
+        "record_id": ["T1", "T2", "T1", "T3", "T2", "T1", None],
+        "name": ["张三", "李四", "张三", "王五", "李四", "张三", "无名"],
+        "sampled_at": ["2022-05-20 09:00"] * 7,
+        "_line": list(range(2, 9)),
+    })
+    whole = parse_rows(raw, TESTS)
+    for size in (1, 2, 3):
+        rows, quarantine, earlier = [], [], None
+        for part in raw.iter_slices(size):
+            parsed = parse_rows(part, TESTS, earlier=earlier)
+            rows.append(parsed.rows)
+            quarantine.append(parsed.quarantine)
+            keys = first_keys(TESTS, parsed.rows)
+            earlier = keys if earlier is None else pl.concat([earlier, keys])
+        assert pl.concat(rows).equals(whole.rows), size
+        assert pl.concat(quarantine).equals(whole.quarantine), size
+    assert whole.rows["record_id"].to_list() == ["T1", "T2", "T3"]
+    assert whole.quarantine["reason"].to_list()[:3] == ["采样编号重复（首次出现在第2行）", "采样编号重复（首次出现在第3行）",
+                                                       "采样编号重复（首次出现在第2行）"]
