@@ -311,7 +311,6 @@ def _process(
     logger = get_run_logger()
 
     def lap(name: str, t0: float) -> float:
-        """Times and meters a stage; a stage met once per source (read, validate, normalise) adds up."""
         _timed(report.timings, name, t0)
         report.peak_memory_gib[name] = meter.mark(name)
         return time.perf_counter()
@@ -341,7 +340,6 @@ def _process(
                     quarantine[name].height)
         people[name] = loaded.pop("roster") if name == ROSTER.name else facts.scan(name)
     suites = loader.suites
-    del loader
     t = time.perf_counter()
     db = Database(settings.duckdb)
     try:
