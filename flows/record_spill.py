@@ -79,5 +79,6 @@ class FactSpill(Spill):
     """The records' facts (transforms.evidence.RECORD_FACTS) of each source on disk from normalise until the
     rules have read them. Linking never reads them, and the rules read a few columns each (the evidence reads
     record_id and the time of every record, the rest only for the few records shown on a list), so a city's
-    facts (2 GiB at 5M residents) are never all in memory beside the roster and the decisions. The roster's
-    columns linking does not read wait here too while it runs (half of the roster's 1.8 GiB at 5M)."""
+    facts (2 GiB at 5M residents) are never all in memory beside the roster and the decisions. The normalised
+    roster waits here too, from the slice it was read in until link reads its identity columns and the rules
+    the rest (at 5M it held 4 GiB in memory while the records were read)."""

@@ -318,7 +318,7 @@ def _process(
     # One source at a time, a slice at a time (flows.sources): no two sources' text or parsed rows are in
     # memory together, and a source that fails its checks stops the run before anything is linked or written.
     quarantine: dict[str, pl.DataFrame] = {}
-    people: dict[str, pl.DataFrame | pl.LazyFrame] = {}  # the roster in memory, the records' facts on disk
+    people: dict[str, pl.DataFrame | pl.LazyFrame] = {}  # on disk: the roster until link is done, the facts
     loader = SourceLoader(settings, docs_root, settings.duckdb.path.parent / "failed_validation" / report.run_id,
                           NormalisedStore(settings.duckdb.path.parent / "normalised"), spill, facts, meter,
                           report.timings, report.peak_memory_gib)
@@ -338,23 +338,22 @@ def _process(
         }
         logger.info("%s: %d rows read, %d used, %d quarantined", name, table.rows, loaded.pop("rows_used"),
                     quarantine[name].height)
-        people[name] = loaded.pop("roster") if name == ROSTER.name else facts.scan(name)
+        people[name] = facts.scan(name)
     suites = loader.suites
     t = time.perf_counter()
     db = Database(settings.duckdb)
     try:
-        # Linking reads the roster's identity columns only: the rest (addresses as typed, grid, tags, status)
-        # waits on disk, and the linking-only columns are dropped when it is done.
-        roster = people.pop("roster")
-        residents, columns = roster.select("resident_id", *IDENTITY_COLUMNS), roster.columns
-        facts.write(ROSTER.name, roster.drop(IDENTITY_COLUMNS))
-        del roster
+        # Linking reads the roster's identity columns only; the rules read the rest (addresses as typed, grid,
+        # tags, status) when it is done, the linking-only columns left on disk.
+        roster = people.pop(ROSTER.name)
+        residents = roster.select("resident_id", *IDENTITY_COLUMNS).collect()
         links, linked_now, link_stats = link(db, residents, spill, settings)
+        del residents
         spill.remove()
         db.release_memory()
-        people["roster"] = pl.concat([facts.scan(ROSTER.name).collect(), residents.drop("resident_id")],
-                                     how="horizontal").select(c for c in columns if c not in LINKING_ONLY_COLUMNS)
-        del residents
+        people[ROSTER.name] = roster.select(
+            c for c in roster.collect_schema().names() if c not in LINKING_ONLY_COLUMNS).collect()
+        del roster
         report.linking = link_stats
         t = lap("link", t)
         outcomes = outcome_summary(db.attempts_since(settings.since))
