@@ -346,7 +346,8 @@ def _process(
         # Linking reads the roster's identity columns only; the rules read the rest (addresses as typed, grid,
         # tags, status) when it is done, the linking-only columns left on disk.
         roster = people.pop(ROSTER.name)
-        residents = roster.select("resident_id", *IDENTITY_COLUMNS).collect()
+        # In one chunk, as linking numbers and exposes it (rechunking there copied it while this stayed alive).
+        residents = roster.select("resident_id", *IDENTITY_COLUMNS).collect().rechunk()
         links, linked_now, link_stats = link(db, residents, spill, settings)
         del residents
         spill.remove()
