@@ -352,8 +352,9 @@ def _process(
         del residents
         spill.remove()
         db.release_memory()
+        # In one chunk too: the rules' joins and sorts over a roster in several chunks held copies of it.
         people[ROSTER.name] = roster.select(
-            c for c in roster.collect_schema().names() if c not in LINKING_ONLY_COLUMNS).collect()
+            c for c in roster.collect_schema().names() if c not in LINKING_ONLY_COLUMNS).collect().rechunk()
         del roster
         report.linking = link_stats
         t = lap("link", t)
