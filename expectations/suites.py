@@ -72,7 +72,7 @@ def import_in_background() -> threading.Thread:
 
 
 def build_suite(contract: Contract, as_of: datetime | None = None, *, standalone: bool = True):
-    """standalone: make a throwaway context (GE needs an active one); validate_sources passes False
+    """standalone: make a throwaway context (GE needs an active one); SuiteRunner passes False
     because its file context is the one the suite must belong to."""
     gx = _gx()
     if standalone:
