@@ -200,10 +200,11 @@ class SuiteRunner:
         checkpoint = context.checkpoints.add(gx.Checkpoint(
             name=f"refresh_{name}", validation_definitions=[definition],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")], result_format=RESULT_FORMAT))
-        run = checkpoint.run(batch_parameters={"dataframe": expectation_frame(contract, sample.rows())})
+        rows = sample.rows()
+        run = checkpoint.run(batch_parameters={"dataframe": expectation_frame(contract, rows)})
         result = next(iter(run.run_results.values()))
         return SuiteResult(source=name, success=bool(result.success), expectations=[_summarise(r) for r in result.results],
-                           rows_total=sample.seen, rows_checked=sample.rows().height)
+                           rows_total=sample.seen, rows_checked=rows.height)
 
 
 def validate_sources(

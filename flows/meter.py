@@ -50,3 +50,9 @@ class StageMeter:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def add_time(timings: dict[str, float], name: str, seconds: float) -> None:
+    """Adds seconds to a step's time in run.json's timings: a step met more than once (a batch, a slice)
+    adds up."""
+    timings[name] = round(timings.get(name, 0.0) + seconds, 3)

@@ -318,20 +318,9 @@ def open_table(path: Path | str, contract: Contract) -> RawTable | CsvTable:
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found")
-    if path.suffix.lower() in (".csv", ".txt", ".tsv"):
-        return CsvTable(path, contract)
-    return read_table(path, contract)
-
-
-def read_table(path: Path | str, contract: Contract) -> RawTable:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file not found")
     suffix = path.suffix.lower()
     if suffix in (".csv", ".txt", ".tsv"):
-        table = CsvTable(path, contract)
-        frame = pl.concat(list(table.slices(SLICE_ROWS)), how="vertical")
-        return RawTable(path=table.path, frame=frame, encoding=table.encoding, ignored_columns=table.ignored_columns)
+        return CsvTable(path, contract)
     if suffix in (".xlsx", ".xlsm"):
         header, rows, lines = _xlsx_rows(path)
         body = _rows_frame(rows, lines, len(header))
@@ -350,3 +339,12 @@ def read_table(path: Path | str, contract: Contract) -> RawTable:
         raise InputError(path, f"unsupported file type {suffix!r}: expected .csv, .xlsx or .parquet")
     mapping, ignored = _map_headers(path, header, contract)
     return RawTable(path=str(path), frame=_select(mapping, body), encoding=encoding, ignored_columns=ignored)
+
+
+def read_table(path: Path | str, contract: Contract) -> RawTable:
+    """The whole file in memory (a dropped inbox file, the tests): a CSV export's slices put together."""
+    table = open_table(path, contract)
+    if isinstance(table, RawTable):
+        return table
+    frame = pl.concat(list(table.slices(SLICE_ROWS)), how="vertical")
+    return RawTable(path=table.path, frame=frame, encoding=table.encoding, ignored_columns=table.ignored_columns)

@@ -27,7 +27,7 @@ from expectations.suites import (
     import_in_background,
 )
 from flows.database import Database
-from flows.meter import StageMeter
+from flows.meter import StageMeter, add_time
 from flows.normalised_store import NormalisedStore
 from flows.publish import RunOutputs, publish_outputs
 from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
@@ -78,12 +78,8 @@ class RunReport:
     peak_memory_gib: dict = field(default_factory=dict)  # per stage, from flows.meter
 
 
-def _add_time(timings: dict[str, float], name: str, seconds: float) -> None:
-    timings[name] = round(timings.get(name, 0.0) + seconds, 3)
-
-
 def _timed(timings: dict[str, float], name: str, since: float) -> None:
-    _add_time(timings, name, time.perf_counter() - since)
+    add_time(timings, name, time.perf_counter() - since)
 
 
 def _read_batch(spill: RecordSpill, kind: str, rows: pl.Series, timings: dict) -> pl.DataFrame:
@@ -98,7 +94,7 @@ def _link_batch(db: Database, steps: list[SqlStep], batch: pl.DataFrame, sides: 
     """One batch of records through one stage's SQL, then compared, scored and decided."""
     db.expose("records", batch)
     for name, seconds in db.run(steps).items():
-        _add_time(timings, name, seconds)
+        add_time(timings, name, seconds)
     t = time.perf_counter()
     pairs = db.fetch("SELECT * FROM candidate_pairs")
     _timed(timings, "fetch_pairs", t)
@@ -332,12 +328,12 @@ def _process(
             "path": table.path, "encoding": table.encoding, "ignored_columns": table.ignored_columns,
             "rows": table.rows, "kept_but_blanked": loaded.pop("notes"),
         } | loaded.pop("flags")
+        used = loaded.pop("rows_used")
         report.accounting[name] = {
-            "rows_read": table.rows, "rows_used": loaded["rows_used"], "rows_quarantined": quarantine[name].height,
+            "rows_read": table.rows, "rows_used": used, "rows_quarantined": quarantine[name].height,
             "balanced": True,  # SourceLoader.load refuses a source whose rows do not add up
         }
-        logger.info("%s: %d rows read, %d used, %d quarantined", name, table.rows, loaded.pop("rows_used"),
-                    quarantine[name].height)
+        logger.info("%s: %d rows read, %d used, %d quarantined", name, table.rows, used, quarantine[name].height)
         people[name] = facts.scan(name)
     suites = loader.suites
     t = time.perf_counter()

@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from expectations.docs import export_offline
 from expectations.suites import RowSample, SuiteResult, SuiteRunner, checked_column, data_docs_site
 from flows.database import Database
-from flows.meter import StageMeter
+from flows.meter import StageMeter, add_time
 from flows.normalised_store import KeptTable, NormalisedStore
 from flows.readers import InputError, open_table
 from flows.record_spill import FactSpill, RecordSpill
@@ -191,7 +191,7 @@ class SourceLoader:
     def _lap(self, stage: str, since: float, step: str | None = None) -> float:
         seconds = time.perf_counter() - since
         for name in filter(None, (stage, step)):
-            self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
+            add_time(self.timings, name, seconds)
         self.peaks[stage] = self.meter.mark(stage)
         return time.perf_counter()
 
