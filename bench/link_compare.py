@@ -37,6 +37,7 @@ def main() -> int:
     from transforms.evidence import records_for_linking
     from transforms.normalise import IDENTITY_COLUMNS, normalise_people
     from transforms.parsing import parse_rows
+    from transforms.rule_parts import RuleInputs
 
     data, out = Path(args.data), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,8 @@ def main() -> int:
     link_peak = meter.mark("link")
     meter.stop()
 
-    call_list = apply_rules.fn(people, links, settings)["call_list"]
+    given = RuleInputs(round=settings.round, rules=settings.rules, escalation=settings.escalation)
+    call_list = apply_rules.fn(people, links, given).call_list
     call_list.write_csv(out / "call_list.csv")
     links.select("record_kind", "record_id", "resident_id", "method", "score", "decision").write_csv(
         out / "matches.csv")

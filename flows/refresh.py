@@ -33,9 +33,8 @@ from flows.publish import RunOutputs, publish_outputs
 from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
 from flows.settings import Settings
 from flows.sources import SourceLoader, Sources, file_sources, load_source, validation_summary
-from transforms.changes import build_escalation, mark_changes
+from transforms.changes import mark_changes
 from transforms.contract import ROSTER
-from transforms.coverage import build_coverage
 from transforms.decision import LINK_COLUMNS, compact_links
 from transforms.evidence import test_evidence, vaccination_evidence
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
@@ -56,8 +55,8 @@ from transforms.pair_decisions import (
 )
 from transforms.print_sheet import WORKER, person_lines, worker_print_html
 from transforms.report import coverage_report_html
-from transforms.roster_gaps import roster_corrections, unregistered
-from transforms.rules import build_call_list, resident_status
+from transforms.roster_gaps import duplicate_registrations, order_corrections, unregistered
+from transforms.rule_parts import Ruled, RuleInputs, combine, rule_part
 from transforms.sheets import build_community_books, build_worker_books, walk_order
 
 
@@ -215,39 +214,45 @@ def _decision_counts(links: pl.DataFrame, records: pl.DataFrame) -> dict:
     return out
 
 
+# Residents ruled at once: memory holds one part's status (sixty columns a resident), not a city's.
+RULES_PART_ROWS = 1_000_000
+
+
 @task(cache_policy=NO_CACHE)
-def apply_rules(
-    people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame, settings: Settings,
-    outcomes: pl.DataFrame | None = None,
-) -> dict[str, pl.DataFrame]:
-    """{"status", "call_list", "coverage"}: a dict the flow empties, so the status (a row of sixty columns
-    per resident) goes once the lists are built; Prefect keeps a task's return value until the flow ends."""
+def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame, given: RuleInputs) -> Ruled:
+    """The call list, coverage, escalation and wrong numbers of the whole roster, ruled RULES_PART_ROWS
+    residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a time)."""
     tests_ev = test_evidence(links, people["tests"])
     vacc_ev = vaccination_evidence(links, people.get("vaccinations"))
-    status = resident_status(people["roster"], tests_ev, vacc_ev, settings.round, settings.rules, outcomes)
+    roster = people["roster"].lazy()
+    residents = roster.select(pl.len()).collect().item()
+    parts = [rule_part(roster.slice(offset, RULES_PART_ROWS).collect(), tests_ev, vacc_ev, given)
+             for offset in range(0, max(residents, 1), RULES_PART_ROWS)]
     del tests_ev, vacc_ev
-    return {"status": status, "call_list": build_call_list(status), "coverage": build_coverage(status)}
+    return combine(parts)
 
 
 @task(cache_policy=NO_CACHE)
-def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame, status: pl.DataFrame,
-              call_list: pl.DataFrame, coverage: pl.DataFrame, settings: Settings) -> tuple[pl.DataFrame, dict, dict]:
-    """What changed since the last refresh, who is escalated, the roster's gaps, and the report.
+def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame, ruled: Ruled,
+              given: RuleInputs, settings: Settings) -> tuple[pl.DataFrame, dict, dict]:
+    """What changed since the last refresh, the roster's gaps, and the report.
     Returns the call list marked with what is new, the tables to publish, and the change figures."""
-    call_list, changes = mark_changes(call_list, db.previous_call_list(), status)
-    earlier = previous_untested_counts(db.earlier_untested(settings.since.isoformat()))
+    call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off)
+    roster = people["roster"]
     tables = {
-        "escalation": build_escalation(status, call_list, earlier, settings.escalation),
-        "unregistered": unregistered(people["tests"], links, people["roster"], settings.since, settings.as_of),
-        "roster_corrections": roster_corrections(status),
+        "escalation": ruled.escalation,
+        "unregistered": unregistered(people["tests"], links, roster, settings.since, settings.as_of),
+        "roster_corrections": order_corrections(ruled.wrong_numbers, duplicate_registrations(roster)),
     }
+    coverage = ruled.coverage
     trend = db.coverage_trend(settings.since.isoformat())
     current = coverage.filter(pl.col("level") == "total")["coverage_rate"][0]
     points = [(t.strftime("%m-%d %H:%M"), r) for t, r in trend.iter_rows()] + [
         (datetime.now().strftime("%m-%d %H:%M"), current)]
     as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
-    streets = "、".join(sorted(people["roster"]["street"].unique().drop_nulls().to_list()))
-    page = coverage_report_html(coverage, call_list, status, points, changes,
+    streets = "、".join(sorted(roster.lazy().select(pl.col("street").unique()).collect()["street"]
+                              .drop_nulls().to_list()))
+    page = coverage_report_html(coverage, call_list, points, changes,
                                 title=f"{streets} 核酸检测与疫苗接种进度", as_of_text=as_of_text)
     return call_list, tables, {"changes": changes, "report_html": page}
 
@@ -348,20 +353,24 @@ def _process(
         del residents
         spill.remove()
         db.release_memory()
-        # In one chunk too: the rules' joins and sorts over a roster in several chunks held copies of it.
+        # The rules read the rest of the roster (addresses as typed, grid, tags, status) a part at a time from
+        # disk, the linking-only columns left there.
         people[ROSTER.name] = roster.select(
-            c for c in roster.collect_schema().names() if c not in LINKING_ONLY_COLUMNS).collect().rechunk()
+            c for c in roster.collect_schema().names() if c not in LINKING_ONLY_COLUMNS)
         del roster
         report.linking = link_stats
         t = lap("link", t)
-        outcomes = outcome_summary(db.attempts_since(settings.since))
-        ruled = apply_rules(people, links, settings, outcomes)
-        status, call_list, coverage = ruled.pop("status"), ruled.pop("call_list"), ruled.pop("coverage")
-        call_list, tables, extra = follow_up(db, people, links, status, call_list, coverage, settings)
+        given = RuleInputs(
+            round=settings.round, rules=settings.rules, escalation=settings.escalation,
+            outcomes=outcome_summary(db.attempts_since(settings.since)), previous=db.previous_call_list(),
+            earlier=previous_untested_counts(db.earlier_untested(settings.since.isoformat())))
+        ruled = apply_rules(people, links, given)
+        call_list, tables, extra = follow_up(db, people, links, ruled, given, settings)
+        coverage = ruled.coverage
         report.changes = extra["changes"]
         report.follow_up = {name: frame.height for name, frame in tables.items()} | {
-            "residents_with_call_outcomes": outcomes.height,
-            "away_reported": int(status["away_reported"].sum()),
+            "residents_with_call_outcomes": given.outcomes.height,
+            "away_reported": ruled.away_reported,
         }
         t = lap("rules", t)
         report.lists = {
@@ -371,9 +380,10 @@ def _process(
         total = coverage.filter(pl.col("level") == "total").row(0, named=True)
         report.coverage = {k: total[k] for k in ("residents", "in_scope", "tested", "untested", "coverage_rate",
                                                    "vaccination_eligible", "unvaccinated", "dose_due", "booster_due")}
-        report.linking["residents_tested"] = int(status["tested_in_round"].sum())
-        grid_workers = people["roster"].select("street", "community", "grid_id", "grid_worker").unique()
-        del status  # nothing after this reads the status or the roster: what is written is built from the lists
+        report.linking["residents_tested"] = ruled.tested
+        grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
+        ).collect()
+        del ruled  # what is written is built from the lists
         people.clear()
         as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
         books = build_worker_books(call_list, coverage, grid_workers, as_of_text=as_of_text,

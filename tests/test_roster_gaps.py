@@ -35,6 +35,22 @@ def test_a_site_names_its_community_only_when_the_name_is_in_one_street():
     assert out.height == 2
 
 
+def test_a_building_shared_evenly_by_two_grids_goes_to_the_same_grid_whatever_the_roster_order():
+    """Its residents' grids are counted per building; on a tie the first grid by name takes it, never the grid
+    that happens to come first out of the counting. The roster may be a scan of the roster on disk."""
+    roster = pl.DataFrame({
+        "street": ["甲街道"] * 5, "community": ["荔林社区"] * 5,
+        "grid_id": ["G2", "G1", "G2", "G1", "G3"], "grid_worker": ["B", "A", "B", "A", "C"],
+        "addr_block": ["b1", "b1", "b1", "b1", "b1"],
+    })
+    tests = _tests(["别处采样点"]).with_columns(pl.lit("b1").alias("addr_block"))
+    links = pl.DataFrame(schema={"record_kind": pl.String, "record_id": pl.String})
+    for seed in range(8):
+        shuffled = roster.sample(fraction=1.0, shuffle=True, seed=seed)
+        out = unregistered(tests, links, shuffled.lazy() if seed % 2 else shuffled, SINCE, AS_OF)
+        assert out.select("grid_id", "grid_worker").rows() == [("G1", "A")], seed
+
+
 def test_roster_corrections_pair_rows_that_share_an_id_or_a_person_and_nothing_else():
     from transforms.roster_gaps import roster_corrections
 

@@ -85,7 +85,8 @@ class _Cells(HTMLParser):
         self._open = None
 
 
-def test_outcomes_changes_escalation_gaps_and_report(campaign, prefect_server, tmp_path):
+def test_outcomes_changes_escalation_gaps_and_report(campaign, prefect_server, tmp_path, monkeypatch):
+    import flows.refresh
     from flows.refresh import refresh
 
     settings = load_settings(campaign / "campaign.toml", out=str(tmp_path / "out"), db=str(tmp_path / "g.duckdb"))
@@ -157,6 +158,8 @@ def test_outcomes_changes_escalation_gaps_and_report(campaign, prefect_server, t
     assert priorities == sorted(priorities, key=lambda p: "一二三四".index(p[0]))  # bedridden first
 
     # A third refresh: whoever has been untested at every refresh of the round is escalated.
+    (tmp_path / "parts").mkdir()
+    shutil.copy(settings.duckdb.path, tmp_path / "parts" / settings.duckdb.path.name)  # the state before it
     third = refresh(settings2)
     escalation = pl.read_csv(out / "escalation.csv", infer_schema=False)
     assert escalation.filter(pl.col("why").str.contains("连续3次刷新仍未检测")).height > 0
@@ -178,6 +181,21 @@ def test_outcomes_changes_escalation_gaps_and_report(campaign, prefect_server, t
 
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert run["changes"]["remaining"] >= 0 and run["follow_up"]["away_reported"] == 1
+
+    # The same third refresh with the roster ruled 300 residents at a time (a city's is ruled a million at a
+    # time): every list, its order and every figure as when the roster was ruled whole.
+    assert first.inputs["roster"]["rows"] < flows.refresh.RULES_PART_ROWS
+    monkeypatch.setattr(flows.refresh, "RULES_PART_ROWS", 300)
+    in_parts = refresh(load_settings(campaign / "campaign.toml", tests=str(later), out=str(tmp_path / "parts_out"),
+                                     db=str(tmp_path / "parts" / settings.duckdb.path.name)))
+    for name in ("call_list.csv", "coverage.csv", "escalation.csv", "roster_corrections.csv", "unregistered.csv",
+                 "matches.csv"):
+        assert (tmp_path / "parts_out" / name).read_bytes() == (out / name).read_bytes(), name
+    for part in ("changes", "follow_up", "coverage"):
+        assert getattr(in_parts, part) == getattr(third, part), part
+    lists = lambda report: {k: n for k, n in report.lists.items() if not k.startswith("workbooks_")}  # noqa: E731
+    assert lists(in_parts) == lists(third)  # (the workbooks of a new folder are all written)
+    assert in_parts.linking["residents_tested"] == third.linking["residents_tested"]
 
 
 @pytest.mark.skipif(chromium() is None, reason="needs Chromium (make test installs it)")

@@ -46,9 +46,10 @@ def mark_changes(call_list: pl.DataFrame, previous: pl.DataFrame | None, status:
     }
 
 
-def build_escalation(status: pl.DataFrame, call_list: pl.DataFrame, earlier: pl.DataFrame,
-                     settings: EscalationSettings) -> pl.DataFrame:
-    """earlier: resident_id, earlier_untested_refreshes (earlier refreshes of this round listing them)."""
+def escalation_rows(status: pl.DataFrame, call_list: pl.DataFrame, earlier: pl.DataFrame,
+                    settings: EscalationSettings) -> pl.DataFrame:
+    """The escalated residents of one status (the city's, or a part's), unordered, with their priority rank.
+    earlier: resident_id, earlier_untested_refreshes (earlier refreshes of this round listing them)."""
     c = pl.col
     untested = call_list.filter(c("reason") == "untested").select("resident_id").unique()
     s = status.join(untested, on="resident_id", how="semi").join(earlier, on="resident_id", how="left").with_columns(
@@ -67,6 +68,16 @@ def build_escalation(status: pl.DataFrame, call_list: pl.DataFrame, earlier: pl.
         label = pl.when(tags.str.contains(tag, literal=True)).then(pl.lit(text)).otherwise(label)
     out = s.with_columns(why.alias("why"), rank.alias("_rank"), label.alias("priority")).filter(
         c("why").is_not_null() & (c("why") != ""))
-    return out.sort(["_rank", "street", "community", "grid_id", "address", "resident_id"]).with_columns(
-        c("call_attempts").cast(pl.String), c("last_outcome").fill_null(""),
-    ).select(ESCALATION.names)
+    return out.with_columns(c("call_attempts").cast(pl.String), c("last_outcome").fill_null("")).select(
+        "_rank", *ESCALATION.names)
+
+
+def order_escalation(rows: pl.DataFrame) -> pl.DataFrame:
+    """The escalation list from escalation_rows (one status's, or the parts' put together): the bedridden
+    first, then by place. One row per resident, so the order is the same however the rows were gathered."""
+    return rows.sort(["_rank", "street", "community", "grid_id", "address", "resident_id"]).select(ESCALATION.names)
+
+
+def build_escalation(status: pl.DataFrame, call_list: pl.DataFrame, earlier: pl.DataFrame,
+                     settings: EscalationSettings) -> pl.DataFrame:
+    return order_escalation(escalation_rows(status, call_list, earlier, settings))

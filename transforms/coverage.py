@@ -6,7 +6,8 @@ import polars as pl
 
 from transforms.contract import STATUSES
 
-LEVELS = (("grid", ["street", "community", "grid_id"]), ("community", ["street", "community"]), ("street", ["street"]))
+GRID = ["street", "community", "grid_id"]
+LEVELS = (("grid", GRID), ("community", ["street", "community"]), ("street", ["street"]))
 
 
 def _measures() -> list[pl.Expr]:
@@ -33,12 +34,23 @@ def _measures() -> list[pl.Expr]:
     return out
 
 
-def build_coverage(status: pl.DataFrame) -> pl.DataFrame:
-    """One row per grid, community, street and the whole run; rates are 0-1, blank when nobody is in scope."""
-    frames = []
-    for level, keys in LEVELS:
-        frames.append(status.group_by(keys).agg(_measures()).with_columns(pl.lit(level).alias("level")))
-    frames.append(status.select(_measures()).with_columns(pl.lit("total").alias("level")))
+def grid_measures(status: pl.DataFrame) -> pl.DataFrame:
+    """Each grid's counts. Every measure is a count, so the grids of a city's parts (transforms.rule_parts)
+    add up to what the whole city's status gives."""
+    return status.group_by(GRID).agg(_measures())
+
+
+def roll_up(grids: pl.DataFrame) -> pl.DataFrame:
+    """One row per grid, community, street and the whole run from grid_measures (of one status, or of several
+    parts of the roster: a grid split between two parts is added up here); rates are 0-1, blank when nobody
+    is in scope."""
+    measures = [c for c in grids.columns if c not in GRID]
+    sums = [pl.col(m).sum().cast(grids.schema[m]) for m in measures]
+    grids = grids.group_by(GRID).agg(sums)
+    frames = [grids.with_columns(pl.lit("grid").alias("level"))]
+    for level, keys in LEVELS[1:]:
+        frames.append(grids.group_by(keys).agg(sums).with_columns(pl.lit(level).alias("level")))
+    frames.append(grids.select(sums).with_columns(pl.lit("total").alias("level")))
     cov = pl.concat(frames, how="diagonal_relaxed")
     c = pl.col
     rate = lambda num, den: pl.when(c(den) > 0).then((c(num) / c(den)).round(4)).otherwise(None)  # noqa: E731
@@ -51,3 +63,7 @@ def build_coverage(status: pl.DataFrame) -> pl.DataFrame:
     return cov.sort([c("street"), c("community"), order, c("grid_id")], nulls_last=True).select(
         first + [x for x in cov.columns if x not in first]
     )
+
+
+def build_coverage(status: pl.DataFrame) -> pl.DataFrame:
+    return roll_up(grid_measures(status))

@@ -110,15 +110,14 @@ def chart_bars(coverage: pl.DataFrame) -> int:
     return min(coverage.filter(pl.col("level") == "street").height, CHART_COMMUNITIES) + CHART_COMMUNITIES
 
 
-def coverage_report_html(coverage: pl.DataFrame, call_list: pl.DataFrame, status: pl.DataFrame,
+def coverage_report_html(coverage: pl.DataFrame, call_list: pl.DataFrame,
                          trend: list[tuple[str, float | None]], changes: dict, *, title: str, as_of_text: str,
                          behind: int = 10) -> str:
     total = coverage.filter(pl.col("level") == "total").row(0, named=True)
     communities = coverage.filter(pl.col("level") == "community")
     grids = coverage.filter(pl.col("level") == "grid")
     lagging = grids.filter(pl.col("in_scope") > 0).sort(["coverage_rate", "untested"], descending=[False, True])
-    untested = call_list.filter(pl.col("reason") == "untested").join(
-        status.select("resident_id", "tags"), on="resident_id", how="left", suffix="_s")
+    untested = call_list.filter(pl.col("reason") == "untested")  # with the tags the roster gives them
     tags = pl.col("tags").fill_null("")
     priority = (pl.when(tags.str.contains("卧床")).then(pl.lit("卧床")).when(tags.str.contains("残疾")).then(pl.lit("残疾"))
                 .when(tags.str.contains("高龄")).then(pl.lit("高龄")).otherwise(pl.lit("其他")))

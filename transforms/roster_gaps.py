@@ -12,8 +12,8 @@ from transforms.contract import ROSTER_CORRECTIONS, UNREGISTERED
 from transforms.idcard import mask_id
 
 
-def unregistered(tests: pl.DataFrame | pl.LazyFrame, links: pl.DataFrame, roster: pl.DataFrame, since: datetime,
-                 as_of: datetime) -> pl.DataFrame:
+def unregistered(tests: pl.DataFrame | pl.LazyFrame, links: pl.DataFrame, roster: pl.DataFrame | pl.LazyFrame,
+                 since: datetime, as_of: datetime) -> pl.DataFrame:
     """Test records of the round that match no resident (not even as 'possible'), whose current address is a
     building on the roster (-> that building's grid) or whose sampling site is named after one of the
     roster's communities (-> that community; the grid is left for the community to assign)."""
@@ -25,18 +25,23 @@ def unregistered(tests: pl.DataFrame | pl.LazyFrame, links: pl.DataFrame, roster
         .join(linked, on="record_id", how="anti")
         .collect()
     )
-    # Each building belongs to the grid holding most of its residents.
+    # Each building belongs to the grid holding most of its residents (on a tie, the first grid by name: the
+    # groups come in no fixed order). The roster may be a scan of a city's roster on disk: what is read of it
+    # is counted per building, never held whole.
+    roster = roster.lazy()
+    place = ["street", "community", "grid_id", "grid_worker"]
     buildings = (
         roster.filter(pl.col("addr_block").is_not_null())
-        .group_by("addr_block", "street", "community", "grid_id", "grid_worker").len()
-        .sort("len", descending=True).unique("addr_block", keep="first")
-        .drop("len")
+        .group_by("addr_block", *place).len()
+        .sort(["len", *place], descending=[True, False, False, False, False], nulls_last=True)
+        .unique("addr_block", keep="first", maintain_order=True)
+        .drop("len").collect()
     )
     by_building = lone.join(buildings, on="addr_block", how="inner").with_columns(
         pl.lit("现住址为本网格在册楼栋").alias("why"))
     # A community name found in two streets cannot say which is meant: such sites place nobody (sending
     # the record to every community of that name would bury each secretary's list under the others').
-    all_communities = roster.select("street", "community").unique().drop_nulls()
+    all_communities = roster.select("street", "community").unique().drop_nulls().collect()
     communities = all_communities.filter(pl.len().over("community") == 1)
     rest = lone.join(by_building.select("record_id"), on="record_id", how="anti")
     # The site's name begins with the community's (longest name first, so 科技园北 is not taken for 科技园).
@@ -56,27 +61,48 @@ def unregistered(tests: pl.DataFrame | pl.LazyFrame, links: pl.DataFrame, roster
     ).sort("street", "community", "grid_id", "address", "record_id", nulls_last=True).select(UNREGISTERED.names)
 
 
-def roster_corrections(status: pl.DataFrame) -> pl.DataFrame:
-    """status: the normalised roster with the workers' outcomes (wrong_number)."""
-    cols = ["street", "community", "grid_id", "grid_worker", "resident_id", "name", "address"]
-    status = status.select(*cols, "wrong_number", "id_norm", "name_py", "birth", "addr_canon")
-    wrong = status.filter(pl.col("wrong_number")).select(
-        *cols, pl.lit("网格员反馈登记电话号码错误，请更正联系电话").alias("problem"),
-        pl.lit(None, pl.String).alias("other_resident_id"))
-    # Two rows, one person: the same checked ID, or the same name reading, birth date and flat.
-    # Only rows whose key occurs twice can pair with another row: the self-joins run on those alone (joining
-    # a city's whole roster to itself held 2.5 GiB at 5M residents to find a few thousand pairs).
-    same_id = status.filter(pl.col("id_norm").is_not_null() & pl.col("id_norm").is_duplicated()).select(*cols, "id_norm")
+CORRECTION_COLUMNS = ["street", "community", "grid_id", "grid_worker", "resident_id", "name", "address"]
+_PERSON_KEY = ["name_py", "birth", "addr_canon"]
+
+
+def wrong_numbers(status: pl.DataFrame) -> pl.DataFrame:
+    """Residents whose phone a worker reported wrong (status: the roster with the workers' outcomes)."""
+    return status.filter(pl.col("wrong_number")).select(
+        *CORRECTION_COLUMNS, pl.lit("网格员反馈登记电话号码错误，请更正联系电话").alias("problem"),
+        pl.lit(None, pl.String).alias("other_resident_id")).select(ROSTER_CORRECTIONS.names)
+
+
+def duplicate_registrations(roster: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Two rows, one person: the same checked ID, or the same name reading, birth date and flat.
+    Only rows whose key occurs twice can pair with another row: the keys are found first (reading one or three
+    columns of a roster that may be on disk), then the self-joins run on those rows alone (joining a city's
+    whole roster to itself held 2.5 GiB at 5M residents to find a few thousand pairs)."""
+    roster = roster.lazy()
+    ids = roster.select("id_norm").filter(pl.col("id_norm").is_not_null() & pl.col("id_norm").is_duplicated())
+    same_id = roster.select(*CORRECTION_COLUMNS, "id_norm").join(
+        ids.unique(), on="id_norm", how="semi", maintain_order="left").collect()
     id_dups = same_id.join(same_id.select("id_norm", pl.col("resident_id").alias("other_resident_id")),
                            on="id_norm").filter(pl.col("resident_id") != pl.col("other_resident_id")).with_columns(
         pl.lit("与另一人员证件号相同，疑似重复登记").alias("problem"))
-    key = ["name_py", "birth", "addr_canon"]
-    same_person = status.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in key)
-                                & pl.struct(key).is_duplicated()).select(*cols, *key)
-    person_dups = same_person.join(same_person.select(*key, pl.col("resident_id").alias("other_resident_id")),
-                                   on=key).filter(pl.col("resident_id") != pl.col("other_resident_id")).with_columns(
+    people = roster.select(_PERSON_KEY).filter(
+        pl.all_horizontal(pl.col(k).is_not_null() for k in _PERSON_KEY) & pl.struct(_PERSON_KEY).is_duplicated())
+    same_person = roster.select(*CORRECTION_COLUMNS, *_PERSON_KEY).join(
+        people.unique(), on=_PERSON_KEY, how="semi", maintain_order="left").collect()
+    person_dups = same_person.join(
+        same_person.select(*_PERSON_KEY, pl.col("resident_id").alias("other_resident_id")), on=_PERSON_KEY,
+    ).filter(pl.col("resident_id") != pl.col("other_resident_id")).with_columns(
         pl.lit("与另一人员姓名读音、出生日期、住址相同，疑似重复登记").alias("problem"))
     dups = pl.concat([id_dups.select(ROSTER_CORRECTIONS.names), person_dups.select(ROSTER_CORRECTIONS.names)])
-    dups = dups.unique(["resident_id", "other_resident_id"], keep="first", maintain_order=True)
-    return pl.concat([wrong.select(ROSTER_CORRECTIONS.names), dups]).sort(
-        "street", "community", "grid_id", "resident_id").select(ROSTER_CORRECTIONS.names)
+    return dups.unique(["resident_id", "other_resident_id"], keep="first", maintain_order=True)
+
+
+def order_corrections(wrong: pl.DataFrame, duplicates: pl.DataFrame) -> pl.DataFrame:
+    """The correction list by place and resident; a resident's wrong number (no other resident) before their
+    duplicates, which are in the other resident's order (the self-joins' order is not fixed)."""
+    return pl.concat([wrong, duplicates]).sort(
+        "street", "community", "grid_id", "resident_id", "other_resident_id").select(ROSTER_CORRECTIONS.names)
+
+
+def roster_corrections(status: pl.DataFrame) -> pl.DataFrame:
+    """status: the normalised roster with the workers' outcomes (wrong_number)."""
+    return order_corrections(wrong_numbers(status), duplicate_registrations(status))
