@@ -61,7 +61,8 @@ def main() -> int:
     if args.linker == "gridsweep":
         db = Database(settings.duckdb)
         try:
-            links, _, stats = link.fn(db, people["roster"], spill, settings)
+            linked = link.fn(db, people["roster"], spill, settings)
+            links, stats = linked["links"], linked["stats"]
         finally:
             db.close()
             spill.remove()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,17 +83,18 @@ class Database:
         rows = self.con.sql("SELECT run FROM runs ORDER BY recorded_at DESC LIMIT 1").fetchall()
         return json.loads(rows[0][0]) if rows else None
 
-    def record_run(self, run_id: str, run_json: str, tables: dict[str, pl.DataFrame]) -> None:
+    def record_run(self, run_id: str, run_json: str, tables: dict[str, pl.DataFrame | pl.LazyFrame]) -> None:
         """Appends this run's outputs, keyed by run id, so later refreshes and reports can compare. Linking
         decisions go in as the run made them (run_decisions): a city's every decision again on each two-hourly
-        run would add tens of millions of rows a run, while the decisions of all runs so far tell the same."""
+        run would add tens of millions of rows a run, while the decisions of all runs so far tell the same.
+        A table given as a scan (a full run's decisions, on disk) goes in a million rows at a time."""
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR PRIMARY KEY, recorded_at TIMESTAMP, run JSON)"
         )
         with self.transaction():
             self.con.execute("INSERT INTO runs VALUES (?, now(), ?)", [run_id, run_json])
-            for name, frame in tables.items():
-                tagged = frame.with_columns(pl.lit(run_id).alias("run_id"))
+            for name, part in ((name, part) for name, table in tables.items() for part in _parts(table)):
+                tagged = part.with_columns(pl.lit(run_id).alias("run_id"))
                 with self.registered(_incoming=tagged):
                     if self._exists(f"run_{name}"):
                         # Outputs gain columns between versions; older history keeps nulls in them.
@@ -256,6 +257,19 @@ class Database:
     def _exists(self, table: str) -> bool:
         return bool(self.con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()[0][0])
+
+
+def _parts(frame: pl.DataFrame | pl.LazyFrame) -> Iterator[pl.DataFrame]:
+    """A frame whole, or a scan a million rows at a time (at least one part, so an empty table is made)."""
+    if not isinstance(frame, pl.LazyFrame):
+        yield frame
+        return
+    some = False
+    for part in frame.collect_batches(chunk_size=1_000_000):
+        some = True
+        yield part
+    if not some:
+        yield frame.head(0).collect()
 
 
 def db_size(path: Path) -> int:

@@ -25,9 +25,13 @@ if TYPE_CHECKING:
     from flows.refresh import RunReport
 
 
-def _csv(frame: pl.DataFrame, path: Path) -> None:
-    # UTF-8 with a BOM: Excel and WPS then show the Chinese text without an import dialog.
-    frame.write_csv(path, include_bom=True)
+def _csv(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
+    # UTF-8 with a BOM: Excel and WPS then show the Chinese text without an import dialog. A scan (a city's
+    # decisions on disk) is streamed to the file, never held whole.
+    if isinstance(frame, pl.LazyFrame):
+        frame.sink_csv(path, include_bom=True)
+    else:
+        frame.write_csv(path, include_bom=True)
 
 
 def recover_interrupted_swap(out: Path) -> None:
@@ -45,7 +49,7 @@ class RunOutputs:
 
     call_list: pl.DataFrame
     coverage: pl.DataFrame
-    matches: pl.DataFrame
+    matches: pl.DataFrame | pl.LazyFrame  # a scan of the decisions on disk in a refresh
     quarantine: dict[str, pl.DataFrame]
     books: list[WorkerBook]
     community_books: list[CommunityBook] = field(default_factory=list)

@@ -107,16 +107,18 @@ def _link_batch(db: Database, steps: list[SqlStep], batch: pl.DataFrame, sides: 
 
 
 @task(cache_policy=NO_CACHE)
-def link(db: Database, residents: pl.DataFrame, spill: RecordSpill, settings: Settings
-         ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """Links the records in `spill` to `residents` (the roster's resident_id and IDENTITY_COLUMNS). Returns
-    every record's decision (sorted by record, as matches.csv lists them), the decisions made now, and the
-    figures. Links only what it has not linked before. A record's decision depends on nothing
+def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpill, settings: Settings) -> dict:
+    """Links the records in `spill` to `residents` (the roster, or a scan of it: its resident_id and
+    IDENTITY_COLUMNS are read in one chunk here, and let go before the decisions are put together). Returns
+    {"links": every record's decision (sorted by record, as matches.csv lists them), "linked_now": the
+    decisions made now (the same frame when everything was linked now), "stats": the figures}: a dict the flow
+    empties, as Prefect keeps a task's return value until the flow ends. Links only what it has not linked
+    before. A record's decision depends on nothing
     but the record, the roster and the settings, so decisions are kept in the database (keyed by a
     fingerprint of roster and settings, and by each record's content) and a refresh links the new records,
     those whose content changed, and those a worker gave a verdict on. A new roster or new settings start
     from scratch."""
-    residents = residents.select("resident_id", *IDENTITY_COLUMNS)
+    residents = residents.lazy().select("resident_id", *IDENTITY_COLUMNS).collect().rechunk()
     records = spill.keys()  # keys, row_hash and row number; the identity columns stay on disk until their batch
     feedback = db.feedback()  # creates the table reject_pairs_sql reads, on a new database
     key = linking_fingerprint(residents, settings)
@@ -167,6 +169,9 @@ def link(db: Database, residents: pl.DataFrame, spill: RecordSpill, settings: Se
     db.drop_view("records")
     db.drop_temp(list(dict.fromkeys(st.name for st in [*roster_steps, *exact_steps, *blocking_steps])))
     del sides
+    # DuckDB's cached pages (gigabytes after blocking a city's records) go back before the decisions are put
+    # together and sorted: at 5M residents both together were the link stage's peak.
+    db.release_memory()
     t = time.perf_counter()
     fresh = compact_links(apply_confirmations(decided.scan("decisions").collect(), feedback, todo)
                           .select(LINK_COLUMNS))
@@ -189,7 +194,7 @@ def link(db: Database, residents: pl.DataFrame, spill: RecordSpill, settings: Se
                             "links_confirmed_by_workers": int((links["method"] == "worker_confirmed").sum())},
         "sql_seconds": timings,
     }
-    return links, fresh, stats
+    return {"links": links, "linked_now": fresh, "stats": stats}
 
 
 def linking_fingerprint(residents: pl.DataFrame, settings: Settings) -> str:
@@ -219,7 +224,8 @@ RULES_PART_ROWS = 1_000_000
 
 
 @task(cache_policy=NO_CACHE)
-def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame, given: RuleInputs) -> Ruled:
+def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame | pl.LazyFrame,
+                given: RuleInputs) -> Ruled:
     """The call list, coverage, escalation and wrong numbers of the whole roster, ruled RULES_PART_ROWS
     residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a time)."""
     tests_ev = test_evidence(links, people["tests"])
@@ -233,8 +239,8 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
 
 
 @task(cache_policy=NO_CACHE)
-def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame, ruled: Ruled,
-              given: RuleInputs, settings: Settings) -> tuple[pl.DataFrame, dict, dict]:
+def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame | pl.LazyFrame,
+              ruled: Ruled, given: RuleInputs, settings: Settings) -> tuple[pl.DataFrame, dict, dict]:
     """What changed since the last refresh, the roster's gaps, and the report.
     Returns the call list marked with what is new, the tables to publish, and the change figures."""
     call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off)
@@ -347,12 +353,17 @@ def _process(
         # Linking reads the roster's identity columns only; the rules read the rest (addresses as typed, grid,
         # tags, status) when it is done, the linking-only columns left on disk.
         roster = people.pop(ROSTER.name)
-        # In one chunk, as linking numbers and exposes it (rechunking there copied it while this stayed alive).
-        residents = roster.select("resident_id", *IDENTITY_COLUMNS).collect().rechunk()
-        links, linked_now, link_stats = link(db, residents, spill, settings)
-        del residents
+        linked = link(db, roster, spill, settings)
         spill.remove()
         db.release_memory()
+        # The decisions (16 M at 5M residents) wait on disk until the rules, the unregistered list, matches.csv
+        # and the run's record read them, each the columns it needs.
+        linked_now, link_stats = linked.pop("linked_now"), linked.pop("stats")
+        everything_now = linked_now is linked["links"]
+        facts.write("links", linked.pop("links"))
+        links = facts.scan("links")
+        if everything_now:
+            linked_now = links
         # The rules read the rest of the roster (addresses as typed, grid, tags, status) a part at a time from
         # disk, the linking-only columns left there.
         people[ROSTER.name] = roster.select(

@@ -51,7 +51,7 @@ def _candidate_text(when: str, extra: list[pl.Expr]) -> pl.Expr:
     )
 
 
-def _evidence(links: pl.DataFrame, records: pl.DataFrame | pl.LazyFrame, kind: str, keep: list[str],
+def _evidence(links: pl.DataFrame | pl.LazyFrame, records: pl.DataFrame | pl.LazyFrame, kind: str, keep: list[str],
               shown: list[str]) -> pl.DataFrame:
     """The linked records of one kind with the facts the rules read (keep, the record's time first), and the
     candidate text of 'possible' links (the verify list, showing the time and the columns in shown): written
@@ -74,13 +74,14 @@ def _evidence(links: pl.DataFrame, records: pl.DataFrame | pl.LazyFrame, kind: s
     )
 
 
-def test_evidence(links: pl.DataFrame, tests: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+def test_evidence(links: pl.DataFrame | pl.LazyFrame, tests: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """resident_id, record_id, decision, score, sampled_at, candidate (null unless decision is possible)."""
     return _evidence(links, tests, "test", ["sampled_at"], ["site"]).select(
         "resident_id", "record_id", "decision", "score", "sampled_at", "candidate")
 
 
-def vaccination_evidence(links: pl.DataFrame, vaccinations: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:
+def vaccination_evidence(links: pl.DataFrame | pl.LazyFrame,
+                         vaccinations: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:
     """resident_id, record_id, decision, score, vaccinated_at, vaccine, candidate."""
     schema = {"resident_id": pl.String, "record_id": pl.String, "decision": pl.String, "score": pl.Float64,
               "vaccinated_at": pl.Datetime("us"), "vaccine": pl.String, "candidate": pl.String}

@@ -12,7 +12,8 @@ from transforms.contract import ROSTER_CORRECTIONS, UNREGISTERED
 from transforms.idcard import mask_id
 
 
-def unregistered(tests: pl.DataFrame | pl.LazyFrame, links: pl.DataFrame, roster: pl.DataFrame | pl.LazyFrame,
+def unregistered(tests: pl.DataFrame | pl.LazyFrame, links: pl.DataFrame | pl.LazyFrame,
+                 roster: pl.DataFrame | pl.LazyFrame,
                  since: datetime, as_of: datetime) -> pl.DataFrame:
     """Test records of the round that match no resident (not even as 'possible'), whose current address is a
     building on the roster (-> that building's grid) or whose sampling site is named after one of the
