@@ -161,3 +161,30 @@ def test_hostile_text_comes_back_exactly(tmp_path):
     assert {text for text, space in kept.items() if space == "preserve"} == {"  spaced  ", "\nafter a break", "ends in a tab\t"}
     assert all(r[1] is None for r in ws.iter_rows(min_row=2, values_only=True))
     assert ws.print_title_rows == "$1:$1"
+
+
+def test_books_written_in_batches_in_threads_are_the_books_written_one_by_one(tmp_path, monkeypatch):
+    """A city's books are rendered a batch at a time on two threads: every book there, each as it is alone."""
+    import zipfile
+
+    import flows.workbooks
+    from flows.workbooks import write_workbooks
+
+    rows = call_rows()
+    workers = pl.DataFrame({"street": ["粤海街道"] * 7, "community": ["科技园社区"] * 7,
+                            "grid_id": [f"G{i}" for i in range(7)], "grid_worker": [f"网格员{i}" for i in range(7)]})
+    # Seven workers, each with the sample rows under their own grid (some with a row fewer), plus one with none.
+    calls = pl.concat([rows.head(6 - i % 2).with_columns(pl.lit(f"G{i}").alias("grid_id"),
+                                                         pl.lit(f"网格员{i}").alias("grid_worker")) for i in range(6)])
+    books = build_worker_books(calls, build_coverage(status_rows()), workers, as_of_text="2022-05-20 18:00")
+    assert len(books) == 7
+    monkeypatch.setattr(flows.workbooks, "BOOKS_PER_BATCH", 2)  # four batches, the last of one book
+    write_workbooks([(b, tmp_path / "batched" / b.file_name) for b in books], workers=2)
+    for b in books:
+        write_workbook(b, tmp_path / "alone" / b.file_name)
+        batched = zipfile.ZipFile(tmp_path / "batched" / b.file_name)
+        alone = zipfile.ZipFile(tmp_path / "alone" / b.file_name)
+        assert batched.namelist() == alone.namelist()
+        for part in batched.namelist():
+            if part != "docProps/core.xml":  # the creation time
+                assert batched.read(part) == alone.read(part), (b.file_name, part)
