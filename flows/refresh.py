@@ -378,6 +378,7 @@ def _process(
         ruled = apply_rules(people, links, given)
         call_list, tables, extra = follow_up(db, people, links, ruled, given, settings)
         coverage = ruled.coverage
+        ruled.let_go()
         report.changes = extra["changes"]
         report.follow_up = {name: frame.height for name, frame in tables.items()} | {
             "residents_with_call_outcomes": given.outcomes.height,
@@ -394,7 +395,7 @@ def _process(
         report.linking["residents_tested"] = ruled.tested
         grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
         ).collect()
-        del ruled  # what is written is built from the lists
+        del ruled
         people.clear()
         as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
         books = build_worker_books(call_list, coverage, grid_workers, as_of_text=as_of_text,

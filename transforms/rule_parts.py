@@ -81,6 +81,12 @@ class Ruled:
     tested: int
     away_reported: int
 
+    def let_go(self) -> None:
+        """Drops the lists once the flow has taken what it needs: Prefect keeps a task's return value until
+        the flow ends, and the call list here is a city's (the marked one that is published is another)."""
+        for name in ("call_list", "escalation", "wrong_numbers", "came_off"):
+            setattr(self, name, getattr(self, name).clear())
+
 
 def combine(parts: list[RulePart]) -> Ruled:
     """The parts (in roster order) put together as if the roster had been ruled whole: the call list's
