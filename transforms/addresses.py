@@ -57,10 +57,12 @@ def _canonical(frame: pl.DataFrame, col: str, numerals: dict[str, str]) -> pl.Da
         # Longest first, so 十三栋 is replaced whole rather than its tail 三栋.
         keys = sorted(numerals, key=len, reverse=True)
         out = out.with_columns(a.str.replace_many(keys, [numerals[k] for k in keys], leftmost=True))
+    # Building words become 栋 before a building-dash-room tail is read: 3号楼-502 is 3栋502, as 3栋-502 is
+    # (read the other way round, 3号楼-502 became 3栋-502, which a second pass turned into 3栋502).
     out = out.with_columns(
         a.str.replace_all(r"(\d+)[-－—_](\d+)[-－—_](\d+)", "${1}栋${2}单元${3}")
-        .str.replace(r"(\d+)栋?[-－—_](\d+)(?:室|房)?$", "${1}栋${2}")
         .str.replace_all(r"(\d+)(?:号楼|幢|座|栋楼|楼栋|栋)(?:楼|栋)*", "${1}栋")
+        .str.replace(r"(\d+)栋?[-－—_](\d+)(?:室|房)?$", "${1}栋${2}")
         .str.replace(r"(\d+)(?:室|房|号房)$", "${1}")
     )
     for _ in range(2):
