@@ -209,8 +209,11 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
             frame = frame.with_columns(dup.alias("_dup")).drop("_before")
             dup = pl.col("_dup")
         label = contract.column(contract.unique_key).zh
+        # concat_str, not pl.format: on some slices after the first (a 2M roster's second slice of 1,941 rows)
+        # pl.format panicked in polars 2.1 ("assertion failed: i < self.len()"; tests/test_inputs.py).
         dups = frame.filter(dup).with_columns(
-            pl.format(f"{label}重复（首次出现在第{{}}行）", pl.col("_first")).alias(REASON),
+            pl.concat_str([pl.lit(f"{label}重复（首次出现在第"), pl.col("_first").cast(pl.String), pl.lit("行）")]
+                          ).alias(REASON),
             pl.lit(_check("be_unique", contract.unique_key)).alias(CHECK),
         )
         frame = frame.filter(~dup).drop("_ord", "_first_ord", "_first", "_dup", strict=False)
