@@ -240,8 +240,10 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
 
 @task(cache_policy=NO_CACHE)
 def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame | pl.LazyFrame,
-              ruled: Ruled, given: RuleInputs, settings: Settings) -> tuple[pl.DataFrame, dict, dict]:
-    """What changed since the last refresh, the roster's gaps, and the report.
+              ruled: Ruled, given: RuleInputs, grid_workers: pl.DataFrame, settings: Settings
+              ) -> tuple[pl.DataFrame, dict, dict]:
+    """What changed since the last refresh, the roster's gaps, and the report (titled with the streets of
+    grid_workers: street, community, grid_id, grid_worker as the roster assigns them).
     Returns the call list marked with what is new, the tables to publish, and the change figures."""
     call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off)
     roster = people["roster"]
@@ -256,8 +258,7 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], link
     points = [(t.strftime("%m-%d %H:%M"), r) for t, r in trend.iter_rows()] + [
         (datetime.now().strftime("%m-%d %H:%M"), current)]
     as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
-    streets = "、".join(sorted(roster.lazy().select(pl.col("street").unique()).collect()["street"]
-                              .drop_nulls().to_list()))
+    streets = "、".join(sorted(grid_workers["street"].unique().drop_nulls().to_list()))
     page = coverage_report_html(coverage, call_list, points, changes,
                                 title=f"{streets} 核酸检测与疫苗接种进度", as_of_text=as_of_text)
     return call_list, tables, {"changes": changes, "report_html": page}
@@ -376,7 +377,9 @@ def _process(
             outcomes=outcome_summary(db.attempts_since(settings.since)), previous=db.previous_call_list(),
             earlier=previous_untested_counts(db.earlier_untested(settings.since.isoformat())))
         ruled = apply_rules(people, links, given)
-        call_list, tables, extra = follow_up(db, people, links, ruled, given, settings)
+        grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
+        ).collect()
+        call_list, tables, extra = follow_up(db, people, links, ruled, given, grid_workers, settings)
         coverage = ruled.coverage
         ruled.let_go()
         report.changes = extra["changes"]
@@ -393,8 +396,6 @@ def _process(
         report.coverage = {k: total[k] for k in ("residents", "in_scope", "tested", "untested", "coverage_rate",
                                                    "vaccination_eligible", "unvaccinated", "dose_due", "booster_due")}
         report.linking["residents_tested"] = ruled.tested
-        grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
-        ).collect()
         del ruled
         people.clear()
         as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")

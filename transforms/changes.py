@@ -76,8 +76,3 @@ def order_escalation(rows: pl.DataFrame) -> pl.DataFrame:
     """The escalation list from escalation_rows (one status's, or the parts' put together): the bedridden
     first, then by place. One row per resident, so the order is the same however the rows were gathered."""
     return rows.sort(["_rank", "street", "community", "grid_id", "address", "resident_id"]).select(ESCALATION.names)
-
-
-def build_escalation(status: pl.DataFrame, call_list: pl.DataFrame, earlier: pl.DataFrame,
-                     settings: EscalationSettings) -> pl.DataFrame:
-    return order_escalation(escalation_rows(status, call_list, earlier, settings))
