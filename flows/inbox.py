@@ -21,10 +21,10 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -32,19 +32,17 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from expectations.suites import import_in_background
 from flows.database import Database
 from flows.feedback import store_returned
 from flows.readers import InputError, RawTable, file_hash, read_table
 from flows.refresh import new_report, process
 from flows.settings import InboxSettings, Settings, load_campaign
-from flows.sources import Sources, check_row_count, last_run
+from flows.sources import FILE_COLUMN, Sources, StoredTable, check_row_count, last_run, store_table
 from transforms.contract import INPUTS
 from transforms.parsing import LINE
 
 SOURCES = ("roster", "tests", "vaccinations")
 SUFFIXES = {".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".parquet"}
-FILE_COLUMN = "_file"
 
 
 @dataclass
@@ -122,10 +120,6 @@ def read_new_files(files: list[InboxFile]) -> dict[str, RawTable]:
     return tables
 
 
-def _store_table(source: str) -> str:
-    return f"store_{source}"
-
-
 def _ensure_store(db: Database) -> None:
     db.con.execute(
         "CREATE TABLE IF NOT EXISTS inbox_files (sha256 VARCHAR PRIMARY KEY, source VARCHAR, name VARCHAR, "
@@ -134,7 +128,7 @@ def _ensure_store(db: Database) -> None:
     for source in SOURCES:
         cols = ", ".join(f'"{c}" VARCHAR' for c in INPUTS[source].names)
         db.con.execute(
-            f"CREATE TABLE IF NOT EXISTS {_store_table(source)} ({LINE} BIGINT, {FILE_COLUMN} VARCHAR, {cols})"
+            f"CREATE TABLE IF NOT EXISTS {store_table(source)} ({LINE} BIGINT, {FILE_COLUMN} VARCHAR, {cols})"
         )
 
 
@@ -150,7 +144,7 @@ def store_files(db: Database, files: list[InboxFile], tables: dict[str, RawTable
     with db.transaction():
         for f in files:
             frame = tables[f.sha256].frame
-            target = _store_table(f.source)
+            target = store_table(f.source)
             if f.source == "roster":
                 db.con.execute(f"DELETE FROM {target}")
             with db.registered(_incoming=frame):
@@ -185,42 +179,16 @@ def archive_file(f: InboxFile, archive: Path) -> Path:
     return archive_path(f.path, archive / f.source, f.sha256)
 
 
-class StoredTable:
-    """A source's stored rows, as the refresh reads them: from the state database a slice at a time (the
-    exports of weeks accumulate here), in the order the files and their lines came."""
-
-    encoding = "stored"
-
-    def __init__(self, settings: Settings, source: str) -> None:
-        self.settings, self.source = settings, source
-        self.path, self.ignored_columns, self.rows = f"store:{source}", [], 0
-
-    def slices(self, size: int) -> Iterator[pl.DataFrame]:
-        db = Database(self.settings.duckdb)
-        try:
-            query = f"SELECT * FROM {_store_table(self.source)} ORDER BY {FILE_COLUMN}, {LINE}"
-            given = 0
-            with db.con.sql(query).to_arrow_reader(batch_size=size) as reader:  # streams the rows
-                for batch in reader:
-                    frame = pl.from_arrow(batch)
-                    self.rows, given = self.rows + frame.height, given + 1
-                    yield frame
-            if not given:
-                yield db.fetch(f"{query} LIMIT 0")
-        finally:
-            db.close()
-
-
 def stored_sources(db: Database, settings: Settings) -> Sources:
     """Every source with stored rows, each read when the refresh comes to it."""
     out: Sources = {}
     for source in SOURCES:
-        stored = db.count(_store_table(source))
+        stored = db.count(store_table(source))
         if stored == 0 and source != "vaccinations":
             raise InputError(f"inbox/{source}", f"no {INPUTS[source].zh} has been loaded yet: drop an export into "
                              f"the inbox folder '{source}'")
         if stored:
-            out[source] = lambda source=source: StoredTable(settings, source)
+            out[source] = partial(StoredTable, settings, source)  # picklable: loading runs in a process of its own
     return out
 
 
@@ -285,7 +253,6 @@ def refresh_inbox(config: str) -> dict:
     """Scheduled every two hours (or run on demand): load new exports, recompute, publish."""
     logger = get_run_logger()
     started = time.perf_counter()
-    import_in_background()
     settings, inbox = load_campaign(Path(config))
     state = settings.duckdb.path.parent
     with refresh_lock(state):

@@ -29,10 +29,17 @@ class InputError(Exception):
     """A file that cannot be used at all; the message says which file, which column, what was expected."""
 
     def __init__(self, path: Path | str, message: str, *, column: str | None = None):
-        self.path = str(path)
-        self.column = column
+        self.path, self.message, self.column = str(path), message, column
         where = f"{self.path}" + (f", column {column}" if column else "")
         super().__init__(f"{where}: {message}")
+
+    def __reduce__(self):
+        # Raised in the loading process and raised again in the flow's: pickled with what it was made of.
+        return _input_error, (self.path, self.message, self.column)
+
+
+def _input_error(path: str, message: str, column: str | None) -> InputError:
+    return InputError(path, message, column=column)
 
 
 def file_hash(path: Path) -> str:

@@ -37,6 +37,11 @@ class Spill:
     def scan(self, kind: str) -> pl.LazyFrame:
         return pl.scan_parquet(self.files[kind])
 
+    def adopt(self, other: Spill) -> None:
+        """Takes on what another process wrote into this folder (flows.loading)."""
+        assert other.folder == self.folder, "a spill adopts only its own folder's parts"
+        self.__dict__.update(other.__dict__)
+
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,17 +22,15 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from expectations.suites import (
-    data_docs_site,
-    import_in_background,
-)
+import flows.sources
+from expectations.suites import SuiteResult, data_docs_site
 from flows.database import Database
+from flows.loading import LoadingProcess
 from flows.meter import StageMeter, add_time
-from flows.normalised_store import NormalisedStore
 from flows.publish import RunOutputs, publish_outputs
 from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
 from flows.settings import Settings
-from flows.sources import SourceLoader, Sources, file_sources, load_source, validation_summary
+from flows.sources import Sources, Table, file_sources, validation_summary
 from transforms.changes import mark_changes
 from transforms.contract import ROSTER
 from transforms.decision import LINK_COLUMNS, compact_links
@@ -104,6 +102,13 @@ def _link_batch(db: Database, steps: list[SqlStep], batch: pl.DataFrame, sides: 
                            settings.blocking.pairs_per_chunk)
     _timed(timings, "compare_score_decide", t)
     return decided
+
+
+@task(cache_policy=NO_CACHE, task_run_name="load-{name}")
+def load_source(loading: LoadingProcess, name: str, opener: Callable[[], Table], report: RunReport) -> dict:
+    """One source read, parsed, checked and normalised in the loading process; a dict the flow empties, as
+    Prefect keeps a task's return value until the flow ends."""
+    return loading.load(name, opener, report.timings, report.peak_memory_gib)
 
 
 @task(cache_policy=NO_CACHE)
@@ -327,27 +332,26 @@ def _process(
     # memory together, and a source that fails its checks stops the run before anything is linked or written.
     quarantine: dict[str, pl.DataFrame] = {}
     people: dict[str, pl.DataFrame | pl.LazyFrame] = {}  # on disk: the roster until link is done, the facts
-    loader = SourceLoader(settings, docs_root, settings.duckdb.path.parent / "failed_validation" / report.run_id,
-                          NormalisedStore(settings.duckdb.path.parent / "normalised"), spill, facts, meter,
-                          report.timings, report.peak_memory_gib)
-    for name, opener in sources.items():
-        loaded = load_source(loader, name, opener)
-        table, quarantine[name] = loaded.pop("table"), loaded.pop("quarantine")
-        report.validation[name] = validation_summary(loader.suites[name], name)
-        if not loader.suites[name].success:
-            logger.warning("%s: expectations not met: %s", name, ", ".join(report.validation[name]["failed"]))
-        report.inputs[name] = {
-            "path": table.path, "encoding": table.encoding, "ignored_columns": table.ignored_columns,
-            "rows": table.rows, "kept_but_blanked": loaded.pop("notes"),
-        } | loaded.pop("flags")
-        used = loaded.pop("rows_used")
-        report.accounting[name] = {
-            "rows_read": table.rows, "rows_used": used, "rows_quarantined": quarantine[name].height,
-            "balanced": True,  # SourceLoader.load refuses a source whose rows do not add up
-        }
-        logger.info("%s: %d rows read, %d used, %d quarantined", name, table.rows, used, quarantine[name].height)
-        people[name] = facts.scan(name)
-    suites = loader.suites
+    suites: dict[str, SuiteResult] = {}
+    with LoadingProcess(settings, docs_root, settings.duckdb.path.parent / "failed_validation" / report.run_id,
+                        settings.duckdb.path.parent / "normalised", spill, facts, flows.sources.SLICE_ROWS) as loading:
+        for name, opener in sources.items():
+            loaded = load_source(loading, name, opener, report)
+            table, quarantine[name], suites[name] = loaded.pop("table"), loaded.pop("quarantine"), loaded.pop("suite")
+            report.validation[name] = validation_summary(suites[name], name)
+            if not suites[name].success:
+                logger.warning("%s: expectations not met: %s", name, ", ".join(report.validation[name]["failed"]))
+            report.inputs[name] = {
+                "path": table.path, "encoding": table.encoding, "ignored_columns": table.ignored_columns,
+                "rows": table.rows, "kept_but_blanked": loaded.pop("notes"),
+            } | loaded.pop("flags")
+            used = loaded.pop("rows_used")
+            report.accounting[name] = {
+                "rows_read": table.rows, "rows_used": used, "rows_quarantined": quarantine[name].height,
+                "balanced": True,  # SourceLoader.load refuses a source whose rows do not add up
+            }
+            logger.info("%s: %d rows read, %d used, %d quarantined", name, table.rows, used, quarantine[name].height)
+            people[name] = facts.scan(name)
     t = time.perf_counter()
     db = Database(settings.duckdb)
     try:
@@ -428,7 +432,6 @@ def _process(
 def refresh(settings: Settings) -> RunReport:
     """One refresh from the files named in the settings."""
     started = time.perf_counter()
-    import_in_background()
     meter = StageMeter()
     report = new_report(settings)
     return process(settings, file_sources(settings), report, started, meter).report

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Protocol
 
 import polars as pl
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from expectations.docs import export_offline
 from expectations.suites import RowSample, SuiteResult, SuiteRunner, checked_column, data_docs_site
@@ -30,12 +28,12 @@ from flows.settings import Settings
 from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
 from transforms.evidence import linking_rows, record_facts, with_row_hash
 from transforms.normalise import IDENTITY_COLUMNS, INPUT_KEY, normalise_reusing, with_input_key
-from transforms.parsing import first_keys, parse_rows
+from transforms.parsing import LINE, first_keys, parse_rows
 
 
 class Table(Protocol):
     """What a source opens to: its rows a slice at a time (flows.readers.CsvTable, RawTable;
-    flows.inbox.StoredTable), and what run.json says of it. rows counts the rows read so far."""
+    StoredTable), and what run.json says of it. rows counts the rows read so far."""
 
     path: str
     encoding: str
@@ -62,7 +60,42 @@ def file_sources(settings: Settings) -> Sources:
     for path in paths.values():
         if not Path(path).exists():
             raise InputError(path, "file not found")
-    return {name: (lambda name=name, path=path: open_table(path, INPUTS[name])) for name, path in paths.items()}
+    # Openers that pickle (partials of module functions, not lambdas): loading runs in a process of its own.
+    return {name: partial(open_table, path, INPUTS[name]) for name, path in paths.items()}
+
+
+# The inbox keeps every export it took in a table per source, each row with its file's hash.
+FILE_COLUMN = "_file"
+
+
+def store_table(source: str) -> str:
+    return f"store_{source}"
+
+
+class StoredTable:
+    """A source's stored rows, as the refresh reads them: from the state database a slice at a time (the
+    exports of weeks accumulate here), in the order the files and their lines came."""
+
+    encoding = "stored"
+
+    def __init__(self, settings: Settings, source: str) -> None:
+        self.settings, self.source = settings, source
+        self.path, self.ignored_columns, self.rows = f"store:{source}", [], 0
+
+    def slices(self, size: int) -> Iterator[pl.DataFrame]:
+        db = Database(self.settings.duckdb)
+        try:
+            query = f"SELECT * FROM {store_table(self.source)} ORDER BY {FILE_COLUMN}, {LINE}"
+            given = 0
+            with db.con.sql(query).to_arrow_reader(batch_size=size) as reader:  # streams the rows
+                for batch in reader:
+                    frame = pl.from_arrow(batch)
+                    self.rows, given = self.rows + frame.height, given + 1
+                    yield frame
+            if not given:
+                yield db.fetch(f"{query} LIMIT 0")
+        finally:
+            db.close()
 
 
 def last_run(settings: Settings) -> dict | None:
@@ -242,10 +275,3 @@ class SourceLoader:
                 raise expectation_error(table.path, contract, suite, self.failed_docs)
         return {"table": table, "rows_used": used, "quarantine": quarantined, "notes": dict(notes),
                 "flags": normaliser.summary()}
-
-
-@task(cache_policy=NO_CACHE, task_run_name="load-{name}")
-def load_source(loader: SourceLoader, name: str, opener: Callable[[], Table]) -> dict:
-    """One source read, parsed, checked and normalised; a dict the flow empties, as Prefect keeps a task's
-    return value until the flow ends."""
-    return loader.load(name, opener)
