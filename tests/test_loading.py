@@ -1,0 +1,113 @@
+"""Loading in a process of its own (flows.loading): what comes back, and what happens when it goes wrong."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+from functools import partial
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flows.generate import write_synthetic
+from flows.loading import LoadingProcess
+from flows.meter import StageMeter
+from flows.normalised_store import NormalisedStore
+from flows.readers import InputError, open_table
+from flows.record_spill import FactSpill, RecordSpill
+from flows.settings import load_settings
+from flows.sources import SourceLoader, file_sources
+from transforms.contract import TESTS
+from transforms.synthetic import generate
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("loading")
+    write_synthetic(generate(1500, seed=5), data)
+    return data
+
+
+def _settings(campaign: Path, state: Path):
+    return load_settings(campaign / "campaign.toml", out=str(state / "out"), db=str(state / "gridsweep.duckdb"))
+
+
+def _spills(state: Path) -> tuple[RecordSpill, FactSpill]:
+    return RecordSpill(state / "records"), FactSpill(state / "facts")
+
+
+def _written(spill: RecordSpill | FactSpill) -> dict[str, pl.DataFrame]:
+    return {kind: spill.scan(kind).collect() for kind in spill.files}
+
+
+def test_the_loading_process_gives_back_what_loading_here_gives(campaign, tmp_path):
+    """The same sources loaded in this process and in a child: the same rows on disk (roster, records, facts),
+    the same quarantine, counts, flags and suite verdicts, and the same timings' stages."""
+    here, there = tmp_path / "here", tmp_path / "there"
+    loaded_here, loaded_there = {}, {}
+    spill, facts = _spills(here)
+    settings = _settings(campaign, here)
+    loader = SourceLoader(settings, here / "docs", here / "failed", NormalisedStore(here / "normalised"), spill,
+                          facts, StageMeter(), {}, {}, 700)
+    for name, opener in file_sources(settings).items():
+        loaded_here[name] = loader.load(name, opener) | {"suite": loader.suites[name]}
+    child_spill, child_facts = _spills(there)
+    settings = _settings(campaign, there)
+    timings, peaks = {"read": 1.0}, {}
+    with LoadingProcess(settings, there / "docs", there / "failed", there / "normalised", child_spill, child_facts,
+                        700) as loading:
+        for name, opener in file_sources(settings).items():
+            loaded_there[name] = loading.load(name, opener, timings, peaks)
+    assert multiprocessing.active_children() == []  # the child has ended
+    assert set(loaded_there) == {"roster", "tests", "vaccinations"}
+    for name, a in loaded_here.items():
+        b = loaded_there[name]
+        assert b["rows_used"] == a["rows_used"] > 0 and b["notes"] == a["notes"] and b["flags"] == a["flags"]
+        assert b["quarantine"].equals(a["quarantine"]), name
+        assert (b["table"].rows, b["table"].encoding, b["table"].ignored_columns) == (
+            a["table"].rows, a["table"].encoding, a["table"].ignored_columns)
+        assert b["suite"].success == a["suite"].success and b["suite"].rows_total == a["suite"].rows_total
+    assert sum(b["quarantine"].height for b in loaded_there.values()) > 0
+    for mine, theirs in ((spill, child_spill), (facts, child_facts)):
+        written, adopted = _written(mine), _written(theirs)
+        assert list(adopted) == list(written) and all(adopted[k].equals(written[k]) for k in written)
+    assert child_spill.keys().equals(spill.keys()) and child_spill.keys().height > 1500
+    # Each source's seconds are added to what the flow had; the peaks are the child's, per stage.
+    assert timings["read"] > 1.0 and {"validate", "normalise"} <= set(timings) and set(peaks) == {
+        "read", "validate", "normalise"}
+    assert all(p > 0 for p in peaks.values())
+
+
+def test_a_refused_file_is_raised_in_the_flow_with_its_file_and_column(campaign, tmp_path):
+    settings = _settings(campaign, tmp_path)
+    bad = tmp_path / "tests.csv"
+    bad.write_text("采样编号,手机号码\nT1,138\n", encoding="utf-8")
+    spill, facts = _spills(tmp_path)
+    with LoadingProcess(settings, tmp_path / "docs", tmp_path / "failed", tmp_path / "normalised", spill, facts,
+                        700) as loading:
+        loading.load("roster", file_sources(settings)["roster"], {}, {})
+        with pytest.raises(InputError) as err:
+            loading.load("tests", partial(open_table, bad, TESTS), {}, {})
+    assert err.value.path == str(bad) and "tests.csv" in str(err.value) and "姓名" in str(err.value)
+    assert multiprocessing.active_children() == []
+    # What was loaded before the refused file is on disk for the flow to clean up with its folders.
+    assert list(facts.files) == ["roster"]
+
+
+def test_an_input_error_pickles_with_its_parts():
+    err = InputError("/data/tests.csv", "12 of 40 rows fail the check", column="身份证号")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is InputError and str(back) == str(err)
+    assert (back.path, back.message, back.column) == ("/data/tests.csv", "12 of 40 rows fail the check", "身份证号")
+
+
+def test_a_loading_process_that_dies_is_an_error_that_says_so(campaign, tmp_path):
+    settings = _settings(campaign, tmp_path)
+    spill, facts = _spills(tmp_path)
+    with LoadingProcess(settings, tmp_path / "docs", tmp_path / "failed", tmp_path / "normalised", spill, facts,
+                        700) as loading:
+        with pytest.raises(RuntimeError, match="the process loading roster ended before it was done"):
+            loading.load("roster", partial(os._exit, 9), {}, {})  # as the kernel's OOM killer would end it
+    assert multiprocessing.active_children() == []
