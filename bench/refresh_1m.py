@@ -102,6 +102,9 @@ def main() -> int:
         "peak_gib": round(peak, 2),
         "linking": {k: v for k, v in run_json["linking"].items() if k != "sql_seconds"},
     }
+    # Written before scoring too: at city scale scoring reads the whole truth, and a refresh's figures
+    # should not be lost with it.
+    (work / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     from flows.evaluate import score_run
     from flows.settings import load_settings
 

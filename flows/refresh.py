@@ -270,12 +270,18 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], link
 
 
 def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterator[tuple[tuple[str, str, str], str]]:
-    """One printable page per worker book, rows in walking order; rendered as they are written, so a city's
-    pages are never all in memory at once."""
-    # Sorted and rendered once for everyone; each worker's part keeps that order.
-    lines = person_lines(walk_order(call_list))
-    by_worker = lines.partition_by(WORKER, as_dict=True, maintain_order=True)
-    for book in books:
+    """One printable page per worker book, rows in walking order; rendered a community at a time as they are
+    written, so neither a city's pages nor its rendered lines are ever in memory at once."""
+    # Sorted once, by worker and then walking order: a community's rows are one slice, a worker's a slice of it.
+    ordered = walk_order(call_list, first=WORKER)
+    spans = {tuple(key): (start, n) for *key, start, n in ordered.select(WORKER[:2]).with_row_index("_at").group_by(
+        WORKER[:2], maintain_order=True).agg(pl.col("_at").first(), pl.len()).iter_rows()}
+    lines = None
+    for i, book in enumerate(books):
+        if i == 0 or (book.street, book.community) != (books[i - 1].street, books[i - 1].community):
+            start, n = spans.get((book.street, book.community), (0, 0))
+            lines = person_lines(ordered.slice(start, n))
+            by_worker = lines.partition_by(WORKER, as_dict=True, maintain_order=True)
         rows = by_worker.get((book.street, book.community, book.grid_worker), lines.clear())
         page = worker_print_html(rows, street=book.street, community=book.community, grid_worker=book.grid_worker,
                                  grids="、".join(book.grid_ids), as_of_text=as_of_text)

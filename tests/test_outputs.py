@@ -188,3 +188,40 @@ def test_books_written_in_batches_in_threads_are_the_books_written_one_by_one(tm
         for part in batched.namelist():
             if part != "docProps/core.xml":  # the creation time
                 assert batched.read(part) == alone.read(part), (b.file_name, part)
+
+
+def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_path):
+    """Pages are rendered from one community's rows at a time: each page is its worker's rows of the whole
+    walk (grid, building, unit, room), whatever order the call list came in and however the workers'
+    names sort against their grids."""
+    from flows.refresh import print_pages
+    from transforms.print_sheet import WORKER, person_lines, worker_print_html
+    from transforms.sheets import walk_order
+
+    rows = call_rows()
+    parts, grid_rows = [], []
+    for c, community in enumerate(["科技园社区", "高新社区", "桂庙社区"]):
+        for w in range(3):
+            grid, worker = f"G{c}{2 - w}", f"网格员{w}"  # worker order and grid order disagree
+            grid_rows.append({"street": "粤海街道", "community": community, "grid_id": grid, "grid_worker": worker})
+            if (c, w) != (1, 1):  # one worker with nobody on the list
+                parts.append(rows.head(6 - w).with_columns(
+                    pl.lit(community).alias("community"), pl.lit(grid).alias("grid_id"),
+                    pl.lit(worker).alias("grid_worker"),
+                    (pl.col("resident_id") + f"-{c}{w}").alias("resident_id")))
+    calls = pl.concat(parts).sample(fraction=1.0, shuffle=True, seed=4)
+    workers = pl.DataFrame(grid_rows)
+    books = build_worker_books(calls, build_coverage(status_rows()), workers, as_of_text="2022-05-20 18:00")
+    pages = list(print_pages(calls, books, "2022-05-20 18:00"))
+    assert len(pages) == len(books) == 9
+    whole = person_lines(walk_order(calls))  # every worker's lines from the city's walk, as it was rendered
+    for book, ((street, community, name), page) in zip(books, pages, strict=True):
+        mine = whole.filter((pl.col("street") == book.street) & (pl.col("community") == book.community)
+                            & (pl.col("grid_worker") == book.grid_worker))
+        assert (street, community) == (book.street, book.community) and name.endswith(".html")
+        assert page == worker_print_html(mine.select(whole.columns), street=book.street, community=book.community,
+                                         grid_worker=book.grid_worker, grids="、".join(book.grid_ids),
+                                         as_of_text="2022-05-20 18:00")
+        assert page.count("<tr><td") == mine.height and (mine.height > 0) == ((book.community, book.grid_worker) != (
+            "高新社区", "网格员1")), (book.community, book.grid_worker)
+    assert set(WORKER) <= set(whole.columns)

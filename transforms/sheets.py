@@ -113,11 +113,13 @@ def column_widths(headers: list[str]) -> list[int]:
     return [by_zh.get(h, 14 if h in FILLABLE or h == VERDICT_HEADER else 10) for h in headers]
 
 
-def walk_order(frame: pl.DataFrame) -> pl.DataFrame:
+def walk_order(frame: pl.DataFrame, first: tuple[str, ...] | list[str] = ()) -> pl.DataFrame:
+    """Grid, building, unit, room: the order a worker walks. first: columns sorted by before (a worker's
+    rows together, each worker's in walking order, as a stable split of the walk by worker gives them)."""
     as_num = lambda c: pl.col(c).cast(pl.Int64, strict=False)  # noqa: E731
     return frame.sort(
-        [pl.col("grid_id"), as_num("building"), pl.col("building"), as_num("unit"), as_num("room"), pl.col("room"),
-         pl.col("resident_id")],
+        [*(pl.col(c) for c in first), pl.col("grid_id"), as_num("building"), pl.col("building"), as_num("unit"),
+         as_num("room"), pl.col("room"), pl.col("resident_id")],
         nulls_last=True, maintain_order=True,
     )
 
