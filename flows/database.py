@@ -162,6 +162,16 @@ class Database:
             self.con.execute("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, "
                              "score, decision, explanation FROM _links")
 
+    def save_fresh_link_state(self, records: list[Path], links: pl.DataFrame) -> None:
+        """The state of a run that linked every record, the tables emptied by open_link_state: the records'
+        keys read by DuckDB from the run's Parquet (flows.record_spill.RecordSpill.paths), never into memory."""
+        with self.registered(_links=links), self.transaction():
+            if records:
+                self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash "
+                                 "FROM read_parquet(?)", [[str(p) for p in records]])
+            self.con.execute("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, "
+                             "score, decision, explanation FROM _links")
+
     def stored_links(self, records: pl.DataFrame, each: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
         """The stored decisions on these records (record_kind, record_id), unsorted, each batch of a million
         passed through `each` as it arrives (the flow compacts them). Chosen here, not in polars: a city's state

@@ -58,6 +58,14 @@ class RecordSpill(Spill):
         super().write(kind, rows.with_row_index(ROW, offset=offset))
         self._rows[kind] = offset + rows.height
 
+    def counts(self) -> dict[str, int]:
+        """Records written of each kind, kinds in the order first written."""
+        return {kind: self._rows[kind] for kind in self.files}
+
+    def paths(self) -> list[Path]:
+        """Every part of every kind, for DuckDB to read (record_kind, record_id, identity, row_hash, ROW)."""
+        return [path for parts in self.files.values() for path in parts]
+
     def keys(self) -> pl.DataFrame:
         """Every record's key, row_hash and row, kind by kind in the order written."""
         frames = [self.scan(kind).select(*KEYS, "row_hash", ROW) for kind in self.files]

@@ -124,15 +124,22 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     those whose content changed, and those a worker gave a verdict on. A new roster or new settings start
     from scratch."""
     residents = residents.lazy().select("resident_id", *IDENTITY_COLUMNS).collect().rechunk()
-    records = spill.keys()  # keys, row_hash and row number; the identity columns stay on disk until their batch
     feedback = db.feedback()  # creates the table reject_pairs_sql reads, on a new database
     key = linking_fingerprint(residents, settings)
     reused = db.open_link_state(key)
     keys = ["record_kind", "record_id"]
-    todo = records.join(db.linked_records(), on=[*keys, "row_hash"], how="anti") if reused else records
-    judged = records.join(feedback.select(keys).unique(), on=keys, how="semi").join(todo, on=keys, how="anti")
-    if judged.height:  # records a worker gave a verdict on are linked again even when unchanged
-        todo = pl.concat([todo, judged])
+    totals = spill.counts()
+    # A refresh that links every record (a first run, a new roster or new settings) with no link a worker
+    # confirmed needs no record's key in memory: each kind's rows are linked in order, and their keys go into
+    # the state from disk. At 20M residents the keys of 66 M records held 2.9 GiB through linking.
+    everything = not reused and (feedback["verdict"] == CONFIRMED).sum() == 0
+    records = todo = None
+    if not everything:
+        records = spill.keys()  # keys, row_hash and row number; the identity columns stay on disk until their batch
+        todo = records.join(db.linked_records(), on=[*keys, "row_hash"], how="anti") if reused else records
+        judged = records.join(feedback.select(keys).unique(), on=keys, how="semi").join(todo, on=keys, how="anti")
+        if judged.height:  # records a worker gave a verdict on are linked again even when unchanged
+            todo = pl.concat([todo, judged])
     residents = number_residents(residents)
     db.expose("residents", residents)
     roster_steps = roster_keys_sql(settings.blocking)
@@ -152,7 +159,8 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     exact_steps = [*exact_stage_sql(), reject]
     blocking_steps = [*blocking_stage_sql(settings.blocking), reject]
     for kind in spill.files:
-        rows = todo.filter(pl.col("record_kind") == kind)[ROW].sort()
+        rows = (pl.int_range(0, totals[kind], dtype=pl.UInt32, eager=True).alias(ROW) if everything
+                else todo.filter(pl.col("record_kind") == kind)[ROW].sort())
         pending = []
         for part in record_batches(rows.to_frame(), settings.blocking.records_per_batch):
             batch = _read_batch(spill, kind, part[ROW], timings)
@@ -178,22 +186,29 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     # together and sorted: at 5M residents both together were the link stage's peak.
     db.release_memory()
     t = time.perf_counter()
-    fresh = compact_links(apply_confirmations(decided.scan("decisions").collect(), feedback, todo)
-                          .select(LINK_COLUMNS))
+    fresh = decided.scan("decisions").collect()
+    if not everything:
+        fresh = apply_confirmations(fresh, feedback, todo)
+    fresh = compact_links(fresh.select(LINK_COLUMNS))
     decided.remove()
-    db.save_link_state(todo.select(*keys, "row_hash"), fresh)
+    if everything:
+        db.save_fresh_link_state(spill.paths(), fresh)
+    else:
+        db.save_link_state(todo.select(*keys, "row_hash"), fresh)
+    total = sum(totals.values())
+    now = total if everything else todo.height
     # One sorted copy of every decision for everything after (matches.csv lists them in this order).
-    if todo.height == records.height:  # everything was linked now: the stored state holds nothing else of use
+    if now == total:  # everything was linked now: the stored state holds nothing else of use
         links = fresh = fresh.sort(keys)
     else:
         links = db.stored_links(records, compact_links).sort(keys)
     timings["store_links"] = round(time.perf_counter() - t, 3)
     stats = {
-        "records": records.height,
-        "records_linked_now": todo.height,
-        "records_reused": records.height - todo.height,
+        "records": total,
+        "records_linked_now": now,
+        "records_reused": total - now,
         **counts,
-        "decisions": _decision_counts(links, records),
+        "decisions": _decision_counts(links, totals),
         "worker_feedback": {"confirmed": int((feedback["verdict"] == CONFIRMED).sum()),
                             "rejected": int((feedback["verdict"] == REJECTED).sum()),
                             "links_confirmed_by_workers": int((links["method"] == "worker_confirmed").sum())},
@@ -213,10 +228,10 @@ def linking_fingerprint(residents: pl.DataFrame, settings: Settings) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _decision_counts(links: pl.DataFrame, records: pl.DataFrame) -> dict:
+def _decision_counts(links: pl.DataFrame, totals: dict[str, int]) -> dict:
     out: dict[str, dict[str, int]] = {}
     for kind in ("test", "vaccination"):
-        total = records.filter(pl.col("record_kind") == kind).height
+        total = totals.get(kind, 0)
         mine = links.filter(pl.col("record_kind") == kind)
         match = mine.filter(pl.col("decision") == "match").height
         possible = mine.filter(pl.col("decision") == "possible").height
