@@ -13,6 +13,10 @@ import polars as pl
 from flows.settings import DuckDBSettings
 from transforms.linking import SqlStep
 
+# The decisions of a save_link_state / save_fresh_link_state, from the frame registered as _links.
+_INSERT_LINKS = ("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, score, decision, "
+                 "explanation FROM _links")
+
 
 class Database:
     def __init__(self, settings: DuckDBSettings):
@@ -159,8 +163,7 @@ class Database:
                 self.con.execute(f"DELETE FROM {table} t USING _records r "
                                  "WHERE t.record_kind = r.record_kind AND t.record_id = r.record_id")
             self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM _records")
-            self.con.execute("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, "
-                             "score, decision, explanation FROM _links")
+            self.con.execute(_INSERT_LINKS)
 
     def save_fresh_link_state(self, records: list[Path], links: pl.DataFrame) -> None:
         """The state of a run that linked every record, the tables emptied by open_link_state: the records'
@@ -169,8 +172,7 @@ class Database:
             if records:
                 self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash "
                                  "FROM read_parquet(?)", [[str(p) for p in records]])
-            self.con.execute("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, "
-                             "score, decision, explanation FROM _links")
+            self.con.execute(_INSERT_LINKS)
 
     def stored_links(self, records: pl.DataFrame, each: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
         """The stored decisions on these records (record_kind, record_id), unsorted, each batch of a million

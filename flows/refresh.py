@@ -291,11 +291,11 @@ def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterat
     ordered = walk_order(call_list, first=WORKER)
     spans = {tuple(key): (start, n) for *key, start, n in ordered.select(WORKER[:2]).with_row_index("_at").group_by(
         WORKER[:2], maintain_order=True).agg(pl.col("_at").first(), pl.len()).iter_rows()}
-    lines = None
-    for i, book in enumerate(books):
-        if i == 0 or (book.street, book.community) != (books[i - 1].street, books[i - 1].community):
-            start, n = spans.get((book.street, book.community), (0, 0))
-            lines = person_lines(ordered.slice(start, n))
+    community = None
+    for book in books:
+        if (book.street, book.community) != community:  # the books come a community after another
+            community = (book.street, book.community)
+            lines = person_lines(ordered.slice(*spans.get(community, (0, 0))))
             by_worker = lines.partition_by(WORKER, as_dict=True, maintain_order=True)
         rows = by_worker.get((book.street, book.community, book.grid_worker), lines.clear())
         page = worker_print_html(rows, street=book.street, community=book.community, grid_worker=book.grid_worker,
