@@ -7,6 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import xlsxwriter
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flows.readers import InputError, read_table
 from transforms.contract import ROSTER, TESTS
@@ -238,3 +240,26 @@ def test_a_generated_roster_read_in_slices_parses_as_read_whole(tmp_path):
         assert len(rows) > 1, size
         assert pl.concat(rows).equals(whole.rows), size
         assert pl.concat(quarantine).sort("_line").equals(whole.quarantine.sort("_line")), size
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    parts=st.lists(st.one_of(st.text(max_size=6).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                             st.binary(max_size=3)), max_size=8),
+    slice_bytes=st.sampled_from([1, 2, 3, 5, 1 << 24]),
+)
+def test_the_fast_utf8_check_agrees_with_pythons_decoder(tmp_path, monkeypatch, parts, slice_bytes):
+    # Polars says whether a slice is valid, Python's decoder where it is not: on any bytes (overlong forms,
+    # surrogates, a character cut at the end of the file or of a slice) both say the same.
+    import flows.readers as readers
+
+    monkeypatch.setattr(readers, "_UTF8_SLICE", slice_bytes)
+    data = b"".join(parts)
+    p = tmp_path / "x.csv"
+    p.write_bytes(data)
+    try:
+        data.decode("utf-8")
+        expected = None
+    except UnicodeDecodeError as exc:
+        expected = exc.start
+    assert readers._utf8_error(p) == expected

@@ -183,7 +183,13 @@ def test_exact_stage_pairs_compare_as_every_pair_does():
 
     import polars as pl
 
-    from transforms.comparison import ScoreSettings, compare_exact_pairs, compare_pairs, score_pairs
+    from transforms.comparison import (
+        ScoreSettings,
+        compare_exact_pairs,
+        compare_pairs,
+        explain_levels,
+        score_pairs,
+    )
 
     names = [("王小明", "王小明"), ("王小明", "王晓明")]  # exact, homophone (the exact stage needs the same reading)
     phones = [("13800138000", "13800138000"), ("13800138001", "13800138000"), ("13912345678", "13800138000"),
@@ -207,8 +213,8 @@ def test_exact_stage_pairs_compare_as_every_pair_does():
     full = pl.DataFrame(rows)
     short = full.select([f"{c}_{side}" for c in ("name_norm", "phone_norm", "addr_canon", "addr_block")
                          for side in "lr"] + ["household_phones_r"])
-    a = score_pairs(compare_pairs(full), ScoreSettings())
-    b = score_pairs(compare_exact_pairs(short), ScoreSettings())
+    a = explain_levels(score_pairs(compare_pairs(full), ScoreSettings()))
+    b = explain_levels(score_pairs(compare_exact_pairs(short), ScoreSettings()))
     for col in ("id_level", "name_level", "phone_level", "address_level", "score", "explanation"):
         assert a[col].to_list() == b[col].to_list(), col
     assert set(a["phone_level"]) >= {"exact", "household", "one_edit", "masked_agree", "different", "missing"}

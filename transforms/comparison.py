@@ -211,10 +211,11 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
 
 
 def score_pairs(compared: pl.DataFrame, settings: ScoreSettings) -> pl.DataFrame:
-    """Adds score and explanation. Birth and sex count only where the ID did not already speak:
-    an exact or one-edit ID already carries the birth date and sex inside it."""
+    """Adds score. Birth and sex count only where the ID did not already speak: an exact or one-edit ID
+    already carries the birth date and sex inside it. The explanation is left to explain_levels, for the
+    pairs that are kept: most of a record's candidates lose, and putting their words together cost as much
+    as scoring them."""
     c = pl.col
-    id_spoke = c("id_level").is_in(["exact", "one_edit"])
 
     def weight(fieldname: str) -> pl.Expr:
         table = {k: float(v) for k, v in getattr(settings, fieldname).items()}
@@ -222,9 +223,19 @@ def score_pairs(compared: pl.DataFrame, settings: ScoreSettings) -> pl.DataFrame
 
     score = (
         weight("id") + weight("name") + weight("phone") + weight("address")
-        + pl.when(id_spoke).then(0.0).otherwise(weight("birth"))
-        + pl.when(id_spoke).then(0.0).otherwise(weight("sex"))
+        + pl.when(_ID_SPOKE).then(0.0).otherwise(weight("birth"))
+        + pl.when(_ID_SPOKE).then(0.0).otherwise(weight("sex"))
     )
+    return compared.with_columns(score.alias("score"))
+
+
+_ID_SPOKE = pl.col("id_level").is_in(["exact", "one_edit"])
+LEVEL_COLUMNS = [f"{f}_level" for f in ("id", "name", "phone", "birth", "sex", "address")]
+
+
+def explain_levels(scored: pl.DataFrame) -> pl.DataFrame:
+    """Adds explanation: the levels in Chinese words, birth and sex only where the ID did not speak."""
+    c = pl.col
 
     def words(fieldname: str, only: pl.Expr | None = None) -> pl.Expr:
         w = c(f"{fieldname}_level").replace_strict(EXPLAIN[fieldname], default="", return_dtype=pl.String)
@@ -232,9 +243,9 @@ def score_pairs(compared: pl.DataFrame, settings: ScoreSettings) -> pl.DataFrame
         return w if only is None else pl.when(only).then(w).otherwise(None)
 
     explanation = pl.concat_str(
-        [words("id"), words("name"), words("birth", ~id_spoke), words("sex", ~id_spoke), words("phone"),
+        [words("id"), words("name"), words("birth", ~_ID_SPOKE), words("sex", ~_ID_SPOKE), words("phone"),
          words("address")],
         separator="，",
         ignore_nulls=True,
     )
-    return compared.with_columns(score.alias("score"), explanation.alias("explanation"))
+    return scored.with_columns(explanation.alias("explanation"))

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from transforms.comparison import LEVEL_COLUMNS, explain_levels
+
 NAME_AGREES = ("exact", "homophone", "wildcard")
 LINK_COLUMNS = ["record_kind", "record_id", "resident_id", "method", "score", "decision", "explanation"]
 # Columns with a few hundred distinct texts over a city's tens of millions of decisions (at 1M residents, 352
@@ -39,15 +41,14 @@ def decide_links(scored: pl.DataFrame, settings: DecisionSettings) -> pl.DataFra
     if scored.height == 0:
         return pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})
     # Only what the decision reads: sorting the pairs' dozens of identity columns too costs more than deciding.
-    needed = ["_li", "_ri", "record_kind", "record_id", "resident_id", "score", "name_level", "id_level",
-              "birth_level", "sex_level", "stage", "rules", "explanation"]
+    needed = ["_li", "_ri", "record_kind", "record_id", "resident_id", "score", *LEVEL_COLUMNS, "stage", "rules"]
     ranked = scored.select(needed).sort(["_li", "score", "_ri"], descending=[False, True, False])
     name_agrees = pl.col("name_level").is_in(NAME_AGREES) & (pl.col("score") >= settings.possible_threshold)
-    best = ranked.group_by("_li", maintain_order=True).agg(
+    best = explain_levels(ranked.group_by("_li", maintain_order=True).agg(
         pl.all().first(),
         pl.col("score").get(1, null_on_oob=True).alias("runner_up"),
         name_agrees.slice(1).any().alias("other_name_agrees"),
-    )
+    ))
     c = pl.col
     # A parent's ID on a child's record: the parent scores higher on the ID, the child has the name.
     # When the best candidate's name only nearly agrees and another's agrees, a person must decide.
