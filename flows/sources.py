@@ -192,7 +192,11 @@ class PartNormaliser:
         del keyed
         self.fresh, self.reused = self.fresh + now, self.reused + table.height - now
         # An input met in an earlier part (a person's records typed alike) is kept once.
-        table = table.join(self.seen, on=INPUT_KEY, how="anti") if self.seen.height else table
+        # The earlier parts' keys that can repeat one of this part's found by a scan of one of their hashes,
+        # so each part costs a scan of what came before, not a hash table built over all of it again.
+        if self.seen.height:
+            again = self.seen.filter(pl.col(INPUT_KEY[0]).is_in(table[INPUT_KEY[0]].implode()))
+            table = table.join(again, on=INPUT_KEY, how="anti")
         self.keep(table)
         self.seen = pl.concat([self.seen, table.select(INPUT_KEY)])
         for name, counts in identity_flags(people).items():

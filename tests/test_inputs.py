@@ -216,6 +216,24 @@ def test_a_key_met_again_in_a_later_slice_is_a_duplicate_as_in_the_whole_file():
                                                        "采样编号重复（首次出现在第2行）"]
 
 
+def test_an_earlier_key_that_only_shares_a_hash_is_not_a_duplicate():
+    # Earlier slices are searched by their keys' hashes; a different key under the same hash (forged here)
+    # must not quarantine a row, while the same key still does.
+    from transforms.parsing import KEY_HASH, first_keys
+
+    part = pl.DataFrame({"record_id": ["T9", "T1"], "name": ["张三", "李四"], "sampled_at": ["2022-05-20 09:00"] * 2,
+                         "_line": [10, 11]})
+    earlier = first_keys(TESTS, parse_rows(pl.DataFrame({
+        "record_id": ["T1", "T5"], "name": ["王五", "赵六"], "sampled_at": ["2022-05-20 09:00"] * 2, "_line": [2, 3]}),
+        TESTS).rows)
+    t9 = pl.Series(["T9"]).hash(seed=0)[0]
+    forged = earlier.with_columns(pl.when(pl.col("record_id") == "T5").then(pl.lit(t9, pl.UInt64))
+                                  .otherwise(pl.col(KEY_HASH)).alias(KEY_HASH))
+    parsed = parse_rows(part, TESTS, earlier=forged)
+    assert parsed.rows["record_id"].to_list() == ["T9"]
+    assert parsed.quarantine["reason"].to_list() == ["采样编号重复（首次出现在第2行）"]
+
+
 def test_a_generated_roster_read_in_slices_parses_as_read_whole(tmp_path):
     """10,000 generated residents (their roster has duplicated IDs) in slices of 9,000 and 5,000 rows. With the
     duplicates' reason written by pl.format, polars 2.1 panicked on the second slice of 9,000 ('assertion failed:

