@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
-from flows.readers import read_table
+from flows.readers import SLICE_ROWS, open_table
 from flows.settings import Settings
-from transforms.contract import ROSTER, STATUS_IN_PLACE, TESTS, VACCINATIONS
+from transforms.contract import ROSTER, STATUS_IN_PLACE, TESTS, VACCINATIONS, Contract
 from transforms.evaluation import Truth, link_scores, untested_scores, vaccination_scores
 from transforms.normalise import normalise_people
-from transforms.parsing import parse_datetime_expr, parse_rows
+from transforms.parsing import first_keys, parse_datetime_expr, parse_rows
 
 
 def load_truth(data_dir: Path) -> Truth:
@@ -24,27 +25,41 @@ def load_truth(data_dir: Path) -> Truth:
     )
 
 
+def _parsed(path: Path, contract: Contract, keep: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
+    """`keep` of an export's parsed rows, parsed a slice at a time as the refresh parses them (a key met
+    again in a later slice is a duplicate as in the whole file): a 20M city's exports parsed whole
+    outgrew the machine that ran the refresh."""
+    kept, earlier = [], None
+    for raw in open_table(path, contract).slices(SLICE_ROWS):
+        rows = parse_rows(raw, contract, earlier=earlier).rows
+        keys = first_keys(contract, rows)
+        earlier = keys if earlier is None or keys is None else pl.concat([earlier, keys])
+        kept.append(keep(rows))
+    return pl.concat(kept)
+
+
 def score_run(settings: Settings, data_dir: Path) -> dict:
     truth = load_truth(data_dir)
     out = settings.out
     call_list = pl.read_csv(out / "call_list.csv", infer_schema=False)
-    matches = pl.read_csv(out / "matches.csv", infer_schema=False)
-    roster = normalise_people(parse_rows(read_table(settings.roster, ROSTER).frame, ROSTER).rows, ROSTER)
-    roster_status = roster.select(
-        "resident_id", "birth", "tags", (pl.col("status").fill_null(STATUS_IN_PLACE) == STATUS_IN_PLACE).alias("in_scope")
-    )
+    # Scanned: a 20M city's 66 M decisions are read for their keys and decisions only.
+    matches = pl.scan_csv(out / "matches.csv", infer_schema=False)
+    roster_status = _parsed(settings.roster, ROSTER, lambda rows: normalise_people(rows, ROSTER).select(
+        "resident_id", "birth", "tags",
+        (pl.col("status").fill_null(STATUS_IN_PLACE) == STATUS_IN_PLACE).alias("in_scope")))
     quarantined, tested_only_in_quarantine = _quarantined(settings, truth)
     scores = {
         "links": link_scores(matches, truth, quarantined),
         "untested": untested_scores(call_list, truth, tested_only_in_quarantine),
     }
     if settings.vaccinations is not None:
-        vacc = parse_rows(read_table(settings.vaccinations, VACCINATIONS).frame, VACCINATIONS).rows
+        vacc = _parsed(settings.vaccinations, VACCINATIONS,
+                       lambda rows: rows.select("record_id", "vaccinated_at", "vaccine"))
         scores["vaccination_reasons"] = vaccination_scores(
             call_list, roster_status, truth, settings.round, settings.rules, vacc
         )
     scores["verify_residents"] = call_list.filter(pl.col("list") == "verify")["resident_id"].n_unique()
-    scores["residents"] = roster.height
+    scores["residents"] = roster_status.height
     return scores
 
 
@@ -55,8 +70,8 @@ def _quarantined(settings: Settings, truth: Truth) -> tuple[set[str], set[str]]:
         path = settings.out / "quarantine" / f"{name}.csv"
         if path.exists():
             ids |= set(pl.read_csv(path, infer_schema=False)["record_id"].drop_nulls().to_list())
-    tests = read_table(settings.tests, TESTS).frame.select(
-        "record_id", parse_datetime_expr("sampled_at").alias("t"))
+    tests = pl.concat(raw.select("record_id", parse_datetime_expr("sampled_at").alias("t"))
+                      for raw in open_table(settings.tests, TESTS).slices(SLICE_ROWS))
     in_round = tests.filter(pl.col("t").is_null() | pl.col("t").is_between(
         settings.since.replace(tzinfo=None), settings.as_of.replace(tzinfo=None)))
     links = truth.test_links.filter(pl.col("resident_id").is_not_null()).join(in_round, on="record_id")
@@ -67,7 +82,8 @@ def _quarantined(settings: Settings, truth: Truth) -> tuple[set[str], set[str]]:
 def misses_by_noise(settings: Settings, data_dir: Path) -> pl.DataFrame:
     """For each noise type: records carrying it, and how many of those were not linked to the right resident."""
     truth = load_truth(data_dir)
-    matches = pl.read_csv(settings.out / "matches.csv", infer_schema=False)
+    matches = pl.scan_csv(settings.out / "matches.csv", infer_schema=False).select(
+        "record_kind", "record_id", "resident_id", "decision").collect()
     quarantined = list(_quarantined(settings, truth)[0])  # not the matcher's to link: counted in the scores
     frames = []
     for kind, t in (("test", truth.test_links), ("vaccination", truth.vaccination_links)):

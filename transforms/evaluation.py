@@ -24,28 +24,32 @@ class Truth:
     vaccination_links: pl.DataFrame
 
 
-def link_scores(matches: pl.DataFrame, truth: Truth, quarantined: set[str] | None = None) -> dict[str, dict]:
+def link_scores(matches: pl.DataFrame | pl.LazyFrame, truth: Truth, quarantined: set[str] | None = None
+                ) -> dict[str, dict]:
     """Per record kind: precision and recall of 'match' decisions against the true resident.
 
     Records the run quarantined (a broken row, or a time after as-of) never reach the matcher: they are
-    counted apart, so the figures say how well the matcher did and how much input was unusable."""
+    counted apart, so the figures say how well the matcher did and how much input was unusable. matches
+    may be a scan: only its keys and decisions are read, a kind at a time (a 20M city has 66 M)."""
     out = {}
-    quarantined = quarantined or set()
+    gone_ids = pl.Series(sorted(quarantined or ()), dtype=pl.String).implode()
+    c = pl.col
     for kind, t in (("test", truth.test_links), ("vaccination", truth.vaccination_links)):
-        gone = t.filter(pl.col("record_id").is_in(list(quarantined)))
-        t = t.filter(~pl.col("record_id").is_in(list(quarantined)))
-        m = matches.filter((pl.col("record_kind") == kind) & (pl.col("decision") == "match")).select(
-            "record_id", pl.col("resident_id").alias("predicted")
-        )
-        j = t.join(m, on="record_id", how="left")
-        tp = j.filter(pl.col("predicted").is_not_null() & (pl.col("predicted") == pl.col("resident_id"))).height
-        fp = j.filter(pl.col("predicted").is_not_null() & (pl.col("predicted") != pl.col("resident_id")).fill_null(True)).height
-        fn = j.filter(pl.col("resident_id").is_not_null() & (pl.col("predicted").is_null() | (pl.col("predicted") != pl.col("resident_id")))).height
-        scores = _prf(tp, fp, fn)
-        possible = matches.filter((pl.col("record_kind") == kind) & (pl.col("decision") == "possible")).height
+        gone = t.filter(c("record_id").is_in(gone_ids))
+        t = t.filter(~c("record_id").is_in(gone_ids))
+        mine = matches.lazy().filter(c("record_kind") == kind).select("record_id", "resident_id", "decision")
+        m = mine.filter(c("decision") == "match").select("record_id", c("resident_id").alias("predicted"))
+        pred, true = c("predicted"), c("resident_id")
+        counts = t.lazy().join(m, on="record_id", how="left").select(
+            (pred.is_not_null() & (pred == true)).sum().alias("tp"),
+            (pred.is_not_null() & (pred != true).fill_null(True)).sum().alias("fp"),
+            (true.is_not_null() & (pred.is_null() | (pred != true))).sum().alias("fn"),
+        ).collect(engine="streaming").row(0, named=True)
+        scores = _prf(*(int(counts[k] or 0) for k in ("tp", "fp", "fn")))
+        possible = mine.filter(c("decision") == "possible").select(pl.len()).collect(engine="streaming").item()
         out[kind] = scores | {
             "possible": possible, "quarantined_records": gone.height,
-            "quarantined_resident_records": gone.filter(pl.col("resident_id").is_not_null()).height,
+            "quarantined_resident_records": gone.filter(c("resident_id").is_not_null()).height,
         }
     return out
 
