@@ -68,8 +68,8 @@ def main() -> int:
     ap.add_argument("--no-scratch", action="store_true",
                     help="skip the from-scratch refresh and the comparison (tests/test_incremental.py proves the equality)")
     ap.add_argument("--lean-disk", action="store_true",
-                    help="with --no-scratch: delete matches.csv once a refresh's figures are read (at 20M the "
-                    "outputs of two refreshes, the state and DuckDB's spill outgrow this machine's disk)")
+                    help="with --no-scratch: delete matches.csv, call_list.csv and print/ once a refresh's figures are "
+                    "read (at 20M the outputs of two refreshes, the state and DuckDB's spill outgrow this machine's disk)")
     args = ap.parse_args()
     if args.lean_disk and not args.no_scratch:
         ap.error("--lean-disk needs --no-scratch: the comparison reads matches.csv")
@@ -105,8 +105,10 @@ def main() -> int:
             "workbooks_reused": report["lists"].get("workbooks_reused"),
             "normalised_now": {k: v.get("normalised_now") for k, v in report["inputs"].items()},
         }
-        if args.lean_disk:
+        if args.lean_disk:  # what the next refresh does not read of the last output (it reads books.json, sheets/)
             (out / "matches.csv").unlink(missing_ok=True)
+            (out / "call_list.csv").unlink(missing_ok=True)
+            shutil.rmtree(out / "print", ignore_errors=True)
         print(name, json.dumps(results[name]), flush=True)
     a, b = inc / "out_refresh", inc / "out_from_scratch"
 
