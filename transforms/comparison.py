@@ -210,6 +210,10 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     ).drop("_id_dist", "_phone_dist", "_name_edit")
 
 
+_ID_SPOKE = pl.col("id_level").is_in(["exact", "one_edit"])
+LEVEL_COLUMNS = [f"{f}_level" for f in ("id", "name", "phone", "birth", "sex", "address")]
+
+
 def score_pairs(compared: pl.DataFrame, settings: ScoreSettings) -> pl.DataFrame:
     """Adds score. Birth and sex count only where the ID did not already speak: an exact or one-edit ID
     already carries the birth date and sex inside it. The explanation is left to explain_levels, for the
@@ -227,10 +231,6 @@ def score_pairs(compared: pl.DataFrame, settings: ScoreSettings) -> pl.DataFrame
         + pl.when(_ID_SPOKE).then(0.0).otherwise(weight("sex"))
     )
     return compared.with_columns(score.alias("score"))
-
-
-_ID_SPOKE = pl.col("id_level").is_in(["exact", "one_edit"])
-LEVEL_COLUMNS = [f"{f}_level" for f in ("id", "name", "phone", "birth", "sex", "address")]
 
 
 def explain_levels(scored: pl.DataFrame) -> pl.DataFrame:
