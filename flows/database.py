@@ -153,8 +153,21 @@ class Database:
             self.con.execute("INSERT INTO link_meta VALUES (?)", [key])
         return False
 
-    def linked_records(self) -> pl.DataFrame:
-        return self.fetch("SELECT record_kind, record_id, row_hash FROM link_records")
+    def records_to_link(self, records: list[Path], judged: pl.DataFrame) -> pl.DataFrame:
+        """record_kind, record_id, row_hash and _row of the records in the run's Parquet (flows.record_spill
+        .RecordSpill.paths) that the stored state does not hold as they are now (new, or typed differently),
+        and of those a worker gave a verdict on (judged: record_kind, record_id). Chosen by DuckDB from disk:
+        at 20M residents the 66 M records' keys and the state's, both in memory, ran the refresh out of it."""
+        if not records:
+            return pl.DataFrame(schema={"record_kind": pl.String, "record_id": pl.String, "row_hash": pl.UInt64,
+                                        "_row": pl.UInt32})
+        with self.registered(_judged=judged.select("record_kind", "record_id")):
+            return self.con.sql(
+                "SELECT r.record_kind, r.record_id, r.row_hash, r._row FROM read_parquet($paths) r "
+                "WHERE NOT EXISTS (SELECT 1 FROM link_records l WHERE l.record_kind = r.record_kind "
+                "AND l.record_id = r.record_id AND l.row_hash = r.row_hash) "
+                "OR EXISTS (SELECT 1 FROM _judged j WHERE j.record_kind = r.record_kind AND j.record_id = r.record_id)",
+                params={"paths": [str(p) for p in records]}).pl()
 
     def save_link_state(self, records: pl.DataFrame, links: pl.DataFrame) -> None:
         """Replaces the state of exactly these records, in one transaction."""
@@ -174,18 +187,21 @@ class Database:
                                  "FROM read_parquet(?)", [[str(p) for p in records]])
             self.con.execute(_INSERT_LINKS)
 
-    def stored_links(self, records: pl.DataFrame, each: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
-        """The stored decisions on these records (record_kind, record_id), unsorted, each batch of a million
-        passed through `each` as it arrives (the flow compacts them). Chosen here, not in polars: a city's state
-        holds tens of millions of decisions. Neither sorted here nor fetched whole as text: at 5M residents that
-        held 4.9 GiB more until the connection closed (DuckDB's sort and the text of 16 million decisions)."""
-        with self.registered(_keys=records.select("record_kind", "record_id")):
-            reader = self.con.sql(
-                "SELECT d.record_kind, d.record_id, resident_id, method, score, decision, explanation "
-                "FROM link_decisions d SEMI JOIN _keys k ON d.record_kind = k.record_kind AND d.record_id = k.record_id"
-            ).to_arrow_reader(1_000_000)
-            parts = [each(pl.from_arrow(batch)) for batch in reader]
-            return pl.concat(parts) if parts else each(pl.from_arrow(reader.schema.empty_table()))
+    def stored_links(self, records: list[Path], each: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
+        """The stored decisions on the records in the run's Parquet (record_kind, record_id read by DuckDB from
+        disk), unsorted, each batch of a million passed through `each` as it arrives (the flow compacts them).
+        Chosen here, not in polars: a city's state holds tens of millions of decisions. Neither sorted here nor
+        fetched whole as text: at 5M residents that held 4.9 GiB more until the connection closed (DuckDB's
+        sort and the text of 16 million decisions)."""
+        keys = ("(SELECT record_kind, record_id FROM read_parquet($paths))" if records
+                else "(SELECT NULL::VARCHAR AS record_kind, NULL::VARCHAR AS record_id WHERE false)")
+        reader = self.con.sql(
+            "SELECT d.record_kind, d.record_id, resident_id, method, score, decision, explanation "
+            f"FROM link_decisions d SEMI JOIN {keys} k ON d.record_kind = k.record_kind AND d.record_id = k.record_id",
+            params={"paths": [str(p) for p in records]} if records else None,
+        ).to_arrow_reader(1_000_000)
+        parts = [each(pl.from_arrow(batch)) for batch in reader]
+        return pl.concat(parts) if parts else each(pl.from_arrow(reader.schema.empty_table()))
 
     # --- call attempts from returned sheets ----------------------------------------------------------
     def ensure_attempts(self) -> None:

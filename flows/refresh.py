@@ -133,13 +133,11 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     # confirmed needs no record's key in memory: each kind's rows are linked in order, and their keys go into
     # the state from disk. At 20M residents the keys of 66 M records held 2.9 GiB through linking.
     everything = not reused and (feedback["verdict"] == CONFIRMED).sum() == 0
-    records = todo = None
+    todo = None
     if not everything:
-        records = spill.keys()  # keys, row_hash and row number; the identity columns stay on disk until their batch
-        todo = records.join(db.linked_records(), on=[*keys, "row_hash"], how="anti") if reused else records
-        judged = records.join(feedback.select(keys).unique(), on=keys, how="semi").join(todo, on=keys, how="anti")
-        if judged.height:  # records a worker gave a verdict on are linked again even when unchanged
-            todo = pl.concat([todo, judged])
+        # New and changed records, and those a worker gave a verdict on (linked again even when unchanged):
+        # keys, row_hash and row number, chosen by DuckDB from the run's Parquet and the stored state.
+        todo = db.records_to_link(spill.paths(), feedback.select(keys).unique())
     residents = number_residents(residents)
     db.expose("residents", residents)
     roster_steps = roster_keys_sql(settings.blocking)
@@ -201,7 +199,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     if now == total:  # everything was linked now: the stored state holds nothing else of use
         links = fresh = fresh.sort(keys)
     else:
-        links = db.stored_links(records, compact_links).sort(keys)
+        links = db.stored_links(spill.paths(), compact_links).sort(keys)
     timings["store_links"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": total,
