@@ -199,7 +199,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     if now == total:  # everything was linked now: the stored state holds nothing else of use
         links = fresh = fresh.sort(keys)
     else:
-        links = db.stored_links(spill.paths(), compact_links).sort(keys)
+        links = db.stored_links(spill.paths(), compact_links)
     timings["store_links"] = round(time.perf_counter() - t, 3)
     stats = {
         "records": total,
