@@ -66,7 +66,7 @@ def main() -> int:
     ap.add_argument("--work", default=str(ROOT / "bench" / "work"))
     ap.add_argument("--score-only", action="store_true", help="score the outputs of the last run again")
     ap.add_argument("--no-score", action="store_true",
-                    help="skip scoring against the truth (at 20M it reads more than this machine holds)")
+                    help="skip scoring against the truth (it takes minutes at 20M)")
     ap.add_argument("--duckdb-memory-limit", help="e.g. 1GB: DuckDB must then spill to its temp directory")
     args = ap.parse_args()
     work = Path(args.work) / f"n{args.residents}_s{args.seed}"
@@ -104,8 +104,8 @@ def main() -> int:
         "peak_gib": round(peak, 2),
         "linking": {k: v for k, v in run_json["linking"].items() if k != "sql_seconds"},
     }
-    # Written before scoring too: at city scale scoring reads the whole truth, and a refresh's figures
-    # should not be lost with it.
+    # Written before scoring too: scoring a city reads its truth (67 M links at 20M), and a refresh's figures
+    # should not be lost if that fails.
     (work / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     if args.no_score:
         print(json.dumps(results, ensure_ascii=False, indent=1))
