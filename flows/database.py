@@ -191,7 +191,7 @@ class Database:
         """The stored decisions on the records in the run's Parquet (record_kind, record_id read by DuckDB from
         disk), sorted by record_kind and record_id, each batch of a million passed through `each` as it arrives
         (the flow compacts them). Chosen and sorted here, not in polars: a city's state holds tens of millions
-        of decisions, and polars' sort copied all of them (the 20M incremental refresh peaked at 20.4 GB
+        of decisions, and polars' sort copied all of them (the 20M incremental refresh peaked at 22.7 GiB
         there); DuckDB sorts within its memory limit, spilling, and gives the memory back when the flow
         reconnects after linking. Never fetched whole as text: at 5M residents that held 4.9 GiB more."""
         keys = ("(SELECT record_kind, record_id FROM read_parquet($paths))" if records
