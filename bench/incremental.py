@@ -31,10 +31,12 @@ _WRAP = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], std
 
 
 def run(cmd: list[str], env: dict) -> tuple[float, float]:
-    """Wall seconds and this command's own peak RSS in GiB."""
+    """Wall seconds and this command's own peak RSS in GiB. The refresh's log goes to this bench's stderr, not
+    through a pipe: a refresh killed by the OOM killer left its temporary Prefect server holding the pipe
+    open, and the bench waited on it for good."""
     t = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _WRAP, *cmd], check=True, env=env, cwd=ROOT,
-                          capture_output=True, text=True)
+                          stdout=subprocess.PIPE, text=True)
     return time.perf_counter() - t, int(done.stdout.strip().splitlines()[-1]) / 1024 / 1024
 
 
