@@ -12,7 +12,7 @@ from flows.settings import Settings
 from transforms.contract import ROSTER, STATUS_IN_PLACE, TESTS, VACCINATIONS, Contract
 from transforms.evaluation import Truth, link_scores, untested_scores, vaccination_scores
 from transforms.normalise import normalise_people
-from transforms.parsing import first_keys, parse_datetime_expr, parse_rows
+from transforms.parsing import SliceParser, parse_datetime_expr
 
 
 def load_truth(data_dir: Path, *, noise: bool = True) -> Truth:
@@ -33,13 +33,8 @@ def _parsed(path: Path, contract: Contract, keep: Callable[[pl.DataFrame], pl.Da
     """`keep` of an export's parsed rows, parsed a slice at a time as the refresh parses them (a key met
     again in a later slice is a duplicate as in the whole file): a 20M city's exports parsed whole
     outgrew the machine that ran the refresh."""
-    kept, earlier = [], None
-    for raw in open_table(path, contract).slices(SLICE_ROWS):
-        rows = parse_rows(raw, contract, earlier=earlier).rows
-        keys = first_keys(contract, rows)
-        earlier = keys if earlier is None or keys is None else pl.concat([earlier, keys])
-        kept.append(keep(rows))
-    return pl.concat(kept)
+    parser = SliceParser(contract)
+    return pl.concat(keep(parser.parse(raw).rows) for raw in open_table(path, contract).slices(SLICE_ROWS))
 
 
 def score_run(settings: Settings, data_dir: Path) -> dict:

@@ -28,7 +28,7 @@ from flows.settings import Settings
 from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
 from transforms.evidence import linking_rows, record_facts, with_row_hash
 from transforms.normalise import IDENTITY_COLUMNS, INPUT_KEY, normalise_reusing, with_input_key
-from transforms.parsing import LINE, first_keys, parse_rows
+from transforms.parsing import LINE, SliceParser
 
 
 class Table(Protocol):
@@ -242,7 +242,7 @@ class SourceLoader:
         table = opener()
         t = self._lap("read", t)
         sample, notes, quarantine = RowSample(settings.expectation_sample_rows), Counter(), []
-        earlier, used = None, 0
+        parser, used = SliceParser(contract, settings.as_of), 0
         # Everything normalised goes to disk as it is made: the roster too, whose linking columns link reads
         # and whose other columns the rules read (5M residents' roster held 4 GiB while the records were read).
         each = partial(self.facts.write, name) if name == ROSTER.name else record_sink(self.spill, self.facts, name)
@@ -252,19 +252,17 @@ class SourceLoader:
             normaliser = PartNormaliser(name, self.store.kept(name), keep)
             for raw in table.slices(self.slice_rows):
                 t = self._lap("read", t)
-                parsed = parse_rows(raw, contract, settings.as_of, earlier)
+                parsed = parser.parse(raw)
                 del raw
                 quarantine.append(parsed.quarantine)
                 notes.update(parsed.notes)
                 sample.add(parsed.rows)
-                keys = first_keys(contract, parsed.rows)
-                earlier = keys if earlier is None or keys is None else pl.concat([earlier, keys])
                 used += parsed.rows.height
                 t = self._lap("validate", t, "validate_parse")
                 each(normaliser.part(parsed.rows))
                 del parsed
                 t = self._lap("normalise", t)
-            del earlier
+            del parser  # the earlier slices' keys
             check_row_count(settings, name, table, self.previous)
             quarantined = pl.concat(quarantine)
             if table.rows != used + quarantined.height:

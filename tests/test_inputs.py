@@ -192,7 +192,7 @@ def test_a_csv_read_a_slice_at_a_time_gives_every_row_once_with_its_line(tmp_pat
 
 
 def test_a_key_met_again_in_a_later_slice_is_a_duplicate_as_in_the_whole_file():
-    from transforms.parsing import first_keys
+    from transforms.parsing import SliceParser
 
     raw = pl.DataFrame({
         "record_id": ["T1", "T2", "T1", "T3", "T2", "T1", None],
@@ -202,13 +202,11 @@ def test_a_key_met_again_in_a_later_slice_is_a_duplicate_as_in_the_whole_file():
     })
     whole = parse_rows(raw, TESTS)
     for size in (1, 2, 3):
-        rows, quarantine, earlier = [], [], None
+        rows, quarantine, parser = [], [], SliceParser(TESTS)
         for part in raw.iter_slices(size):
-            parsed = parse_rows(part, TESTS, earlier=earlier)
+            parsed = parser.parse(part)
             rows.append(parsed.rows)
             quarantine.append(parsed.quarantine)
-            keys = first_keys(TESTS, parsed.rows)
-            earlier = keys if earlier is None else pl.concat([earlier, keys])
         assert pl.concat(rows).equals(whole.rows), size
         assert pl.concat(quarantine).equals(whole.quarantine), size
     assert whole.rows["record_id"].to_list() == ["T1", "T2", "T3"]
@@ -241,20 +239,18 @@ def test_a_generated_roster_read_in_slices_parses_as_read_whole(tmp_path):
     concat_str since."""
     from flows.generate import write_synthetic
     from flows.readers import open_table
-    from transforms.parsing import first_keys
+    from transforms.parsing import SliceParser
     from transforms.synthetic import generate
 
     write_synthetic(generate(10_000, seed=1), tmp_path)
     whole = parse_rows(read_table(tmp_path / "roster.csv", ROSTER).frame, ROSTER)
     assert whole.quarantine["reason"].str.contains("重复").sum() > 0
     for size in (9_000, 5_000):
-        rows, quarantine, earlier = [], [], None
+        rows, quarantine, parser = [], [], SliceParser(ROSTER)
         for part in open_table(tmp_path / "roster.csv", ROSTER).slices(size):
-            parsed = parse_rows(part, ROSTER, earlier=earlier)
+            parsed = parser.parse(part)
             rows.append(parsed.rows)
             quarantine.append(parsed.quarantine)
-            keys = first_keys(ROSTER, parsed.rows)
-            earlier = keys if earlier is None else pl.concat([earlier, keys])
         assert len(rows) > 1, size
         assert pl.concat(rows).equals(whole.rows), size
         assert pl.concat(quarantine).sort("_line").equals(whole.quarantine.sort("_line")), size
