@@ -13,6 +13,16 @@ import polars as pl
 from flows.settings import DuckDBSettings
 from transforms.linking import SqlStep
 
+
+def _spilled(records: list[Path]) -> tuple[str, dict | None]:
+    """The run's record Parquet (flows.record_spill.RecordSpill.paths) as a relation DuckDB reads from disk,
+    and its parameters; with no record, an empty relation with the same key columns."""
+    if records:
+        return "read_parquet($paths)", {"paths": [str(p) for p in records]}
+    return ("(SELECT NULL::VARCHAR AS record_kind, NULL::VARCHAR AS record_id, NULL::UBIGINT AS row_hash, "
+            "NULL::UINTEGER AS _row WHERE false)", None)
+
+
 # The decisions of a save_link_state / save_fresh_link_state, from the frame registered as _links.
 _INSERT_LINKS = ("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, score, decision, "
                  "explanation FROM _links")
@@ -158,16 +168,14 @@ class Database:
         .RecordSpill.paths) that the stored state does not hold as they are now (new, or typed differently),
         and of those a worker gave a verdict on (judged: record_kind, record_id). Chosen by DuckDB from disk:
         at 20M residents the 66 M records' keys and the state's, both in memory, ran the refresh out of it."""
-        if not records:
-            return pl.DataFrame(schema={"record_kind": pl.String, "record_id": pl.String, "row_hash": pl.UInt64,
-                                        "_row": pl.UInt32})
+        source, params = _spilled(records)
         with self.registered(_judged=judged.select("record_kind", "record_id")):
             return self.con.sql(
-                "SELECT r.record_kind, r.record_id, r.row_hash, r._row FROM read_parquet($paths) r "
+                f"SELECT r.record_kind, r.record_id, r.row_hash, r._row FROM {source} r "
                 "WHERE NOT EXISTS (SELECT 1 FROM link_records l WHERE l.record_kind = r.record_kind "
                 "AND l.record_id = r.record_id AND l.row_hash = r.row_hash) "
                 "OR EXISTS (SELECT 1 FROM _judged j WHERE j.record_kind = r.record_kind AND j.record_id = r.record_id)",
-                params={"paths": [str(p) for p in records]}).pl()
+                params=params).pl()
 
     def save_link_state(self, records: pl.DataFrame, links: pl.DataFrame) -> None:
         """Replaces the state of exactly these records, in one transaction."""
@@ -181,10 +189,9 @@ class Database:
     def save_fresh_link_state(self, records: list[Path], links: pl.DataFrame) -> None:
         """The state of a run that linked every record, the tables emptied by open_link_state: the records'
         keys read by DuckDB from the run's Parquet (flows.record_spill.RecordSpill.paths), never into memory."""
+        source, params = _spilled(records)
         with self.registered(_links=links), self.transaction():
-            if records:
-                self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash "
-                                 "FROM read_parquet(?)", [[str(p) for p in records]])
+            self.con.execute(f"INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM {source}", params)
             self.con.execute(_INSERT_LINKS)
 
     def stored_links(self, records: list[Path], each: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
@@ -194,13 +201,12 @@ class Database:
         of decisions, and polars' sort copied all of them (the 20M incremental refresh peaked at 22.7 GiB
         there); DuckDB sorts within its memory limit, spilling, and gives the memory back when the flow
         reconnects after linking. Never fetched whole as text: at 5M residents that held 4.9 GiB more."""
-        keys = ("(SELECT record_kind, record_id FROM read_parquet($paths))" if records
-                else "(SELECT NULL::VARCHAR AS record_kind, NULL::VARCHAR AS record_id WHERE false)")
+        source, params = _spilled(records)
         reader = self.con.sql(
             "SELECT d.record_kind, d.record_id, resident_id, method, score, decision, explanation "
-            f"FROM link_decisions d SEMI JOIN {keys} k ON d.record_kind = k.record_kind AND d.record_id = k.record_id "
+            f"FROM link_decisions d SEMI JOIN {source} k ON d.record_kind = k.record_kind AND d.record_id = k.record_id "
             "ORDER BY d.record_kind, d.record_id",
-            params={"paths": [str(p) for p in records]} if records else None,
+            params=params,
         ).to_arrow_reader(1_000_000)
         parts = [each(pl.from_arrow(batch)) for batch in reader]
         return pl.concat(parts) if parts else each(pl.from_arrow(reader.schema.empty_table()))
