@@ -168,6 +168,19 @@ class RowSample:
         self._kept = pool if self.size <= 0 or pool.height <= self.size else pool.bottom_k(self.size, by=self._DRAW)
         return self
 
+    def kept(self) -> pl.DataFrame:
+        """The sample as drawn, to be stored and restored(): a suite run again on it sees the same rows in the
+        same order, so its verdict and its Data Docs are those of the first run."""
+        if self._kept is None:
+            raise ValueError("no rows were added to the sample")
+        return self._kept
+
+    @classmethod
+    def restored(cls, size: int, kept: pl.DataFrame, seen: int) -> RowSample:
+        sample = cls(size)
+        sample._kept, sample.seen = kept, seen
+        return sample
+
     def rows(self) -> pl.DataFrame:
         if self._kept is None:
             raise ValueError("no rows were added to the sample")

@@ -24,7 +24,6 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -37,7 +36,7 @@ from flows.feedback import store_returned
 from flows.readers import InputError, RawTable, file_hash, read_table
 from flows.refresh import new_report, process
 from flows.settings import InboxSettings, Settings, load_campaign
-from flows.sources import FILE_COLUMN, Sources, StoredTable, check_row_count, last_run, store_table
+from flows.sources import FILE_COLUMN, Sources, StoredSource, check_row_count, last_run, store_table
 from transforms.contract import INPUTS
 from transforms.parsing import LINE
 
@@ -188,7 +187,7 @@ def stored_sources(db: Database, settings: Settings) -> Sources:
             raise InputError(f"inbox/{source}", f"no {INPUTS[source].zh} has been loaded yet: drop an export into "
                              f"the inbox folder '{source}'")
         if stored:
-            out[source] = partial(StoredTable, settings, source)  # picklable: loading runs in a process of its own
+            out[source] = StoredSource(settings, source)
     return out
 
 

@@ -17,45 +17,31 @@ import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from pathlib import Path
 
 from expectations.suites import import_in_background
+from flows.loaded_sources import LoadedSources
 from flows.meter import StageMeter, add_time
 from flows.normalised_store import NormalisedStore
 from flows.record_spill import FactSpill, RecordSpill
 from flows.settings import Settings
 from flows.sources import SourceLoader, Table
 
-
-@dataclass
-class TableFacts:
-    """What run.json says of a source once it is read (the opened table stays in the child)."""
-
-    path: str
-    encoding: str
-    ignored_columns: list[str]
-    rows: int
-
-
 _loader: SourceLoader | None = None  # the child's loader, made once, kept for every source
 
 
 def _start(settings: Settings, docs_root: Path, failed_docs: Path, store: Path, spill: RecordSpill,
-           facts: FactSpill, slice_rows: int) -> None:
+           facts: FactSpill, slice_rows: int, loaded: Path | None) -> None:
     global _loader
     import_in_background()  # Great Expectations (3 s) imports while the roster is read
     _loader = SourceLoader(settings, docs_root, failed_docs, NormalisedStore(store), spill, facts, StageMeter(),
-                           {}, {}, slice_rows)
+                           {}, {}, slice_rows, LoadedSources(loaded) if loaded is not None else None)
 
 
 def _load(name: str, opener: Callable[[], Table]) -> dict:
     loader = _loader
     loader.timings.clear()  # this source's times: the flow adds them up
-    loaded = loader.load(name, opener)
-    table = loaded.pop("table")
-    return loaded | {
-        "table": TableFacts(table.path, table.encoding, list(table.ignored_columns), table.rows),
+    return loader.load(name, opener) | {
         "suite": loader.suites[name], "timings": dict(loader.timings), "peaks": dict(loader.peaks),
         "spills": (loader.spill, loader.facts),
     }
@@ -67,11 +53,11 @@ class LoadingProcess:
     also when a source is refused."""
 
     def __init__(self, settings: Settings, docs_root: Path, failed_docs: Path, store: Path, spill: RecordSpill,
-                 facts: FactSpill, slice_rows: int) -> None:
+                 facts: FactSpill, slice_rows: int, loaded: Path | None = None) -> None:
         self.spill, self.facts = spill, facts
         self._pool = ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-            initargs=(settings, docs_root, failed_docs, store, spill, facts, slice_rows))
+            initargs=(settings, docs_root, failed_docs, store, spill, facts, slice_rows, loaded))
 
     def load(self, name: str, opener: Callable[[], Table], timings: dict[str, float],
              peaks: dict[str, float]) -> dict:

@@ -8,6 +8,7 @@ back the keys, then one batch of identity rows at a time; the records' facts go 
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,14 @@ from transforms.pair_decisions import KEYS
 
 ROW = "_row"  # a record's row in its kind's file: how a batch is read back without a join over the file
 ROW_GROUP = 100_000
+
+
+def hard_link(source: Path, target: Path) -> None:
+    """A part linked, not copied: written once, it costs its space once. A copy across file systems."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 class Spill:
@@ -36,6 +45,16 @@ class Spill:
 
     def scan(self, kind: str) -> pl.LazyFrame:
         return pl.scan_parquet(self.files[kind])
+
+    def take(self, kind: str, parts: list[Path]) -> None:
+        """Appends parts written before (flows.loaded_sources), hard-linked into the folder: this spill removes
+        its links when the run ends, and the parts stay where they were kept."""
+        for part in parts:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            mine = self.files.setdefault(kind, [])
+            path = self.folder / f"{kind}-{len(mine):05d}.parquet"
+            hard_link(part, path)
+            mine.append(path)
 
     def adopt(self, other: Spill) -> None:
         """Takes on what another process wrote into this folder (flows.loading)."""
@@ -57,6 +76,12 @@ class RecordSpill(Spill):
         offset = self._rows.get(kind, 0)
         super().write(kind, rows.with_row_index(ROW, offset=offset))
         self._rows[kind] = offset + rows.height
+
+    def take(self, kind: str, parts: list[Path], rows: int | None = None) -> None:
+        """rows: how many records the parts hold, numbered from 0 in their _row (they must be kind's first)."""
+        assert kind not in self.files, "kept parts are a kind's first"
+        super().take(kind, parts)
+        self._rows[kind] = rows
 
     def counts(self) -> dict[str, int]:
         """Records written of each kind, kinds in the order first written."""

@@ -352,8 +352,9 @@ def _process(
     quarantine: dict[str, pl.DataFrame] = {}
     people: dict[str, pl.DataFrame | pl.LazyFrame] = {}  # on disk: the roster until link is done, the facts
     suites: dict[str, SuiteResult] = {}
-    with LoadingProcess(settings, docs_root, settings.duckdb.path.parent / "failed_validation" / report.run_id,
-                        settings.duckdb.path.parent / "normalised", spill, facts, flows.sources.SLICE_ROWS) as loading:
+    state = settings.duckdb.path.parent
+    with LoadingProcess(settings, docs_root, state / "failed_validation" / report.run_id, state / "normalised",
+                        spill, facts, flows.sources.SLICE_ROWS, state / "loaded_sources") as loading:
         for name, opener in sources.items():
             loaded = load_source(loading, name, opener, report)
             table, quarantine[name], suites[name] = loaded.pop("table"), loaded.pop("quarantine"), loaded.pop("suite")
@@ -363,6 +364,7 @@ def _process(
             report.inputs[name] = {
                 "path": table.path, "encoding": table.encoding, "ignored_columns": table.ignored_columns,
                 "rows": table.rows, "kept_but_blanked": loaded.pop("notes"),
+                "unchanged_since_last_load": loaded.pop("reused"),  # taken from flows.loaded_sources, not read
             } | loaded.pop("flags")
             used = loaded.pop("rows_used")
             report.accounting[name] = {

@@ -7,10 +7,11 @@ refresh's kept normalised table as it was.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +21,7 @@ import polars as pl
 from expectations.docs import export_offline
 from expectations.suites import RowSample, SuiteResult, SuiteRunner, checked_column, data_docs_site
 from flows.database import Database
+from flows.loaded_sources import Kept, LoadedSources
 from flows.meter import StageMeter, add_time
 from flows.normalised_store import KeptTable, NormalisedStore
 from flows.readers import InputError, open_table
@@ -52,6 +54,25 @@ Sources = dict[str, Callable[[], Table]]
 SLICE_ROWS = 2_000_000
 
 
+class FileSource:
+    """Opens one of the campaign's files when its turn comes (it pickles: loading runs in a process of its own),
+    and says which file it is on disk: identity() is what flows.loaded_sources compares to take an unchanged
+    file from the last refresh instead of reading it again. Like make and git, it trusts the file system's
+    record of the file: its size, modification and change times (the change time no copy or touch can set
+    back) and its inode."""
+
+    def __init__(self, path: Path | str, source: str) -> None:
+        self.path, self.source = Path(path), source
+
+    def __call__(self) -> Table:
+        return open_table(self.path, INPUTS[self.source])
+
+    def identity(self) -> dict:
+        st = os.stat(self.path)
+        return {"file": str(self.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                "ctime_ns": st.st_ctime_ns, "inode": st.st_ino, "device": st.st_dev}
+
+
 def file_sources(settings: Settings) -> Sources:
     """The campaign's files, each opened when its turn comes. A missing file is refused before any is read."""
     paths = {"roster": settings.roster, "tests": settings.tests}
@@ -60,8 +81,13 @@ def file_sources(settings: Settings) -> Sources:
     for path in paths.values():
         if not Path(path).exists():
             raise InputError(path, "file not found")
-    # Openers that pickle (partials of module functions, not lambdas): loading runs in a process of its own.
-    return {name: partial(open_table, path, INPUTS[name]) for name, path in paths.items()}
+    return {name: FileSource(path, name) for name, path in paths.items()}
+
+
+def source_identity(opener: Callable[[], Table]) -> dict | None:
+    """What says a source is unchanged since it was last loaded (None: an opener that cannot say)."""
+    identity = getattr(opener, "identity", None)
+    return identity() if identity is not None else None
 
 
 # The inbox keeps every export it took in a table per source, each row with its file's hash.
@@ -70,6 +96,26 @@ FILE_COLUMN = "_file"
 
 def store_table(source: str) -> str:
     return f"store_{source}"
+
+
+class StoredSource:
+    """Opens a source's stored rows (StoredTable) when its turn comes; its identity is the files stored for it,
+    each known by the hash of its bytes."""
+
+    def __init__(self, settings: Settings, source: str) -> None:
+        self.settings, self.source = settings, source
+
+    def __call__(self) -> Table:
+        return StoredTable(self.settings, self.source)
+
+    def identity(self) -> dict:
+        db = Database(self.settings.duckdb)
+        try:
+            hashes = db.con.execute("SELECT sha256 FROM inbox_files WHERE source = ? ORDER BY sha256",
+                                    [self.source]).fetchall()
+        finally:
+            db.close()
+        return {"stored": self.source, "files": [h for (h,) in hashes]}
 
 
 class StoredTable:
@@ -209,16 +255,32 @@ class PartNormaliser:
             "normalised_now": self.fresh, "normalised_reused": self.reused}
 
 
+@dataclass
+class TableFacts:
+    """What run.json says of a source once it is read (the opened table is let go)."""
+
+    path: str
+    encoding: str
+    ignored_columns: list[str]
+    rows: int
+
+    @classmethod
+    def of(cls, table: Table) -> TableFacts:
+        return cls(table.path, table.encoding, list(table.ignored_columns), table.rows)
+
+
 class SourceLoader:
     """Takes the sources of one refresh in, one at a time; holds what they share (the suites' context, the
     kept normalised tables, the spills, the memory meter, and run.json's timings and peaks per stage, which
-    add up and keep the highest over the sources and slices)."""
+    add up and keep the highest over the sources and slices). With `loaded`, a source unchanged since the
+    last refresh is taken from there (flows.loaded_sources) and one read now is kept there."""
 
     def __init__(self, settings: Settings, docs_root: Path, failed_docs: Path, store: NormalisedStore,
                  spill: RecordSpill, facts: FactSpill, meter: StageMeter, timings: dict[str, float],
-                 peaks: dict[str, float], slice_rows: int | None = None) -> None:
+                 peaks: dict[str, float], slice_rows: int | None = None,
+                 loaded: LoadedSources | None = None) -> None:
         self.settings, self.docs_root, self.failed_docs = settings, docs_root, failed_docs
-        self.store, self.spill, self.facts = store, spill, facts
+        self.store, self.spill, self.facts, self.loaded = store, spill, facts, loaded
         self.meter, self.timings, self.peaks = meter, timings, peaks
         self.slice_rows = slice_rows or SLICE_ROWS
         self._checks: SuiteRunner | None = None  # made when the first suite is due: GE imports meanwhile
@@ -233,10 +295,24 @@ class SourceLoader:
         return time.perf_counter()
 
     def load(self, name: str, opener: Callable[[], Table]) -> dict:
-        """Returns {"table": the table read (its rows let go), "rows_used", "quarantine", "notes" (values kept
-        but blanked), "flags" (identity flags and normalised counts)}. The normalised rows are on disk: the
-        roster's in the FactSpill, the records' linking rows in the RecordSpill and their facts in the
-        FactSpill."""
+        """Returns {"table": the table's TableFacts, "rows_used", "quarantine", "notes" (values kept but
+        blanked), "flags" (identity flags and normalised counts), "reused" (taken from the last refresh)}.
+        The normalised rows are on disk: the roster's in the FactSpill, the records' linking rows in the
+        RecordSpill and their facts in the FactSpill."""
+        identity = source_identity(opener) if self.loaded is not None else None
+        key = identity and self.loaded.key(identity, self.settings.expectation_sample_rows)
+        if key:
+            kept = self.loaded.find(name, key, self.settings.as_of)
+            if kept is not None:
+                return self._reuse(name, kept)
+            self.loaded.forget(name)  # the last load is of no use now, and is replaced only if this one succeeds
+        loaded, kept_load = self._read(name, opener)
+        if key and source_identity(opener) == identity:  # not changed while it was read
+            self.loaded.keep(name, key, **kept_load)
+        return loaded
+
+    def _read(self, name: str, opener: Callable[[], Table]) -> tuple[dict, dict]:
+        """load()'s dict for a source read now, and what LoadedSources.keep stores of it."""
         contract, settings = INPUTS[name], self.settings
         t = time.perf_counter()
         table = opener()
@@ -262,18 +338,51 @@ class SourceLoader:
                 each(normaliser.part(parsed.rows))
                 del parsed
                 t = self._lap("normalise", t)
+            window = parser.window
             del parser  # the earlier slices' keys
-            check_row_count(settings, name, table, self.previous)
+            facts = TableFacts.of(table)
+            check_row_count(settings, name, facts, self.previous)
             quarantined = pl.concat(quarantine)
-            if table.rows != used + quarantined.height:
+            if facts.rows != used + quarantined.height:
                 raise RuntimeError(f"row accounting failed for {name}: some input rows were neither used nor "
                                    "quarantined")
-            self._checks = self._checks or SuiteRunner(self.docs_root, settings.as_of)
-            self.suites[name] = suite = self._checks.check(name, sample, contract)
-            del sample
-            self._lap("validate", t, "validate_expectations")
-            if not suite.success and settings.stop_on_failed_expectations:
-                export_offline(data_docs_site(self.docs_root), self.failed_docs, self.suites)
-                raise expectation_error(table.path, contract, suite, self.failed_docs)
-        return {"table": table, "rows_used": used, "quarantine": quarantined, "notes": dict(notes),
-                "flags": normaliser.summary()}
+            self._check(name, facts, sample, t)
+        summary = {"rows_used": used, "notes": dict(notes), "flags": normaliser.summary()}
+        kind = None if name == ROSTER.name else KIND_OF_SOURCE[name]
+        kept_load = {
+            "window": window, "kind": kind, "records": self.spill.counts().get(kind, 0) if kind else 0,
+            "record_parts": list(self.spill.files.get(kind, [])) if kind else [],
+            "fact_parts": list(self.facts.files.get(name, [])), "quarantine": quarantined, "sample": sample.kept(),
+            "summary": summary | {"table": asdict(facts), "sample_seen": sample.seen},
+        }
+        return {"table": facts, "quarantine": quarantined, "reused": False} | summary, kept_load
+
+    def _reuse(self, name: str, kept: Kept) -> dict:
+        """The source as the last refresh took it in: its parts linked into this run's spills, its suite run
+        again on the same sample under this round's end, its row count checked again."""
+        t = time.perf_counter()
+        if kept.kind is not None:
+            self.spill.take(kept.kind, kept.record_parts, kept.records)
+        self.facts.take(name, kept.fact_parts)
+        summary = kept.summary
+        facts = TableFacts(**summary["table"])
+        quarantined = kept.quarantine()
+        flags = dict(summary["flags"])  # nothing normalised now: every input was, in the load kept
+        flags["normalised_reused"] += flags["normalised_now"]
+        flags["normalised_now"] = 0
+        t = self._lap("read", t, "reuse_unchanged")
+        t = self._lap("normalise", t)  # nothing to normalise: the stage is in run.json all the same
+        check_row_count(self.settings, name, facts, self.previous)
+        sample = RowSample.restored(self.settings.expectation_sample_rows, kept.sample(), summary["sample_seen"])
+        self._check(name, facts, sample, t)
+        return {"table": facts, "quarantine": quarantined, "reused": True, "rows_used": summary["rows_used"],
+                "notes": summary["notes"], "flags": flags}
+
+    def _check(self, name: str, facts: TableFacts, sample: RowSample, t: float) -> None:
+        """The source's expectation suite on its sample; a failure stops the refresh when the settings say so."""
+        self._checks = self._checks or SuiteRunner(self.docs_root, self.settings.as_of)
+        self.suites[name] = suite = self._checks.check(name, sample, INPUTS[name])
+        self._lap("validate", t, "validate_expectations")
+        if not suite.success and self.settings.stop_on_failed_expectations:
+            export_offline(data_docs_site(self.docs_root), self.failed_docs, self.suites)
+            raise expectation_error(facts.path, INPUTS[name], suite, self.failed_docs)

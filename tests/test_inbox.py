@@ -179,9 +179,10 @@ def test_a_second_refresh_waits_for_the_lock(tmp_path):
 def test_stored_rows_are_read_a_slice_at_a_time_in_the_order_their_files_and_lines_came(tmp_path):
     """The inbox refresh reads weeks of stored exports from the database a slice at a time, not whole."""
     from flows.database import Database
-    from flows.inbox import InboxFile, StoredTable, known_hashes, read_new_files, store_files
+    from flows.inbox import InboxFile, known_hashes, read_new_files, store_files
     from flows.readers import file_hash
     from flows.settings import load_campaign
+    from flows.sources import StoredTable
 
     settings, _ = load_campaign(write_campaign(tmp_path))
     rows = pl.read_csv(SAMPLES / "tests.csv", encoding="gb18030", infer_schema=False)

@@ -7,7 +7,7 @@ data staff can find it in the file they dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
@@ -41,11 +41,66 @@ def _check(what: str, column: str) -> str:
 
 
 @dataclass(frozen=True)
+class AsOfWindow:
+    """The as-of times [lo, hi) under which rows parse exactly as they did (naive local times; None: unbounded).
+
+    Parsing compares event times and birth dates with the end of the round, so a file read again under a
+    later as-of is the same parse only when no value lies between the two: a scheduled refresh moves its
+    as-of every two hours, and an unchanged roster or vaccination export need not be parsed again for that
+    (flows.loaded_sources). A row quarantined for an event after the round names the round's end to the
+    minute, which pins the window to that minute."""
+
+    lo: datetime | None = None
+    hi: datetime | None = None
+
+    def holds(self, as_of: datetime) -> bool:
+        at = as_of.replace(tzinfo=None)
+        return (self.lo is None or self.lo <= at) and (self.hi is None or at < self.hi)
+
+    def __and__(self, other: AsOfWindow) -> AsOfWindow:
+        return AsOfWindow(_bound(max, self.lo, other.lo), _bound(min, self.hi, other.hi))
+
+
+def _bound(pick, a, b):
+    return a if b is None else b if a is None else pick(a, b)
+
+
+def _as_datetime(value: date | datetime | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.combine(value, datetime.min.time())
+
+
+def _as_of_window(frame: pl.DataFrame, compared: dict[str, bool], latest: datetime | None) -> AsOfWindow:
+    """compared: the scratch columns compared with the round's end, each True when it holds dates (compared by
+    day). A date column's window is whole days: a birth on day d is plausible for every as-of on or after d."""
+    if latest is None:
+        return AsOfWindow(datetime.min, datetime.min)  # parsed without a round's end: holds for none
+    window = AsOfWindow()
+    if not compared:
+        return window
+    aggs = []
+    for name, by_day in compared.items():
+        limit = pl.lit(latest.date()) if by_day else pl.lit(latest)
+        aggs += [pl.col(name).filter(pl.col(name) <= limit).max().alias(f"{name}.lo"),
+                 pl.col(name).filter(pl.col(name) > limit).min().alias(f"{name}.hi")]
+    bounds = frame.select(aggs).row(0, named=True)
+    for name, by_day in compared.items():
+        lo, hi = _as_datetime(bounds[f"{name}.lo"]), _as_datetime(bounds[f"{name}.hi"])
+        window &= AsOfWindow(lo, hi)
+        if hi is not None and not by_day:  # its quarantine reason names the round's end to the minute
+            minute = latest.replace(second=0, microsecond=0)
+            window &= AsOfWindow(minute, minute + timedelta(minutes=1))
+    return window
+
+
+@dataclass(frozen=True)
 class Parsed:
     rows: pl.DataFrame
     quarantine: pl.DataFrame
     # Values that were only suspicious: kept, blanked where unusable, and counted for run.json.
     notes: dict[str, int] = field(default_factory=dict)
+    window: AsOfWindow = field(default_factory=AsOfWindow)
 
 
 def _datetime_candidates(c: pl.Expr) -> list[pl.Expr]:
@@ -124,6 +179,7 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
     typed: list[pl.Expr] = []
     notes: dict[str, pl.Expr] = {}
     scratch: list[str] = []
+    compared: dict[str, bool] = {}  # scratch columns compared with the round's end (True: by day)
     latest = as_of.replace(tzinfo=None) if as_of is not None else None
     for col in contract.columns:
         c = pl.col(col.name)
@@ -145,6 +201,7 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
             problems.append((parsed < pl.lit(datetime.combine(EARLIEST_EVENT, datetime.min.time())),
                              f"{col.zh}早于{EARLIEST_EVENT.year}年，疑为录入错误", _check("be_between", col.name)))
             if latest is not None:
+                compared[f"__{col.name}"] = False
                 problems.append((
                     parsed > pl.lit(latest),
                     f"{col.zh}晚于本轮截止时间（{latest:%Y-%m-%d %H:%M}），本轮不计；如为录入错误请更正后重新提交",
@@ -159,6 +216,7 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
                                  _check("be_parseable_as_date", col.name)))
             else:
                 upper = latest.date() if latest is not None else None
+                compared[f"__{col.name}"] = True
                 implausible = (parsed < pl.lit(EARLIEST_BIRTH)) | (
                     (parsed > pl.lit(upper)) if upper is not None else pl.lit(False)
                 )
@@ -185,6 +243,7 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
                              f"{col.zh}不在允许值内（允许：{'、'.join(col.allowed)}）", _check("be_in_set", col.name)))
         elif col.name == "gender":
             typed.append(pl.when(c.is_in(list(col.allowed))).then(c).otherwise(None).alias(col.name))
+    window = _as_of_window(frame, compared, latest)
     reason = pl.concat_str([pl.when(bad).then(pl.lit(zh)) for bad, zh, _ in problems], separator="；",
                            ignore_nulls=True)
     failed = pl.concat_str([pl.when(bad).then(pl.lit(exp)) for bad, _, exp in problems], separator=";",
@@ -222,7 +281,7 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
     quarantine = quarantine.sort(carried[::-1]).select(*carried, REASON, CHECK, *contract.names)
     counts = frame.select([e.sum().alias(k) for k, e in notes.items()]).row(0, named=True) if notes else {}
     rows = frame.with_columns(typed).select(*carried, *contract.names)  # drops the scratch columns
-    return Parsed(rows=rows, quarantine=quarantine, notes={k: int(v or 0) for k, v in counts.items()})
+    return Parsed(rows=rows, quarantine=quarantine, notes={k: int(v or 0) for k, v in counts.items()}, window=window)
 
 
 KEY_HASH = "_key_hash"
@@ -254,9 +313,11 @@ class SliceParser:
     def __init__(self, contract: Contract, as_of: datetime | None = None) -> None:
         self.contract, self.as_of = contract, as_of
         self.earlier: pl.DataFrame | None = None
+        self.window = AsOfWindow()  # the as-of times the slices so far parse the same under
 
     def parse(self, raw: pl.DataFrame) -> Parsed:
         parsed = parse_rows(raw, self.contract, self.as_of, self.earlier)
+        self.window &= parsed.window
         keys = first_keys(self.contract, parsed.rows)
         if keys is not None:
             self.earlier = keys if self.earlier is None else pl.concat([self.earlier, keys])

@@ -1,0 +1,190 @@
+"""A source unchanged since the last refresh is taken from what that refresh made of it (flows.loaded_sources):
+the same rows on disk, quarantine, figures and suite verdict as reading it again, and read again whenever the
+file, the code or the round's end could make a difference."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flows.generate import write_synthetic
+from flows.loaded_sources import LoadedSources
+from flows.meter import StageMeter
+from flows.normalised_store import NormalisedStore
+from flows.readers import read_table
+from flows.record_spill import FactSpill, RecordSpill
+from flows.settings import SAMPLES, load_settings
+from flows.sources import SourceLoader, file_sources
+from transforms.contract import ROSTER, TESTS
+from transforms.parsing import parse_rows
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("loaded")
+    write_synthetic(generate_city(), data)
+    return data
+
+
+def generate_city():
+    from transforms.synthetic import generate
+    return generate(1200, seed=11)
+
+
+def _campaign(city: Path, where: Path) -> Path:
+    """A copy of the city's files: the tests change them."""
+    shutil.copytree(city, where)
+    return where
+
+
+def _load(campaign: Path, state: Path, run: str, *, cache: bool = True, as_of: datetime | None = None) -> dict:
+    """One refresh's loading of every source, in this process: what load returned and what it wrote."""
+    settings = load_settings(campaign / "campaign.toml", out=str(state / "out"), db=str(state / "gridsweep.duckdb"))
+    if as_of is not None:
+        settings = replace(settings, as_of=as_of)
+    spill, facts = RecordSpill(state / f"records-{run}"), FactSpill(state / f"facts-{run}")
+    loader = SourceLoader(settings, state / f"docs-{run}", state / "failed", NormalisedStore(state / "normalised"),
+                          spill, facts, StageMeter(), {}, {}, 500,
+                          LoadedSources(state / "loaded_sources") if cache else None)
+    loaded = {name: loader.load(name, opener) | {"suite": loader.suites[name]}
+              for name, opener in file_sources(settings).items()}
+    written = {f"{type(s).__name__}/{kind}": s.scan(kind).collect() for s in (spill, facts) for kind in s.files}
+    spill.remove()  # as the run does when it ends: the kept parts must outlive the run's links to them
+    facts.remove()
+    return {"loaded": loaded, "written": written}
+
+
+def _reused(run: dict) -> dict[str, bool]:
+    return {name: loaded["reused"] for name, loaded in run["loaded"].items()}
+
+
+def assert_same_load(a: dict, b: dict) -> None:
+    """Everything the flow takes from loading, but whether it was read now."""
+    assert list(a["written"]) == list(b["written"])
+    for part, frame in a["written"].items():
+        assert frame.equals(b["written"][part]), part
+    for name, x in a["loaded"].items():
+        y = b["loaded"][name]
+        assert x["quarantine"].equals(y["quarantine"]), name
+        assert (x["rows_used"], x["notes"], x["table"]) == (y["rows_used"], y["notes"], y["table"]), name
+        assert (x["suite"].success, x["suite"].rows_total, x["suite"].rows_checked) == (
+            y["suite"].success, y["suite"].rows_total, y["suite"].rows_checked), name
+        assert x["suite"].expectations == y["suite"].expectations, name
+        flags = lambda f: (json.dumps({k: v for k, v in f.items() if not k.startswith("normalised")}, default=str),  # noqa: E731
+                           f["normalised_now"] + f["normalised_reused"])
+        assert flags(x["flags"]) == flags(y["flags"]), name
+
+
+def test_an_unchanged_source_is_taken_from_the_last_load_as_reading_it_again_would_give(city, tmp_path):
+    campaign = _campaign(city, tmp_path / "city")
+    first = _load(campaign, tmp_path / "state", "1")
+    assert _reused(first) == {"roster": False, "tests": False, "vaccinations": False}
+    again = _load(campaign, tmp_path / "state", "2")
+    assert _reused(again) == {"roster": True, "tests": True, "vaccinations": True}
+    assert all(x["flags"]["normalised_now"] == 0 for x in again["loaded"].values())
+    assert sum(x["quarantine"].height for x in again["loaded"].values()) > 0
+    assert again["written"]["RecordSpill/test"].height > 1200
+    assert_same_load(first, again)
+    # The same from a state that never kept a load.
+    assert_same_load(_load(campaign, tmp_path / "fresh", "1", cache=False), again)
+
+
+def test_a_changed_or_touched_file_is_read_again(city, tmp_path):
+    campaign = _campaign(city, tmp_path / "city")
+    state = tmp_path / "state"
+    _load(campaign, state, "1")
+    tests = campaign / "tests.csv"
+    text = tests.read_bytes()
+    last = text.rstrip(b"\r\n").rsplit(b"\n", 1)[1]
+    tests.write_bytes(text + last.replace(b"T", b"X", 1) + b"\n")  # one more test record, appended
+    changed = _load(campaign, state, "2")
+    assert _reused(changed) == {"roster": True, "tests": False, "vaccinations": True}
+    assert changed["loaded"]["tests"]["table"].rows == _load(campaign, tmp_path / "fresh", "1", cache=False)[
+        "loaded"]["tests"]["table"].rows
+    assert_same_load(_load(campaign, tmp_path / "fresh2", "1", cache=False), changed)
+    # Rewritten with the same bytes: the file system cannot tell it is the same, so it is read again.
+    roster = campaign / "roster.csv"
+    roster.write_bytes(roster.read_bytes())
+    assert _reused(_load(campaign, state, "3")) == {"roster": False, "tests": True, "vaccinations": True}
+    # A kept load missing a part (a disk tidied by hand) is never used.
+    manifest = json.loads((state / "loaded_sources" / "vaccinations" / "manifest.json").read_text())
+    (state / "loaded_sources" / "vaccinations" / manifest["fact_parts"][0]).unlink()
+    assert _reused(_load(campaign, state, "4"))["vaccinations"] is False
+    # Nor one kept by other code: its fingerprint is part of the key.
+    for name in ("roster", "tests", "vaccinations"):
+        path = state / "loaded_sources" / name / "manifest.json"
+        manifest = json.loads(path.read_text())
+        manifest["key"]["code"] = "0" * 16
+        path.write_text(json.dumps(manifest))
+    assert not any(_reused(_load(campaign, state, "5")).values())
+
+
+def test_a_later_round_end_reuses_a_source_only_when_it_parses_the_same(city, tmp_path):
+    campaign = _campaign(city, tmp_path / "city")
+    state = tmp_path / "state"
+    first = _load(campaign, state, "1")
+    settings = load_settings(campaign / "campaign.toml")
+    as_of = settings.as_of
+    windows = {name: json.loads((state / "loaded_sources" / name / "manifest.json").read_text())["as_of_window"]
+               for name in ("roster", "tests", "vaccinations")}
+    # The generated tests include some typed after the round's end: their reason names it to the minute.
+    lo, hi = (datetime.fromisoformat(t) for t in windows["tests"])
+    assert hi - lo == timedelta(minutes=1) and lo == as_of.replace(tzinfo=None, second=0)
+    # Thirty seconds later every source parses the same: all three are taken from the last load, and equal
+    # what reading them under the new round's end gives.
+    later = as_of + timedelta(seconds=30)
+    reused = _load(campaign, state, "2", as_of=later)
+    assert _reused(reused) == {"roster": True, "tests": True, "vaccinations": True}
+    assert_same_load(_load(campaign, tmp_path / "fresh", "1", cache=False, as_of=later), reused)
+    # A day later the records quarantined as after the round are in it: those sources are read again, the
+    # roster (births long before) is not.
+    day = as_of + timedelta(days=1)
+    moved = _load(campaign, state, "3", as_of=day)
+    assert _reused(moved) == {"roster": True, "tests": False, "vaccinations": windows["vaccinations"][1] is None}
+    fresh = _load(campaign, tmp_path / "fresh2", "1", cache=False, as_of=day)
+    assert_same_load(fresh, moved)
+    assert fresh["loaded"]["tests"]["quarantine"].height < first["loaded"]["tests"]["quarantine"].height
+    # Before the latest vaccination, the vaccinations parse differently: read again.
+    vacc_lo = datetime.fromisoformat(windows["vaccinations"][0])
+    earlier = vacc_lo - timedelta(seconds=1)
+    back = _load(campaign, state, "4", as_of=earlier.replace(tzinfo=as_of.tzinfo))
+    assert back["loaded"]["vaccinations"]["reused"] is False
+    assert_same_load(_load(campaign, tmp_path / "fresh3", "1", cache=False,
+                           as_of=earlier.replace(tzinfo=as_of.tzinfo)), back)
+
+
+# Round ends and events within a few days of each other, to the second, and births near them.
+_BASE = datetime(2022, 5, 20, 18, 0)
+_times = st.integers(-3 * 86400, 3 * 86400).map(lambda s: _BASE + timedelta(seconds=s))
+
+
+def _rows(path: Path, contract, key: str, n: int) -> pl.DataFrame:
+    """n copies of the first good row of a sample export, each with its own key."""
+    first = read_table(path, contract).frame.head(1)
+    return pl.concat([first] * n).with_columns(
+        pl.format("K{}", pl.int_range(pl.len())).alias(key), pl.int_range(2, n + 2, dtype=pl.Int64).alias("_line"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(events=st.lists(_times, min_size=1, max_size=8), births=st.lists(_times, min_size=1, max_size=8),
+       first=_times, second=_times)
+def test_a_window_holds_exactly_where_rows_parse_the_same(events, births, first, second):
+    """AsOfWindow: rows parsed under one round's end parse the same under another exactly when the first
+    parse's window holds the second (so a kept load is never used where reading again would differ)."""
+    tests = _rows(SAMPLES / "tests.csv", TESTS, "record_id", len(events)).with_columns(
+        pl.Series("sampled_at", [t.strftime("%Y-%m-%d %H:%M:%S") for t in events]))
+    roster = _rows(SAMPLES / "roster.csv", ROSTER, "resident_id", len(births)).with_columns(
+        pl.Series("birth_date", [t.strftime("%Y-%m-%d") for t in births]))
+    for contract, raw in ((TESTS, tests), (ROSTER, roster)):
+        a, b = parse_rows(raw, contract, first), parse_rows(raw, contract, second)
+        assert a.rows.height + a.quarantine.height == raw.height
+        same = a.rows.equals(b.rows) and a.quarantine.equals(b.quarantine) and a.notes == b.notes
+        assert a.window.holds(second) == same, (contract.name, a.window, second)
