@@ -106,6 +106,7 @@ def main() -> int:
             "workbooks_written": report["lists"].get("workbooks_written"),
             "workbooks_reused": report["lists"].get("workbooks_reused"),
             "normalised_now": {k: v.get("normalised_now") for k, v in report["inputs"].items()},
+            "unchanged_sources": [k for k, v in report["inputs"].items() if v.get("unchanged_since_last_load")],
         }
         if args.lean_disk:  # what the next refresh does not read of the last output (it reads books.json, sheets/)
             (out / "matches.csv").unlink(missing_ok=True)

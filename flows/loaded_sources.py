@@ -20,18 +20,17 @@ outlives the load it came from. The parts hold names, IDs and phones, as the dat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cache
-from importlib.metadata import version
 from pathlib import Path
 
 import polars as pl
 
 import transforms
+from flows.code_fingerprint import code_fingerprint
 from flows.record_spill import hard_link
 from transforms.parsing import AsOfWindow
 
@@ -45,12 +44,8 @@ MANIFEST = "manifest.json"
 @cache
 def loading_fingerprint() -> str:
     root = Path(transforms.__file__).parent.parent
-    h = hashlib.sha256()
-    for path in [*sorted((root / "transforms").glob("*.py")), *(root / m for m in _LOADING_MODULES)]:
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    for package in _LIBRARIES:
-        h.update(f"{package}={version(package)}".encode())
-    return h.hexdigest()[:16]
+    return code_fingerprint([*sorted((root / "transforms").glob("*.py")), *(root / m for m in _LOADING_MODULES)],
+                            _LIBRARIES)
 
 
 @dataclass

@@ -10,29 +10,23 @@ holds names, IDs and phones, as the database beside it does, and nothing outside
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from importlib.metadata import version
 from pathlib import Path
 
 import polars as pl
 
+from flows.code_fingerprint import code_fingerprint
 from transforms import addresses, idcard, names, normalise, phones
 from transforms.normalise import INPUT_KEY
 
 
 @cache
 def normaliser_fingerprint() -> str:
-    h = hashlib.sha256()
-    for module in (normalise, names, addresses, idcard, phones):
-        h.update(Path(module.__file__).read_bytes())
-    for package in ("polars", "pypinyin"):  # hash_rows and the readings of characters
-        h.update(f"{package}={version(package)}".encode())
-    return h.hexdigest()[:16]
+    return code_fingerprint([normalise, names, addresses, idcard, phones], ("polars", "pypinyin"))  # hash_rows, readings
 
 
 class KeptTable:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -23,7 +24,17 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 import flows.sources
+import transforms.addresses
+import transforms.comparison
+import transforms.decision
+import transforms.feedback
+import transforms.idcard
+import transforms.linking
+import transforms.names
+import transforms.pair_decisions
+import transforms.phones
 from expectations.suites import SuiteResult, data_docs_site
+from flows.code_fingerprint import code_fingerprint
 from flows.database import Database
 from flows.loading import LoadingProcess
 from flows.meter import StageMeter, add_time
@@ -215,13 +226,23 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     return {"links": links, "linked_now": fresh, "stats": stats}
 
 
+@cache
+def linking_code_fingerprint() -> str:
+    """The code a decision is made by: blocking's SQL, the comparison, the scores, the decision rules, the
+    feedback's effect, and the libraries they run on. Stored decisions made by other code are not reused."""
+    return code_fingerprint([transforms.linking, transforms.comparison, transforms.decision,
+                             transforms.pair_decisions, transforms.feedback, transforms.names, transforms.phones,
+                             transforms.addresses, transforms.idcard],
+                            ("polars", "duckdb", "rapidfuzz"))
+
+
 def linking_fingerprint(residents: pl.DataFrame, settings: Settings) -> str:
     """Changes when anything a decision depends on changes, other than the record itself."""
     rows = residents.hash_rows(seed=0)
     parts = {
         "residents": [residents.height, int(rows.sum()), int(rows.max() or 0), int(rows.min() or 0)],
         "blocking": settings.blocking.fingerprint(), "scoring": asdict(settings.scoring),
-        "decision": asdict(settings.decision), "polars": pl.__version__,
+        "decision": asdict(settings.decision), "code": linking_code_fingerprint(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -51,6 +51,9 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     assert 0 < incremental.inputs["tests"]["normalised_now"] <= new_rows
     assert incremental.inputs["tests"]["normalised_reused"] > 0
     assert scratch.inputs["tests"]["normalised_reused"] == 0
+    # The unchanged files were not read again (flows.loaded_sources); the grown export was.
+    assert {k: v["unchanged_since_last_load"] for k, v in incremental.inputs.items()} == {
+        "roster": True, "tests": False, "vaccinations": True}
 
     a, b = tmp_path / "incremental" / "out", tmp_path / "scratch" / "out"
     assert _sorted_csv(a / "matches.csv").equals(_sorted_csv(b / "matches.csv"))
@@ -77,6 +80,22 @@ def test_a_new_roster_relinks_everything(tmp_path, prefect_server):
                                   db=str(tmp_path / "g.duckdb")))
     assert again.linking["records_reused"] == 0 and again.linking["records_linked_now"] == again.linking["records"]
     assert again.inputs["roster"]["normalised_now"] == 1  # the one changed row; the rest was kept from the first
+
+
+def test_new_linking_code_relinks_everything(tmp_path, prefect_server, monkeypatch):
+    """Decisions kept by an earlier release are not reused once the comparison or decision code changed."""
+    import flows.refresh
+    from flows.refresh import refresh
+
+    data = tmp_path / "data"
+    write_synthetic(generate(800, seed=31), data)
+    s = load_settings(data / "campaign.toml", out=str(tmp_path / "out"), db=str(tmp_path / "g.duckdb"))
+    refresh(s)
+    same = refresh(s)
+    assert same.linking["records_linked_now"] == 0 < same.linking["records_reused"]
+    monkeypatch.setattr(flows.refresh, "linking_code_fingerprint", lambda: "another release")
+    again = refresh(s)
+    assert again.linking["records_reused"] == 0 and again.linking["records_linked_now"] == again.linking["records"]
 
 
 def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):

@@ -107,6 +107,25 @@ def test_a_visitor_with_a_residents_name_but_another_id_is_not_linked():
     assert decision is None
 
 
+def test_a_visitor_born_the_same_day_as_a_namesake_resident_is_not_linked_on_the_birth_segment():
+    """A city of 20M has many namesakes born the same day: two valid IDs differing outside the birth segment
+    are two people (5,325 visitors were linked this way at 20M). A record whose ID fails its check digit can
+    still hold typos, so there the birth segment stays neutral evidence."""
+    people = roster([{"resident_id": "R1", "name": "王建国", "id_number": FATHER, "phone": FAMILY_PHONE,
+                      "birth_date": "1958-03-04", "gender": "男"}])
+    visitor = make_id("420106", "19580304", "075")  # another city, the same birth date, a valid ID
+    typed = {"name": "王建国", "phone": "13700000000"}
+    links = link(people, records_table([{"record_id": "T1", "id_number": visitor, **typed}]))
+    assert decision_for(links, "T1") == (None, None)
+    # The resident's own ID with two digits mistyped: its check digit fails, and the name, birth and sex
+    # still make it a candidate, as before.
+    two_typos = FATHER[:2] + "99" + FATHER[4:]
+    assert check_digit(two_typos[:17]) != two_typos[17]
+    links = link(people, records_table([{"record_id": "T2", "id_number": two_typos, **typed}]))
+    row = links.filter(links["record_id"] == "T2").to_dicts()
+    assert row and row[0]["resident_id"] == "R1" and "证件号出生日期段一致" in row[0]["explanation"]
+
+
 def test_an_excel_mangled_id_is_never_an_exact_key():
     people = roster([{"resident_id": "R1", "name": "王建国", "id_number": FATHER}])
     links = link(people, records_table([{"record_id": "T1", "name": "赵六", "id_number": "4.40305196E+17"}]))
