@@ -70,8 +70,9 @@ def main() -> int:
     ap.add_argument("--no-scratch", action="store_true",
                     help="skip the from-scratch refresh and the comparison (tests/test_incremental.py proves the equality)")
     ap.add_argument("--lean-disk", action="store_true",
-                    help="with --no-scratch: delete matches.csv, call_list.csv and print/ once a refresh's figures are "
-                    "read (at 20M the outputs of two refreshes, the state and DuckDB's spill outgrow this machine's disk)")
+                    help="with --no-scratch: delete matches.csv, call_list.csv and print/ of each refresh but the last "
+                    "once its figures are read (at 20M the outputs of two refreshes, the state and DuckDB's spill "
+                    "outgrow this machine's disk)")
     args = ap.parse_args()
     if args.lean_disk and not args.no_scratch:
         ap.error("--lean-disk needs --no-scratch: the comparison reads matches.csv")
@@ -108,7 +109,8 @@ def main() -> int:
             "normalised_now": {k: v.get("normalised_now") for k, v in report["inputs"].items()},
             "unchanged_sources": [k for k, v in report["inputs"].items() if v.get("unchanged_since_last_load")],
         }
-        if args.lean_disk:  # what the next refresh does not read of the last output (it reads books.json, sheets/)
+        if args.lean_disk and name != plan[-1][0]:  # what the next refresh does not read of the last output
+            # (it reads books.json and the books); the last refresh's output stays whole, to be scored
             (out / "matches.csv").unlink(missing_ok=True)
             (out / "call_list.csv").unlink(missing_ok=True)
             shutil.rmtree(out / "print", ignore_errors=True)
