@@ -70,7 +70,7 @@ def main() -> int:
     ap.add_argument("--no-scratch", action="store_true",
                     help="skip the from-scratch refresh and the comparison (tests/test_incremental.py proves the equality)")
     ap.add_argument("--lean-disk", action="store_true",
-                    help="with --no-scratch: delete matches.csv, call_list.csv and print/ of each refresh but the last "
+                    help="with --no-scratch: delete matches.csv and call_list.csv of each refresh but the last "
                     "once its figures are read (at 20M the outputs of two refreshes, the state and DuckDB's spill "
                     "outgrow this machine's disk)")
     args = ap.parse_args()
@@ -106,14 +106,16 @@ def main() -> int:
             "records_reused": report["linking"]["records_reused"],
             "workbooks_written": report["lists"].get("workbooks_written"),
             "workbooks_reused": report["lists"].get("workbooks_reused"),
+            "print_pages_written": report["lists"].get("print_pages_written"),
+            "print_pages_reused": report["lists"].get("print_pages_reused"),
+            "report_png": report["lists"].get("report_png"),
             "normalised_now": {k: v.get("normalised_now") for k, v in report["inputs"].items()},
             "unchanged_sources": [k for k, v in report["inputs"].items() if v.get("unchanged_since_last_load")],
         }
         if args.lean_disk and name != plan[-1][0]:  # what the next refresh does not read of the last output
-            # (it reads books.json and the books); the last refresh's output stays whole, to be scored
+            # (it reads books.json, the books and the print pages); the last refresh's stays whole, to be scored
             (out / "matches.csv").unlink(missing_ok=True)
             (out / "call_list.csv").unlink(missing_ok=True)
-            shutil.rmtree(out / "print", ignore_errors=True)
         print(name, json.dumps(results[name]), flush=True)
     a, b = inc / "out_refresh", inc / "out_from_scratch"
 

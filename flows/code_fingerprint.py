@@ -8,10 +8,30 @@ fingerprint is never used.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
+
+
+def with_transforms_they_import(paths: list[Path]) -> list[Path]:
+    """paths and every module of the transforms package they import, directly or through each other: what
+    a result made by that code depends on, found from the source so a new import is never left out."""
+    root = Path(__file__).resolve().parents[1]
+    found, todo = [], list(paths)
+    while todo:
+        path = todo.pop()
+        if path in found:
+            continue
+        found.append(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if name.split(".")[0] == "transforms" and name != "transforms":
+                    todo.append(root / (name.replace(".", "/") + ".py"))
+    return sorted(found)
 
 
 def code_fingerprint(modules: list[ModuleType | Path], packages: tuple[str, ...] = ()) -> str:

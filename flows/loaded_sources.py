@@ -29,13 +29,12 @@ from pathlib import Path
 
 import polars as pl
 
-import transforms
-from flows.code_fingerprint import code_fingerprint
+from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.record_spill import hard_link
 from transforms.parsing import AsOfWindow
 
-# Everything a source's parts depend on but the file: the readers, the loader, the spills' layout, every
-# transform (parsing, the contract, the normalisers, the evidence columns).
+# Everything a source's parts depend on but the file: the readers, the loader, the spills' layout, and the
+# transforms they import (parsing, the contract, the normalisers, the evidence columns), found from the source.
 _LOADING_MODULES = ("flows/readers.py", "flows/sources.py", "flows/record_spill.py")
 _LIBRARIES = ("polars", "pypinyin")
 MANIFEST = "manifest.json"
@@ -43,9 +42,8 @@ MANIFEST = "manifest.json"
 
 @cache
 def loading_fingerprint() -> str:
-    root = Path(transforms.__file__).parent.parent
-    return code_fingerprint([*sorted((root / "transforms").glob("*.py")), *(root / m for m in _LOADING_MODULES)],
-                            _LIBRARIES)
+    root = Path(__file__).resolve().parents[1]
+    return code_fingerprint(with_transforms_they_import([root / m for m in _LOADING_MODULES]), _LIBRARIES)
 
 
 @dataclass

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.code_fingerprint import code_fingerprint
-from transforms import addresses, idcard, names, normalise, phones
+from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
+from transforms import normalise
 from transforms.normalise import INPUT_KEY
 
 
 @cache
 def normaliser_fingerprint() -> str:
-    return code_fingerprint([normalise, names, addresses, idcard, phones], ("polars", "pypinyin"))  # hash_rows, readings
+    seeds = [Path(normalise.__file__)]  # and what it imports: the name, address, ID and phone normalisers
+    return code_fingerprint(with_transforms_they_import(seeds), ("polars", "pypinyin"))  # hash_rows, readings
 
 
 class KeptTable:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +19,9 @@ import polars as pl
 
 from expectations.docs import export_offline
 from expectations.suites import SuiteResult
+from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.meter import StageMeter
+from flows.record_spill import hard_link
 from flows.workbooks import QuarantineBook, write_workbooks
 from transforms.report import chart_bars
 from transforms.sheets import CommunityBook, WorkerBook, book_digest, safe_file_name
@@ -43,6 +48,16 @@ def recover_interrupted_swap(out: Path) -> None:
         previous[-1].rename(out)
 
 
+@dataclass(frozen=True)
+class PrintPage:
+    """A worker's printable page: where it goes (street, community, file name), the digest of what it shows
+    but its time (transforms.print_sheet.page_digest), and how to render it."""
+
+    place: tuple[str, str, str]
+    digest: str
+    render: Callable[[], str]
+
+
 @dataclass
 class RunOutputs:
     """Everything one run publishes, decided before anything is written."""
@@ -55,8 +70,8 @@ class RunOutputs:
     community_books: list[CommunityBook] = field(default_factory=list)
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)  # escalation, unregistered, roster_corrections
     report_html: str | None = None
-    # (street, community, file name), page: rendered one at a time as they are written
-    print_pages: Iterable[tuple[tuple[str, str, str], str]] = ()
+    report_top_html: str | None = None  # the report without its long tables: what report.png shows
+    print_pages: Iterable[PrintPage] = ()  # rendered one at a time as they are written, if they changed
     data_docs: tuple[Path, dict[str, SuiteResult]] | None = None
 
 
@@ -91,13 +106,20 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         if outputs.data_docs is not None:
             export_offline(outputs.data_docs[0], staging / "data_docs", outputs.data_docs[1])
         s = lap("write_data_docs", s)
-        for (street, community, file_name), page in outputs.print_pages:
+        carried = CarriedOver(out, staging)
+        written = reused = 0
+        for page in outputs.print_pages:
+            street, community, file_name = page.place
             target = staging / "print" / safe_file_name(street) / safe_file_name(community) / file_name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(page, encoding="utf-8")
+            if carried.over(target, page.digest):
+                reused += 1
+            else:
+                target.write_text(page.render(), encoding="utf-8")
+                written += 1
+        report.lists["print_pages_written"], report.lists["print_pages_reused"] = written, reused
         s = lap("write_print_pages", s)
         if outputs.report_html is not None:
-            _write_report(staging, outputs.report_html, outputs.coverage, report)
+            _write_report(staging, outputs.report_html, outputs.report_top_html, outputs.coverage, report)
         s = lap("write_report", s)
         jobs = [
             (book, staging / "sheets" / safe_file_name(book.street) / safe_file_name(book.community) / book.file_name)
@@ -106,7 +128,10 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
             (book, staging / "community" / safe_file_name(book.street) / book.file_name)
             for book in outputs.community_books
         ]
-        write_workbooks(quarantine_books + _reuse_unchanged(out, staging, jobs, report), workers=os.cpu_count() or 1)
+        todo = [(book, target) for book, target in jobs if not carried.over(target, book_digest(book))]
+        report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), len(jobs) - len(todo)
+        carried.write_manifest()
+        write_workbooks(quarantine_books + todo, workers=os.cpu_count() or 1)
         lap("write_workbooks", s)
         report.timings["write"] = round(time.perf_counter() - t, 3)
         report.timings.update(laps)
@@ -125,35 +150,50 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
 
 
 MANIFEST = "books.json"
+_CODE = "_code"  # the manifest's entry for the code the files were laid out by
 
 
-def _reuse_unchanged(out: Path, staging: Path, jobs: list, report: RunReport) -> list:
-    """A book whose content digest equals last run's is hard-linked from the previous output instead of
-    being written again; returns the books still to write. The manifest maps each book to its digest."""
-    previous = {}
-    if (out / MANIFEST).exists():
-        previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    manifest, todo, reused = {}, [], 0
-    for book, target in jobs:
-        rel = target.relative_to(staging).as_posix()
-        digest = manifest[rel] = book_digest(book)
-        old = out / rel
-        if previous.get(rel) == digest and old.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(old, target)
-            except OSError:
-                shutil.copy2(old, target)
-            reused += 1
-        else:
-            todo.append((book, target))
-    (staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=0), encoding="utf-8")
-    report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), reused
-    return todo
+@cache
+def layout_fingerprint() -> str:
+    """The code that lays out the books and pages: a new layout writes every file again."""
+    root = Path(__file__).resolve().parents[1]
+    seeds = [root / "flows" / "workbooks.py", root / "flows" / "xlsx.py", root / "transforms" / "print_sheet.py"]
+    return code_fingerprint(with_transforms_they_import(seeds), ("polars",))
 
 
-def _write_report(staging: Path, page: str, coverage: pl.DataFrame, report: RunReport) -> None:
-    """report.html, and report.png of its top (the charts) for the group chat, if Chromium is here."""
+class CarriedOver:
+    """Books and pages whose digest (everything they show but the time they were made) is the last output's
+    are hard-linked from it instead of being made again: a two-hourly refresh rewrites only the grids where
+    something happened. The manifest maps each file to its digest, under the layout code's fingerprint."""
+
+    def __init__(self, out: Path, staging: Path) -> None:
+        self.out, self.staging = out, staging
+        self.manifest = {_CODE: layout_fingerprint()}
+        previous = {}
+        if (out / MANIFEST).exists():
+            previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        self.previous = previous if previous.get(_CODE) == self.manifest[_CODE] else {}
+
+    def over(self, target: Path, digest: str) -> bool:
+        """True when target was linked from the last output; else it is the caller's to write."""
+        rel = target.relative_to(self.staging).as_posix()
+        self.manifest[rel] = digest
+        old = self.out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if self.previous.get(rel) != digest or not old.exists():
+            return False
+        hard_link(old, target)
+        return True
+
+    def write_manifest(self) -> None:
+        (self.staging / MANIFEST).write_text(json.dumps(self.manifest, ensure_ascii=False, indent=0),
+                                             encoding="utf-8")
+
+
+def _write_report(staging: Path, page: str, top: str | None, coverage: pl.DataFrame, report: RunReport) -> None:
+    """report.html, and report.png of its top (the charts) for the group chat, if Chromium is here. The picture
+    is taken of the top alone, so its time does not grow with the city; one that fails is said in run.json and
+    does not hold back the sheets."""
     from flows.browser import chromium, screenshot
 
     path = staging / "report.html"
@@ -161,7 +201,15 @@ def _write_report(staging: Path, page: str, coverage: pl.DataFrame, report: RunR
     if chromium() is None:
         report.lists["report_png"] = "skipped: Chromium not installed"
         return
-    screenshot(path, staging / "report.png", height=min(4000, 640 + 24 * chart_bars(coverage)))
+    with tempfile.TemporaryDirectory(prefix="gridsweep-report-") as folder:
+        shown = Path(folder) / "report.html"
+        shown.write_text(top or page, encoding="utf-8")
+        try:
+            screenshot(shown, staging / "report.png", height=min(4000, 640 + 24 * chart_bars(coverage)))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            (staging / "report.png").unlink(missing_ok=True)
+            report.lists["report_png"] = f"failed: {type(exc).__name__}"
+            return
     report.lists["report_png"] = "report.png"
 
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import polars as pl
@@ -24,21 +24,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 import flows.sources
-import transforms.addresses
-import transforms.comparison
-import transforms.decision
-import transforms.feedback
-import transforms.idcard
 import transforms.linking
-import transforms.names
-import transforms.pair_decisions
-import transforms.phones
 from expectations.suites import SuiteResult, data_docs_site
-from flows.code_fingerprint import code_fingerprint
+from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.database import Database
 from flows.loading import LoadingProcess
 from flows.meter import StageMeter, add_time
-from flows.publish import RunOutputs, publish_outputs
+from flows.publish import PrintPage, RunOutputs, publish_outputs
 from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
 from flows.settings import Settings
 from flows.sources import Sources, Table, file_sources, validation_summary
@@ -62,7 +54,7 @@ from transforms.pair_decisions import (
     roster_side,
     slice_count,
 )
-from transforms.print_sheet import WORKER, person_lines, worker_print_html
+from transforms.print_sheet import WORKER, page_digest, person_lines, row_digests, worker_print_html
 from transforms.report import coverage_report_html
 from transforms.roster_gaps import duplicate_registrations, order_corrections, unregistered
 from transforms.rule_parts import Ruled, RuleInputs, combine, rule_part
@@ -229,11 +221,11 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
 @cache
 def linking_code_fingerprint() -> str:
     """The code a decision is made by: blocking's SQL, the comparison, the scores, the decision rules, the
-    feedback's effect, and the libraries they run on. Stored decisions made by other code are not reused."""
-    return code_fingerprint([transforms.linking, transforms.comparison, transforms.decision,
-                             transforms.pair_decisions, transforms.feedback, transforms.names, transforms.phones,
-                             transforms.addresses, transforms.idcard],
-                            ("polars", "duckdb", "rapidfuzz"))
+    feedback's effect, what they import, and the libraries they run on. Stored decisions made by other code
+    are not reused."""
+    root = Path(transforms.linking.__file__).parent
+    seeds = [root / f"{m}.py" for m in ("linking", "pair_decisions", "decision", "feedback")]
+    return code_fingerprint(with_transforms_they_import(seeds), ("polars", "duckdb", "rapidfuzz"))
 
 
 def linking_fingerprint(residents: pl.DataFrame, settings: Settings) -> str:
@@ -298,28 +290,44 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], link
         (datetime.now().strftime("%m-%d %H:%M"), current)]
     as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
     streets = "、".join(sorted(grid_workers["street"].unique().drop_nulls().to_list()))
-    page = coverage_report_html(coverage, call_list, points, changes,
-                                title=f"{streets} 核酸检测与疫苗接种进度", as_of_text=as_of_text)
-    return call_list, tables, {"changes": changes, "report_html": page}
+    pages = [coverage_report_html(coverage, call_list, points, changes, title=f"{streets} 核酸检测与疫苗接种进度",
+                                  as_of_text=as_of_text, whole=whole) for whole in (True, False)]
+    return call_list, tables, {"changes": changes, "report_html": pages[0], "report_top_html": pages[1]}
 
 
-def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterator[tuple[tuple[str, str, str], str]]:
-    """One printable page per worker book, rows in walking order; rendered a community at a time as they are
-    written, so neither a city's pages nor its rendered lines are ever in memory at once."""
+def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterator[PrintPage]:
+    """One printable page per worker book, rows in walking order, each with its digest; a page is rendered
+    only when asked (publish renders the ones whose digest changed), a community at a time, so neither a
+    city's pages nor its rendered lines are ever in memory at once."""
     # Sorted once, by worker and then walking order: a community's rows are one slice, a worker's a slice of it.
     ordered = walk_order(call_list, first=WORKER)
-    spans = {tuple(key): (start, n) for *key, start, n in ordered.select(WORKER[:2]).with_row_index("_at").group_by(
-        WORKER[:2], maintain_order=True).agg(pl.col("_at").first(), pl.len()).iter_rows()}
-    community = None
-    for book in books:
-        if (book.street, book.community) != community:  # the books come a community after another
-            community = (book.street, book.community)
-            lines = person_lines(ordered.slice(*spans.get(community, (0, 0))))
-            by_worker = lines.partition_by(WORKER, as_dict=True, maintain_order=True)
-        rows = by_worker.get((book.street, book.community, book.grid_worker), lines.clear())
-        page = worker_print_html(rows, street=book.street, community=book.community, grid_worker=book.grid_worker,
+    digests = row_digests(ordered)
+
+    def spans(by: list[str]) -> dict[tuple, tuple[int, int]]:
+        return {tuple(key): (start, n) for *key, start, n in ordered.select(by).with_row_index("_at").group_by(
+            by, maintain_order=True).agg(pl.col("_at").first(), pl.len()).iter_rows()}
+
+    communities, workers = spans(WORKER[:2]), spans(WORKER)
+    rendered: dict[tuple, dict] = {}  # the community whose lines are rendered: one at a time
+
+    def render(book) -> str:
+        community = (book.street, book.community)
+        if community not in rendered:
+            rendered.clear()
+            lines = person_lines(ordered.slice(*communities.get(community, (0, 0))))
+            rendered[community] = {"by_worker": lines.partition_by(WORKER, as_dict=True, maintain_order=True),
+                                   "none": lines.clear()}
+        lines = rendered[community]
+        rows = lines["by_worker"].get((book.street, book.community, book.grid_worker), lines["none"])
+        return worker_print_html(rows, street=book.street, community=book.community, grid_worker=book.grid_worker,
                                  grids="、".join(book.grid_ids), as_of_text=as_of_text)
-        yield (book.street, book.community, book.file_name.removesuffix(".xlsx") + ".html"), page
+
+    for book in books:
+        mine = digests.slice(*workers.get((book.street, book.community, book.grid_worker), (0, 0)))
+        digest = page_digest(mine, street=book.street, community=book.community, grid_worker=book.grid_worker,
+                             grids="、".join(book.grid_ids))
+        yield PrintPage((book.street, book.community, book.file_name.removesuffix(".xlsx") + ".html"), digest,
+                        partial(render, book))
 
 
 def new_report(settings: Settings, **extra: object) -> RunReport:
@@ -453,7 +461,7 @@ def _process(
         outputs = RunOutputs(
             call_list=call_list, coverage=coverage, matches=links,
             quarantine=quarantine, books=books,
-            community_books=community_books, tables=tables, report_html=extra["report_html"],
+            community_books=community_books, tables=tables, report_html=extra["report_html"], report_top_html=extra["report_top_html"],
             print_pages=print_pages(call_list, books, as_of_text), data_docs=(data_docs_site(docs_root), suites),
         )
         lap("sheets", t)  # building the books and pages in memory; publish times the writing

@@ -132,8 +132,9 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
 
     # Two hours later (the few records dated in between now count): only the books whose rows or figures changed are written; the others keep
     # their file (and the time it was made), and hold what a refresh from scratch would put in them.
-    sheets = tmp_path / "out" / "sheets"
+    sheets, pages = tmp_path / "out" / "sheets", tmp_path / "out" / "print"
     before = {p: p.read_bytes() for p in sheets.rglob("*.xlsx")}
+    pages_before = {p: p.read_text(encoding="utf-8") for p in pages.rglob("*.html")}
     later = dict(tests=str(more), as_of="2022-05-20T20:00")
     fourth = refresh(load_settings(data / "campaign.toml", out=str(tmp_path / "out"), db=str(tmp_path / "g.duckdb"),
                                    **later))
@@ -147,6 +148,15 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
         assert _as_of(mine) == ("2022-05-20 18:00" if p in kept else "2022-05-20 20:00")
         assert _as_of(theirs) == "2022-05-20 20:00"
         assert _without_as_of(mine) == _without_as_of(theirs), p.name
+    # The printable pages likewise: a page kept holds what a fresh one shows but its time.
+    kept = [p for p in sorted(pages.rglob("*.html")) if pages_before.get(p) == p.read_text(encoding="utf-8")]
+    assert kept and fourth.lists["print_pages_reused"] == len(kept)
+    assert fourth.lists["print_pages_written"] + len(kept) == fresh.lists["print_pages_written"] == len(pages_before)
+    for p in sorted(pages.rglob("*.html")):
+        mine, theirs = p.read_text(encoding="utf-8"), (tmp_path / "fresh" / p.relative_to(tmp_path / "out")).read_text(
+            encoding="utf-8")
+        assert ("数据截至 2022-05-20 18:00" in mine) == (p in kept) and "数据截至 2022-05-20 20:00" in theirs
+        assert mine.replace("2022-05-20 18:00", "2022-05-20 20:00") == theirs, p.name
 
 
 def _cells(path) -> dict[str, list[tuple]]:

@@ -188,3 +188,16 @@ def test_a_window_holds_exactly_where_rows_parse_the_same(events, births, first,
         assert a.rows.height + a.quarantine.height == raw.height
         same = a.rows.equals(b.rows) and a.quarantine.equals(b.quarantine) and a.notes == b.notes
         assert a.window.holds(second) == same, (contract.name, a.window, second)
+
+
+def test_the_kept_loads_fingerprint_covers_the_code_loading_runs_and_only_that():
+    """The transforms loading imports, directly or not, are in its fingerprint (a change to the name
+    normaliser, imported through transforms.normalise, must not leave an old load in use); the report's and
+    the rules' code are not (changing them need not read a city's exports again)."""
+    from flows.code_fingerprint import with_transforms_they_import
+    from flows.settings import REPO_ROOT
+
+    found = {p.relative_to(REPO_ROOT).as_posix() for p in with_transforms_they_import([REPO_ROOT / "flows/sources.py"])}
+    assert {"flows/sources.py", "transforms/parsing.py", "transforms/normalise.py", "transforms/names.py",
+            "transforms/idcard.py", "transforms/evidence.py"} <= found
+    assert not {"transforms/report.py", "transforms/rules.py", "transforms/sheets.py"} & found

@@ -215,7 +215,8 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
     pages = list(print_pages(calls, books, "2022-05-20 18:00"))
     assert len(pages) == len(books) == 9
     whole = person_lines(walk_order(calls))  # every worker's lines from the city's walk, as it was rendered
-    for book, ((street, community, name), page) in zip(books, pages, strict=True):
+    for book, printed in zip(books, pages, strict=True):
+        (street, community, name), page = printed.place, printed.render()
         mine = whole.filter((pl.col("street") == book.street) & (pl.col("community") == book.community)
                             & (pl.col("grid_worker") == book.grid_worker))
         assert (street, community) == (book.street, book.community) and name.endswith(".html")
@@ -225,3 +226,60 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
         assert page.count("<tr><td") == mine.height and (mine.height > 0) == ((book.community, book.grid_worker) != (
             "高新社区", "网格员1")), (book.community, book.grid_worker)
     assert set(WORKER) <= set(whole.columns)
+    # A page's digest is the same exactly when the page shows the same (but its time): the call list shuffled
+    # (rows of one person tied in the walk may then swap, and the page with them), changed in one cell.
+    shuffled = list(print_pages(calls.sample(fraction=1.0, shuffle=True, seed=9), books, "2022-05-20 20:00"))
+    same = [a.digest == b.digest for a, b in zip(pages, shuffled, strict=True)]
+    assert same == [a.render().replace("18:00", "20:00") == b.render() for a, b in zip(pages, shuffled, strict=True)]
+    assert any(same) and len({p.digest for p in pages}) == len(pages)
+    again = [p.digest for p in pages]
+    changed = calls.with_columns(pl.when(pl.col("resident_id") == "R2-00").then(pl.lit("另一说明"))
+                                 .otherwise(pl.col("detail")).alias("detail"))
+    after = [p.digest for p in print_pages(changed, books, "2022-05-20 18:00")]
+    assert [a != b for a, b in zip(after, again, strict=True)] == [
+        (b.community, b.grid_worker) == ("科技园社区", "网格员0") for b in books]
+
+
+def test_the_reports_picture_is_taken_of_its_top_and_a_failed_picture_does_not_stop_the_run(tmp_path, monkeypatch):
+    """report.png shows the charts: Chromium gets the page without the tables of every community and grid (at
+    20M tens of megabytes, 40 s to load). If Chromium fails or hangs, run.json says so and the rest is
+    published."""
+    import subprocess
+    from types import SimpleNamespace
+
+    import flows.browser
+    from flows.publish import _write_report
+    from transforms.report import coverage_report_html
+
+    coverage = build_coverage(status_rows())
+    args = (coverage, call_rows(), [("05-20 18:00", 0.5)], {"first_run": True})
+    whole = coverage_report_html(*args, title="粤海街道", as_of_text="2022-05-20 18:00")
+    top = coverage_report_html(*args, title="粤海街道", as_of_text="2022-05-20 18:00", whole=False)
+    assert "<h2>各网格</h2>" in whole and "<h2>各社区</h2>" in whole
+    assert "<h2>各网格</h2>" not in top and "<h2>各社区</h2>" not in top
+    assert top.removesuffix("</body></html>") == whole.split("<h2>各社区</h2>")[0]  # the same top
+
+    shown = []
+
+    def fake_screenshot(page, png, **kw):
+        shown.append(page.read_text(encoding="utf-8"))
+        png.write_bytes(b"\x89PNG")
+
+    monkeypatch.setattr(flows.browser, "chromium", lambda: "/usr/bin/chromium")
+    monkeypatch.setattr(flows.browser, "screenshot", fake_screenshot)
+    report = SimpleNamespace(lists={})
+    (tmp_path / "a").mkdir()
+    _write_report(tmp_path / "a", whole, top, coverage, report)
+    assert shown == [top] and report.lists["report_png"] == "report.png"
+    assert (tmp_path / "a" / "report.html").read_text(encoding="utf-8") == whole
+    assert (tmp_path / "a" / "report.png").exists() and not (tmp_path / "a" / "report.html.png").exists()
+
+    def hung(page, png, **kw):
+        png.write_bytes(b"")  # half-written
+        raise subprocess.TimeoutExpired("chromium", 60)
+
+    monkeypatch.setattr(flows.browser, "screenshot", hung)
+    (tmp_path / "b").mkdir()
+    _write_report(tmp_path / "b", whole, top, coverage, report)
+    assert report.lists["report_png"] == "failed: TimeoutExpired"
+    assert (tmp_path / "b" / "report.html").exists() and not (tmp_path / "b" / "report.png").exists()

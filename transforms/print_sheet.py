@@ -4,6 +4,7 @@ building, unit, room order for a door-to-door sweep."""
 
 from __future__ import annotations
 
+import hashlib
 import html
 
 import polars as pl
@@ -30,6 +31,23 @@ _ESCAPE = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
 
 def _escaped(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.String).fill_null("").str.replace_many(list(_ESCAPE), list(_ESCAPE.values()))
+
+
+# What a page shows of the call list: the worker, and per person what person_lines renders.
+PAGE_COLUMNS = [*WORKER, "resident_id", "building", "unit", "room", "name", "phone", "list", "reason", "detail"]
+
+
+def row_digests(call_list: pl.DataFrame) -> pl.Series:
+    """One hash per call-list row of what a page shows of it: hashed once for a whole walk, then sliced."""
+    return call_list.select(PAGE_COLUMNS).hash_rows(seed=0)
+
+
+def page_digest(rows: pl.Series, *, street: str, community: str, grid_worker: str, grids: str) -> str:
+    """Changes whenever anything the page shows changes but its 数据截至 time: rows are row_digests of the
+    worker's rows in walking order. A page with last refresh's digest need not be rendered again."""
+    h = hashlib.sha256(repr((street, community, grid_worker, grids, rows.len())).encode())
+    h.update(rows.to_numpy().tobytes())
+    return h.hexdigest()
 
 
 def person_lines(call_list: pl.DataFrame) -> pl.DataFrame:
