@@ -144,8 +144,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
 def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: CarriedOver) -> tuple[int, int]:
     """Pages written and reused. A function of its own so that the last page, whose render holds the whole
     sorted call list (5 GB at 20M residents), is let go before the workbooks are written: as a loop in
-    publish_outputs its variable kept it through the workbooks (the 20M write stage peaked at 17.9 GiB,
-    3 GiB above the refresh before print pages were carried over)."""
+    publish_outputs its variable kept it through the workbooks (at 20M about 1 GiB of the write stage's peak)."""
     written = reused = 0
     for page in pages:
         street, community, file_name = page.place
