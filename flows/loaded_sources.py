@@ -30,7 +30,7 @@ from pathlib import Path
 import polars as pl
 
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
-from flows.record_spill import hard_link
+from flows.record_spill import link_parts
 from transforms.parsing import AsOfWindow
 
 # Everything a source's parts depend on but the file: the readers, the loader, the spills' layout, and the
@@ -64,18 +64,6 @@ class Kept:
 
     def sample(self) -> pl.DataFrame:
         return pl.read_parquet(self.folder / "sample.parquet")
-
-
-def link_parts(parts: list[Path], folder: Path, stem: str) -> list[Path]:
-    """parts linked into folder as stem-00000.parquet, ... (a spill's or this store's names)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i, part in enumerate(parts):
-        target = folder / f"{stem}-{i:05d}.parquet"
-        target.unlink(missing_ok=True)
-        hard_link(part, target)
-        out.append(target)
-    return out
 
 
 class LoadedSources:

@@ -28,6 +28,18 @@ def hard_link(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def link_parts(parts: list[Path], folder: Path, stem: str, start: int = 0) -> list[Path]:
+    """parts linked into folder as stem-{start:05d}.parquet, ... (a spill's names, or a kept load's)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, part in enumerate(parts, start):
+        target = folder / f"{stem}-{i:05d}.parquet"
+        target.unlink(missing_ok=True)
+        hard_link(part, target)
+        out.append(target)
+    return out
+
+
 class Spill:
     """Parquet parts per kind of record in a folder of the run's own, removed with it."""
 
@@ -49,12 +61,8 @@ class Spill:
     def take(self, kind: str, parts: list[Path]) -> None:
         """Appends parts written before (flows.loaded_sources), hard-linked into the folder: this spill removes
         its links when the run ends, and the parts stay where they were kept."""
-        for part in parts:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            mine = self.files.setdefault(kind, [])
-            path = self.folder / f"{kind}-{len(mine):05d}.parquet"
-            hard_link(part, path)
-            mine.append(path)
+        mine = self.files.setdefault(kind, [])
+        mine += link_parts(parts, self.folder, kind, len(mine))
 
     def adopt(self, other: Spill) -> None:
         """Takes on what another process wrote into this folder (flows.loading)."""
@@ -77,7 +85,7 @@ class RecordSpill(Spill):
         super().write(kind, rows.with_row_index(ROW, offset=offset))
         self._rows[kind] = offset + rows.height
 
-    def take(self, kind: str, parts: list[Path], rows: int | None = None) -> None:
+    def take(self, kind: str, parts: list[Path], rows: int) -> None:
         """rows: how many records the parts hold, numbered from 0 in their _row (they must be kind's first)."""
         assert kind not in self.files, "kept parts are a kind's first"
         super().take(kind, parts)
