@@ -55,7 +55,7 @@ from transforms.pair_decisions import (
     slice_count,
 )
 from transforms.print_sheet import WORKER, page_digest, person_lines, row_digests, worker_print_html
-from transforms.report import coverage_report_html
+from transforms.report import coverage_report_pages
 from transforms.roster_gaps import duplicate_registrations, order_corrections, unregistered
 from transforms.rule_parts import Ruled, RuleInputs, combine, rule_part
 from transforms.sheets import build_community_books, build_worker_books, walk_order
@@ -290,9 +290,9 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], link
         (datetime.now().strftime("%m-%d %H:%M"), current)]
     as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
     streets = "、".join(sorted(grid_workers["street"].unique().drop_nulls().to_list()))
-    pages = [coverage_report_html(coverage, call_list, points, changes, title=f"{streets} 核酸检测与疫苗接种进度",
-                                  as_of_text=as_of_text, whole=whole) for whole in (True, False)]
-    return call_list, tables, {"changes": changes, "report_html": pages[0], "report_top_html": pages[1]}
+    whole, top = coverage_report_pages(coverage, call_list, points, changes, title=f"{streets} 核酸检测与疫苗接种进度",
+                                       as_of_text=as_of_text)
+    return call_list, tables, {"changes": changes, "report_html": whole, "report_top_html": top}
 
 
 def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterator[PrintPage]:

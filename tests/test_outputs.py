@@ -249,12 +249,11 @@ def test_the_reports_picture_is_taken_of_its_top_and_a_failed_picture_does_not_s
 
     import flows.browser
     from flows.publish import _write_report
-    from transforms.report import coverage_report_html
+    from transforms.report import coverage_report_pages
 
     coverage = build_coverage(status_rows())
     args = (coverage, call_rows(), [("05-20 18:00", 0.5)], {"first_run": True})
-    whole = coverage_report_html(*args, title="粤海街道", as_of_text="2022-05-20 18:00")
-    top = coverage_report_html(*args, title="粤海街道", as_of_text="2022-05-20 18:00", whole=False)
+    whole, top = coverage_report_pages(*args, title="粤海街道", as_of_text="2022-05-20 18:00")
     assert "<h2>各网格</h2>" in whole and "<h2>各社区</h2>" in whole
     assert "<h2>各网格</h2>" not in top and "<h2>各社区</h2>" not in top
     assert top.removesuffix("</body></html>") == whole.split("<h2>各社区</h2>")[0]  # the same top

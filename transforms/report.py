@@ -110,11 +110,11 @@ def chart_bars(coverage: pl.DataFrame) -> int:
     return min(coverage.filter(pl.col("level") == "street").height, CHART_COMMUNITIES) + CHART_COMMUNITIES
 
 
-def coverage_report_html(coverage: pl.DataFrame, call_list: pl.DataFrame,
-                         trend: list[tuple[str, float | None]], changes: dict, *, title: str, as_of_text: str,
-                         behind: int = 10, whole: bool = True) -> str:
-    """The coverage page; whole=False leaves out the tables of every community and grid, for the picture of
-    the page's top (a city's grid table is tens of megabytes, which Chromium took 40 s to load at 20M)."""
+def coverage_report_pages(coverage: pl.DataFrame, call_list: pl.DataFrame,
+                          trend: list[tuple[str, float | None]], changes: dict, *, title: str, as_of_text: str,
+                          behind: int = 10) -> tuple[str, str]:
+    """The coverage page whole, and its top alone (without the tables of every community and grid) for the
+    picture: a city's grid table is tens of megabytes, which Chromium took 40 s to load at 20M."""
     total = coverage.filter(pl.col("level") == "total").row(0, named=True)
     communities = coverage.filter(pl.col("level") == "community")
     grids = coverage.filter(pl.col("level") == "grid")
@@ -140,7 +140,7 @@ def coverage_report_html(coverage: pl.DataFrame, call_list: pl.DataFrame,
              ("未接种", total["unvaccinated"], "unvaccinated")]
     card_html = "".join(f'<div class="card">{label}<b data-level="total" data-id="||" data-key="{k}">{v}</b></div>'
                         for label, v, k in cards)
-    return "\n".join([
+    top = [
         "<!DOCTYPE html>", '<html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
@@ -152,7 +152,7 @@ def coverage_report_html(coverage: pl.DataFrame, call_list: pl.DataFrame,
         _table(lagging.head(behind), "grid", ["community", "grid_id"]),
         "<h2>未检测人员：按名单与优先级</h2>",
         '<div class="scroll"><table><tr><th>名单</th>' + "".join(f"<th>{p}</th>" for p in prios) + f"</tr>{cross}</table></div>",
-        *(["<h2>各社区</h2>", _table(communities, "community", ["street", "community"]),
-            "<h2>各网格</h2>", _table(grids, "grid", ["community", "grid_id"])] if whole else []),
-        "</body></html>",
-    ])
+    ]
+    tables = ["<h2>各社区</h2>", _table(communities, "community", ["street", "community"]),
+              "<h2>各网格</h2>", _table(grids, "grid", ["community", "grid_id"])]
+    return "\n".join([*top, *tables, "</body></html>"]), "\n".join([*top, "</body></html>"])
