@@ -13,7 +13,12 @@ its figures and the sample its expectation suite ran on; the next refresh takes 
 - the new round's end parses the rows the same (transforms.parsing.AsOfWindow).
 
 The suite is run again on the kept sample (the round's end is part of it), and the row count checked against
-the last load again, so a reused source is refused exactly as a read one would be. One entry per source: the
+the last load again, so a reused source is refused exactly as a read one would be.
+
+A source that only grew at its end (the test system's export of the day, taken again: the same bytes and
+more) is read on from where the last load ended (flows.readers.grown_table): its parts are taken as above,
+and the duplicate check, the suite's sample, the quarantine and the figures go on from what was kept of
+them (the unique keys of the rows parsed, the sample as drawn), so it ends as reading it whole would. One entry per source: the
 last load; a source read again replaces it, and it is dropped before a source is read, so an entry never
 outlives the load it came from. The parts hold names, IDs and phones, as the database beside them does.
 """
@@ -30,6 +35,7 @@ from pathlib import Path
 import polars as pl
 
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
+from flows.readers import TextEnd
 from flows.record_spill import link_parts
 from transforms.parsing import AsOfWindow
 
@@ -58,12 +64,18 @@ class Kept:
     record_parts: list[Path]
     fact_parts: list[Path]
     summary: dict
+    window: AsOfWindow
+    text: TextEnd | None  # where a CSV export read whole ended (None: another kind of source)
+    parser_key_parts: list[Path]  # transforms.parsing.first_keys of its rows, for a file that grows
 
     def quarantine(self) -> pl.DataFrame:
         return pl.read_parquet(self.folder / "quarantine.parquet")
 
     def sample(self) -> pl.DataFrame:
         return pl.read_parquet(self.folder / "sample.parquet")
+
+    def parser_keys(self) -> pl.DataFrame | None:
+        return pl.read_parquet(self.parser_key_parts) if self.parser_key_parts else None
 
 
 class LoadedSources:
@@ -76,20 +88,29 @@ class LoadedSources:
     def key(identity: dict, sample_rows: int) -> dict:
         return {"source": identity, "code": loading_fingerprint(), "sample_rows": sample_rows}
 
-    def find(self, name: str, key: dict, as_of: datetime) -> Kept | None:
-        """The kept load of this source if it holds for key and this round's end, else None."""
+    def find(self, name: str, key: dict, as_of: datetime, *, grown: bool = False) -> Kept | None:
+        """The kept load of this source if it holds for key and this round's end, else None. grown: if it
+        holds for all of key but the source's identity, and is of a CSV export that ended a row (the caller
+        then checks that the file begins with its bytes)."""
         folder = self.folder / name
         try:
             manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         window = AsOfWindow(*(datetime.fromisoformat(t) if t else None for t in manifest["as_of_window"]))
-        if manifest["key"] != json.loads(json.dumps(key)) or not window.holds(as_of):
+        same = json.loads(json.dumps(key))
+        if grown:
+            same["source"] = manifest["key"]["source"]
+            if not (manifest.get("text") or {}).get("closed"):
+                return None
+        if manifest["key"] != same or not window.holds(as_of):
             return None
+        text = manifest.get("text")
         kept = Kept(folder, manifest["kind"], manifest["records"],
                     [folder / p for p in manifest["record_parts"]], [folder / p for p in manifest["fact_parts"]],
-                    manifest["summary"])
-        if not all(p.exists() for p in [*kept.record_parts, *kept.fact_parts]):
+                    manifest["summary"], window, text and TextEnd.from_json(text),
+                    [folder / p for p in manifest.get("parser_key_parts", [])])
+        if not all(p.exists() for p in [*kept.record_parts, *kept.fact_parts, *kept.parser_key_parts]):
             return None
         return kept
 
@@ -98,20 +119,29 @@ class LoadedSources:
 
     def keep(self, name: str, key: dict, window: AsOfWindow, *, kind: str | None, records: int,
              record_parts: list[Path], fact_parts: list[Path], quarantine: pl.DataFrame, sample: pl.DataFrame,
-             summary: dict) -> None:
-        """Stores a load; written beside and swapped in whole, so a crash leaves the old entry or none."""
+             summary: dict, text: TextEnd | None = None, parser_key_parts: list[Path] = (),
+             parser_keys: pl.DataFrame | None = None) -> None:
+        """Stores a load; written beside and swapped in whole, so a crash leaves the old entry or none. The
+        parser's keys (kept only with a text end a later file can grow from) are the parts of the load this
+        one grew from and the keys of the rows parsed now."""
         self.forget(name)
         partial = self.folder / f".{name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         records_in = link_parts(record_parts, partial, "records")
         facts_in = link_parts(fact_parts, partial, "facts")
+        keys_in = []
+        if text is not None and text.closed:
+            keys_in = link_parts(list(parser_key_parts), partial, "keys")
+            if parser_keys is not None:
+                keys_in.append(partial / f"keys-{len(keys_in):05d}.parquet")
+                parser_keys.write_parquet(keys_in[-1], compression="lz4")
         quarantine.write_parquet(partial / "quarantine.parquet", compression="lz4")
         sample.write_parquet(partial / "sample.parquet", compression="lz4")
         manifest = {
             "key": key, "kind": kind, "records": records,
             "record_parts": [p.name for p in records_in], "fact_parts": [p.name for p in facts_in],
             "as_of_window": [t.isoformat() if t else None for t in asdict(window).values()],
-            "summary": summary,
+            "summary": summary, "text": text and asdict(text), "parser_key_parts": [p.name for p in keys_in],
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, default=str), encoding="utf-8")
         partial.rename(self.folder / name)

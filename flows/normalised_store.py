@@ -20,6 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
+from flows.record_spill import hard_link
 from transforms import normalise
 from transforms.normalise import INPUT_KEY
 
@@ -67,15 +68,19 @@ class NormalisedStore:
         return KeptTable(sorted(path.glob("*.parquet"))) if path.is_dir() else None
 
     @contextmanager
-    def writer(self, source: str) -> Iterator[Callable[[pl.DataFrame], None]]:
+    def writer(self, source: str, *, carry: bool = False) -> Iterator[Callable[[pl.DataFrame], None]]:
         """Yields a function writing one part of the source's new table. The new table replaces the old only
         when the block ends without an error (never a half-written table in its place); tables kept under
-        another fingerprint are dropped then."""
+        another fingerprint are dropped then. carry: the new table begins with the old one's parts (a file
+        that grew at its end: its earlier rows' inputs are all there)."""
         path = self._path(source)
         partial = path.with_name(f".{path.name}.partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         parts = itertools.count()
+        if carry and path.is_dir():
+            for old in sorted(path.glob("*.parquet")):
+                hard_link(old, partial / f"part-{next(parts):05d}.parquet")
 
         def write(table: pl.DataFrame) -> None:
             table.write_parquet(partial / f"part-{next(parts):05d}.parquet", compression="lz4")

@@ -394,6 +394,7 @@ def _process(
                 "path": table.path, "encoding": table.encoding, "ignored_columns": table.ignored_columns,
                 "rows": table.rows, "kept_but_blanked": loaded.pop("notes"),
                 "unchanged_since_last_load": loaded.pop("reused"),  # taken from flows.loaded_sources, not read
+                "rows_taken_from_last_load": loaded.pop("rows_carried"),  # unchanged, or before what was added
             } | loaded.pop("flags")
             used = loaded.pop("rows_used")
             report.accounting[name] = {

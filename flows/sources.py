@@ -24,13 +24,13 @@ from flows.database import Database
 from flows.loaded_sources import Kept, LoadedSources
 from flows.meter import StageMeter, add_time
 from flows.normalised_store import KeptTable, NormalisedStore
-from flows.readers import InputError, open_table
-from flows.record_spill import FactSpill, RecordSpill
+from flows.readers import InputError, TextEnd, grown_table, open_table
+from flows.record_spill import FactSpill, RecordSpill, link_parts
 from flows.settings import Settings
 from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
 from transforms.evidence import linking_rows, record_facts, with_row_hash
 from transforms.normalise import IDENTITY_COLUMNS, INPUT_KEY, normalise_reusing, with_input_key
-from transforms.parsing import LINE, SliceParser
+from transforms.parsing import LINE, AsOfWindow, SliceParser
 
 
 class Table(Protocol):
@@ -66,6 +66,10 @@ class FileSource:
 
     def __call__(self) -> Table:
         return open_table(self.path, INPUTS[self.source])
+
+    def grown(self, last: TextEnd) -> Table | None:
+        """The file opened to read only the rows added since it was last read, if it grew at its end."""
+        return grown_table(self.path, INPUTS[self.source], last)
 
     def identity(self) -> dict:
         st = os.stat(self.path)
@@ -226,23 +230,33 @@ class PartNormaliser:
     recurs across parts. summary() gives the identity flags and how many distinct inputs were normalised
     now and taken from the table."""
 
-    def __init__(self, source: str, kept: KeptTable | None, keep: Callable[[pl.DataFrame], None]) -> None:
+    def __init__(self, source: str, kept: KeptTable | None, keep: Callable[[pl.DataFrame], None],
+                 carried: dict | None = None) -> None:
+        """carried: the summary() of the rows before these, whose inputs are all in kept and in the new table
+        (NormalisedStore.writer carrying the kept table on): a grown file read on from where it ended."""
         self.contract, self.kept, self.keep = INPUTS[source], kept, keep
         self.seen = pl.DataFrame(schema=dict.fromkeys(INPUT_KEY, pl.UInt64))
-        self.fresh = self.reused = 0
-        self.flags: dict[str, Counter] = {"id_flags": Counter(), "phone_flags": Counter()}
+        if carried is not None and kept is not None:
+            self.seen = kept.scan().select(INPUT_KEY).collect()
+        carried = carried or {}
+        # Every input of the rows before these is in kept: taken from it, as a whole read now would.
+        self.fresh, self.reused = 0, carried.get("normalised_now", 0) + carried.get("normalised_reused", 0)
+        self.flags: dict[str, Counter] = {name: Counter(carried.get(name, {})) for name in ("id_flags", "phone_flags")}
 
     def part(self, rows: pl.DataFrame) -> pl.DataFrame:
         keyed = with_input_key(rows, self.contract)
         people, table, now = normalise_reusing(keyed, self.contract, self.kept and self.kept.holding(keyed))
         del keyed
-        self.fresh, self.reused = self.fresh + now, self.reused + table.height - now
-        # An input met in an earlier part (a person's records typed alike) is kept once.
+        # An input met in an earlier part (a person's records typed alike) is kept, and counted, once.
         # The earlier parts' keys that can repeat one of this part's found by a scan of one of their hashes,
         # so each part costs a scan of what came before, not a hash table built over all of it again.
         if self.seen.height:
             again = self.seen.filter(pl.col(INPUT_KEY[0]).is_in(table[INPUT_KEY[0]].implode()))
-            table = table.join(again, on=INPUT_KEY, how="anti")
+            table = (table.with_row_index("_at").join(again, on=INPUT_KEY, how="anti")
+                     .with_columns(pl.col("_at") >= table.height - now))  # normalise_reusing puts the new last
+            now = int(table["_at"].sum())
+            table = table.drop("_at")
+        self.fresh, self.reused = self.fresh + now, self.reused + table.height - now
         self.keep(table)
         self.seen = pl.concat([self.seen, table.select(INPUT_KEY)])
         for name, counts in identity_flags(people).items():
@@ -267,6 +281,20 @@ class TableFacts:
     @classmethod
     def of(cls, table: Table) -> TableFacts:
         return cls(table.path, table.encoding, list(table.ignored_columns), table.rows)
+
+
+@dataclass
+class Carried:
+    """What a grown file's read goes on from: the file opened after the last load's end, and of that load
+    its figures, round-end window, quarantine, parser keys (and their parts, kept again) and sample."""
+
+    table: Table
+    summary: dict
+    window: AsOfWindow
+    quarantine: pl.DataFrame
+    parser_keys: pl.DataFrame | None
+    parser_key_parts: list[Path]
+    sample: RowSample
 
 
 class SourceLoader:
@@ -296,36 +324,65 @@ class SourceLoader:
 
     def load(self, name: str, opener: Callable[[], Table]) -> dict:
         """Returns {"table": the table's TableFacts, "rows_used", "quarantine", "notes" (values kept but
-        blanked), "flags" (identity flags and normalised counts), "reused" (taken from the last refresh)}.
+        blanked), "flags" (identity flags and normalised counts), "reused" (taken from the last refresh),
+        "rows_carried" (rows of a grown file taken from the last refresh, not read now)}.
         The normalised rows are on disk: the roster's in the FactSpill, the records' linking rows in the
         RecordSpill and their facts in the FactSpill."""
         identity = source_identity(opener) if self.loaded is not None else None
         key = identity and self.loaded.key(identity, self.settings.expectation_sample_rows)
+        start = None
         if key:
             kept = self.loaded.find(name, key, self.settings.as_of)
             if kept is not None:
                 return self._reuse(name, kept)
+            start = self._grown(name, opener, key)
             self.loaded.forget(name)  # the last load is of no use now, and is replaced only if this one succeeds
-        loaded, kept_load = self._read(name, opener)
+        loaded, kept_load = self._read(name, opener, start)
         if key and source_identity(opener) == identity:  # not changed while it was read
             self.loaded.keep(name, key, **kept_load)
         return loaded
 
-    def _read(self, name: str, opener: Callable[[], Table]) -> tuple[dict, dict]:
-        """load()'s dict for a source read now, and what LoadedSources.keep stores of it."""
+    def _grown(self, name: str, opener: Callable[[], Table], key: dict) -> Carried | None:
+        """The last load of a file that grew at its end since, taken into this run's spills, with the file
+        opened on from where that load ended; None if it did not only grow."""
+        t = time.perf_counter()
+        kept = self.loaded.find(name, key, self.settings.as_of, grown=True)
+        grown = getattr(opener, "grown", None)
+        table = kept and grown and grown(kept.text)
+        if table is None:
+            return None
+        if kept.kind is not None:
+            self.spill.take(kept.kind, kept.record_parts, kept.records)
+        self.facts.take(name, kept.fact_parts)
+        # The parser's keys linked beside the facts too: the kept load is dropped before this one is kept.
+        key_parts = link_parts(kept.parser_key_parts, self.facts.folder / f".{name}-parser-keys", "keys")
+        carried = Carried(table, kept.summary, kept.window, kept.quarantine(), kept.parser_keys(),
+                          key_parts, RowSample.restored(
+                              self.settings.expectation_sample_rows, kept.sample(), kept.summary["sample_seen"]))
+        self._lap("read", t, "carry_grown")
+        return carried
+
+    def _read(self, name: str, opener: Callable[[], Table], start: Carried | None = None) -> tuple[dict, dict]:
+        """load()'s dict for a source read now (from start on, if it is a grown file's last load), and what
+        LoadedSources.keep stores of it."""
         contract, settings = INPUTS[name], self.settings
         t = time.perf_counter()
-        table = opener()
+        table = opener() if start is None else start.table
         t = self._lap("read", t)
-        sample, notes, quarantine = RowSample(settings.expectation_sample_rows), Counter(), []
-        parser, used = SliceParser(contract, settings.as_of), 0
+        sample = RowSample(settings.expectation_sample_rows) if start is None else start.sample
+        notes = Counter(start.summary["notes"] if start else {})
+        quarantine = [start.quarantine] if start else []
+        parser = (SliceParser(contract, settings.as_of) if start is None else
+                  SliceParser(contract, settings.as_of, earlier=start.parser_keys, window=start.window))
+        used = start.summary["rows_used"] if start else 0
         # Everything normalised goes to disk as it is made: the roster too, whose linking columns link reads
         # and whose other columns the rules read (5M residents' roster held 4 GiB while the records were read).
         each = partial(self.facts.write, name) if name == ROSTER.name else record_sink(self.spill, self.facts, name)
         # The kept table is written as the parts pass and swapped in only if the source is taken in whole:
-        # a source refused below leaves the last refresh's table.
-        with self.store.writer(name) as keep:
-            normaliser = PartNormaliser(name, self.store.kept(name), keep)
+        # a source refused below leaves the last refresh's table. A grown file's goes on from the last one.
+        kept_table = self.store.kept(name)
+        with self.store.writer(name, carry=start is not None and kept_table is not None) as keep:
+            normaliser = PartNormaliser(name, kept_table, keep, start and start.summary["flags"])
             for raw in table.slices(self.slice_rows):
                 t = self._lap("read", t)
                 parsed = parser.parse(raw)
@@ -338,15 +395,22 @@ class SourceLoader:
                 each(normaliser.part(parsed.rows))
                 del parsed
                 t = self._lap("normalise", t)
-            window = parser.window
+            window, given = parser.window, parser.given
+            keys = None if parser.earlier is None else parser.earlier.slice(given)
             del parser  # the earlier slices' keys
             facts = TableFacts.of(table)
+            if start is not None:
+                facts.rows += start.summary["table"]["rows"]
             check_row_count(settings, name, facts, self.previous)
             quarantined = pl.concat(quarantine)
             if facts.rows != used + quarantined.height:
                 raise RuntimeError(f"row accounting failed for {name}: some input rows were neither used nor "
                                    "quarantined")
             self._check(name, facts, sample, t)
+        text_end = getattr(table, "end", None)
+        t = time.perf_counter()
+        text = text_end and text_end()
+        self._lap("read", t, "hash_for_next")
         summary = {"rows_used": used, "notes": dict(notes), "flags": normaliser.summary()}
         kind = None if name == ROSTER.name else KIND_OF_SOURCE[name]
         kept_load = {
@@ -354,8 +418,10 @@ class SourceLoader:
             "record_parts": list(self.spill.files.get(kind, [])) if kind else [],
             "fact_parts": list(self.facts.files.get(name, [])), "quarantine": quarantined, "sample": sample.kept(),
             "summary": summary | {"table": asdict(facts), "sample_seen": sample.seen},
+            "text": text, "parser_key_parts": start.parser_key_parts if start else [], "parser_keys": keys,
         }
-        return {"table": facts, "quarantine": quarantined, "reused": False} | summary, kept_load
+        carried = start.summary["table"]["rows"] if start else 0
+        return {"table": facts, "quarantine": quarantined, "reused": False, "rows_carried": carried} | summary, kept_load
 
     def _reuse(self, name: str, kept: Kept) -> dict:
         """The source as the last refresh took it in: its parts linked into this run's spills, its suite run
@@ -375,7 +441,8 @@ class SourceLoader:
         check_row_count(self.settings, name, facts, self.previous)
         sample = RowSample.restored(self.settings.expectation_sample_rows, kept.sample(), summary["sample_seen"])
         self._check(name, facts, sample, t)
-        return {"table": facts, "quarantine": quarantined, "reused": True, "rows_used": summary["rows_used"],
+        return {"table": facts, "quarantine": quarantined, "reused": True, "rows_carried": facts.rows,
+                "rows_used": summary["rows_used"],
                 "notes": summary["notes"], "flags": flags}
 
     def _check(self, name: str, facts: TableFacts, sample: RowSample, t: float) -> None:

@@ -51,9 +51,12 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     assert 0 < incremental.inputs["tests"]["normalised_now"] <= new_rows
     assert incremental.inputs["tests"]["normalised_reused"] > 0
     assert scratch.inputs["tests"]["normalised_reused"] == 0
-    # The unchanged files were not read again (flows.loaded_sources); the grown export was.
+    # The unchanged files were not read again (flows.loaded_sources).
     assert {k: v["unchanged_since_last_load"] for k, v in incremental.inputs.items()} == {
         "roster": True, "tests": False, "vaccinations": True}
+    # The export that grew at its end was read on from where the morning's ended (flows.readers.grown_table).
+    assert incremental.inputs["tests"]["rows_taken_from_last_load"] == tests.height * 6 // 10
+    assert scratch.inputs["tests"]["rows_taken_from_last_load"] == 0
 
     a, b = tmp_path / "incremental" / "out", tmp_path / "scratch" / "out"
     assert _sorted_csv(a / "matches.csv").equals(_sorted_csv(b / "matches.csv"))

@@ -310,10 +310,14 @@ class SliceParser:
     """parse_rows over one file's slices, in order, keeping what a later slice needs of the earlier ones
     (first_keys): a key met again in a later slice is then a duplicate as it is in the whole file."""
 
-    def __init__(self, contract: Contract, as_of: datetime | None = None) -> None:
+    def __init__(self, contract: Contract, as_of: datetime | None = None, *, earlier: pl.DataFrame | None = None,
+                 window: AsOfWindow | None = None) -> None:
+        """earlier, window: the first_keys and window of the file's rows parsed before, when a file that grew
+        at its end is parsed on from where it ended."""
         self.contract, self.as_of = contract, as_of
-        self.earlier: pl.DataFrame | None = None
-        self.window = AsOfWindow()  # the as-of times the slices so far parse the same under
+        self.earlier = earlier
+        self.given = 0 if earlier is None else earlier.height  # rows of earlier that were given, not parsed here
+        self.window = window or AsOfWindow()  # the as-of times the slices so far parse the same under
 
     def parse(self, raw: pl.DataFrame) -> Parsed:
         parsed = parse_rows(raw, self.contract, self.as_of, self.earlier)
