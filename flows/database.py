@@ -163,6 +163,23 @@ class Database:
             self.con.execute("INSERT INTO link_meta VALUES (?)", [key])
         return False
 
+    def kept_households(self, key: str) -> pl.DataFrame | None:
+        """The households (transforms.linking.households_sql) kept under this linking fingerprint, or None."""
+        self.con.execute("CREATE TABLE IF NOT EXISTS link_households_key (key VARCHAR)")
+        stored = self.con.sql("SELECT key FROM link_households_key").fetchall()
+        if not (stored and stored[0][0] == key and self._exists("link_households")):
+            return None
+        return self.fetch("SELECT * FROM link_households")
+
+    def keep_households(self, key: str, households_sql: str) -> pl.DataFrame:
+        """Makes the households from this run's roster tables, keeps them under key, and returns them."""
+        self.con.execute("CREATE TABLE IF NOT EXISTS link_households_key (key VARCHAR)")
+        with self.transaction():
+            self.con.execute(f"CREATE OR REPLACE TABLE link_households AS {households_sql}")
+            self.con.execute("DELETE FROM link_households_key")
+            self.con.execute("INSERT INTO link_households_key VALUES (?)", [key])
+        return self.fetch("SELECT * FROM link_households")
+
     def records_to_link(self, records: list[Path], judged: pl.DataFrame) -> pl.DataFrame:
         """record_kind, record_id, row_hash and _row of the records in the run's Parquet (flows.record_spill
         .RecordSpill.paths) that the stored state does not hold as they are now (new, or typed differently),
