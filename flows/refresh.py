@@ -273,17 +273,26 @@ RULES_PART_ROWS = 1_000_000
 
 @task(cache_policy=NO_CACHE)
 def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame | pl.LazyFrame,
-                given: RuleInputs) -> Ruled:
+                given: RuleInputs, timings: dict[str, float] | None = None) -> Ruled:
     """The call list, coverage, escalation and wrong numbers of the whole roster, ruled RULES_PART_ROWS
-    residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a time)."""
+    residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a time).
+    timings: where the rules' steps' seconds are added (rules_evidence, rules_parts, rules_combine)."""
+    timings = {} if timings is None else timings
+    t = time.perf_counter()
     tests_ev = test_evidence(links, people["tests"])
     vacc_ev = vaccination_evidence(links, people.get("vaccinations"))
+    add_time(timings, "rules_evidence", time.perf_counter() - t)
+    t = time.perf_counter()
     roster = people["roster"].lazy()
     residents = roster.select(pl.len()).collect().item()
     parts = [rule_part(roster.slice(offset, RULES_PART_ROWS).collect(), tests_ev, vacc_ev, given)
              for offset in range(0, max(residents, 1), RULES_PART_ROWS)]
     del tests_ev, vacc_ev
-    return combine(parts)
+    add_time(timings, "rules_parts", time.perf_counter() - t)
+    t = time.perf_counter()
+    ruled = combine(parts)
+    add_time(timings, "rules_combine", time.perf_counter() - t)
+    return ruled
 
 
 @task(cache_policy=NO_CACHE)
@@ -444,14 +453,18 @@ def _process(
         del roster
         report.linking = link_stats
         t = lap("link", t)
+        given_t = time.perf_counter()
         given = RuleInputs(
             round=settings.round, rules=settings.rules, escalation=settings.escalation,
             outcomes=outcome_summary(db.attempts_since(settings.since)), previous=db.previous_call_list(),
             earlier=previous_untested_counts(db.earlier_untested(settings.since.isoformat())))
-        ruled = apply_rules(people, links, given)
+        add_time(report.timings, "rules_inputs", time.perf_counter() - given_t)  # the last list, calls, earlier rounds
+        ruled = apply_rules(people, links, given, report.timings)
         grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
         ).collect()
+        follow_t = time.perf_counter()
         call_list, tables, extra = follow_up(db, people, links, ruled, given, grid_workers, settings)
+        add_time(report.timings, "rules_follow_up", time.perf_counter() - follow_t)
         coverage = ruled.coverage
         ruled.let_go()
         report.changes = extra["changes"]
