@@ -39,14 +39,7 @@ from transforms.contract import ROSTER
 from transforms.decision import LINK_COLUMNS, compact_links
 from transforms.evidence import test_evidence, vaccination_evidence
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
-from transforms.linking import (
-    HOUSEHOLD_STEPS,
-    SqlStep,
-    blocking_stage_sql,
-    exact_stage_sql,
-    households_sql,
-    roster_keys_sql,
-)
+from transforms.linking import SqlStep, blocking_stage_sql, exact_stage_sql, households_sql, roster_keys_sql
 from transforms.normalise import (
     IDENTITY_COLUMNS,
     LINKING_ONLY_COLUMNS,
@@ -119,6 +112,11 @@ def load_source(loading: LoadingProcess, name: str, opener: Callable[[], Table],
     """One source read, parsed, checked and normalised in the loading process; a dict the flow empties, as
     Prefect keeps a task's return value until the flow ends."""
     return loading.load(name, opener, report.timings, report.peak_memory_gib)
+
+
+# The roster steps that only transforms.linking.households_sql reads: a refresh that keeps the households
+# (the same roster, settings and code) skips them.
+HOUSEHOLD_STEPS = ("household_phones", "household_ids")
 
 
 @task(cache_policy=NO_CACHE)

@@ -177,10 +177,6 @@ SELECT _li, _ri, '{stage}' AS stage, {rules} AS rules FROM {source}""",
     )
 
 
-# The roster steps only households_sql reads: what a refresh that keeps the roster can keep from the last.
-HOUSEHOLD_STEPS = ("household_phones", "household_ids")
-
-
 def households_sql() -> str:
     """Per address with a household (at most max_phone_block people), its members' phones and IDs: the
     comparison's `household` levels. Kept per address, not per resident, so the roster is not copied."""
