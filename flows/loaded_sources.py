@@ -16,7 +16,8 @@ The suite is run again on the kept sample (the round's end is part of it), and t
 the last load again, so a reused source is refused exactly as a read one would be.
 
 A source that only grew at its end (the test system's export of the day, taken again: the same bytes and
-more) is read on from where the last load ended (flows.readers.grown_table): its parts are taken as above,
+more, flows.readers.grown_table; or the inbox's stored exports and more of them, flows.sources.StoredTable)
+is read on from where the last load ended: its parts are taken as above,
 and the duplicate check, the suite's sample, the quarantine and the figures go on from what was kept of
 them (the unique keys of the rows parsed, the sample as drawn), so it ends as reading it whole would. One entry per source: the
 last load; a source read again replaces it, and it is dropped before a source is read, so an entry never
@@ -35,7 +36,6 @@ from pathlib import Path
 import polars as pl
 
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
-from flows.readers import TextEnd
 from flows.record_spill import link_parts
 from transforms.parsing import AsOfWindow
 
@@ -65,7 +65,7 @@ class Kept:
     fact_parts: list[Path]
     summary: dict
     window: AsOfWindow
-    text: TextEnd | None  # where a CSV export read whole ended (None: another kind of source)
+    end: dict | None  # where its read ended, as its table said (Table.end): what a grown source goes on from
     parser_key_parts: list[Path]  # transforms.parsing.first_keys of its rows, for a file that grows
 
     def quarantine(self) -> pl.DataFrame:
@@ -101,14 +101,13 @@ class LoadedSources:
         same = json.loads(json.dumps(key))
         if grown:
             same["source"] = manifest["key"]["source"]
-            if not (manifest.get("text") or {}).get("closed"):
+            if not (manifest.get("end") or {}).get("closed"):
                 return None
         if manifest["key"] != same or not window.holds(as_of):
             return None
-        text = manifest.get("text")
         kept = Kept(folder, manifest["kind"], manifest["records"],
                     [folder / p for p in manifest["record_parts"]], [folder / p for p in manifest["fact_parts"]],
-                    manifest["summary"], window, text and TextEnd.from_json(text),
+                    manifest["summary"], window, manifest.get("end"),
                     [folder / p for p in manifest.get("parser_key_parts", [])])
         if not all(p.exists() for p in [*kept.record_parts, *kept.fact_parts, *kept.parser_key_parts]):
             return None
@@ -119,10 +118,10 @@ class LoadedSources:
 
     def keep(self, name: str, key: dict, window: AsOfWindow, *, kind: str | None, records: int,
              record_parts: list[Path], fact_parts: list[Path], quarantine: pl.DataFrame, sample: pl.DataFrame,
-             summary: dict, text: TextEnd | None = None, parser_key_parts: list[Path] = (),
+             summary: dict, end: dict | None = None, parser_key_parts: list[Path] = (),
              parser_keys: pl.DataFrame | None = None) -> None:
         """Stores a load; written beside and swapped in whole, so a crash leaves the old entry or none. The
-        parser's keys (kept only with a text end a later file can grow from) are the parts of the load this
+        parser's keys (kept only with an end a later source can grow from) are the parts of the load this
         one grew from and the keys of the rows parsed now."""
         self.forget(name)
         partial = self.folder / f".{name}.partial"
@@ -130,7 +129,7 @@ class LoadedSources:
         records_in = link_parts(record_parts, partial, "records")
         facts_in = link_parts(fact_parts, partial, "facts")
         keys_in = []
-        if text is not None and text.closed:
+        if end and end.get("closed"):
             keys_in = link_parts(list(parser_key_parts), partial, "keys")
             if parser_keys is not None:
                 keys_in.append(partial / f"keys-{len(keys_in):05d}.parquet")
@@ -141,7 +140,7 @@ class LoadedSources:
             "key": key, "kind": kind, "records": records,
             "record_parts": [p.name for p in records_in], "fact_parts": [p.name for p in facts_in],
             "as_of_window": [t.isoformat() if t else None for t in asdict(window).values()],
-            "summary": summary, "text": text and asdict(text), "parser_key_parts": [p.name for p in keys_in],
+            "summary": summary, "end": end, "parser_key_parts": [p.name for p in keys_in],
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, default=str), encoding="utf-8")
         partial.rename(self.folder / name)

@@ -14,7 +14,7 @@ import io
 import math
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import BinaryIO
@@ -187,6 +187,9 @@ class TextEnd:
     mapping: dict[int, str]
     ignored_columns: list[str]
     next_line: int  # the line number the first added row will have
+
+    def json(self) -> dict:
+        return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict) -> TextEnd:

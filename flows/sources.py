@@ -35,7 +35,9 @@ from transforms.parsing import LINE, AsOfWindow, SliceParser
 
 class Table(Protocol):
     """What a source opens to: its rows a slice at a time (flows.readers.CsvTable, RawTable;
-    StoredTable), and what run.json says of it. rows counts the rows read so far."""
+    StoredTable), and what run.json says of it. rows counts the rows read so far. A table that a later
+    refresh can read on from also says, once read, where it ended: end() (a TextEnd, a StoredEnd), whose
+    json() its opener's grown() takes back."""
 
     path: str
     encoding: str
@@ -67,9 +69,12 @@ class FileSource:
     def __call__(self) -> Table:
         return open_table(self.path, INPUTS[self.source])
 
-    def grown(self, last: TextEnd) -> Table | None:
-        """The file opened to read only the rows added since it was last read, if it grew at its end."""
-        return grown_table(self.path, INPUTS[self.source], last)
+    def grown(self, end: dict) -> Table | None:
+        """The file opened to read only the rows added since it was last read (end: its TextEnd), if it grew
+        at its end."""
+        if "sha256" not in end:  # the last load was of stored rows
+            return None
+        return grown_table(self.path, INPUTS[self.source], TextEnd.from_json(end))
 
     def identity(self) -> dict:
         st = os.stat(self.path)
@@ -102,9 +107,36 @@ def store_table(source: str) -> str:
     return f"store_{source}"
 
 
+# The order the inbox's files of a source came in (and are read in): a file that comes later is read after
+# every file before it, so a refresh reads on from where the last one ended (StoredEnd).
+_ARRIVAL = "SELECT sha256, row_number() OVER (ORDER BY loaded_at, name, sha256) AS _n FROM inbox_files WHERE source = ?"
+
+
+def stored_files(settings: Settings, source: str, db: Database | None = None) -> list[str]:
+    """The hashes of the files stored for a source, in the order they came."""
+    con = db or Database(settings.duckdb)
+    try:
+        return [h for (h,) in con.con.execute(f"SELECT sha256 FROM ({_ARRIVAL}) ORDER BY _n", [source]).fetchall()]
+    finally:
+        if db is None:
+            con.close()
+
+
+@dataclass(frozen=True)
+class StoredEnd:
+    """Where a read of a source's stored rows ended: the files it read, in order. Each file is whole, so a row
+    never runs on into the next (closed)."""
+
+    files: list[str]
+    closed: bool = True
+
+    def json(self) -> dict:
+        return asdict(self)
+
+
 class StoredSource:
     """Opens a source's stored rows (StoredTable) when its turn comes; its identity is the files stored for it,
-    each known by the hash of its bytes."""
+    each known by the hash of its bytes, in the order they came."""
 
     def __init__(self, settings: Settings, source: str) -> None:
         self.settings, self.source = settings, source
@@ -112,40 +144,53 @@ class StoredSource:
     def __call__(self) -> Table:
         return StoredTable(self.settings, self.source)
 
+    def grown(self, end: dict) -> Table | None:
+        """The stored rows of the files that came after those of the last load (end: its StoredEnd), if its
+        files are still the first ones stored."""
+        files = stored_files(self.settings, self.source)
+        before = end.get("files")
+        if before is None or files[: len(before)] != before:
+            return None
+        return StoredTable(self.settings, self.source, after=len(before))
+
     def identity(self) -> dict:
-        db = Database(self.settings.duckdb)
-        try:
-            hashes = db.con.execute("SELECT sha256 FROM inbox_files WHERE source = ? ORDER BY sha256",
-                                    [self.source]).fetchall()
-        finally:
-            db.close()
-        return {"stored": self.source, "files": [h for (h,) in hashes]}
+        return {"stored": self.source, "files": stored_files(self.settings, self.source)}
 
 
 class StoredTable:
     """A source's stored rows, as the refresh reads them: from the state database a slice at a time (the
-    exports of weeks accumulate here), in the order the files and their lines came."""
+    exports of weeks accumulate here), in the order the files and their lines came. after: the number of
+    files read before, whose rows are skipped."""
 
     encoding = "stored"
 
-    def __init__(self, settings: Settings, source: str) -> None:
-        self.settings, self.source = settings, source
+    def __init__(self, settings: Settings, source: str, after: int = 0) -> None:
+        self.settings, self.source, self.after = settings, source, after
         self.path, self.ignored_columns, self.rows = f"store:{source}", [], 0
+        self._files: list[str] | None = None
 
     def slices(self, size: int) -> Iterator[pl.DataFrame]:
         db = Database(self.settings.duckdb)
         try:
-            query = f"SELECT * FROM {store_table(self.source)} ORDER BY {FILE_COLUMN}, {LINE}"
+            self._files = stored_files(self.settings, self.source, db)
+            query = (f"SELECT s.* FROM {store_table(self.source)} s JOIN ({_ARRIVAL}) f ON s.{FILE_COLUMN} = f.sha256 "
+                     f"WHERE f._n > ? ORDER BY f._n, s.{LINE}")
             given = 0
-            with db.con.sql(query).to_arrow_reader(batch_size=size) as reader:  # streams the rows
+            relation = db.con.sql(query, params=[self.source, self.after])
+            with relation.to_arrow_reader(batch_size=size) as reader:  # streams the rows
                 for batch in reader:
                     frame = pl.from_arrow(batch)
                     self.rows, given = self.rows + frame.height, given + 1
                     yield frame
-            if not given:
-                yield db.fetch(f"{query} LIMIT 0")
+                if not given:
+                    yield pl.from_arrow(reader.schema.empty_table())
         finally:
             db.close()
+
+    def end(self) -> StoredEnd:
+        """Where this read ended, once every slice is read."""
+        assert self._files is not None, "the rows were not read"
+        return StoredEnd(self._files)
 
 
 def last_run(settings: Settings) -> dict | None:
@@ -348,7 +393,7 @@ class SourceLoader:
         t = time.perf_counter()
         kept = self.loaded.find(name, key, self.settings.as_of, grown=True)
         grown = getattr(opener, "grown", None)
-        table = kept and grown and grown(kept.text)
+        table = kept and grown and grown(kept.end)
         if table is None:
             return None
         if kept.kind is not None:
@@ -407,9 +452,9 @@ class SourceLoader:
                 raise RuntimeError(f"row accounting failed for {name}: some input rows were neither used nor "
                                    "quarantined")
             self._check(name, facts, sample, t)
-        text_end = getattr(table, "end", None)
+        ended = getattr(table, "end", None)
         t = time.perf_counter()
-        text = text_end and text_end()
+        end = ended and ended()
         self._lap("read", t, "hash_for_next")
         summary = {"rows_used": used, "notes": dict(notes), "flags": normaliser.summary()}
         kind = None if name == ROSTER.name else KIND_OF_SOURCE[name]
@@ -418,7 +463,7 @@ class SourceLoader:
             "record_parts": list(self.spill.files.get(kind, [])) if kind else [],
             "fact_parts": list(self.facts.files.get(name, [])), "quarantine": quarantined, "sample": sample.kept(),
             "summary": summary | {"table": asdict(facts), "sample_seen": sample.seen},
-            "text": text, "parser_key_parts": start.parser_key_parts if start else [], "parser_keys": keys,
+            "end": end and end.json(), "parser_key_parts": start.parser_key_parts if start else [], "parser_keys": keys,
         }
         carried = start.summary["table"]["rows"] if start else 0
         return {"table": facts, "quarantine": quarantined, "reused": False, "rows_carried": carried} | summary, kept_load

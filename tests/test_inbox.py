@@ -202,7 +202,25 @@ def test_stored_rows_are_read_a_slice_at_a_time_in_the_order_their_files_and_lin
     assert [s.height for s in slices] == [4, 4, 4, 4, 1] and table.rows == 17
     got = pl.concat(slices)
     counts = {files[0].sha256: 11, files[1].sha256: 6}
-    order = sorted(counts)  # by file, then line
+    order = [files[1].sha256, files[0].sha256]  # by file as they came (dropped together: by name), then line
     assert got["_file"].to_list() == [sha for sha in order for _ in range(counts[sha])]
     assert got["_line"].to_list() == [line for sha in order for line in range(2, 2 + counts[sha])]
     assert sorted(got["record_id"].to_list()) == sorted(rows.head(17)[rows.columns[0]].to_list())
+    # A file that comes later is read after them, whatever its name; a refresh that read the first two reads
+    # on from there, and one whose files are no longer the first stored reads everything.
+    from flows.sources import StoredEnd, StoredSource
+
+    later = tmp_path / "0.csv"
+    rows.slice(17, 5).write_csv(later)
+    files.append(InboxFile("tests", later, file_hash(later)))
+    db = Database(settings.duckdb)
+    try:
+        store_files.fn(db, files[2:], read_new_files.fn(files[2:]))
+    finally:
+        db.close()
+    assert pl.concat(StoredTable(settings, "tests").slices(100))["_file"].to_list()[-5:] == [files[2].sha256] * 5
+    assert table.end() == StoredEnd(order)
+    on = StoredSource(settings, "tests").grown(table.end().json())
+    added = pl.concat(list(on.slices(100)))
+    assert added["_file"].to_list() == [files[2].sha256] * 5 and on.end() == StoredEnd([*order, files[2].sha256])
+    assert StoredSource(settings, "tests").grown(StoredEnd(order[::-1]).json()) is None

@@ -50,12 +50,16 @@ def _load(campaign: Path, state: Path, run: str, *, cache: bool = True, as_of: d
     settings = load_settings(campaign / "campaign.toml", out=str(state / "out"), db=str(state / "gridsweep.duckdb"))
     if as_of is not None:
         settings = replace(settings, as_of=as_of)
+    return _load_sources(settings, file_sources(settings), state, run, cache=cache)
+
+
+def _load_sources(settings, sources: dict, state: Path, run: str, *, cache: bool = True) -> dict:
     spill, facts = RecordSpill(state / f"records-{run}"), FactSpill(state / f"facts-{run}")
     loader = SourceLoader(settings, state / f"docs-{run}", state / "failed", NormalisedStore(state / "normalised"),
                           spill, facts, StageMeter(), {}, {}, 500,
                           LoadedSources(state / "loaded_sources") if cache else None)
     loaded = {name: loader.load(name, opener) | {"suite": loader.suites[name]}
-              for name, opener in file_sources(settings).items()}
+              for name, opener in sources.items()}
     written = {f"{type(s).__name__}/{kind}": s.scan(kind).collect() for s in (spill, facts) for kind in s.files}
     spill.remove()  # as the run does when it ends: the kept parts must outlive the run's links to them
     facts.remove()
@@ -335,3 +339,50 @@ def test_an_export_that_ended_inside_a_row_is_read_whole_when_it_grows(city, tmp
     again = _load(campaign, state, "2")
     assert again["loaded"]["tests"]["rows_carried"] == 0
     assert_same_load(_load(campaign, tmp_path / "fresh", "1", cache=False), again)
+
+
+def test_the_inbox_exports_are_read_on_from_the_files_of_the_last_load(city, tmp_path):
+    """The scheduled refresh reads the inbox's stored exports: a refresh after more files came reads only
+    their rows, after those of the files before (in the order the files came), as reading all would."""
+    from flows.database import Database
+    from flows.inbox import InboxFile, known_hashes, read_new_files, store_files
+    from flows.readers import file_hash
+    from flows.sources import StoredSource
+
+    rows = read_table(city / "tests.csv", TESTS).frame.drop("_line")
+    cut = rows.height // 3
+    # The afternoon's file repeats a morning record number: a duplicate, whichever way it is read.
+    parts = {"tests_1.csv": rows.head(cut), "tests_2.csv": rows.slice(cut, cut),
+             "tests_3.csv": pl.concat([rows.slice(2 * cut), rows.slice(4, 1)])}
+    for name, part in parts.items():
+        part.write_csv(tmp_path / name)
+
+    def settings_of(state: Path):
+        return load_settings(city / "campaign.toml", out=str(state / "out"), db=str(state / "gridsweep.duckdb"))
+
+    def store(state: Path, names: list[str]) -> None:
+        files = [InboxFile("tests", tmp_path / n, file_hash(tmp_path / n)) for n in names]
+        db = Database(settings_of(state).duckdb)
+        try:
+            known_hashes(db)
+            store_files.fn(db, files, read_new_files.fn(files))
+        finally:
+            db.close()
+
+    def load(state: Path, run: str, cache: bool = True) -> dict:
+        settings = settings_of(state)
+        return _load_sources(settings, {"tests": StoredSource(settings, "tests")}, state, run, cache=cache)
+
+    state = tmp_path / "state"
+    store(state, ["tests_1.csv"])
+    morning = load(state, "1")
+    store(state, ["tests_3.csv", "tests_2.csv"])  # two more, dropped together: read by name after the first
+    afternoon = load(state, "2")
+    assert afternoon["loaded"]["tests"]["rows_carried"] == morning["loaded"]["tests"]["table"].rows == cut
+    fresh = tmp_path / "fresh"
+    store(fresh, ["tests_2.csv", "tests_1.csv", "tests_3.csv"])
+    whole = load(fresh, "1", cache=False)
+    assert_same_load(whole, afternoon)
+    assert whole["loaded"]["tests"]["quarantine"].height > morning["loaded"]["tests"]["quarantine"].height
+    # Nothing new: taken whole from the last load.
+    assert load(state, "3")["loaded"]["tests"]["reused"] is True
