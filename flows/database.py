@@ -154,6 +154,7 @@ class Database:
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS link_decisions (record_kind VARCHAR, record_id VARCHAR, "
             "resident_id VARCHAR, method VARCHAR, score DOUBLE, decision VARCHAR, explanation VARCHAR)")
+        self.con.execute("CREATE TABLE IF NOT EXISTS link_households_key (key VARCHAR)")  # keep_households
         stored = self.con.sql("SELECT key FROM link_meta").fetchall()
         if stored and stored[0][0] == key:
             return True
@@ -164,16 +165,16 @@ class Database:
         return False
 
     def kept_households(self, key: str) -> pl.DataFrame | None:
-        """The households (transforms.linking.households_sql) kept under this linking fingerprint, or None."""
-        self.con.execute("CREATE TABLE IF NOT EXISTS link_households_key (key VARCHAR)")
+        """The households (transforms.linking.households_sql) kept under this linking fingerprint, or None
+        (after open_link_state)."""
         stored = self.con.sql("SELECT key FROM link_households_key").fetchall()
         if not (stored and stored[0][0] == key and self._exists("link_households")):
             return None
         return self.fetch("SELECT * FROM link_households")
 
     def keep_households(self, key: str, households_sql: str) -> pl.DataFrame:
-        """Makes the households from this run's roster tables, keeps them under key, and returns them."""
-        self.con.execute("CREATE TABLE IF NOT EXISTS link_households_key (key VARCHAR)")
+        """Makes the households from this run's roster tables, keeps them under key, and returns them (after
+        open_link_state)."""
         with self.transaction():
             self.con.execute(f"CREATE OR REPLACE TABLE link_households AS {households_sql}")
             self.con.execute("DELETE FROM link_households_key")

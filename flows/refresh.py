@@ -158,7 +158,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     if households is None:
         t = time.perf_counter()
         households = db.keep_households(key, households_sql())
-        timings["keep_households"] = round(time.perf_counter() - t, 3)
+        _timed(timings, "keep_households", t)
     sides = roster_side(residents, households)
     del households
     del residents
@@ -279,17 +279,17 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     t = time.perf_counter()
     tests_ev = test_evidence(links, people["tests"])
     vacc_ev = vaccination_evidence(links, people.get("vaccinations"))
-    add_time(timings, "rules_evidence", time.perf_counter() - t)
+    _timed(timings, "rules_evidence", t)
     t = time.perf_counter()
     roster = people["roster"].lazy()
     residents = roster.select(pl.len()).collect().item()
     parts = [rule_part(roster.slice(offset, RULES_PART_ROWS).collect(), tests_ev, vacc_ev, given)
              for offset in range(0, max(residents, 1), RULES_PART_ROWS)]
     del tests_ev, vacc_ev
-    add_time(timings, "rules_parts", time.perf_counter() - t)
+    _timed(timings, "rules_parts", t)
     t = time.perf_counter()
     ruled = combine(parts)
-    add_time(timings, "rules_combine", time.perf_counter() - t)
+    _timed(timings, "rules_combine", t)
     return ruled
 
 
@@ -456,13 +456,13 @@ def _process(
             round=settings.round, rules=settings.rules, escalation=settings.escalation,
             outcomes=outcome_summary(db.attempts_since(settings.since)), previous=db.previous_call_list(),
             earlier=previous_untested_counts(db.earlier_untested(settings.since.isoformat())))
-        add_time(report.timings, "rules_inputs", time.perf_counter() - given_t)  # the last list, calls, earlier rounds
+        _timed(report.timings, "rules_inputs", given_t)  # the last list, the calls, the earlier rounds
         ruled = apply_rules(people, links, given, report.timings)
         grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
         ).collect()
         follow_t = time.perf_counter()
         call_list, tables, extra = follow_up(db, people, links, ruled, given, grid_workers, settings)
-        add_time(report.timings, "rules_follow_up", time.perf_counter() - follow_t)
+        _timed(report.timings, "rules_follow_up", follow_t)
         coverage = ruled.coverage
         ruled.let_go()
         report.changes = extra["changes"]

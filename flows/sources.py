@@ -417,8 +417,8 @@ class SourceLoader:
         sample = RowSample(settings.expectation_sample_rows) if start is None else start.sample
         notes = Counter(start.summary["notes"] if start else {})
         quarantine = [start.quarantine] if start else []
-        parser = (SliceParser(contract, settings.as_of) if start is None else
-                  SliceParser(contract, settings.as_of, earlier=start.parser_keys, window=start.window))
+        parser = SliceParser(contract, settings.as_of, earlier=start and start.parser_keys, window=start and start.window)
+        given = 0 if parser.earlier is None else parser.earlier.height  # keys kept already, not parsed now
         used = start.summary["rows_used"] if start else 0
         # Everything normalised goes to disk as it is made: the roster too, whose linking columns link reads
         # and whose other columns the rules read (5M residents' roster held 4 GiB while the records were read).
@@ -440,7 +440,7 @@ class SourceLoader:
                 each(normaliser.part(parsed.rows))
                 del parsed
                 t = self._lap("normalise", t)
-            window, given = parser.window, parser.given
+            window = parser.window
             keys = None if parser.earlier is None else parser.earlier.slice(given)
             del parser  # the earlier slices' keys
             facts = TableFacts.of(table)

@@ -316,7 +316,6 @@ class SliceParser:
         at its end is parsed on from where it ended."""
         self.contract, self.as_of = contract, as_of
         self.earlier = earlier
-        self.given = 0 if earlier is None else earlier.height  # rows of earlier that were given, not parsed here
         self.window = window or AsOfWindow()  # the as-of times the slices so far parse the same under
 
     def parse(self, raw: pl.DataFrame) -> Parsed:
