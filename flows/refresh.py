@@ -340,27 +340,35 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
 
 @task(cache_policy=NO_CACHE)
 def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame | pl.LazyFrame,
-              ruled: Ruled, given: RuleInputs, grid_workers: pl.DataFrame, settings: Settings
-              ) -> tuple[pl.DataFrame, dict, dict]:
+              ruled: Ruled, given: RuleInputs, grid_workers: pl.DataFrame, settings: Settings,
+              timings: dict[str, float] | None = None) -> tuple[pl.DataFrame, dict, dict]:
     """What changed since the last refresh, the roster's gaps, and the report (titled with the streets of
     grid_workers: street, community, grid_id, grid_worker as the roster assigns them).
-    Returns the call list marked with what is new, the tables to publish, and the change figures."""
+    Returns the call list marked with what is new, the tables to publish, and the change figures.
+    timings: where its steps' seconds are added (follow_up_changes, _unregistered, _corrections, _report)."""
+    timings = {} if timings is None else timings
+    t = time.perf_counter()
     call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off)
+    _timed(timings, "follow_up_changes", t)
     roster = people["roster"]
-    tables = {
-        "escalation": ruled.escalation,
-        "unregistered": unregistered(people["tests"], links, roster, settings.since, settings.as_of),
-        "roster_corrections": order_corrections(ruled.wrong_numbers, duplicate_registrations(roster)),
-    }
+    t = time.perf_counter()
+    unlinked = unregistered(people["tests"], links, roster, settings.since, settings.as_of)
+    _timed(timings, "follow_up_unregistered", t)
+    t = time.perf_counter()
+    corrections = order_corrections(ruled.wrong_numbers, duplicate_registrations(roster))
+    _timed(timings, "follow_up_corrections", t)
+    tables = {"escalation": ruled.escalation, "unregistered": unlinked, "roster_corrections": corrections}
+    t = time.perf_counter()
     coverage = ruled.coverage
     trend = db.coverage_trend(settings.since.isoformat())
     current = coverage.filter(pl.col("level") == "total")["coverage_rate"][0]
-    points = [(t.strftime("%m-%d %H:%M"), r) for t, r in trend.iter_rows()] + [
+    points = [(at.strftime("%m-%d %H:%M"), r) for at, r in trend.iter_rows()] + [
         (datetime.now().strftime("%m-%d %H:%M"), current)]
     as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
     streets = "、".join(sorted(grid_workers["street"].unique().drop_nulls().to_list()))
     whole, top = coverage_report_pages(coverage, call_list, points, changes, title=f"{streets} 核酸检测与疫苗接种进度",
                                        as_of_text=as_of_text)
+    _timed(timings, "follow_up_report", t)
     return call_list, tables, {"changes": changes, "report_html": whole, "report_top_html": top}
 
 
@@ -507,7 +515,8 @@ def _process(
         grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
         ).collect()
         follow_t = time.perf_counter()
-        call_list, tables, extra = follow_up(db, people, links, ruled, given, grid_workers, settings)
+        call_list, tables, extra = follow_up(db, people, links, ruled, given, grid_workers, settings,
+                                                 report.timings)
         _timed(report.timings, "rules_follow_up", follow_t)
         coverage = ruled.coverage
         ruled.let_go()

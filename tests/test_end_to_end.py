@@ -232,6 +232,8 @@ def test_data_docs_render_offline_and_hold_no_personal_data(first_run, campaign)
     # Where the rules' time goes, in steps that fit inside the stage.
     steps = ("rules_inputs", "rules_evidence", "rules_digests", "rules_parts", "rules_combine", "rules_follow_up")
     assert sum(run["timings"][s] for s in steps) <= run["timings"]["rules"] + 0.01
+    parts = ("follow_up_changes", "follow_up_unregistered", "follow_up_corrections", "follow_up_report")
+    assert sum(run["timings"][s] for s in parts) <= run["timings"]["rules_follow_up"] + 0.01
     stages = {"read", "validate", "normalise", "link", "rules", "sheets", "write"}
     assert stages <= set(run["peak_memory_gib"]) and all(run["peak_memory_gib"][s] > 0.05 for s in stages)
 
