@@ -62,7 +62,7 @@ def main() -> int:
         db = Database(settings.duckdb)
         try:
             linked = link.fn(db, people["roster"], spill, settings)
-            links, stats = linked["links"], linked["stats"]
+            links, stats = linked["links"].collect(), linked["stats"]
         finally:
             db.close()
             spill.remove()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -155,6 +156,7 @@ class Database:
             "CREATE TABLE IF NOT EXISTS link_decisions (record_kind VARCHAR, record_id VARCHAR, "
             "resident_id VARCHAR, method VARCHAR, score DOUBLE, decision VARCHAR, explanation VARCHAR)")
         self.con.execute("CREATE TABLE IF NOT EXISTS link_households_key (key VARCHAR)")  # keep_households
+        self.con.execute("CREATE TABLE IF NOT EXISTS link_generation (generation VARCHAR)")  # _new_generation
         stored = self.con.sql("SELECT key FROM link_meta").fetchall()
         if stored and stored[0][0] == key:
             return True
@@ -162,7 +164,19 @@ class Database:
             for table in ("link_meta", "link_records", "link_decisions"):
                 self.con.execute(f"DELETE FROM {table}")
             self.con.execute("INSERT INTO link_meta VALUES (?)", [key])
+            self._new_generation()
         return False
+
+    def _new_generation(self) -> None:
+        """Marks a change of the stored decisions (inside the transaction that makes it), so a copy of them
+        made before (flows.kept_links) is known to be out of date."""
+        self.con.execute("DELETE FROM link_generation")
+        self.con.execute("INSERT INTO link_generation VALUES (?)", [uuid.uuid4().hex])
+
+    def link_generation(self) -> str | None:
+        """The stored decisions' generation (after open_link_state)."""
+        stored = self.con.sql("SELECT generation FROM link_generation").fetchall()
+        return stored[0][0] if stored else None
 
     def kept_households(self, key: str) -> pl.DataFrame | None:
         """The households (transforms.linking.households_sql) kept under this linking fingerprint, or None
@@ -203,6 +217,7 @@ class Database:
                                  "WHERE t.record_kind = r.record_kind AND t.record_id = r.record_id")
             self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM _records")
             self.con.execute(_INSERT_LINKS)
+            self._new_generation()
 
     def save_fresh_link_state(self, records: list[Path], links: pl.DataFrame) -> None:
         """The state of a run that linked every record, the tables emptied by open_link_state: the records'
@@ -211,6 +226,14 @@ class Database:
         with self.registered(_links=links), self.transaction():
             self.con.execute(f"INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM {source}", params)
             self.con.execute(_INSERT_LINKS)
+            self._new_generation()
+
+    def decisions_on(self, keys: pl.DataFrame) -> pl.DataFrame:
+        """The stored decisions on these records (record_kind, record_id), LINK_COLUMNS."""
+        with self.registered(_keys=keys.select("record_kind", "record_id")):
+            return self.fetch(
+                "SELECT d.record_kind, d.record_id, resident_id, method, score, decision, explanation "
+                "FROM link_decisions d SEMI JOIN _keys k ON d.record_kind = k.record_kind AND d.record_id = k.record_id")
 
     def stored_links(self, records: list[Path], each: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
         """The stored decisions on the records in the run's Parquet (record_kind, record_id read by DuckDB from

@@ -28,6 +28,7 @@ import transforms.linking
 from expectations.suites import SuiteResult, data_docs_site
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.database import Database
+from flows.kept_links import KeptLinks, key_sums
 from flows.kept_rulings import KeptRulings, rulings_key
 from flows.loading import LoadingProcess
 from flows.meter import StageMeter, add_time
@@ -135,8 +136,9 @@ HOUSEHOLD_STEPS = ("household_phones", "household_ids")
 def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpill, settings: Settings) -> dict:
     """Links the records in `spill` to `residents` (the roster, or a scan of it: its resident_id and
     IDENTITY_COLUMNS are read in one chunk here, and let go before the decisions are put together). Returns
-    {"links": every record's decision (sorted by record, as matches.csv lists them), "linked_now": the
-    decisions made now (the same frame when everything was linked now), "stats": the figures}: a dict the flow
+    {"links": every record's decision (sorted by record, as matches.csv lists them: a scan of the copy kept
+    for the next refresh, flows.kept_links), "linked_now": the decisions made now (the same scan when
+    everything was linked now), "stats": the figures}: a dict the flow
     empties, as Prefect keeps a task's return value until the flow ends. Links only what it has not linked
     before. A record's decision depends on nothing
     but the record, the roster and the settings, so decisions are kept in the database (keyed by a
@@ -147,6 +149,8 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     feedback = db.feedback()  # creates the table reject_pairs_sql reads, on a new database
     key = linking_fingerprint(residents, settings)
     reused = db.open_link_state(key)
+    kept = KeptLinks(settings.duckdb.path.parent / "kept_links", key)
+    last = kept.load(db.link_generation()) if reused else None  # before this run changes the stored decisions
     keys = ["record_kind", "record_id"]
     totals = spill.counts()
     # A refresh that links every record (a first run, a new roster or new settings) with no link a worker
@@ -225,21 +229,36 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
         db.save_link_state(todo.select(*keys, "row_hash"), fresh)
     total = sum(totals.values())
     now = total if everything else todo.height
-    # One sorted copy of every decision for everything after (matches.csv lists them in this order).
+    timings["store_links"] = round(time.perf_counter() - t, 3)
+    # One sorted copy of every decision for everything after (matches.csv lists them in this order), kept
+    # for the next refresh (flows.kept_links): the last one's with the decisions made now, when it can be.
+    t = time.perf_counter()
+    sums = key_sums(spill, last)
+    links = None
     if now == total:  # everything was linked now: the stored state holds nothing else of use
         links = fresh = fresh.sort(keys)
-    else:
+    elif last is not None:
+        links = kept.carried(last, spill, sums, todo, fresh, db.decisions_on)
+    carried = links is not None and now < total
+    if links is None:
         links = db.stored_links(spill.paths(), compact_links)
-    timings["store_links"] = round(time.perf_counter() - t, 3)
+    links = kept.save(links, spill, sums, db.link_generation())
+    if now == total:
+        fresh = links
+    timings["sorted_links"] = round(time.perf_counter() - t, 3)
+    decisions, confirmed = _decision_counts(links, totals)
     stats = {
         "records": total,
         "records_linked_now": now,
         "records_reused": total - now,
+        # Where the sorted decisions came from: all made now, the last refresh's copy with those made now,
+        # or the database.
+        "sorted_decisions_from": "linked_now" if now == total else "last_copy" if carried else "database",
         **counts,
-        "decisions": _decision_counts(links, totals),
+        "decisions": decisions,
         "worker_feedback": {"confirmed": int((feedback["verdict"] == CONFIRMED).sum()),
                             "rejected": int((feedback["verdict"] == REJECTED).sum()),
-                            "links_confirmed_by_workers": int((links["method"] == "worker_confirmed").sum())},
+                            "links_confirmed_by_workers": confirmed},
         "sql_seconds": timings,
     }
     return {"links": links, "linked_now": fresh, "stats": stats}
@@ -266,15 +285,18 @@ def linking_fingerprint(residents: pl.DataFrame, settings: Settings) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _decision_counts(links: pl.DataFrame, totals: dict[str, int]) -> dict:
+def _decision_counts(links: pl.LazyFrame, totals: dict[str, int]) -> tuple[dict, int]:
+    """Per kind: records, matched, possible, unlinked; and the links the workers confirmed."""
+    counts = links.group_by("record_kind", "decision", (pl.col("method") == "worker_confirmed").alias("confirmed")
+                            ).agg(pl.len().alias("n")).collect()
     out: dict[str, dict[str, int]] = {}
     for kind in ("test", "vaccination"):
         total = totals.get(kind, 0)
-        mine = links.filter(pl.col("record_kind") == kind)
-        match = mine.filter(pl.col("decision") == "match").height
-        possible = mine.filter(pl.col("decision") == "possible").height
+        mine = counts.filter(pl.col("record_kind") == kind)
+        match = int(mine.filter(pl.col("decision") == "match")["n"].sum())
+        possible = int(mine.filter(pl.col("decision") == "possible")["n"].sum())
         out[kind] = {"records": total, "match": match, "possible": possible, "unlinked": total - match - possible}
-    return out
+    return out, int(counts.filter(pl.col("confirmed"))["n"].sum())
 
 
 # Residents ruled at once: memory holds one part's status (sixty columns a resident), not a city's.
@@ -491,12 +513,9 @@ def _process(
         db.release_memory()
         # The decisions (16 M at 5M residents) wait on disk until the rules, the unregistered list, matches.csv
         # and the run's record read them, each the columns it needs.
-        linked_now, link_stats = linked.pop("linked_now"), linked.pop("stats")
-        everything_now = linked_now is linked["links"]
-        facts.write("links", linked.pop("links"))
-        links = facts.scan("links")
-        if everything_now:
-            linked_now = links
+        # links: a scan of the sorted copy kept for the next refresh (flows.kept_links); linked_now: the
+        # decisions made now (the same scan when every record was linked now).
+        linked_now, link_stats, links = linked.pop("linked_now"), linked.pop("stats"), linked.pop("links")
         # The rules read the rest of the roster (addresses as typed, grid, tags, status) a part at a time from
         # disk, the linking-only columns left there.
         people[ROSTER.name] = roster.select(

@@ -75,6 +75,44 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     run_a = json.loads((a / "run.json").read_text(encoding="utf-8"))
     run_b = json.loads((b / "run.json").read_text(encoding="utf-8"))
     assert run_a["linking"]["decisions"] == run_b["linking"]["decisions"]
+    # The sorted decisions: the morning's copy with those made now merged in (flows.kept_links).
+    assert incremental.linking["sorted_decisions_from"] == "last_copy"
+    assert scratch.linking["sorted_decisions_from"] == "linked_now"
+
+
+def test_the_kept_decisions_are_used_only_for_the_records_they_were_made_on(tmp_path, prefect_server):
+    """The sorted copy of the last refresh's decisions (flows.kept_links) stands for them only when that
+    refresh's records are this one's first; records added after it that were linked before take the stored
+    decisions; anything else fetches them from the database. Each time, the decisions a refresh from
+    scratch makes, in the same order."""
+    from flows.refresh import refresh
+
+    data = tmp_path / "data"
+    write_synthetic(generate(500, seed=37), data)
+    tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
+    for name, frame in {"all": tests, "morning": tests.head(tests.height // 2)}.items():
+        frame.write_csv(tmp_path / f"{name}.csv")
+
+    def run(name: str, state: str):
+        report = refresh(load_settings(data / "campaign.toml", tests=str(tmp_path / f"{name}.csv"),
+                                       out=str(tmp_path / state / "out"), db=str(tmp_path / state / "g.duckdb")))
+        return report, pl.read_csv(tmp_path / state / "out" / "matches.csv", infer_schema=False)
+
+    first, scratch_all = run("all", "kept")  # from scratch
+    assert first.linking["sorted_decisions_from"] == "linked_now"
+    linked = scratch_all.filter(pl.col("record_kind") == "test")["record_id"]
+    gone = linked[linked.len() // 3]  # a linked record in the middle of the export
+    tests.filter(pl.col("record_id") != gone).write_csv(tmp_path / "middle_removed.csv")
+    steps = [("morning", "database"),  # half the records: the last copy holds records this one has not
+             ("all", "last_copy"),  # the other half back: linked before, so their stored decisions are taken
+             ("middle_removed", "database")]  # a record gone from the middle
+    for name, source in steps:
+        report, kept = run(name, "kept")
+        assert report.linking["sorted_decisions_from"] == source, name
+        assert report.linking["records_linked_now"] == 0, name  # every record's decision was stored
+        expected = scratch_all if name == "all" else run(name, f"scratch_{name}")[1]
+        assert kept.equals(expected), name  # the same rows, in the same order
+    assert kept.height == scratch_all.height - 1
 
 
 def test_a_new_roster_relinks_everything(tmp_path, prefect_server):
