@@ -326,7 +326,6 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     _timed(timings, "rules_evidence", t)
     roster = people["roster"].lazy()
     residents = roster.select(pl.len()).collect().item()
-    places = roster.select("resident_id", *GRID).collect()
     store = reused = digests = todo = None
     if kept is not None:
         t = time.perf_counter()
@@ -354,8 +353,9 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     t = time.perf_counter()
     if store is not None:
         products = with_kept(products, digests, reused)
+        del digests, reused  # a city's: let go before the lists are made from the products
         store.save(products)
-    ruled = finish(products, places, given)
+    ruled = finish(products, roster.select("resident_id", *GRID).collect(), given)
     _timed(timings, "rules_combine", t)
     return ruled
 
