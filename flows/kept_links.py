@@ -27,8 +27,8 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.record_spill import RecordSpill
-from transforms.decision import merge_sorted_links
+from flows.record_spill import ROW, RecordSpill
+from transforms.sorted_links import merge_sorted_links
 
 _META = "meta.json"
 
@@ -40,9 +40,23 @@ class LastLinks:
     sums: dict[str, int]  # kind -> the wrapping sum of their record numbers' hashes (RecordSpill.key_sums)
 
 
+def _key_sums(spill: RecordSpill, kind: str, first: int) -> tuple[int, int]:
+    """Wrapping sums of the hashes of kind's record numbers: of its first `first` records, and of all."""
+    h = pl.col("record_id").hash(seed=0)
+    sums = spill.scan(kind).select(h.filter(pl.col(ROW) < first).sum().alias("first"), h.sum().alias("all"))
+    first_sum, all_sum = sums.collect().row(0)
+    return int(first_sum or 0), int(all_sum or 0)
+
+
+def _added_keys(spill: RecordSpill, kind: str, first: int) -> pl.DataFrame:
+    """record_kind, record_id of kind's records after its first `first`."""
+    return spill.scan(kind).filter(pl.col(ROW) >= first).select("record_kind", "record_id").collect()
+
+
 def key_sums(spill: RecordSpill, last: LastLinks | None) -> dict[str, tuple[int, int]]:
-    """Per kind: the sum over the records the last copy was made on (the first ones), and over all."""
-    return {kind: spill.key_sums(kind, last.rows.get(kind, 0) if last else 0) for kind in spill.counts()}
+    """Per kind: the sum over the records the last copy was made on (the first ones), and over all: with the
+    counts, how the last refresh's records are known to be this one's first."""
+    return {kind: _key_sums(spill, kind, last.rows.get(kind, 0) if last else 0) for kind in spill.counts()}
 
 
 class KeptLinks:
@@ -75,7 +89,7 @@ class KeptLinks:
             return None
         if any(sums[kind][0] != last.sums.get(kind, 0) for kind in rows):
             return None
-        added = [spill.added_keys(kind, last.rows.get(kind, 0)) for kind in rows]
+        added = [_added_keys(spill, kind, last.rows.get(kind, 0)) for kind in rows]
         keys = ["record_kind", "record_id"]
         not_now = pl.concat(added).join(todo.select(keys), on=keys, how="anti") if added else None
         extra = fresh

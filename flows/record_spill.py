@@ -107,17 +107,6 @@ class RecordSpill(Spill):
                                         "row_hash": pl.UInt64, ROW: pl.UInt32})
         return pl.concat([f.collect() for f in frames], how="vertical_relaxed")
 
-    def key_sums(self, kind: str, first: int) -> tuple[int, int]:
-        """Wrapping sums of the hashes of kind's record numbers: of its first `first` records, and of all:
-        with the count, how flows.kept_links knows the last refresh's records are this one's first."""
-        h = pl.col("record_id").hash(seed=0)
-        sums = self.scan(kind).select(h.filter(pl.col(ROW) < first).sum().alias("first"), h.sum().alias("all"))
-        return tuple(int(v or 0) for v in sums.collect().row(0))
-
-    def added_keys(self, kind: str, first: int) -> pl.DataFrame:
-        """record_kind, record_id of kind's records after its first `first`."""
-        return self.scan(kind).filter(pl.col(ROW) >= first).select(*KEYS).collect()
-
     def read(self, kind: str, rows: pl.Series) -> pl.DataFrame:
         """The identity rows of kind at these row numbers (sorted); only the row groups between the first
         and the last are read, and only the rows asked for are kept in memory."""

@@ -26,14 +26,6 @@ def compact_links(links: pl.DataFrame) -> pl.DataFrame:
     return links.with_columns(pl.col(c).cast(pl.Categorical) for c in REPEATED_LINK_COLUMNS)
 
 
-def merge_sorted_links(base: pl.LazyFrame, extra: pl.LazyFrame) -> pl.LazyFrame:
-    """Decisions on two sets of records as one, sorted by record_kind then record_id: base already sorted so
-    (a city's, merged in one pass, never sorted again), extra in any order (the few made now)."""
-    key = pl.concat_str("record_kind", pl.lit("\x00"), "record_id").alias("_key")  # NUL sorts before any text
-    extra = extra.cast(base.collect_schema()).with_columns(key).sort("_key")
-    return base.with_columns(key).set_sorted("_key").merge_sorted(extra, key="_key").drop("_key")
-
-
 @dataclass(frozen=True)
 class DecisionSettings:
     match_threshold: float = 9.5
