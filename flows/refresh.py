@@ -29,7 +29,6 @@ from expectations.suites import SuiteResult, data_docs_site
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.database import Database
 from flows.kept_links import KeptLinks, key_sums
-from flows.kept_rulings import KeptRulings, rulings_key
 from flows.loading import LoadingProcess
 from flows.meter import StageMeter, add_time
 from flows.publish import PrintPage, RunOutputs, publish_outputs
@@ -38,7 +37,6 @@ from flows.settings import Settings
 from flows.sources import Sources, Table, file_sources, validation_summary
 from transforms.changes import mark_changes
 from transforms.contract import ROSTER
-from transforms.coverage import GRID
 from transforms.decision import LINK_COLUMNS, compact_links
 from transforms.evidence import test_evidence, vaccination_evidence
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
@@ -59,18 +57,8 @@ from transforms.pair_decisions import (
 )
 from transforms.print_sheet import WORKER, page_digest, person_lines, row_digests, worker_print_html
 from transforms.report import coverage_report_pages
-from transforms.resident_digests import resident_digests, roster_hashes
 from transforms.roster_gaps import duplicate_registrations, order_corrections, unregistered
-from transforms.rule_parts import (
-    Products,
-    Ruled,
-    RuleInputs,
-    concat_products,
-    finish,
-    rule_residents,
-    split_kept,
-    with_kept,
-)
+from transforms.rule_parts import Ruled, RuleInputs, combine, rule_part
 from transforms.sheets import build_community_books, build_worker_books, walk_order
 
 
@@ -303,59 +291,26 @@ def _decision_counts(links: pl.LazyFrame, totals: dict[str, int]) -> tuple[dict,
 RULES_PART_ROWS = 1_000_000
 
 
-def _rule_in_parts(residents: pl.LazyFrame, count: int, tests_ev: pl.DataFrame, vacc_ev: pl.DataFrame,
-                   given: RuleInputs) -> Products:
-    return concat_products([rule_residents(residents.slice(offset, RULES_PART_ROWS).collect(), tests_ev, vacc_ev,
-                                           given) for offset in range(0, max(count, 1), RULES_PART_ROWS)])
-
-
 @task(cache_policy=NO_CACHE)
 def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame | pl.LazyFrame,
-                given: RuleInputs, timings: dict[str, float] | None = None, kept: Path | None = None,
-                figures: dict | None = None) -> Ruled:
+                given: RuleInputs, timings: dict[str, float] | None = None) -> Ruled:
     """The call list, coverage, escalation and wrong numbers of the whole roster, ruled RULES_PART_ROWS
     residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a time).
-    kept: the folder of the last refresh's products (flows.kept_rulings): only the residents whose inputs
-    changed are ruled, and the products are kept there for the next refresh; None rules everyone, keeping nothing.
-    timings: where the rules' steps' seconds are added (rules_evidence, rules_digests, rules_parts, rules_combine);
-    figures: where the residents ruled now and those whose products were kept are counted."""
+    timings: where the rules' steps' seconds are added (rules_evidence, rules_parts, rules_combine)."""
     timings = {} if timings is None else timings
     t = time.perf_counter()
     tests_ev = test_evidence(links, people["tests"])
     vacc_ev = vaccination_evidence(links, people.get("vaccinations"))
     _timed(timings, "rules_evidence", t)
+    t = time.perf_counter()
     roster = people["roster"].lazy()
     residents = roster.select(pl.len()).collect().item()
-    store = reused = digests = todo = None
-    if kept is not None:
-        t = time.perf_counter()
-        store = KeptRulings(kept, rulings_key(given, roster.collect_schema()))
-        hashes = pl.concat([roster_hashes(roster.slice(offset, RULES_PART_ROWS).collect())
-                            for offset in range(0, max(residents, 1), RULES_PART_ROWS)])
-        digests = resident_digests(hashes, tests_ev, vacc_ev, given.outcomes)
-        del hashes
-        last = store.load()
-        if last is not None:
-            reused, todo = split_kept(last, digests)
-            del last
-        _timed(timings, "rules_digests", t)
-    t = time.perf_counter()
-    if reused is None:
-        products = _rule_in_parts(roster, residents, tests_ev, vacc_ev, given)
-    else:
-        changed = roster.join(todo.lazy(), on="resident_id", how="semi")
-        products = _rule_in_parts(changed, todo.height, tests_ev, vacc_ev, given)
+    parts = [rule_part(roster.slice(offset, RULES_PART_ROWS).collect(), tests_ev, vacc_ev, given)
+             for offset in range(0, max(residents, 1), RULES_PART_ROWS)]
     del tests_ev, vacc_ev
-    if figures is not None:
-        figures["residents_ruled_now"] = products.facts.height
-        figures["residents_ruled_before"] = 0 if reused is None else reused.facts.height
     _timed(timings, "rules_parts", t)
     t = time.perf_counter()
-    if store is not None:
-        products = with_kept(products, digests, reused)
-        del digests, reused  # a city's: let go before the lists are made from the products
-        store.save(products)
-    ruled = finish(products, roster.select("resident_id", *GRID).collect(), given)
+    ruled = combine(parts)
     _timed(timings, "rules_combine", t)
     return ruled
 
@@ -529,8 +484,7 @@ def _process(
             outcomes=outcome_summary(db.attempts_since(settings.since)), previous=db.previous_call_list(),
             earlier=previous_untested_counts(db.earlier_untested(settings.since.isoformat())))
         _timed(report.timings, "rules_inputs", given_t)  # the last list, the calls, the earlier rounds
-        ruled_figures: dict[str, int] = {}  # residents ruled now, and those whose kept products were used
-        ruled = apply_rules(people, links, given, report.timings, state / "kept_rulings", ruled_figures)
+        ruled = apply_rules(people, links, given, report.timings)
         grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
         ).collect()
         follow_t = time.perf_counter()
@@ -543,7 +497,7 @@ def _process(
         report.follow_up = {name: frame.height for name, frame in tables.items()} | {
             "residents_with_call_outcomes": given.outcomes.height,
             "away_reported": ruled.away_reported,
-        } | ruled_figures
+        }
         t = lap("rules", t)
         report.lists = {
             f"{lst}/{reason}": n for lst, reason, n in call_list.group_by("list", "reason").len().sort(
