@@ -123,11 +123,15 @@ def test_the_sample_of_a_file_read_in_slices_is_uniform_and_the_same_however_it_
     rows = pl.DataFrame({"position": range(100_000)})
     whole = RowSample(1000).add(rows).rows()
     assert whole.height == 1000 and whole["position"].n_unique() == 1000
-    for size in (1, 999, 40_000):
+    # A row at a time on a shorter file (100,000 calls to add took a minute), then slices that straddle the
+    # sample size and slices far bigger than it.
+    for height, size in ((5_000, 1), (100_000, 999), (100_000, 40_000)):
+        file = rows.head(height)
+        expected = whole if height == rows.height else RowSample(1000).add(file).rows()
         sliced = RowSample(1000)
-        for part in rows.iter_slices(size):
+        for part in file.iter_slices(size):
             sliced.add(part)
-        assert sliced.seen == 100_000 and sliced.rows().sort("position").equals(whole.sort("position")), size
+        assert sliced.seen == height and sliced.rows().sort("position").equals(expected.sort("position")), size
     # Uniform: a tenth of the sample in each tenth of the file, give or take (binomial sd about 9.5).
     per_tenth = whole.group_by(pl.col("position") // 10_000).len()["len"]
     assert per_tenth.len() == 10 and per_tenth.min() > 60 and per_tenth.max() < 140
