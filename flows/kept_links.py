@@ -37,7 +37,7 @@ _META = "meta.json"
 class LastLinks:
     path: Path
     rows: dict[str, int]  # kind -> records of the last refresh
-    sums: dict[str, int]  # kind -> the wrapping sum of their record numbers' hashes (RecordSpill.key_sums)
+    sums: dict[str, int]  # kind -> the wrapping sum of their record numbers' hashes (_key_sums)
 
 
 def _key_sums(spill: RecordSpill, kind: str, first: int) -> tuple[int, int]:
