@@ -24,6 +24,9 @@ def _spilled(records: list[Path]) -> tuple[str, dict | None]:
             "NULL::UINTEGER AS _row WHERE false)", None)
 
 
+# The stored decisions as LINK_COLUMNS, for a query to choose from (stored_links, decisions_on).
+_STORED_LINKS = ("SELECT d.record_kind, d.record_id, resident_id, method, score, decision, explanation "
+                 "FROM link_decisions d")
 # The decisions of a save_link_state / save_fresh_link_state, from the frame registered as _links.
 _INSERT_LINKS = ("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, score, decision, "
                  "explanation FROM _links")
@@ -232,8 +235,7 @@ class Database:
         """The stored decisions on these records (record_kind, record_id), LINK_COLUMNS."""
         with self.registered(_keys=keys.select("record_kind", "record_id")):
             return self.fetch(
-                "SELECT d.record_kind, d.record_id, resident_id, method, score, decision, explanation "
-                "FROM link_decisions d SEMI JOIN _keys k ON d.record_kind = k.record_kind AND d.record_id = k.record_id")
+                f"{_STORED_LINKS} SEMI JOIN _keys k ON d.record_kind = k.record_kind AND d.record_id = k.record_id")
 
     def stored_links(self, records: list[Path], each: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
         """The stored decisions on the records in the run's Parquet (record_kind, record_id read by DuckDB from
@@ -244,8 +246,7 @@ class Database:
         reconnects after linking. Never fetched whole as text: at 5M residents that held 4.9 GiB more."""
         source, params = _spilled(records)
         reader = self.con.sql(
-            "SELECT d.record_kind, d.record_id, resident_id, method, score, decision, explanation "
-            f"FROM link_decisions d SEMI JOIN {source} k ON d.record_kind = k.record_kind AND d.record_id = k.record_id "
+            f"{_STORED_LINKS} SEMI JOIN {source} k ON d.record_kind = k.record_kind AND d.record_id = k.record_id "
             "ORDER BY d.record_kind, d.record_id",
             params=params,
         ).to_arrow_reader(1_000_000)

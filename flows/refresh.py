@@ -217,23 +217,21 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
         db.save_link_state(todo.select(*keys, "row_hash"), fresh)
     total = sum(totals.values())
     now = total if everything else todo.height
-    timings["store_links"] = round(time.perf_counter() - t, 3)
+    _timed(timings, "store_links", t)
     # One sorted copy of every decision for everything after (matches.csv lists them in this order), kept
     # for the next refresh (flows.kept_links): the last one's with the decisions made now, when it can be.
     t = time.perf_counter()
     sums = key_sums(spill, last)
-    links = None
     if now == total:  # everything was linked now: the stored state holds nothing else of use
-        links = fresh = fresh.sort(keys)
-    elif last is not None:
-        links = kept.carried(last, spill, sums, todo, fresh, db.decisions_on)
-    carried = links is not None and now < total
-    if links is None:
-        links = db.stored_links(spill.paths(), compact_links)
+        source, links = "linked_now", fresh.sort(keys)
+    elif last is not None and (links := kept.carried(last, spill, sums, todo, fresh, db.decisions_on)) is not None:
+        source = "last_copy"
+    else:
+        source, links = "database", db.stored_links(spill.paths(), compact_links)
     links = kept.save(links, spill, sums, db.link_generation())
     if now == total:
         fresh = links
-    timings["sorted_links"] = round(time.perf_counter() - t, 3)
+    _timed(timings, "sorted_links", t)
     decisions, confirmed = _decision_counts(links, totals)
     stats = {
         "records": total,
@@ -241,7 +239,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
         "records_reused": total - now,
         # Where the sorted decisions came from: all made now, the last refresh's copy with those made now,
         # or the database.
-        "sorted_decisions_from": "linked_now" if now == total else "last_copy" if carried else "database",
+        "sorted_decisions_from": source,
         **counts,
         "decisions": decisions,
         "worker_feedback": {"confirmed": int((feedback["verdict"] == CONFIRMED).sum()),
