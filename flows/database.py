@@ -279,14 +279,16 @@ class Database:
             "WHERE recorded_at >= ? ORDER BY recorded_at", params=[since]
         ).pl()
 
-    def earlier_untested(self, since_iso: str) -> pl.DataFrame:
-        """(run_id, resident_id) for every earlier run of the same round that listed them untested."""
+    def earlier_untested_counts(self, since_iso: str) -> pl.DataFrame:
+        """resident_id, earlier_untested_refreshes: how many earlier runs of the same round listed each resident
+        untested. Counted here, not in polars: the runs' lists grow by millions of rows a refresh at 20M."""
         if not self._exists("run_call_list"):
-            return pl.DataFrame(schema={"run_id": pl.String, "resident_id": pl.String})
+            return pl.DataFrame(schema={"resident_id": pl.String, "earlier_untested_refreshes": pl.UInt32})
         return self.con.sql(
-            "SELECT DISTINCT c.run_id, c.resident_id FROM run_call_list c JOIN runs r USING (run_id) "
-            "WHERE c.reason = 'untested' AND json_extract_string(r.run, '$.parameters.since') = ?",
-            params=[since_iso]).pl()
+            "SELECT c.resident_id, CAST(count(DISTINCT c.run_id) AS UINTEGER) AS earlier_untested_refreshes "
+            "FROM run_call_list c JOIN runs r USING (run_id) "
+            "WHERE c.reason = 'untested' AND json_extract_string(r.run, '$.parameters.since') = ? "
+            "GROUP BY c.resident_id", params=[since_iso]).pl()
 
     def previous_call_list(self) -> pl.DataFrame | None:
         last = self.last_run()

@@ -45,7 +45,7 @@ from transforms.normalise import (
     IDENTITY_COLUMNS,
     LINKING_ONLY_COLUMNS,
 )
-from transforms.outcomes import outcome_summary, previous_untested_counts
+from transforms.outcomes import outcome_summary
 from transforms.pair_decisions import (
     RosterSide,
     decide_pairs,
@@ -480,7 +480,7 @@ def _process(
         given = RuleInputs(
             round=settings.round, rules=settings.rules, escalation=settings.escalation,
             outcomes=outcome_summary(db.attempts_since(settings.since)), previous=db.previous_call_list(),
-            earlier=previous_untested_counts(db.earlier_untested(settings.since.isoformat())))
+            earlier=db.earlier_untested_counts(settings.since.isoformat()))
         _timed(report.timings, "rules_inputs", given_t)  # the last list, the calls, the earlier rounds
         ruled = apply_rules(people, links, given, report.timings)
         grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(

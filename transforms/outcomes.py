@@ -77,8 +77,3 @@ def apply_outcomes(status: pl.DataFrame, summary: pl.DataFrame) -> pl.DataFrame:
         (pl.col("in_scope") & ~away).alias("in_scope_testing"),
     )
 
-
-def previous_untested_counts(history: pl.DataFrame) -> pl.DataFrame:
-    """history: resident_id per earlier refresh of this round on which they were listed untested
-    (run_id, resident_id). Returns resident_id, earlier_untested_refreshes."""
-    return history.group_by("resident_id").agg(pl.col("run_id").n_unique().alias("earlier_untested_refreshes"))

@@ -79,9 +79,13 @@ def duplicate_registrations(roster: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame
     columns of a roster that may be on disk), then the self-joins run on those rows alone (joining a city's
     whole roster to itself held 2.5 GiB at 5M residents to find a few thousand pairs)."""
     roster = roster.lazy()
-    ids = roster.select("id_norm").filter(pl.col("id_norm").is_not_null() & pl.col("id_norm").is_duplicated())
-    same_id = roster.select(*CORRECTION_COLUMNS, "id_norm").join(
-        ids.unique(), on="id_norm", how="semi", maintain_order="left").collect()
+    # The IDs met twice are found by their hashes (finding repeated 18-character texts among 20 M took 11 s,
+    # their hashes 4 s); a row whose ID only shares a hash with a repeated one pairs with no other row below.
+    id_hash = pl.col("id_norm").hash(seed=0)
+    repeated = roster.select("id_norm").filter(pl.col("id_norm").is_not_null()).select(
+        id_hash.alias("h")).filter(pl.col("h").is_duplicated()).unique().collect()["h"]
+    same_id = roster.select(*CORRECTION_COLUMNS, "id_norm").filter(
+        pl.col("id_norm").is_not_null() & id_hash.is_in(repeated.implode())).collect()
     id_dups = same_id.join(same_id.select("id_norm", pl.col("resident_id").alias("other_resident_id")),
                            on="id_norm").filter(pl.col("resident_id") != pl.col("other_resident_id")).with_columns(
         pl.lit("与另一人员证件号相同，疑似重复登记").alias("problem"))
