@@ -123,6 +123,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         todo = [(book, target) for book, target in jobs if not carried.over(target, book_digest(book))]
         report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), len(jobs) - len(todo)
         carried.write_manifest()
+        s = lap("write_carry_over", s)  # every book's digest, and the unchanged ones linked from the last output
         write_workbooks(quarantine_books + todo, workers=os.cpu_count() or 1)
         lap("write_workbooks", s)
         report.timings["write"] = round(time.perf_counter() - t, 3)

@@ -146,24 +146,23 @@ def build_community_books(escalation: pl.DataFrame, unregistered: pl.DataFrame, 
                           communities: pl.DataFrame, *, as_of_text: str) -> list[CommunityBook]:
     """One book per community on the roster (communities: street, community), even when all is clear."""
     books = []
-    parts = {name: frame.partition_by(["street", "community"], as_dict=True)
-             for name, frame in (("e", escalation), ("u", unregistered), ("c", corrections))}
-    for street, community in communities.select("street", "community").unique().sort("street", "community").iter_rows():
+    place = ["street", "community"]
+    tables = {ESCALATION_SHEET: (escalation, ESCALATION, (HANDLED_HEADER, NOTE_HEADER)),
+              UNREGISTERED_SHEET: (unregistered, UNREGISTERED, (CHECKED_HEADER, NOTE_HEADER)),
+              CORRECTIONS_SHEET: (corrections, ROSTER_CORRECTIONS, (CORRECTED_HEADER,))}
+    # Every community's sheets of a table in one pass (sheets made one community at a time took 30 s for a
+    # 20M city's 11,070 communities), and the empty sheet a community without rows gets.
+    by_place, empty = {}, {}
+    for name, (rows, contract, fillable) in tables.items():
+        cols = [c for c in contract.names if c not in place]
+        by_place[name], empty[name] = _sheets_by(rows, place, cols, fillable), _sheet(rows.clear(), cols, fillable)
+    for street, community in communities.select(*place).unique().sort(*place).iter_rows():
         key = (street, community)
-        esc = parts["e"].get(key, escalation.clear())
-        unr = parts["u"].get(key, unregistered.clear())
-        cor = parts["c"].get(key, corrections.clear())
-        sheets = {
-            ESCALATION_SHEET: _sheet(esc, [c for c in ESCALATION.names if c not in ("street", "community")],
-                                     (HANDLED_HEADER, NOTE_HEADER)),
-            UNREGISTERED_SHEET: _sheet(unr, [c for c in UNREGISTERED.names if c not in ("street", "community")],
-                                       (CHECKED_HEADER, NOTE_HEADER)),
-            CORRECTIONS_SHEET: _sheet(cor, [c for c in ROSTER_CORRECTIONS.names if c not in ("street", "community")],
-                                      (CORRECTED_HEADER,)),
-        }
+        sheets = {name: by_place[name].get(key, empty[name]) for name in tables}
+        esc, unr, cor = (sheets[n].height for n in tables)
         summary = [("街道", str(street)), ("社区", str(community)), (AS_OF_LABEL, as_of_text),
-                   ("需升级处理（人）", str(esc.height)), ("疑似未登记人员（条）", str(unr.height)),
-                   ("需更正登记（条）", str(cor.height))]
+                   ("需升级处理（人）", str(esc)), ("疑似未登记人员（条）", str(unr)),
+                   ("需更正登记（条）", str(cor))]
         books.append(CommunityBook(str(street), str(community), sheets, summary))
     return books
 
