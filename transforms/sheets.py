@@ -21,10 +21,10 @@ from transforms.contract import (
     ROSTER_CORRECTIONS,
     UNREGISTERED,
 )
+from transforms.feedback import VERDICT_HEADER
 
 OUTCOME_HEADER = "联系结果"
 NOTE_HEADER = "备注"
-VERDICT_HEADER = "核实结论"  # verify sheet only: 是本人 / 不是本人
 FILLABLE = (OUTCOME_HEADER, NOTE_HEADER)
 # Columns other sheets leave blank for a person to fill in (verify rows, the community's sheets).
 CHECKED_HEADER = "核实情况"
