@@ -33,6 +33,7 @@ from flows.loading import LoadingProcess
 from flows.meter import StageMeter, add_time
 from flows.publish import PrintPage, RunOutputs, publish_outputs
 from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
+from flows.run_claim import RunClaim, remove_abandoned
 from flows.settings import Settings
 from flows.sources import Sources, Table, file_sources, validation_summary
 from transforms.changes import mark_changes
@@ -77,6 +78,7 @@ class RunReport:
     follow_up: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     peak_memory_gib: dict = field(default_factory=dict)  # per stage, from flows.meter
+    removed_abandoned: list = field(default_factory=list)  # folders of killed refreshes removed (flows.run_claim)
 
 
 def _timed(timings: dict[str, float], name: str, since: float) -> None:
@@ -407,6 +409,11 @@ def process(settings: Settings, sources: Sources, report: RunReport, started: fl
     docs_root = Path(tempfile.mkdtemp(prefix="gridsweep-gx-"))  # GE's file context; copied out offline
     meter = meter or StageMeter()
     temp = settings.duckdb.temp_directory or settings.duckdb.path.parent
+    claim = RunClaim(temp, report.run_id)
+    report.removed_abandoned = remove_abandoned(temp)
+    if report.removed_abandoned:
+        get_run_logger().warning("removed what killed refreshes left in %s: %s", temp,
+                                 ", ".join(report.removed_abandoned))
     spill, facts = RecordSpill(temp / f"records-{report.run_id}"), FactSpill(temp / f"facts-{report.run_id}")
     try:
         return _process(settings, sources, report, started, docs_root, meter, spill, facts)
@@ -415,6 +422,7 @@ def process(settings: Settings, sources: Sources, report: RunReport, started: fl
         spill.remove()
         facts.remove()
         shutil.rmtree(docs_root, ignore_errors=True)
+        claim.release()
 
 
 def _process(

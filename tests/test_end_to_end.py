@@ -244,6 +244,9 @@ def test_a_failed_link_leaves_no_records_on_disk(first_run, monkeypatch):
     settings, _ = first_run
     before = (settings.out / "run.json").read_bytes()
     spills = set(settings.duckdb.temp_directory.glob("records-*"))  # another run's, if one is going on
+    killed = settings.duckdb.temp_directory / "facts-20220520T100000-killed"  # a killed refresh's, no claim
+    killed.mkdir()
+    (killed / "tests-00000.parquet").write_bytes(b"PAR1")
 
     def failing(*args, **kwargs):
         raise MemoryError("out of memory while comparing")
@@ -252,4 +255,5 @@ def test_a_failed_link_leaves_no_records_on_disk(first_run, monkeypatch):
     with pytest.raises(MemoryError):
         flows.refresh.refresh(settings)
     assert set(settings.duckdb.temp_directory.glob("records-*")) == spills
+    assert not killed.exists()  # removed when the refresh began, before it failed
     assert (settings.out / "run.json").read_bytes() == before
