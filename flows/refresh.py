@@ -321,7 +321,9 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], link
               timings: dict[str, float] | None = None) -> tuple[pl.DataFrame, dict, dict]:
     """What changed since the last refresh, the roster's gaps, and the report (titled with the streets of
     grid_workers: street, community, grid_id, grid_worker as the roster assigns them).
-    Returns the call list marked with what is new, the tables to publish, and the change figures.
+    Returns the call list marked with what is new (call_list), the tables to publish (tables), the change
+    figures (changes) and the report's pages, in a dict the flow empties: Prefect keeps a task's return value
+    until the flow ends, and a frame popped from it can be let go of sooner.
     timings: where its steps' seconds are added (follow_up_changes, _unregistered, _corrections, _report)."""
     timings = {} if timings is None else timings
     t = time.perf_counter()
@@ -346,7 +348,7 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], link
     whole, top = coverage_report_pages(coverage, call_list, points, changes, title=f"{streets} 核酸检测与疫苗接种进度",
                                        as_of_text=as_of_text)
     _timed(timings, "follow_up_report", t)
-    return call_list, tables, {"changes": changes, "report_html": whole, "report_top_html": top}
+    return {"call_list": call_list, "tables": tables, "changes": changes, "report_html": whole, "report_top_html": top}
 
 
 def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterator[PrintPage]:
@@ -494,8 +496,8 @@ def _process(
         grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
         ).collect()
         follow_t = time.perf_counter()
-        call_list, tables, extra = follow_up(db, people, links, ruled, given, grid_workers, settings,
-                                                 report.timings)
+        extra = follow_up(db, people, links, ruled, given, grid_workers, settings, report.timings)
+        call_list, tables = extra.pop("call_list"), extra.pop("tables")
         _timed(report.timings, "rules_follow_up", follow_t)
         coverage = ruled.coverage
         ruled.let_go()
@@ -521,24 +523,30 @@ def _process(
         community_books = build_community_books(
             tables["escalation"], tables["unregistered"], tables["roster_corrections"], grid_workers,
             as_of_text=as_of_text)
+        # Once the books are made, the call list waits on disk for call_list.csv and the run's record; the
+        # printable pages hold it in memory until the last is written, then it goes, before the workbooks.
+        facts.write("call_list", call_list)
+        listed, pages = call_list.height, print_pages(call_list, books, as_of_text)
+        del call_list
         outputs = RunOutputs(
-            call_list=call_list, coverage=coverage, matches=links,
+            call_list=facts.scan("call_list"), coverage=coverage, matches=links,
             quarantine=quarantine, books=books,
             community_books=community_books, tables=tables, report_html=extra["report_html"], report_top_html=extra["report_top_html"],
-            print_pages=print_pages(call_list, books, as_of_text), data_docs=(data_docs_site(docs_root), suites),
+            print_pages=pages, data_docs=(data_docs_site(docs_root), suites),
         )
+        del pages
         lap("sheets", t)  # building the books and pages in memory; publish times the writing
         publish_outputs(settings.out, outputs, report, started, meter)
         # The books (a string copy of the call list) and the other tables go before DuckDB takes the run's
         # record: at 20M residents storing 66 M decisions raised the process by 5.5 GiB beside them, its peak.
         del outputs, books, community_books, tables, quarantine
         db.record_run(report.run_id, json.dumps(asdict(report), ensure_ascii=False, default=str),
-                      {"call_list": call_list, "coverage": coverage, "decisions": linked_now})
+                      {"call_list": facts.scan("call_list"), "coverage": coverage, "decisions": linked_now})
     finally:
         db.close()
     logger.info(
         "run %s: %d in scope, %d untested, %d list rows, %.1f s",
-        report.run_id, report.coverage["in_scope"], report.coverage["untested"], call_list.height,
+        report.run_id, report.coverage["in_scope"], report.coverage["untested"], listed,
         report.timings["total"],
     )
     return RunResult(report=report, coverage=coverage)
