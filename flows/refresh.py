@@ -135,9 +135,14 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     fingerprint of roster and settings, and by each record's content) and a refresh links the new records,
     those whose content changed, and those a worker gave a verdict on. A new roster or new settings start
     from scratch."""
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
     residents = residents.lazy().select("resident_id", *IDENTITY_COLUMNS).collect().rechunk()
+    _timed(timings, "read_roster", t)
     feedback = db.feedback()  # creates the table reject_pairs_sql reads, on a new database
+    t = time.perf_counter()
     key = linking_fingerprint(residents, settings)
+    _timed(timings, "fingerprint", t)
     reused = db.open_link_state(key)
     kept = KeptLinks(settings.duckdb.path.parent / "kept_links", key)
     last = kept.load(db.link_generation()) if reused else None  # before this run changes the stored decisions
@@ -151,16 +156,20 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     if not everything:
         # New and changed records, and those a worker gave a verdict on (linked again even when unchanged):
         # keys, row_hash and row number, chosen by DuckDB from the run's Parquet and the stored state.
+        t = time.perf_counter()
         todo = db.records_to_link(spill.paths(), feedback.select(keys).unique())
+        _timed(timings, "records_to_link", t)
+    t = time.perf_counter()
     residents = number_residents(residents)
     db.expose("residents", residents)
+    _timed(timings, "expose_roster", t)
     roster_steps = roster_keys_sql(settings.blocking)
     # The households depend on the roster and the settings alone, as the stored decisions do (key): a
     # refresh with the same roster takes them from the database (at 20M residents 53 s to group again).
     households = db.kept_households(key) if reused else None
     if households is not None:
         roster_steps = [step for step in roster_steps if step.name not in HOUSEHOLD_STEPS]
-    timings = db.run(roster_steps)
+    timings |= db.run(roster_steps)
     if households is None:
         t = time.perf_counter()
         households = db.keep_households(key, households_sql())
@@ -234,7 +243,9 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     if now == total:
         fresh = links
     _timed(timings, "sorted_links", t)
+    t = time.perf_counter()
     decisions, confirmed = _decision_counts(links, totals)
+    _timed(timings, "decision_counts", t)
     stats = {
         "records": total,
         "records_linked_now": now,
