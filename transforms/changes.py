@@ -28,8 +28,11 @@ def mark_changes(call_list: pl.DataFrame, previous: pl.DataFrame | None, status:
     prev = previous.select(keys).unique()
     now = call_list.select(keys).unique()
     new = now.join(prev, on=keys, how="anti")
-    marked = call_list.join(new.with_columns(pl.lit("是").alias("_new")), on=keys, how="left").with_columns(
-        pl.col("_new").fill_null("").alias("new_since_last")).drop("_new")
+    # The mark is found on the keys alone and set beside the list: joining the list itself copied all its
+    # columns (9.5 M rows at 20M residents) and left its order to the join.
+    mark = call_list.select(keys).join(new.with_columns(pl.lit("是").alias("_new")), on=keys, how="left",
+                                       maintain_order="left")["_new"].fill_null("")
+    marked = call_list.with_columns(mark.alias("new_since_last"))
     gone = prev.join(now, on=keys, how="anti").join(
         status.select("resident_id", "tested_in_round", "away_reported", "vaccination_reason"),
         on="resident_id", how="left")
