@@ -59,7 +59,7 @@ from transforms.pair_decisions import (
 from transforms.print_sheet import WORKER, page_digest, person_lines, row_digests, worker_print_html
 from transforms.report import coverage_report_pages
 from transforms.roster_gaps import duplicate_registrations, order_corrections, unregistered
-from transforms.rule_parts import Ruled, RuleInputs, combine, rule_part
+from transforms.rule_parts import Ruled, RuleInputs, combine, numbered_by_part, of_part, rule_part
 from transforms.sheets import build_community_books, build_worker_books, walk_order
 
 
@@ -307,17 +307,22 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
                 given: RuleInputs, timings: dict[str, float] | None = None) -> Ruled:
     """The call list, coverage, escalation and wrong numbers of the whole roster, ruled RULES_PART_ROWS
     residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a time).
-    timings: where the rules' steps' seconds are added (rules_evidence, rules_parts, rules_combine)."""
+    timings: where the rules' steps' seconds are added (rules_evidence, _evidence_parts, _parts, _combine)."""
     timings = {} if timings is None else timings
     t = time.perf_counter()
     tests_ev = test_evidence(links, people["tests"])
     vacc_ev = vaccination_evidence(links, people.get("vaccinations"))
     _timed(timings, "rules_evidence", t)
-    t = time.perf_counter()
     roster = people["roster"].lazy()
+    t = time.perf_counter()
+    tests_ev = numbered_by_part(tests_ev, roster, RULES_PART_ROWS)
+    vacc_ev = numbered_by_part(vacc_ev, roster, RULES_PART_ROWS)
+    _timed(timings, "rules_evidence_parts", t)
+    t = time.perf_counter()
     residents = roster.select(pl.len()).collect().item()
-    parts = [rule_part(roster.slice(offset, RULES_PART_ROWS).collect(), tests_ev, vacc_ev, given)
-             for offset in range(0, max(residents, 1), RULES_PART_ROWS)]
+    parts = [rule_part(roster.slice(offset, RULES_PART_ROWS).collect(), of_part(tests_ev, i), of_part(vacc_ev, i),
+                       given)
+             for i, offset in enumerate(range(0, max(residents, 1), RULES_PART_ROWS))]
     del tests_ev, vacc_ev
     _timed(timings, "rules_parts", t)
     t = time.perf_counter()
