@@ -24,7 +24,7 @@ from flows.meter import StageMeter
 from flows.record_spill import hard_link
 from flows.workbooks import QuarantineBook, write_workbooks
 from transforms.report import chart_bars
-from transforms.sheets import CommunityBook, WorkerBook, book_digest, safe_file_name
+from transforms.sheets import CommunityBook, WorkerBook, book_digests, safe_file_name
 
 if TYPE_CHECKING:
     from flows.refresh import RunReport
@@ -120,7 +120,9 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
             (book, staging / "community" / safe_file_name(book.street) / book.file_name)
             for book in outputs.community_books
         ]
-        todo = [(book, target) for book, target in jobs if not carried.over(target, book_digest(book))]
+        digests = book_digests([book for book, _ in jobs])
+        todo = [(book, target) for (book, target), digest in zip(jobs, digests, strict=True)
+                if not carried.over(target, digest)]
         report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), len(jobs) - len(todo)
         carried.write_manifest()
         s = lap("write_carry_over", s)  # every book's digest, and the unchanged ones linked from the last output

@@ -10,6 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from transforms.contract import (
@@ -94,13 +95,36 @@ def book_digest(book: WorkerBook | CommunityBook) -> str:
     """Changes whenever anything the workbook shows changes, except the time it was made: a book with the
     same digest as last time is not written again (its rows are what a fresh one would hold), so a two-hourly
     refresh rewrites only the grids where something happened."""
+    return _digest(book, lambda name, frame: frame.hash_rows(seed=0).to_numpy())
+
+
+def book_digests(books: list[WorkerBook | CommunityBook]) -> list[str]:
+    """book_digest of each book, the rows of all books' sheets of one layout hashed in one pass: book by
+    book, a city's 77,000 books' 385,000 sheets took 44-56 s at 20M residents, mostly in per-call overhead."""
+    layouts: dict[tuple, list[tuple[int, str, pl.DataFrame]]] = {}
+    for i, book in enumerate(books):
+        for name, frame in book.sheets.items():
+            if frame.height:
+                # every sheet of one name and columns is text (_sheets_by), so they concatenate as they are
+                layouts.setdefault((name, tuple(frame.columns)), []).append((i, name, frame))
+    row_hashes: dict[tuple[int, str], np.ndarray] = {}
+    for group in layouts.values():
+        hashes = pl.concat([frame for _, _, frame in group], how="vertical").hash_rows(seed=0).to_numpy()
+        ends = np.cumsum([frame.height for _, _, frame in group])[:-1]
+        for (i, name, _), part in zip(group, np.split(hashes, ends), strict=True):
+            row_hashes[(i, name)] = part
+    return [_digest(book, lambda name, frame, i=i: row_hashes[(i, name)]) for i, book in enumerate(books)]
+
+
+def _digest(book: WorkerBook | CommunityBook, row_hashes) -> str:
+    """row_hashes(sheet name, frame): the frame's row hashes (polars hash_rows, seed 0), for a sheet with rows."""
     h = hashlib.sha256(repr([item for item in book.summary if item[0] != AS_OF_LABEL]).encode())
     for name, frame in book.sheets.items():
         h.update(name.encode())
         h.update(repr(frame.columns).encode())
         h.update(frame.height.to_bytes(8, "little"))
         if frame.height:
-            h.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+            h.update(row_hashes(name, frame).tobytes())
     return h.hexdigest()
 
 
