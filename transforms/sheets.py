@@ -207,11 +207,12 @@ def build_worker_books(
     )
     books: list[WorkerBook] = []
     keys = ["street", "community", "grid_worker"]
-    ordered = walk_order(cl)
     by_sheet = {}
     for sheet, (pred, cols) in SHEETS.items():
         fillable = (VERDICT_HEADER, *FILLABLE) if sheet == LIST_ZH["verify"] else FILLABLE
-        by_sheet[sheet] = (_sheets_by(ordered.filter(pred), keys, cols, fillable),
+        # Each sheet's rows put in walking order after they are chosen (the sort is stable, so the order is
+        # the whole list's): a walk-ordered copy of the whole list beside it was the sheets stage's peak.
+        by_sheet[sheet] = (_sheets_by(walk_order(cl.filter(pred)), keys, cols, fillable),
                            _sheet(cl.clear(), cols, fillable))
     new_rows = {(a, b, c): n for a, b, c, n in
                 cl.filter(pl.col("new_since_last") == "是").group_by(keys).len().iter_rows()}
