@@ -334,7 +334,7 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
 @task(cache_policy=NO_CACHE)
 def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame | pl.LazyFrame,
               ruled: Ruled, given: RuleInputs, grid_workers: pl.DataFrame, settings: Settings,
-              timings: dict[str, float] | None = None) -> tuple[pl.DataFrame, dict, dict]:
+              timings: dict[str, float] | None = None) -> dict:
     """What changed since the last refresh, the roster's gaps, and the report (titled with the streets of
     grid_workers: street, community, grid_id, grid_worker as the roster assigns them).
     Returns the call list marked with what is new (call_list), the tables to publish (tables), the change
@@ -427,13 +427,13 @@ def process(settings: Settings, sources: Sources, report: RunReport, started: fl
     docs_root = Path(tempfile.mkdtemp(prefix="gridsweep-gx-"))  # GE's file context; copied out offline
     meter = meter or StageMeter()
     temp = settings.duckdb.temp_directory or settings.duckdb.path.parent
-    claim = RunClaim(temp, report.run_id)
-    report.removed_abandoned = remove_abandoned(temp)
-    if report.removed_abandoned:
-        get_run_logger().warning("removed what killed refreshes left in %s: %s", temp,
-                                 ", ".join(report.removed_abandoned))
     spill, facts = RecordSpill(temp / f"records-{report.run_id}"), FactSpill(temp / f"facts-{report.run_id}")
-    try:
+    claim = RunClaim(temp, report.run_id)
+    try:  # the claim is let go however this ends, or a long-lived server would hold it for good
+        report.removed_abandoned = remove_abandoned(temp)
+        if report.removed_abandoned:
+            get_run_logger().warning("removed what killed refreshes left in %s: %s", temp,
+                                     ", ".join(report.removed_abandoned))
         return _process(settings, sources, report, started, docs_root, meter, spill, facts)
     finally:
         meter.stop()

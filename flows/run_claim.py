@@ -64,10 +64,8 @@ def remove_abandoned(folder: Path) -> list[str]:
         if found and entry.is_dir() and not _held(folder / _LOCK.format(found["run"])):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry.name)
-    for lock in folder.glob(_LOCK.format("*")):
+    # the locks of runs gone, and of claims killed between making their file and naming it
+    for lock in [*folder.glob(_LOCK.format("*")), *folder.glob(".claiming-*")]:
         if not _held(lock):
             lock.unlink(missing_ok=True)
-    for claiming in folder.glob(".claiming-*"):  # a claim killed between making its file and naming it
-        if not _held(claiming):
-            claiming.unlink(missing_ok=True)
     return removed

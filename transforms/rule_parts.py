@@ -65,16 +65,11 @@ def of_part(evidence: pl.DataFrame, part: int) -> pl.DataFrame:
     return evidence.filter(pl.col(PART) == part).drop(PART)
 
 
-def for_residents(evidence: pl.DataFrame, residents: pl.DataFrame) -> pl.DataFrame:
-    """The evidence about these residents only (a part's), in the evidence's order."""
-    return evidence.join(residents.select("resident_id"), on="resident_id", how="semi", maintain_order="left")
-
-
 def rule_part(residents: pl.DataFrame, test_evidence: pl.DataFrame, vaccination_evidence: pl.DataFrame,
               given: RuleInputs) -> RulePart:
-    """residents: a part of the roster; the evidence may be the city's (only these residents' is read)."""
-    status = resident_status(residents, for_residents(test_evidence, residents),
-                             for_residents(vaccination_evidence, residents), given.round, given.rules, given.outcomes)
+    """residents: a part of the roster; the evidence: theirs (of_part), in the evidence's order."""
+    status = resident_status(residents, test_evidence, vaccination_evidence, given.round, given.rules,
+                             given.outcomes)
     call_list = build_call_list(status)
     came_off = status.clear().select(CAME_OFF_COLUMNS)
     if given.previous is not None:
