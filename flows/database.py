@@ -27,6 +27,12 @@ def _spilled(records: list[Path]) -> tuple[str, dict | None]:
 # The stored decisions as LINK_COLUMNS, for a query to choose from (stored_links, decisions_on).
 _STORED_LINKS = ("SELECT d.record_kind, d.record_id, resident_id, method, score, decision, explanation "
                  "FROM link_decisions d")
+# What the history keeps of a run's call list: who was listed, in which grid, on which list and why. The
+# names, phones and addresses are the roster's to keep, not the history's (at 20M residents the whole list
+# again every refresh added a gigabyte to the database each time).
+CALL_HISTORY = ["resident_id", "grid_id", "list", "reason"]
+# The run ids whose call lists the history keeps (parameter: how many).
+_KEPT_RUNS = "SELECT run_id FROM runs ORDER BY recorded_at DESC, run_id DESC LIMIT ?"
 # The decisions of a save_link_state / save_fresh_link_state, from the frame registered as _links.
 _INSERT_LINKS = ("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, score, decision, "
                  "explanation FROM _links")
@@ -101,31 +107,81 @@ class Database:
         rows = self.con.sql("SELECT run FROM runs ORDER BY recorded_at DESC LIMIT 1").fetchall()
         return json.loads(rows[0][0]) if rows else None
 
-    def record_run(self, run_id: str, run_json: str, tables: dict[str, pl.DataFrame | pl.LazyFrame]) -> None:
-        """Appends this run's outputs, keyed by run id, so later refreshes and reports can compare. Linking
-        decisions go in as the run made them (run_decisions): a city's every decision again on each two-hourly
-        run would add tens of millions of rows a run, while the decisions of all runs so far tell the same.
+    def record_run(self, run_id: str, since_iso: str, tables: dict[str, pl.DataFrame | pl.LazyFrame],
+                   run_json: Callable[[], str]) -> None:
+        """Appends this run's outputs, keyed by run id, so later refreshes and reports can compare; run_json is
+        asked for last, so the record can say how long taking it took. Linking decisions go in as the run made
+        them (run_decisions): a city's every decision again on each two-hourly run would add tens of millions
+        of rows a run, while the decisions of all runs so far tell the same. A call list keeps CALL_HISTORY
+        columns for the last keep_call_lists runs, and its untested residents are counted in untested_tally.
         A table given as a scan (a full run's decisions, on disk) goes in a million rows at a time."""
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR PRIMARY KEY, recorded_at TIMESTAMP, run JSON)"
         )
+        self._compact_call_lists()
         with self.transaction():
-            self.con.execute("INSERT INTO runs VALUES (?, now(), ?)", [run_id, run_json])
-            for name, part in ((name, part) for name, table in tables.items() for part in _parts(table)):
-                tagged = part.with_columns(pl.lit(run_id).alias("run_id"))
-                with self.registered(_incoming=tagged):
-                    if self._exists(f"run_{name}"):
-                        # Outputs gain columns between versions; older history keeps nulls in them.
-                        have = {r[0] for r in self.con.execute(
-                            "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
-                            [f"run_{name}"]).fetchall()}
-                        for col, dtype in zip(tagged.columns, self.con.sql("SELECT * FROM _incoming").types,
-                                              strict=True):
-                            if col not in have:
-                                self.con.execute(f'ALTER TABLE run_{name} ADD COLUMN "{col}" {dtype}')
-                        self.con.execute(f"INSERT INTO run_{name} BY NAME SELECT * FROM _incoming")
-                    else:
-                        self.con.execute(f"CREATE TABLE run_{name} AS SELECT * FROM _incoming")
+            for name, table in tables.items():
+                if name == "call_list":
+                    table = table.lazy().select(CALL_HISTORY)
+                for part in _parts(table):
+                    self._append(f"run_{name}", part.with_columns(pl.lit(run_id).alias("run_id")))
+            if "call_list" in tables:
+                self._count_untested(run_id, since_iso)
+            self.con.execute("INSERT INTO runs VALUES (?, now(), ?)", [run_id, run_json()])
+            if "call_list" in tables:
+                self._forget_old_call_lists()
+
+    def _append(self, table: str, part: pl.DataFrame) -> None:
+        with self.registered(_incoming=part):
+            if not self._exists(table):
+                self.con.execute(f"CREATE TABLE {table} AS SELECT * FROM _incoming")
+                return
+            # Outputs gain columns between versions; older history keeps nulls in them.
+            have = set(self._columns(table))
+            for col, dtype in zip(part.columns, self.con.sql("SELECT * FROM _incoming").types, strict=True):
+                if col not in have:
+                    self.con.execute(f'ALTER TABLE {table} ADD COLUMN "{col}" {dtype}')
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+
+    def _columns(self, table: str) -> list[str]:
+        return [r[0] for r in self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+            [table]).fetchall()]
+
+    def _compact_call_lists(self) -> None:
+        """A history written before CALL_HISTORY kept every call list whole (names, phones, addresses: at 20M
+        a gigabyte a refresh): the untested tally is counted from it once, and it keeps CALL_HISTORY of the
+        runs that keep_call_lists keeps."""
+        if not self._exists("run_call_list") or self._columns("run_call_list") == [*CALL_HISTORY, "run_id"]:
+            return
+        with self.transaction():
+            if not self._exists("untested_tally"):
+                self.con.execute(
+                    "CREATE TABLE untested_tally AS SELECT json_extract_string(r.run, '$.parameters.since') AS since, "
+                    "c.resident_id, CAST(count(DISTINCT c.run_id) AS UINTEGER) AS refreshes "
+                    "FROM run_call_list c JOIN runs r USING (run_id) WHERE c.reason = 'untested' GROUP BY ALL")
+            kept = ", ".join(CALL_HISTORY)
+            self.con.execute(f"CREATE TABLE _call_history AS SELECT {kept}, run_id FROM run_call_list "
+                             f"WHERE run_id IN ({_KEPT_RUNS})", [self.settings.keep_call_lists])
+            self.con.execute("DROP TABLE run_call_list")
+            self.con.execute("ALTER TABLE _call_history RENAME TO run_call_list")
+
+    def _count_untested(self, run_id: str, since_iso: str) -> None:
+        """Adds one to the count of each resident this run lists untested: what escalation reads, counted as
+        runs go so that no refresh reads every earlier list again."""
+        self.con.execute("CREATE TABLE IF NOT EXISTS untested_tally "
+                         "(since VARCHAR, resident_id VARCHAR, refreshes UINTEGER)")
+        self.con.execute(
+            "CREATE TABLE _tally AS SELECT since, resident_id, CAST(sum(refreshes) AS UINTEGER) AS refreshes FROM "
+            "(SELECT since, resident_id, refreshes FROM untested_tally UNION ALL "
+            " SELECT DISTINCT ?::VARCHAR, resident_id, 1 FROM run_call_list WHERE run_id = ? AND reason = 'untested') "
+            "GROUP BY since, resident_id", [since_iso, run_id])
+        self.con.execute("DROP TABLE untested_tally")
+        self.con.execute("ALTER TABLE _tally RENAME TO untested_tally")
+
+    def _forget_old_call_lists(self) -> None:
+        self.con.execute(f"DELETE FROM run_call_list WHERE run_id NOT IN ({_KEPT_RUNS})",
+                         [self.settings.keep_call_lists])
 
     # --- what the grid workers settled on verify rows --------------------------------------------
     def ensure_feedback(self) -> None:
@@ -281,21 +337,22 @@ class Database:
 
     def earlier_untested_counts(self, since_iso: str) -> pl.DataFrame:
         """resident_id, earlier_untested_refreshes: how many earlier runs of the same round listed each resident
-        untested. Counted here, not in polars: the runs' lists grow by millions of rows a refresh at 20M."""
-        if not self._exists("run_call_list"):
+        untested (untested_tally, kept by record_run)."""
+        self._compact_call_lists()
+        if not self._exists("untested_tally"):
             return pl.DataFrame(schema={"resident_id": pl.String, "earlier_untested_refreshes": pl.UInt32})
         return self.con.sql(
-            "SELECT c.resident_id, CAST(count(DISTINCT c.run_id) AS UINTEGER) AS earlier_untested_refreshes "
-            "FROM run_call_list c JOIN runs r USING (run_id) "
-            "WHERE c.reason = 'untested' AND json_extract_string(r.run, '$.parameters.since') = ? "
-            "GROUP BY c.resident_id", params=[since_iso]).pl()
+            "SELECT resident_id, refreshes AS earlier_untested_refreshes FROM untested_tally WHERE since = ?",
+            params=[since_iso]).pl()
 
     def previous_call_list(self) -> pl.DataFrame | None:
-        last = self.last_run()
-        if last is None or not self._exists("run_call_list"):
+        if not self._exists("runs") or not self._exists("run_call_list"):
+            return None
+        last = self.con.execute(_KEPT_RUNS, [1]).fetchall()
+        if not last:
             return None
         return self.con.sql(
-            "SELECT resident_id, reason, list FROM run_call_list WHERE run_id = ?", params=[last["run_id"]]).pl()
+            "SELECT resident_id, reason, list FROM run_call_list WHERE run_id = ?", params=[last[0][0]]).pl()
 
     def coverage_trend(self, since_iso: str) -> pl.DataFrame:
         """(recorded_at, coverage_rate) of the whole population at each earlier refresh of this round."""

@@ -135,13 +135,24 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         report.timings["total"] = round(time.perf_counter() - started, 3)
         report.lists["workbooks"] = len(outputs.books)
         report.lists["community_workbooks"] = len(outputs.community_books)
-        (staging / "run.json").write_text(
-            json.dumps(asdict(report), ensure_ascii=False, indent=2, default=str), encoding="utf-8"
-        )
+        (staging / "run.json").write_text(run_json(report, indent=2), encoding="utf-8")
         _swap(staging, out, report.run_id)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def run_json(report: RunReport, indent: int | None = None) -> str:
+    return json.dumps(asdict(report), ensure_ascii=False, indent=indent, default=str)
+
+
+def rewrite_run_json(out: Path, report: RunReport) -> None:
+    """run.json again once the run's record is in the database (with its time), replaced whole: a reader
+    sees the published file or the new one, never half of it."""
+    path = out.resolve() / "run.json"
+    fresh = path.with_name(".run.json.new")
+    fresh.write_text(run_json(report, indent=2), encoding="utf-8")
+    fresh.replace(path)
 
 
 def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: CarriedOver) -> tuple[int, int]:

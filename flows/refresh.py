@@ -31,7 +31,7 @@ from flows.database import Database
 from flows.kept_links import KeptLinks, key_sums
 from flows.loading import LoadingProcess
 from flows.meter import StageMeter, add_time
-from flows.publish import PrintPage, RunOutputs, publish_outputs
+from flows.publish import PrintPage, RunOutputs, publish_outputs, rewrite_run_json, run_json
 from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
 from flows.run_claim import RunClaim, remove_abandoned
 from flows.settings import Settings
@@ -556,8 +556,18 @@ def _process(
         # The books (a string copy of the call list) and the other tables go before DuckDB takes the run's
         # record: at 20M residents storing 66 M decisions raised the process by 5.5 GiB beside them, its peak.
         del outputs, books, community_books, tables, quarantine
-        db.record_run(report.run_id, json.dumps(asdict(report), ensure_ascii=False, default=str),
-                      {"call_list": facts.scan("call_list"), "coverage": coverage, "decisions": linked_now})
+        t = time.perf_counter()
+
+        def recorded() -> str:
+            """The report with the record's own time and memory, as the history keeps it."""
+            report.timings["record"] = round(time.perf_counter() - t, 3)
+            report.peak_memory_gib["record"] = meter.mark("record")
+            report.timings["total"] = round(time.perf_counter() - started, 3)
+            return run_json(report)
+
+        db.record_run(report.run_id, settings.since.isoformat(),
+                      {"call_list": facts.scan("call_list"), "coverage": coverage, "decisions": linked_now}, recorded)
+        rewrite_run_json(settings.out, report)
     finally:
         db.close()
     logger.info(

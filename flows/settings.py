@@ -24,6 +24,9 @@ class DuckDBSettings:
     memory_limit: str = "4GB"
     threads: int = 2
     temp_directory: Path | None = None
+    # The last refreshes whose call lists the history keeps (who was listed, where, why): a day of two-hourly
+    # refreshes. Older ones live on in the untested counts escalation reads.
+    keep_call_lists: int = 12
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ def load_settings(
         memory_limit=os.environ.get("GRIDSWEEP_DUCKDB_MEMORY_LIMIT", ddb.get("memory_limit", "4GB")),
         threads=int(os.environ.get("GRIDSWEEP_DUCKDB_THREADS", ddb.get("threads", 2))),
         temp_directory=Path(ddb["temp_directory"]) if "temp_directory" in ddb else state / "duckdb_tmp",
+        keep_call_lists=int(ddb.get("keep_call_lists", 12)),
     )
     return Settings(
         roster=roster_p,

@@ -85,6 +85,10 @@ def test_outputs_and_run_record(first_run, campaign):
     try:
         n = con.execute("SELECT count(*) FROM run_call_list WHERE run_id = ?", [report.run_id]).fetchone()[0]
         assert n == call_list.height
+        # The published run.json is the one recorded, with the time the record took within the total.
+        kept = json.loads(con.execute("SELECT run FROM runs WHERE run_id = ?", [report.run_id]).fetchone()[0])
+        assert kept == run and 0 < run["timings"]["record"] < run["timings"]["total"]
+        assert run["timings"]["total"] >= run["timings"]["write"] + run["timings"]["record"]
         # Decisions are kept as the run made them: on a first run, every link.
         n = con.execute("SELECT count(*) FROM run_decisions WHERE run_id = ?", [report.run_id]).fetchone()[0]
         assert n == matches.height == report.linking["records_linked_now"] - sum(
