@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 
 from flows.settings import DuckDBSettings
+from transforms.changes import EARLIER
 from transforms.linking import SqlStep
 
 
@@ -158,7 +159,8 @@ class Database:
             if not self._exists("untested_tally"):
                 self.con.execute(
                     "CREATE TABLE untested_tally AS SELECT json_extract_string(r.run, '$.parameters.since') AS since, "
-                    "c.resident_id, CAST(count(DISTINCT c.run_id) AS UINTEGER) AS refreshes "
+                    "c.resident_id, CAST(count(DISTINCT c.run_id) AS UINTEGER) AS refreshes, "
+                    "min(r.recorded_at) AS first_listed "
                     "FROM run_call_list c JOIN runs r USING (run_id) WHERE c.reason = 'untested' GROUP BY ALL")
             kept = ", ".join(CALL_HISTORY)
             self.con.execute(f"CREATE TABLE _call_history AS SELECT {kept}, run_id FROM run_call_list "
@@ -167,14 +169,17 @@ class Database:
             self.con.execute("ALTER TABLE _call_history RENAME TO run_call_list")
 
     def _count_untested(self, run_id: str, since_iso: str) -> None:
-        """Adds one to the count of each resident this run lists untested: what escalation reads, counted as
-        runs go so that no refresh reads every earlier list again."""
+        """Adds one to the count of each resident this run lists untested, and notes when a resident was first
+        listed (the run's record time, as runs.recorded_at): what escalation reads, counted as runs go so that
+        no refresh reads every earlier list again."""
         self.con.execute("CREATE TABLE IF NOT EXISTS untested_tally "
-                         "(since VARCHAR, resident_id VARCHAR, refreshes UINTEGER)")
+                         "(since VARCHAR, resident_id VARCHAR, refreshes UINTEGER, first_listed TIMESTAMP)")
         self.con.execute(
-            "CREATE TABLE _tally AS SELECT since, resident_id, CAST(sum(refreshes) AS UINTEGER) AS refreshes FROM "
-            "(SELECT since, resident_id, refreshes FROM untested_tally UNION ALL "
-            " SELECT DISTINCT ?::VARCHAR, resident_id, 1 FROM run_call_list WHERE run_id = ? AND reason = 'untested') "
+            "CREATE TABLE _tally AS SELECT since, resident_id, CAST(sum(refreshes) AS UINTEGER) AS refreshes, "
+            "min(first_listed) AS first_listed FROM "
+            "(SELECT since, resident_id, refreshes, first_listed FROM untested_tally UNION ALL "
+            " SELECT DISTINCT ?::VARCHAR, resident_id, 1, now()::TIMESTAMP FROM run_call_list "
+            " WHERE run_id = ? AND reason = 'untested') "
             "GROUP BY since, resident_id", [since_iso, run_id])
         self.con.execute("DROP TABLE untested_tally")
         self.con.execute("ALTER TABLE _tally RENAME TO untested_tally")
@@ -336,14 +341,14 @@ class Database:
         ).pl()
 
     def earlier_untested_counts(self, since_iso: str) -> pl.DataFrame:
-        """resident_id, earlier_untested_refreshes: how many earlier runs of the same round listed each resident
-        untested (untested_tally, kept by record_run)."""
+        """transforms.changes.EARLIER of the round: how many earlier runs listed each resident untested, and
+        when the first of them was recorded (untested_tally, kept by record_run)."""
         self._compact_call_lists()
         if not self._exists("untested_tally"):
-            return pl.DataFrame(schema={"resident_id": pl.String, "earlier_untested_refreshes": pl.UInt32})
+            return EARLIER.clear()
         return self.con.sql(
-            "SELECT resident_id, refreshes AS earlier_untested_refreshes FROM untested_tally WHERE since = ?",
-            params=[since_iso]).pl()
+            "SELECT resident_id, refreshes AS earlier_untested_refreshes, first_listed AS untested_since "
+            "FROM untested_tally WHERE since = ?", params=[since_iso]).pl().cast(EARLIER.schema)
 
     def previous_call_list(self) -> pl.DataFrame | None:
         if not self._exists("runs") or not self._exists("run_call_list"):

@@ -507,6 +507,7 @@ def _process(
             round=settings.round, rules=settings.rules, escalation=settings.escalation,
             outcomes=outcome_summary(db.attempts_since(settings.since)), previous=db.previous_call_list(),
             earlier=db.earlier_untested_counts(settings.since.isoformat()))
+        db.release_memory()  # the pages read for them (and for a history's one-time compaction) go
         _timed(report.timings, "rules_inputs", given_t)  # the last list, the calls, the earlier rounds
         ruled = apply_rules(people, links, given, report.timings)
         grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(

@@ -10,6 +10,7 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from openpyxl import load_workbook
@@ -162,7 +163,14 @@ def test_outcomes_changes_escalation_gaps_and_report(campaign, prefect_server, t
     shutil.copy(settings.duckdb.path, tmp_path / "parts" / settings.duckdb.path.name)  # the state before it
     third = refresh(settings2)
     escalation = pl.read_csv(out / "escalation.csv", infer_schema=False)
-    assert escalation.filter(pl.col("why").str.contains("连续3次刷新仍未检测")).height > 0
+    # ... with the time the first refresh of the round was recorded, the same at every later refresh
+    con = duckdb.connect(str(settings.duckdb.path), read_only=True)
+    try:
+        first_at = con.execute("SELECT strftime(recorded_at, '%m-%d %H:%M') FROM runs WHERE run_id = ?",
+                               [first.run_id]).fetchall()[0][0]
+    finally:
+        con.close()
+    assert escalation.filter(pl.col("why").str.contains(f"{first_at}起未检测（已达3次刷新）")).height > 0
     assert third.follow_up["escalation"] == escalation.height
 
     unreg = pl.read_csv(out / "unregistered.csv", infer_schema=False)

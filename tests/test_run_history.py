@@ -59,7 +59,14 @@ def _old_counts(lists: dict[str, tuple[str, pl.DataFrame]], since: str) -> dict[
 
 
 def _counts(db: Database, since: str) -> dict[str, int]:
-    return dict(db.earlier_untested_counts(since).iter_rows())
+    return dict(db.earlier_untested_counts(since).select("resident_id", "earlier_untested_refreshes").iter_rows())
+
+
+def _first_listed(db: Database, since: str) -> dict[str, str]:
+    """Each resident's untested_since, as the run that first listed them untested was recorded."""
+    recorded = dict(db.con.execute("SELECT recorded_at, run_id FROM runs").fetchall())
+    return {rid: recorded[at] for rid, at in
+            db.earlier_untested_counts(since).select("resident_id", "untested_since").iter_rows()}
 
 
 LISTS = {
@@ -77,6 +84,8 @@ def test_untested_counts_and_a_days_lists_kept_without_phones_or_names(tmp_path)
             db.record_run(run_id, since, {"call_list": frame}, lambda: "{}")
         assert _counts(db, SINCE) == _old_counts(LISTS, SINCE) == {"a1": 3, "b2": 2, "c3": 1}
         assert _counts(db, "2022-05-27T00:00:00+08:00") == {"a1": 1}
+        assert _first_listed(db, SINCE) == {"a1": "r1", "b2": "r1", "c3": "r1"}
+        assert _first_listed(db, "2022-05-27T00:00:00+08:00") == {"a1": "r3"}
         kept = db.con.sql("SELECT * FROM run_call_list ORDER BY run_id, resident_id").pl()
         assert kept.columns == [*CALL_HISTORY, "run_id"]
         assert kept["run_id"].unique().sort().to_list() == ["r3", "r4"]  # the last two runs
@@ -104,6 +113,7 @@ def test_a_history_of_whole_call_lists_is_counted_once_and_cut_down(tmp_path):
     db = Database(DuckDBSettings(path=path, keep_call_lists=3))
     try:
         assert _counts(db, SINCE) == _old_counts(LISTS, SINCE)
+        assert _first_listed(db, SINCE) == {"a1": "r1", "b2": "r1", "c3": "r1"}
         assert db.con.sql("SELECT DISTINCT run_id FROM run_call_list ORDER BY 1").pl()["run_id"].to_list() == [
             "r2", "r3", "r4"]
         assert db._columns("run_call_list") == [*CALL_HISTORY, "run_id"]
@@ -111,5 +121,7 @@ def test_a_history_of_whole_call_lists_is_counted_once_and_cut_down(tmp_path):
         assert _counts(db, SINCE) == {"a1": 3, "b2": 2, "c3": 2}
         assert db.con.sql("SELECT DISTINCT run_id FROM run_call_list ORDER BY 1").pl()["run_id"].to_list() == [
             "r3", "r4", "r5"]
+        db.record_run("r6", SINCE, {"call_list": _call_list(["e5"], [])}, lambda: "{}")
+        assert _first_listed(db, SINCE) == {"a1": "r1", "b2": "r1", "c3": "r1", "e5": "r6"}
     finally:
         db.close()

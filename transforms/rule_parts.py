@@ -14,13 +14,12 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from transforms.changes import escalation_rows, order_escalation
+from transforms.changes import EARLIER, escalation_rows, order_escalation
 from transforms.coverage import grid_measures, roll_up
 from transforms.outcomes import EscalationSettings
 from transforms.roster_gaps import wrong_numbers
 from transforms.rules import Round, RuleSettings, build_call_list, resident_status
 
-_NO_EARLIER = pl.DataFrame(schema={"resident_id": pl.String, "earlier_untested_refreshes": pl.UInt32})
 # What mark_changes reads of a resident who came off the list.
 CAME_OFF_COLUMNS = ["resident_id", "tested_in_round", "away_reported", "vaccination_reason"]
 
@@ -33,7 +32,7 @@ class RuleInputs:
     escalation: EscalationSettings
     outcomes: pl.DataFrame | None = None  # transforms.outcomes.outcome_summary; None: no calls made yet
     previous: pl.DataFrame | None = None  # the last refresh's call list (resident_id, reason, list); None: first run
-    earlier: pl.DataFrame | None = None  # resident_id, earlier_untested_refreshes; None: no earlier refresh
+    earlier: pl.DataFrame | None = None  # transforms.changes.EARLIER; None: no earlier refresh
 
 
 @dataclass
@@ -80,7 +79,7 @@ def rule_part(residents: pl.DataFrame, test_evidence: pl.DataFrame, vaccination_
         came_off = status.select(CAME_OFF_COLUMNS).join(mine, on="resident_id", how="semi")
     return RulePart(
         call_list=call_list, grids=grid_measures(status),
-        escalation=escalation_rows(status, call_list, _NO_EARLIER if given.earlier is None else given.earlier,
+        escalation=escalation_rows(status, call_list, EARLIER if given.earlier is None else given.earlier,
                                    given.escalation),
         wrong_numbers=wrong_numbers(status), came_off=came_off,
         tested=int(status["tested_in_round"].sum()), away_reported=int(status["away_reported"].sum()),
