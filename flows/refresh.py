@@ -33,6 +33,7 @@ from flows.loading import LoadingProcess
 from flows.meter import StageMeter, add_time
 from flows.publish import PrintPage, RunOutputs, publish_outputs, rewrite_run_json, run_json
 from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
+from flows.roster_derived import RosterDerived
 from flows.run_claim import RunClaim, remove_abandoned
 from flows.settings import Settings
 from flows.sources import Sources, Table, file_sources, validation_summary
@@ -58,7 +59,7 @@ from transforms.pair_decisions import (
 )
 from transforms.print_sheet import WORKER, page_digest, person_lines, row_digests, worker_print_html
 from transforms.report import coverage_report_pages
-from transforms.roster_gaps import duplicate_registrations, order_corrections, unregistered
+from transforms.roster_gaps import order_corrections, unregistered
 from transforms.rule_parts import Ruled, RuleInputs, combine, numbered_by_part, of_part, rule_part
 from transforms.sheets import build_community_books, build_worker_books, walk_order
 
@@ -334,7 +335,7 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
 @task(cache_policy=NO_CACHE)
 def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame | pl.LazyFrame,
               ruled: Ruled, given: RuleInputs, grid_workers: pl.DataFrame, settings: Settings,
-              timings: dict[str, float] | None = None) -> dict:
+              derived: RosterDerived, timings: dict[str, float] | None = None) -> dict:
     """What changed since the last refresh, the roster's gaps, and the report (titled with the streets of
     grid_workers: street, community, grid_id, grid_worker as the roster assigns them).
     Returns the call list marked with what is new (call_list), the tables to publish (tables), the change
@@ -345,12 +346,11 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], link
     t = time.perf_counter()
     call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off)
     _timed(timings, "follow_up_changes", t)
-    roster = people["roster"]
     t = time.perf_counter()
-    unlinked = unregistered(people["tests"], links, roster, settings.since, settings.as_of)
+    unlinked = unregistered(people["tests"], links, derived.places(), settings.since, settings.as_of)
     _timed(timings, "follow_up_unregistered", t)
     t = time.perf_counter()
-    corrections = order_corrections(ruled.wrong_numbers, duplicate_registrations(roster))
+    corrections = order_corrections(ruled.wrong_numbers, derived.duplicates())
     _timed(timings, "follow_up_corrections", t)
     tables = {"escalation": ruled.escalation, "unregistered": unlinked, "roster_corrections": corrections}
     t = time.perf_counter()
@@ -513,7 +513,10 @@ def _process(
         grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
         ).collect()
         follow_t = time.perf_counter()
-        extra = follow_up(db, people, links, ruled, given, grid_workers, settings, report.timings)
+        # The duplicates and the buildings' grids depend on the roster alone: kept while its parts are the same.
+        derived = RosterDerived(state / "roster_derived", facts.files[ROSTER.name], people["roster"].lazy())
+        report.inputs[ROSTER.name]["duplicates_and_places_reused"] = derived.reused
+        extra = follow_up(db, people, links, ruled, given, grid_workers, settings, derived, report.timings)
         call_list, tables = extra.pop("call_list"), extra.pop("tables")
         _timed(report.timings, "rules_follow_up", follow_t)
         coverage = ruled.coverage

@@ -4,7 +4,7 @@ from datetime import datetime
 
 import polars as pl
 
-from transforms.roster_gaps import unregistered
+from transforms.roster_gaps import roster_places, unregistered
 
 SINCE, AS_OF = datetime(2022, 5, 19), datetime(2022, 5, 20, 18)
 
@@ -27,7 +27,7 @@ def test_a_site_names_its_community_only_when_the_name_is_in_one_street():
     })
     tests = _tests(["荔林社区采样点", "科技园社区便民点", "科技园北社区采样屋", "别处采样点"])
     links = pl.DataFrame(schema={"record_kind": pl.String, "record_id": pl.String})
-    out = unregistered(tests, links, roster, SINCE, AS_OF)
+    out = unregistered(tests, links, roster_places(roster), SINCE, AS_OF)
     placed = dict(zip(out["record_id"].to_list(), zip(out["street"].to_list(), out["community"].to_list(),
                                                        strict=True), strict=True))
     # 荔林社区 is in two streets: which one is meant cannot be told, so nobody's list gets it.
@@ -47,25 +47,57 @@ def test_a_building_shared_evenly_by_two_grids_goes_to_the_same_grid_whatever_th
     links = pl.DataFrame(schema={"record_kind": pl.String, "record_id": pl.String})
     for seed in range(8):
         shuffled = roster.sample(fraction=1.0, shuffle=True, seed=seed)
-        out = unregistered(tests, links, shuffled.lazy() if seed % 2 else shuffled, SINCE, AS_OF)
+        out = unregistered(tests, links, roster_places(shuffled.lazy() if seed % 2 else shuffled), SINCE, AS_OF)
         assert out.select("grid_id", "grid_worker").rows() == [("G1", "A")], seed
+
+
+_D = datetime(1980, 1, 1).date()
+STATUS = pl.DataFrame({
+    "street": ["甲街道"] * 6, "community": ["荔林社区"] * 6, "grid_id": ["G1"] * 6, "grid_worker": ["A"] * 6,
+    "resident_id": ["R1", "R2", "R3", "R4", "R5", "R6"], "name": ["张三", "张山", "李四", "李四", "王五", "赵六"],
+    "address": ["地址1"] * 6,
+    "wrong_number": [False, False, False, False, False, True],
+    "id_norm": ["110101198001010011", "110101198001010011", None, None, "110101198001010022", None],
+    "name_py": ["zhangsan", "zhangshan", "lisi", "lisi", "wangwu", "lisi"],
+    "birth": [_D, _D, _D, _D, _D, None],
+    "addr_canon": ["a1", "a1", "a2", "a2", "a2", "a2"],
+})
 
 
 def test_roster_corrections_pair_rows_that_share_an_id_or_a_person_and_nothing_else():
     from transforms.roster_gaps import roster_corrections
 
-    d = datetime(1980, 1, 1).date()
-    status = pl.DataFrame({
-        "street": ["甲街道"] * 6, "community": ["荔林社区"] * 6, "grid_id": ["G1"] * 6, "grid_worker": ["A"] * 6,
-        "resident_id": ["R1", "R2", "R3", "R4", "R5", "R6"], "name": ["张三", "张山", "李四", "李四", "王五", "赵六"],
-        "address": ["地址1"] * 6,
-        "wrong_number": [False, False, False, False, False, True],
-        "id_norm": ["110101198001010011", "110101198001010011", None, None, "110101198001010022", None],
-        "name_py": ["zhangsan", "zhangshan", "lisi", "lisi", "wangwu", "lisi"],
-        "birth": [d, d, d, d, d, None],
-        "addr_canon": ["a1", "a1", "a2", "a2", "a2", "a2"],
-    })
-    out = roster_corrections(status)
+    out = roster_corrections(STATUS)
     pairs = set(zip(out["resident_id"], out["other_resident_id"].fill_null("-"), strict=True))
     # R1/R2 share an ID, R3/R4 a name reading, birth and flat; R6's number is wrong; R5 and the rest are fine.
     assert pairs == {("R1", "R2"), ("R2", "R1"), ("R3", "R4"), ("R4", "R3"), ("R6", "-")}
+
+
+def test_the_roster_s_duplicates_and_places_are_kept_while_its_parts_are_the_same_files(tmp_path):
+    """A refresh that took the roster back from the last load (the same files, hard-linked) takes the
+    duplicates and the buildings' grids back too; a roster written again is searched again."""
+    from flows.roster_derived import RosterDerived
+    from transforms.roster_gaps import duplicate_registrations
+
+    roster = STATUS.with_columns(pl.Series("addr_block", ["b1", "b1", "b2", "b2", "b2", None]))
+    part = tmp_path / "roster-00000.parquet"
+    roster.write_parquet(part)
+    kept = tmp_path / "derived"
+    first = RosterDerived(kept, [part], pl.scan_parquet(part))
+    assert not first.reused
+    assert first.duplicates().equals(duplicate_registrations(roster))
+    assert first.places().buildings.sort("addr_block").equals(roster_places(roster).buildings.sort("addr_block"))
+    linked = tmp_path / "run" / part.name  # the next refresh's hard link of the kept part
+    linked.parent.mkdir()
+    linked.hardlink_to(part)
+    # What is kept is read, not found again: a roster scan that cannot be read proves it.
+    again = RosterDerived(kept, [linked], pl.scan_parquet(tmp_path / "missing.parquet"))
+    assert again.reused
+    assert again.duplicates().equals(first.duplicates())
+    assert again.places().communities.equals(first.places().communities)
+    # The roster read again (new files, two rows): found again, the old entry dropped.
+    roster.head(2).write_parquet(tmp_path / "new.parquet")
+    fresh = RosterDerived(kept, [tmp_path / "new.parquet"], pl.scan_parquet(tmp_path / "new.parquet"))
+    assert not fresh.reused
+    assert fresh.duplicates().equals(duplicate_registrations(roster.head(2)))
+    assert [p.name for p in kept.iterdir()] == [fresh.here.name]

@@ -172,6 +172,10 @@ def test_outcomes_changes_escalation_gaps_and_report(campaign, prefect_server, t
         con.close()
     assert escalation.filter(pl.col("why").str.contains(f"{first_at}起未检测（已达3次刷新）")).height > 0
     assert third.follow_up["escalation"] == escalation.height
+    # The roster was the same file at each refresh: its duplicates and buildings' grids were found once.
+    assert not first.inputs["roster"]["duplicates_and_places_reused"]
+    assert third.inputs["roster"]["unchanged_since_last_load"]
+    assert third.inputs["roster"]["duplicates_and_places_reused"]
 
     unreg = pl.read_csv(out / "unregistered.csv", infer_schema=False)
     assert unreg.height > 0 and unreg["why"].null_count() == 0

@@ -4,6 +4,7 @@ rows that need correcting (a wrong phone reported by a worker, two rows that loo
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
@@ -11,9 +12,33 @@ import polars as pl
 from transforms.contract import ROSTER_CORRECTIONS, UNREGISTERED
 from transforms.idcard import mask_id
 
+_PLACE = ["street", "community", "grid_id", "grid_worker"]
 
-def unregistered(tests: pl.DataFrame | pl.LazyFrame, links: pl.DataFrame | pl.LazyFrame,
-                 roster: pl.DataFrame | pl.LazyFrame,
+
+@dataclass
+class RosterPlaces:
+    """Where an unregistered person's test places them, from the roster alone: each building's grid, and the
+    roster's communities (street, community)."""
+    buildings: pl.DataFrame  # addr_block, street, community, grid_id, grid_worker
+    communities: pl.DataFrame  # street, community
+
+
+def roster_places(roster: pl.DataFrame | pl.LazyFrame) -> RosterPlaces:
+    """Each building belongs to the grid holding most of its residents (on a tie, the first grid by name: the
+    groups come in no fixed order). The roster may be a scan of a city's roster on disk: what is read of it
+    is counted per building, never held whole."""
+    roster = roster.lazy()
+    buildings = (
+        roster.filter(pl.col("addr_block").is_not_null())
+        .group_by("addr_block", *_PLACE).len()
+        .sort(["len", *_PLACE], descending=[True, False, False, False, False], nulls_last=True)
+        .unique("addr_block", keep="first", maintain_order=True)
+        .drop("len").collect()
+    )
+    return RosterPlaces(buildings, roster.select("street", "community").unique().drop_nulls().collect())
+
+
+def unregistered(tests: pl.DataFrame | pl.LazyFrame, links: pl.DataFrame | pl.LazyFrame, places: RosterPlaces,
                  since: datetime, as_of: datetime) -> pl.DataFrame:
     """Test records of the round that match no resident (not even as 'possible'), whose current address is a
     building on the roster (-> that building's grid) or whose sampling site is named after one of the
@@ -26,23 +51,11 @@ def unregistered(tests: pl.DataFrame | pl.LazyFrame, links: pl.DataFrame | pl.La
         .join(linked, on="record_id", how="anti")
         .collect()
     )
-    # Each building belongs to the grid holding most of its residents (on a tie, the first grid by name: the
-    # groups come in no fixed order). The roster may be a scan of a city's roster on disk: what is read of it
-    # is counted per building, never held whole.
-    roster = roster.lazy()
-    place = ["street", "community", "grid_id", "grid_worker"]
-    buildings = (
-        roster.filter(pl.col("addr_block").is_not_null())
-        .group_by("addr_block", *place).len()
-        .sort(["len", *place], descending=[True, False, False, False, False], nulls_last=True)
-        .unique("addr_block", keep="first", maintain_order=True)
-        .drop("len").collect()
-    )
+    buildings, all_communities = places.buildings, places.communities
     by_building = lone.join(buildings, on="addr_block", how="inner").with_columns(
         pl.lit("现住址为本网格在册楼栋").alias("why"))
     # A community name found in two streets cannot say which is meant: such sites place nobody (sending
     # the record to every community of that name would bury each secretary's list under the others').
-    all_communities = roster.select("street", "community").unique().drop_nulls().collect()
     communities = all_communities.filter(pl.len().over("community") == 1)
     rest = lone.join(by_building.select("record_id"), on="record_id", how="anti")
     # The site's name begins with the community's (longest name first, so 科技园北 is not taken for 科技园).
