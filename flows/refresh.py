@@ -308,17 +308,13 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
                 given: RuleInputs, timings: dict[str, float] | None = None) -> Ruled:
     """The call list, coverage, escalation and wrong numbers of the whole roster, ruled RULES_PART_ROWS
     residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a time).
-    timings: where the rules' steps' seconds are added (rules_evidence, _evidence_parts, _parts, _combine)."""
+    timings: where the rules' steps' seconds are added (rules_evidence, _parts, _combine)."""
     timings = {} if timings is None else timings
-    t = time.perf_counter()
-    tests_ev = test_evidence(links, people["tests"])
-    vacc_ev = vaccination_evidence(links, people.get("vaccinations"))
-    _timed(timings, "rules_evidence", t)
     roster = people["roster"].lazy()
     t = time.perf_counter()
-    tests_ev = numbered_by_part(tests_ev, roster, RULES_PART_ROWS)
-    vacc_ev = numbered_by_part(vacc_ev, roster, RULES_PART_ROWS)
-    _timed(timings, "rules_evidence_parts", t)
+    tests_ev = numbered_by_part(test_evidence(links, people["tests"]), roster, RULES_PART_ROWS)
+    vacc_ev = numbered_by_part(vaccination_evidence(links, people.get("vaccinations")), roster, RULES_PART_ROWS)
+    _timed(timings, "rules_evidence", t)  # found and numbered by part in one plan each
     t = time.perf_counter()
     residents = roster.select(pl.len()).collect().item()
     parts = [rule_part(roster.slice(offset, RULES_PART_ROWS).collect(), of_part(tests_ev, i), of_part(vacc_ev, i),

@@ -49,8 +49,8 @@ class RulePart:
 PART = "_part"
 
 
-def numbered_by_part(evidence: pl.DataFrame, resident_ids: pl.DataFrame | pl.LazyFrame, part_rows: int
-                     ) -> pl.DataFrame:
+def numbered_by_part(evidence: pl.DataFrame | pl.LazyFrame, resident_ids: pl.DataFrame | pl.LazyFrame,
+                     part_rows: int) -> pl.DataFrame:
     """The evidence with the number of the roster part its resident is in (resident_ids: the roster's
     resident_id in roster order), so that a part's evidence is a filter on a number: finding it by the part's
     resident ids probed the city's every record once a part (at 20M, 64 M records twenty times)."""
