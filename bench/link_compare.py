@@ -34,9 +34,9 @@ def main() -> int:
     from flows.settings import load_settings
     from flows.sources import spill_linking_rows
     from transforms.contract import INPUTS
-    from transforms.evidence import records_for_linking
     from transforms.normalise import IDENTITY_COLUMNS, normalise_people
     from transforms.parsing import parse_rows
+    from transforms.record_rows import records_for_linking
     from transforms.rule_parts import RuleInputs
 
     data, out = Path(args.data), Path(args.out)

@@ -80,7 +80,7 @@ class RecordSpill(Spill):
 
     def write(self, kind: str, rows: pl.DataFrame) -> None:
         """Appends a part of kind's records: record_kind, record_id, identity columns and row_hash
-        (transforms.evidence.linking_rows). Rows are numbered across the parts, in the order written."""
+        (transforms.record_rows.linking_rows). Rows are numbered across the parts, in the order written."""
         offset = self._rows.get(kind, 0)
         super().write(kind, rows.with_row_index(ROW, offset=offset))
         self._rows[kind] = offset + rows.height
@@ -122,7 +122,7 @@ class RecordSpill(Spill):
 
 
 class FactSpill(Spill):
-    """The records' facts (transforms.evidence.RECORD_FACTS) of each source on disk from normalise until the
+    """The records' facts (transforms.record_rows.RECORD_FACTS) of each source on disk from normalise until the
     rules have read them. Linking never reads them, and the rules read a few columns each (the evidence reads
     record_id and the time of every record, the rest only for the few records shown on a list), so a city's
     facts (2 GiB at 5M residents) are never all in memory beside the roster and the decisions. The normalised

@@ -28,9 +28,9 @@ from flows.readers import InputError, TextEnd, grown_table, open_table
 from flows.record_spill import FactSpill, RecordSpill, link_parts
 from flows.settings import Settings
 from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
-from transforms.evidence import linking_rows, record_facts, with_row_hash
 from transforms.normalise import IDENTITY_COLUMNS, INPUT_KEY, normalise_reusing, with_input_key
 from transforms.parsing import LINE, AsOfWindow, SliceParser
+from transforms.record_rows import linking_rows, record_facts, with_row_hash
 
 
 class Table(Protocol):

@@ -8,7 +8,6 @@ import polars as pl
 from transforms.comparison import ScoreSettings
 from transforms.contract import ROSTER, TESTS, Contract
 from transforms.decision import DecisionSettings
-from transforms.evidence import records_for_linking
 from transforms.linking import (
     BlockingSettings,
     blocking_stage_sql,
@@ -19,6 +18,7 @@ from transforms.linking import (
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
 from transforms.pair_decisions import decide_pairs, number_records, number_residents, roster_side
 from transforms.parsing import LINE, parse_rows
+from transforms.record_rows import records_for_linking
 
 ROSTER_DEFAULTS = {
     "address": "科苑路1巷3栋2单元502", "street": "粤海街道", "community": "科技园社区", "grid_id": "G1",

@@ -271,8 +271,8 @@ def test_records_normalised_in_parts_give_what_normalising_them_whole_gives(tmp_
     from flows.record_spill import ROW, FactSpill, RecordSpill
     from flows.sources import PartNormaliser, record_sink
     from transforms.contract import INPUTS
-    from transforms.evidence import record_facts
     from transforms.normalise import normalise_people, normaliser_inputs
+    from transforms.record_rows import record_facts
 
     store = NormalisedStore(tmp_path / "normalised")
 

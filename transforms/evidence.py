@@ -6,36 +6,6 @@ import polars as pl
 
 from transforms.idcard import mask_id
 
-# What the rules, the verify list and the unregistered list read of a test or vaccination record once it
-# is linked. A city's records are tens of millions of rows: the raw ID, its parts, the parsed address and
-# the line number (kept by quarantine, not needed by a used row) are dropped as soon as they are not needed.
-RECORD_FACTS = ["record_id", "name", "phone", "id_clean", "address", "site", "sampled_at", "vaccinated_at", "dose",
-                "vaccine", "addr_block"]
-
-
-def record_facts(records: pl.DataFrame, keep: list[str] = ()) -> pl.DataFrame:
-    """The record's facts (RECORD_FACTS) and the columns in keep, in the frame's order."""
-    wanted = set(RECORD_FACTS) | set(keep)
-    return records.select([c for c in records.columns if c in wanted])
-
-
-def linking_rows(records: pl.DataFrame, kind: str, identity: list[str]) -> pl.DataFrame:
-    """One kind of record as linking reads it: keyed by (record_kind, record_id), with its identity columns."""
-    return records.select(pl.lit(kind).alias("record_kind"), "record_id", *identity)
-
-
-def with_row_hash(rows: pl.DataFrame, identity: list[str]) -> pl.DataFrame:
-    """A hash of the identity columns: a record whose hash is unchanged keeps its stored decision."""
-    return rows.with_columns(rows.select(identity).hash_rows(seed=0).alias("row_hash"))
-
-
-def records_for_linking(tests: pl.DataFrame, vaccinations: pl.DataFrame | None, identity: list[str]) -> pl.DataFrame:
-    """Both kinds of record in one frame keyed by (record_kind, record_id)."""
-    frames = [linking_rows(tests, "test", identity)]
-    if vaccinations is not None:
-        frames.append(linking_rows(vaccinations, "vaccination", identity))
-    return pl.concat(frames, how="vertical_relaxed")
-
 
 def _candidate_text(when: str, extra: list[pl.Expr]) -> pl.Expr:
     return pl.concat_str(
