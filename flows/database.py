@@ -103,10 +103,16 @@ class Database:
         """The run record of the last successful run, or None."""
         import json
 
+        last = self._last_run_id()
+        if last is None:
+            return None
+        return json.loads(self.con.execute("SELECT run FROM runs WHERE run_id = ?", [last]).fetchall()[0][0])
+
+    def _last_run_id(self) -> str | None:
         if not self._exists("runs"):
             return None
-        rows = self.con.sql("SELECT run FROM runs ORDER BY recorded_at DESC LIMIT 1").fetchall()
-        return json.loads(rows[0][0]) if rows else None
+        rows = self.con.execute(_KEPT_RUNS, [1]).fetchall()
+        return rows[0][0] if rows else None
 
     def record_run(self, run_id: str, since_iso: str, tables: dict[str, pl.DataFrame | pl.LazyFrame],
                    run_json: Callable[[], str]) -> None:
@@ -351,13 +357,11 @@ class Database:
             "FROM untested_tally WHERE since = ?", params=[since_iso]).pl().cast(EARLIER.schema)
 
     def previous_call_list(self) -> pl.DataFrame | None:
-        if not self._exists("runs") or not self._exists("run_call_list"):
-            return None
-        last = self.con.execute(_KEPT_RUNS, [1]).fetchall()
-        if not last:
+        last = self._last_run_id()
+        if last is None or not self._exists("run_call_list"):
             return None
         return self.con.sql(
-            "SELECT resident_id, reason, list FROM run_call_list WHERE run_id = ?", params=[last[0][0]]).pl()
+            "SELECT resident_id, reason, list FROM run_call_list WHERE run_id = ?", params=[last]).pl()
 
     def coverage_trend(self, since_iso: str) -> pl.DataFrame:
         """(recorded_at, coverage_rate) of the whole population at each earlier refresh of this round."""

@@ -44,31 +44,28 @@ class RosterDerived:
         self.here = folder / roster_key(parts)
         self.reused = self.here.is_dir()
 
-    def _kept(self, name: str, make: Callable[[], pl.DataFrame]) -> pl.DataFrame:
-        path = self.here / f"{name}.parquet"
-        if path.exists():
-            return pl.read_parquet(path)
-        frame = make()
+    def _kept(self, names: tuple[str, ...], make: Callable[[], tuple[pl.DataFrame, ...]]) -> tuple[pl.DataFrame, ...]:
+        """The frames of these names as kept, or made together by make and kept."""
+        paths = [self.here / f"{name}.parquet" for name in names]
+        if all(path.exists() for path in paths):
+            return tuple(pl.read_parquet(path) for path in paths)
+        frames = make()
         self.here.mkdir(parents=True, exist_ok=True)
-        fresh = path.with_suffix(".new")
-        frame.write_parquet(fresh)
-        fresh.replace(path)  # whole or not at all: a refresh stopped mid-write leaves nothing to be taken
+        for frame, path in zip(frames, paths, strict=True):
+            fresh = path.with_suffix(".new")
+            frame.write_parquet(fresh)
+            fresh.replace(path)  # whole or not at all: a refresh stopped mid-write leaves nothing to be taken
         for other in self.folder.iterdir():
             if other != self.here:
                 shutil.rmtree(other, ignore_errors=True)
-        return frame
+        return frames
 
     def duplicates(self) -> pl.DataFrame:
-        return self._kept("duplicates", lambda: duplicate_registrations(self.roster))
+        return self._kept(("duplicates",), lambda: (duplicate_registrations(self.roster),))[0]
 
     def places(self) -> RosterPlaces:
-        found: dict[str, pl.DataFrame] = {}
+        def make() -> tuple[pl.DataFrame, pl.DataFrame]:
+            places = roster_places(self.roster)
+            return places.buildings, places.communities
 
-        def make(name: str) -> pl.DataFrame:
-            if not found:
-                places = roster_places(self.roster)
-                found.update(buildings=places.buildings, communities=places.communities)
-            return found[name]
-
-        return RosterPlaces(self._kept("buildings", lambda: make("buildings")),
-                            self._kept("communities", lambda: make("communities")))
+        return RosterPlaces(*self._kept(("buildings", "communities"), make))

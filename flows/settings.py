@@ -156,7 +156,7 @@ def load_settings(
         memory_limit=os.environ.get("GRIDSWEEP_DUCKDB_MEMORY_LIMIT", ddb.get("memory_limit", "4GB")),
         threads=int(os.environ.get("GRIDSWEEP_DUCKDB_THREADS", ddb.get("threads", 2))),
         temp_directory=Path(ddb["temp_directory"]) if "temp_directory" in ddb else state / "duckdb_tmp",
-        keep_call_lists=int(ddb.get("keep_call_lists", 12)),
+        keep_call_lists=int(ddb.get("keep_call_lists", DuckDBSettings.keep_call_lists)),
     )
     return Settings(
         roster=roster_p,
