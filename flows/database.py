@@ -103,12 +103,12 @@ class Database:
         """The run record of the last successful run, or None."""
         import json
 
-        last = self._last_run_id()
+        last = self.last_run_id()
         if last is None:
             return None
         return json.loads(self.con.execute("SELECT run FROM runs WHERE run_id = ?", [last]).fetchall()[0][0])
 
-    def _last_run_id(self) -> str | None:
+    def last_run_id(self) -> str | None:
         if not self._exists("runs"):
             return None
         rows = self.con.execute(_KEPT_RUNS, [1]).fetchall()
@@ -357,7 +357,7 @@ class Database:
             "FROM untested_tally WHERE since = ?", params=[since_iso]).pl().cast(EARLIER.schema)
 
     def previous_call_list(self) -> pl.DataFrame | None:
-        last = self._last_run_id()
+        last = self.last_run_id()
         if last is None or not self._exists("run_call_list"):
             return None
         return self.con.sql(

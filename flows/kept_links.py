@@ -62,6 +62,7 @@ def key_sums(spill: RecordSpill, last: LastLinks | None) -> dict[str, tuple[int,
 class KeptLinks:
     def __init__(self, folder: Path, key: str):
         self.folder, self.key = folder, key
+        self.saved: str | None = None  # the copy's file name, once saved
 
     def _meta(self) -> dict | None:
         try:
@@ -79,11 +80,15 @@ class KeptLinks:
         return LastLinks(path, meta["rows"], meta["sums"]) if path.exists() else None
 
     def carried(self, last: LastLinks, spill: RecordSpill, sums: dict[str, tuple[int, int]], todo: pl.DataFrame,
-                fresh: pl.DataFrame, stored: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.LazyFrame | None:
+                fresh: pl.DataFrame, stored: Callable[[pl.DataFrame], pl.DataFrame]
+                ) -> tuple[pl.LazyFrame, pl.DataFrame] | None:
         """Every decision on the run's records, sorted: the last copy's, less those of the records linked now
-        (todo: record_kind, record_id), merged with the decisions made now (fresh) and the stored ones of
-        the added records not linked now (stored(keys) -> their decisions). None when the last refresh's
-        records are not this one's first records of each kind. sums: key_sums(spill, last)."""
+        (todo: record_kind, record_id, ROW), merged with the decisions made now (fresh) and the stored ones of
+        the added records not linked now (stored(keys) -> their decisions); and the residents whose decisions
+        may differ from the last copy's (resident_id: those of every decision not taken from it, and of the
+        last copy's decisions on records linked now), which are all the rules need rule again
+        (flows.kept_rules). None when the last refresh's records are not this one's first records of each
+        kind. sums: key_sums(spill, last)."""
         rows = spill.counts()
         if any(rows.get(kind, 0) < n for kind, n in last.rows.items()):
             return None
@@ -96,7 +101,18 @@ class KeptLinks:
         if not_now is not None and not_now.height:
             extra = pl.concat([fresh, stored(not_now).select(fresh.columns).cast(fresh.schema)])
         base = pl.scan_parquet(last.path).join(todo.select(keys).lazy(), on=keys, how="anti", maintain_order="left")
-        return merge_sorted_links(base, extra.lazy())
+        touched = [extra.select("resident_id")]
+        # Only records among the last refresh's (a row number below its count) can have a decision in its copy:
+        # at 20M the copy is 66 M rows, not read for the added records.
+        among_last = pl.lit(False)
+        for kind, n in last.rows.items():
+            among_last = among_last | ((pl.col("record_kind") == kind) & (pl.col(ROW) < n))
+        relinked = todo.filter(among_last).select(keys)
+        if relinked.height:
+            touched.append(pl.scan_parquet(last.path).join(relinked.lazy(), on=keys, how="semi").select(
+                "resident_id").collect())
+        residents = pl.concat(touched, how="vertical_relaxed").drop_nulls().unique()
+        return merge_sorted_links(base, extra.lazy()), residents
 
     def save(self, links: pl.DataFrame | pl.LazyFrame, spill: RecordSpill, sums: dict[str, tuple[int, int]],
              generation: str | None) -> pl.LazyFrame:
@@ -118,4 +134,5 @@ class KeptLinks:
         for other in self.folder.glob("links-*.parquet"):
             if other.name != name:
                 other.unlink(missing_ok=True)
+        self.saved = name
         return pl.scan_parquet(target)

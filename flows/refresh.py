@@ -14,7 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from functools import cache, partial
 from pathlib import Path
@@ -29,6 +29,7 @@ from expectations.suites import SuiteResult, data_docs_site
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.database import Database
 from flows.kept_links import KeptLinks, key_sums
+from flows.kept_rules import KeptRules, changed_outcomes, rules_key
 from flows.loading import LoadingProcess
 from flows.meter import StageMeter, add_time
 from flows.publish import PrintPage, RunOutputs, publish_outputs, rewrite_run_json, run_json
@@ -39,6 +40,7 @@ from flows.settings import Settings
 from flows.sources import Sources, Table, file_sources, validation_summary
 from transforms.changes import mark_changes
 from transforms.contract import ROSTER
+from transforms.coverage import GRID
 from transforms.decision import LINK_COLUMNS, compact_links
 from transforms.evidence import test_evidence, vaccination_evidence
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
@@ -60,7 +62,18 @@ from transforms.pair_decisions import (
 from transforms.print_sheet import WORKER, page_digest, person_lines, row_digests, worker_print_html
 from transforms.report import coverage_report_pages
 from transforms.roster_gaps import order_corrections, unregistered
-from transforms.rule_parts import Ruled, RuleInputs, combine, numbered_by_part, of_part, rule_part
+from transforms.rule_parts import (
+    POS,
+    Ruled,
+    RuleInputs,
+    came_off_of,
+    finish,
+    gather,
+    numbered_by_part,
+    of_part,
+    rule_part,
+    splice,
+)
 from transforms.sheets import build_community_books, build_worker_books, walk_order
 
 
@@ -77,6 +90,7 @@ class RunReport:
     coverage: dict = field(default_factory=dict)
     changes: dict = field(default_factory=dict)
     follow_up: dict = field(default_factory=dict)
+    rules: dict = field(default_factory=dict)  # how many residents were ruled now, and why all if all were
     timings: dict = field(default_factory=dict)
     peak_memory_gib: dict = field(default_factory=dict)  # per stage, from flows.meter
     removed_abandoned: list = field(default_factory=list)  # folders of killed refreshes removed (flows.run_claim)
@@ -129,7 +143,8 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     IDENTITY_COLUMNS are read in one chunk here, and let go before the decisions are put together). Returns
     {"links": every record's decision (sorted by record, as matches.csv lists them: a scan of the copy kept
     for the next refresh, flows.kept_links), "linked_now": the decisions made now (the same scan when
-    everything was linked now), "stats": the figures}: a dict the flow
+    everything was linked now), "stats": the figures, "lineage": which residents' decisions may differ from
+    the last refresh's copy, that copy's name and the new copy's (flows.kept_rules)}: a dict the flow
     empties, as Prefect keeps a task's return value until the flow ends. Links only what it has not linked
     before. A record's decision depends on nothing
     but the record, the roster and the settings, so decisions are kept in the database (keyed by a
@@ -234,10 +249,11 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     # for the next refresh (flows.kept_links): the last one's with the decisions made now, when it can be.
     t = time.perf_counter()
     sums = key_sums(spill, last)
+    touched = None  # the residents whose decisions may differ from the last copy's, when that is known
     if now == total:  # everything was linked now: the stored state holds nothing else of use
         source, links = "linked_now", fresh.sort(keys)
-    elif last is not None and (links := kept.carried(last, spill, sums, todo, fresh, db.decisions_on)) is not None:
-        source = "last_copy"
+    elif last is not None and (carried := kept.carried(last, spill, sums, todo, fresh, db.decisions_on)) is not None:
+        source, (links, touched) = "last_copy", carried
     else:
         source, links = "database", db.stored_links(spill.paths(), compact_links)
     links = kept.save(links, spill, sums, db.link_generation())
@@ -261,7 +277,10 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
                             "links_confirmed_by_workers": confirmed},
         "sql_seconds": timings,
     }
-    return {"links": links, "linked_now": fresh, "stats": stats}
+    # What the rules need to rule only the residents these decisions changed (flows.kept_rules): which
+    # residents, and which copy of the decisions they differ from and which they are now.
+    lineage = {"touched": touched, "from": last.path.name if touched is not None else None, "to": kept.saved}
+    return {"links": links, "linked_now": fresh, "stats": stats, "lineage": lineage}
 
 
 @cache
@@ -305,26 +324,56 @@ RULES_PART_ROWS = 1_000_000
 
 @task(cache_policy=NO_CACHE)
 def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame | pl.LazyFrame,
-                given: RuleInputs, timings: dict[str, float] | None = None) -> Ruled:
+                given: RuleInputs, kept: KeptRules, lineage: dict, last_run: str | None, run_id: str,
+                timings: dict[str, float] | None = None, figures: dict | None = None) -> Ruled:
     """The call list, coverage, escalation and wrong numbers of the whole roster, ruled RULES_PART_ROWS
-    residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a time).
-    timings: where the rules' steps' seconds are added (rules_evidence, _parts, _combine)."""
+    residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a
+    time). When the last refresh's rulings are kept and hold (flows.kept_rules), only the residents whose
+    decisions (lineage: from link) or call outcomes changed are ruled, and put in place of their old rows.
+    timings: where the rules' steps' seconds are added (rules_kept, _evidence, _parts, _combine, _keep);
+    figures: where it says how many residents it ruled, and why all of them if it did."""
     timings = {} if timings is None else timings
-    roster = people["roster"].lazy()
+    figures = {} if figures is None else figures
+    roster = people["roster"].lazy().with_row_index(POS)
+    t = time.perf_counter()
+    why = kept.why_not(last_run, lineage["from"])  # lineage["from"] is None when touched is not known
+    base = again = None
+    if why is None:
+        base = kept.load()
+        again = pl.concat([lineage["touched"], changed_outcomes(base.outcomes, given.outcomes)]).unique()
+        links = links.lazy().join(again.lazy(), on="resident_id", how="semi")
+    _timed(timings, "rules_kept", t)
     t = time.perf_counter()
     tests_ev = numbered_by_part(test_evidence(links, people["tests"]), roster, RULES_PART_ROWS)
     vacc_ev = numbered_by_part(vaccination_evidence(links, people.get("vaccinations")), roster, RULES_PART_ROWS)
     _timed(timings, "rules_evidence", t)  # found and numbered by part in one plan each
     t = time.perf_counter()
     residents = roster.select(pl.len()).collect().item()
-    parts = [rule_part(roster.slice(offset, RULES_PART_ROWS).collect(), of_part(tests_ev, i), of_part(vacc_ev, i),
-                       given)
-             for i, offset in enumerate(range(0, max(residents, 1), RULES_PART_ROWS))]
+    parts, places = [], []
+    for i, offset in enumerate(range(0, max(residents, 1), RULES_PART_ROWS)):
+        chunk = roster.slice(offset, RULES_PART_ROWS).collect()
+        if again is not None:
+            chunk = chunk.join(again, on="resident_id", how="semi", maintain_order="left")
+            places.append(chunk.select(POS, *GRID))
+        parts.append(rule_part(chunk, of_part(tests_ev, i), of_part(vacc_ev, i),
+                               given if base is None else replace(given, previous=None)))
     del tests_ev, vacc_ev
     _timed(timings, "rules_parts", t)
     t = time.perf_counter()
-    ruled = combine(parts)
+    rules, came_off = gather(parts)
+    del parts
+    if base is not None:
+        rules = splice(base.rules, pl.concat(places), rules)
+        # The last refresh's list is the one its rulings kept (the same run: KeptRules.why_not).
+        came_off = came_off_of(base.rules.call_list, rules.measures)
+        del base
+    ruled = finish(rules, came_off, given)
     _timed(timings, "rules_combine", t)
+    t = time.perf_counter()
+    kept.save(run_id, lineage["to"], rules, given.outcomes)
+    _timed(timings, "rules_keep", t)
+    figures |= {"residents": residents, "residents_ruled": residents if again is None else again.height,
+                "ruled_from_kept": why is None, "why_all": why}
     return ruled
 
 
@@ -505,7 +554,10 @@ def _process(
             earlier=db.earlier_untested_counts(settings.since.isoformat()))
         db.release_memory()  # the pages read for them (and for a history's one-time compaction) go
         _timed(report.timings, "rules_inputs", given_t)  # the last list, the calls, the earlier rounds
-        ruled = apply_rules(people, links, given, report.timings)
+        kept_rules = KeptRules(state / "kept_rules", rules_key(facts.files[ROSTER.name], given),
+                               {kind: facts.files[kind] for kind in ("tests", "vaccinations") if kind in facts.files})
+        ruled = apply_rules(people, links, given, kept_rules, linked.pop("lineage"), db.last_run_id(),
+                            report.run_id, report.timings, report.rules)
         grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
         ).collect()
         follow_t = time.perf_counter()

@@ -234,7 +234,8 @@ def test_data_docs_render_offline_and_hold_no_personal_data(first_run, campaign)
         assert not any(v in text for v in ids + phones), page
     assert "validate_expectations" in run["timings"]
     # Where the rules' time goes, in steps that fit inside the stage.
-    steps = ("rules_inputs", "rules_evidence", "rules_parts", "rules_combine", "rules_follow_up")
+    steps = ("rules_inputs", "rules_kept", "rules_evidence", "rules_parts", "rules_combine", "rules_keep",
+             "rules_follow_up")
     assert sum(run["timings"][s] for s in steps) <= run["timings"]["rules"] + 0.01
     parts = ("follow_up_changes", "follow_up_unregistered", "follow_up_corrections", "follow_up_report")
     assert sum(run["timings"][s] for s in parts) <= run["timings"]["rules_follow_up"] + 0.01

@@ -4,6 +4,7 @@ exactly the outputs of a full refresh of everything from scratch."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import polars as pl
 import pytest
@@ -267,3 +268,67 @@ def test_linking_in_small_batches_gives_the_same_links(tmp_path, prefect_server)
     assert _sorted_csv(a / "call_list.csv").equals(_sorted_csv(b / "call_list.csv"))
     again = refresh(settings("batched", 1000))
     assert again.linking["records_linked_now"] == 0 and again.linking["records_reused"] == again.linking["records"]
+
+
+def test_ruling_only_the_changed_residents_equals_ruling_everyone(tmp_path, prefect_server):
+    """Two copies of one state after a morning refresh and some call outcomes: the refresh that rules only the
+    residents whose records or outcomes changed (flows.kept_rules) publishes exactly what the one that rules
+    the whole roster does, down to the order of the rows and the change figures."""
+    from flows.database import Database
+    from flows.refresh import refresh
+    from transforms.contract import AWAY, REFUSED, TESTED_ELSEWHERE, UNREACHABLE, WRONG_NUMBER
+
+    data = tmp_path / "data"
+    write_synthetic(generate(3000, seed=29), data)
+    tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
+    morning, full = tmp_path / "tests_morning.csv", tmp_path / "tests_all.csv"
+    tests.head(tests.height // 2).write_csv(morning)
+    tests.write_csv(full)
+
+    def settings(tests_path, name):
+        return load_settings(data / "campaign.toml", tests=str(tests_path), out=str(tmp_path / name / "out"),
+                             db=str(tmp_path / name / "g.duckdb"))
+
+    first = refresh(settings(morning, "kept"))
+    assert first.rules["ruled_from_kept"] is False and first.rules["why_all"] == "none kept"
+    calls = pl.read_csv(tmp_path / "kept" / "out" / "call_list.csv", infer_schema=False)
+    untested = calls.filter(pl.col("reason") == "untested")["resident_id"].unique(maintain_order=True).to_list()
+    outcomes = [AWAY, WRONG_NUMBER, REFUSED, UNREACHABLE, UNREACHABLE, TESTED_ELSEWHERE]
+    attempts = pl.DataFrame({
+        "file_hash": [f"h{i}" for i in range(len(outcomes) * 3)], "source": "test",
+        "resident_id": [rid for rid in untested[:3] for _ in outcomes],
+        "reason": "untested", "outcome": outcomes * 3, "note": "", "grid_worker": "",
+    })
+    db = Database(settings(morning, "kept").duckdb)
+    try:
+        assert db.store_attempts(attempts.with_row_index().filter(pl.col("index") % 4 != 1).drop("index")) > 0
+    finally:
+        db.close()
+    shutil.copytree(tmp_path / "kept", tmp_path / "all")
+    shutil.rmtree(tmp_path / "all" / "kept_rules")
+
+    kept = refresh(settings(full, "kept"))
+    everyone = refresh(settings(full, "all"))
+    assert kept.rules["ruled_from_kept"] is True and kept.rules["why_all"] is None
+    assert 0 < kept.rules["residents_ruled"] < kept.rules["residents"] // 2
+    assert everyone.rules["ruled_from_kept"] is False and everyone.rules["why_all"] == "none kept"
+    assert everyone.rules["residents_ruled"] == everyone.rules["residents"] == kept.rules["residents"]
+    a, b = tmp_path / "kept" / "out", tmp_path / "all" / "out"
+    for name in ("call_list", "coverage", "escalation", "roster_corrections", "unregistered"):
+        assert (a / f"{name}.csv").read_bytes() == (b / f"{name}.csv").read_bytes(), name
+    assert kept.changes == everyone.changes and kept.coverage == everyone.coverage
+    assert kept.follow_up == everyone.follow_up and not kept.changes["first_run"]
+    assert kept.changes["came_off_tested"] > 0 and kept.follow_up["escalation"] > 0
+    assert kept.follow_up["roster_corrections"] > 0  # the wrong number, beside any duplicates
+
+    # Nothing new at all: nobody is ruled, and the lists are the same again (escalation grows with the
+    # refreshes that listed a resident, and is found anew each time).
+    again = refresh(settings(full, "kept"))
+    assert again.rules["ruled_from_kept"] is True and again.rules["residents_ruled"] == 0
+    assert again.follow_up["escalation"] > kept.follow_up["escalation"]
+    for name in ("call_list", "coverage", "roster_corrections"):
+        before = pl.read_csv(b / f"{name}.csv", infer_schema=False)
+        now = pl.read_csv(a / f"{name}.csv", infer_schema=False)
+        if name == "call_list":
+            before, now = before.drop("new_since_last"), now.drop("new_since_last")
+        assert now.equals(before), name

@@ -15,6 +15,8 @@ from transforms.outcomes import EscalationSettings
 # Per resident, the earlier refreshes of the round that listed them untested, and when the first was.
 EARLIER = pl.DataFrame(schema={"resident_id": pl.String, "earlier_untested_refreshes": pl.UInt32,
                                "untested_since": pl.Datetime("us")})
+# What escalation_rows reads of a resident's status.
+ESCALATION_INPUTS = [c for c in ESCALATION.names if c not in ("priority", "why")] + ["refused", "unreachable_attempts"]
 PRIORITY = (("卧床", "一级（卧床）"), ("残疾", "二级（残疾）"), ("高龄", "三级（高龄）"))
 OTHER_PRIORITY = "四级"
 

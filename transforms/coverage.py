@@ -10,43 +10,60 @@ GRID = ["street", "community", "grid_id"]
 LEVELS = (("grid", GRID), ("community", ["street", "community"]), ("street", ["street"]))
 
 
-def _measures() -> list[pl.Expr]:
+def _flags() -> list[pl.Expr]:
+    """Each resident's part in each count but the residents themselves: one boolean a measure."""
     c = pl.col
     out = [
-        pl.len().alias("residents"),
         # In scope for testing: living here, and not reported away by the grid worker this round.
-        c("in_scope_testing").sum().alias("in_scope"),
-        (c("in_scope_testing") & c("tested_in_round")).sum().alias("tested"),
-        (c("in_scope_testing") & ~c("tested_in_round")).sum().alias("untested"),
-        (c("in_scope_testing") & ~c("tested_in_round") & c("test_candidate").is_not_null()).sum()
-        .alias("untested_verify"),
-        c("away_reported").sum().alias("away_reported"),
+        c("in_scope_testing").alias("in_scope"),
+        (c("in_scope_testing") & c("tested_in_round")).alias("tested"),
+        (c("in_scope_testing") & ~c("tested_in_round")).alias("untested"),
+        (c("in_scope_testing") & ~c("tested_in_round") & c("test_candidate").is_not_null()).alias("untested_verify"),
+        c("away_reported"),
     ]
-    out += [(c("status").fill_null(STATUSES[0]) == s).sum().alias(f"status_{s}") for s in STATUSES[1:]]
+    out += [(c("status").fill_null(STATUSES[0]) == s).alias(f"status_{s}") for s in STATUSES[1:]]
     out += [
-        c("vaccination_eligible").sum().alias("vaccination_eligible"),
-        (c("vaccination_eligible") & (c("doses") >= 1)).sum().alias("vaccinated_1plus"),
-        (c("vaccination_eligible") & (c("doses") >= c("series_doses"))).sum().alias("series_complete"),
-        (c("vaccination_reason") == "unvaccinated").sum().alias("unvaccinated"),
-        (c("vaccination_reason") == "dose_due").sum().alias("dose_due"),
-        (c("vaccination_reason") == "booster_due").sum().alias("booster_due"),
+        c("vaccination_eligible"),
+        (c("vaccination_eligible") & (c("doses") >= 1)).alias("vaccinated_1plus"),
+        (c("vaccination_eligible") & (c("doses") >= c("series_doses"))).alias("series_complete"),
+        (c("vaccination_reason") == "unvaccinated").fill_null(False).alias("unvaccinated"),
+        (c("vaccination_reason") == "dose_due").fill_null(False).alias("dose_due"),
+        (c("vaccination_reason") == "booster_due").fill_null(False).alias("booster_due"),
     ]
     return out
+
+
+def resident_measures(status: pl.DataFrame) -> pl.DataFrame:
+    """One row of booleans per resident, in the status's order: what each adds to its grid's counts. Kept
+    between refreshes (transforms.rule_parts), a grid's counts can be corrected for the few residents ruled
+    again without the rest of the city's status."""
+    return status.select(_flags())
+
+
+def measures_by_grid(places: pl.DataFrame, measures: pl.DataFrame) -> pl.DataFrame:
+    """Each grid's counts from residents' places (GRID columns) and their resident_measures, row for row."""
+    sums = [pl.col(m).sum() for m in measures.columns]
+    return places.select(GRID).hstack(measures).group_by(GRID).agg(pl.len().alias("residents"), *sums)
 
 
 def grid_measures(status: pl.DataFrame) -> pl.DataFrame:
     """Each grid's counts. Every measure is a count, so the grids of a city's parts (transforms.rule_parts)
     add up to what the whole city's status gives."""
-    return status.group_by(GRID).agg(_measures())
+    return measures_by_grid(status, resident_measures(status))
+
+
+def grid_totals(grids: pl.DataFrame) -> pl.DataFrame:
+    """One row per grid from grid_measures rows that may name a grid more than once (several parts', or
+    counts taken off and put back), each measure in the type of grids'."""
+    return grids.group_by(GRID).agg(pl.col(m).sum().cast(grids.schema[m]) for m in grids.columns if m not in GRID)
 
 
 def roll_up(grids: pl.DataFrame) -> pl.DataFrame:
     """One row per grid, community, street and the whole run from grid_measures (of one status, or of several
     parts of the roster: a grid split between two parts is added up here); rates are 0-1, blank when nobody
     is in scope."""
-    measures = [c for c in grids.columns if c not in GRID]
-    sums = [pl.col(m).sum().cast(grids.schema[m]) for m in measures]
-    grids = grids.group_by(GRID).agg(sums)
+    grids = grid_totals(grids)
+    sums = [pl.col(m).sum().cast(grids.schema[m]) for m in grids.columns if m not in GRID]
     frames = [grids.with_columns(pl.lit("grid").alias("level"))]
     for level, keys in LEVELS[1:]:
         frames.append(grids.group_by(keys).agg(sums).with_columns(pl.lit(level).alias("level")))

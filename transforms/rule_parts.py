@@ -1,11 +1,18 @@
-"""The rules applied to a city's roster a part at a time, and the parts put back together.
+"""The rules applied to a city's roster a part at a time, and the parts put back together; and the last
+refresh's rulings with only the residents whose inputs changed ruled again.
 
 A resident's status (sixty columns) depends on nothing but the resident, their own linked records and
 their own call outcomes, so the roster can be ruled in parts of a fixed size: memory holds one part's
 status, not a city's (at 5M residents the whole status was a few GiB, at 20M it would not fit). What
-leaves a part is small: its call list rows, its grids' counts, its escalated residents, its wrong numbers,
-and the few columns the change figures read of the residents who were on the last list. Putting the parts
-back together gives what ruling the whole roster at once gives, row for row and in the same order.
+leaves a part is small: its call list rows, its residents' part in their grids' counts (a row of booleans
+each), the inputs of escalation for its untested residents, its wrong numbers, and the few columns the
+change figures read of the residents who were on the last list. Putting the parts back together gives what
+ruling the whole roster at once gives, row for row and in the same order.
+
+For the same reason a refresh that knows which residents' inputs changed (new or relinked records, new call
+outcomes; the same roster, round and settings) rules only those and puts their rows in place of their old
+ones among the last refresh's (RosterRules, kept by flows.kept_rules): every row carries the resident's
+roster position, and every grid count is a sum, so the old residents' part is taken off and the new put back.
 """
 
 from __future__ import annotations
@@ -14,14 +21,17 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from transforms.changes import EARLIER, escalation_rows, order_escalation
-from transforms.coverage import grid_measures, roll_up
+from transforms.changes import EARLIER, ESCALATION_INPUTS, escalation_rows, order_escalation
+from transforms.coverage import GRID, grid_measures, grid_totals, measures_by_grid, resident_measures, roll_up
 from transforms.outcomes import EscalationSettings
 from transforms.roster_gaps import wrong_numbers
 from transforms.rules import Round, RuleSettings, build_call_list, resident_status
 
 # What mark_changes reads of a resident who came off the list.
 CAME_OFF_COLUMNS = ["resident_id", "tested_in_round", "away_reported", "vaccination_reason"]
+POS = "_pos"  # a resident's row number in the roster: where their rows go back among the kept ones
+PART = "_part"  # the number of the part a resident is ruled in
+VACCINATION_REASONS = ("unvaccinated", "dose_due", "booster_due")  # each also a grid measure of that name
 
 
 @dataclass(frozen=True)
@@ -36,27 +46,30 @@ class RuleInputs:
 
 
 @dataclass
+class RosterRules:
+    """What ruling residents leaves, kept between refreshes: every frame carries POS or is in roster order."""
+    call_list: pl.DataFrame  # CALL_LIST columns and POS: untested rows by POS, then vaccination rows by POS
+    measures: pl.DataFrame  # resident_measures and tested_in_round: a row per resident ruled, by POS
+    grids: pl.DataFrame  # transforms.coverage.grid_measures of the residents ruled, one row per grid
+    escalation_inputs: pl.DataFrame  # ESCALATION_INPUTS and POS of the untested residents, by POS
+    wrong_numbers: pl.DataFrame  # ROSTER_CORRECTIONS columns and POS, by POS
+
+
+@dataclass
 class RulePart:
-    call_list: pl.DataFrame  # CALL_LIST columns, untested first, each in the part's roster order
-    grids: pl.DataFrame  # transforms.coverage.grid_measures
-    escalation: pl.DataFrame  # transforms.changes.escalation_rows
-    wrong_numbers: pl.DataFrame  # ROSTER_CORRECTIONS columns
+    rules: RosterRules  # of the part's residents
     came_off: pl.DataFrame  # CAME_OFF_COLUMNS of the part's residents on the last refresh's list
-    tested: int
-    away_reported: int
-
-
-PART = "_part"
 
 
 def numbered_by_part(evidence: pl.DataFrame | pl.LazyFrame, resident_ids: pl.DataFrame | pl.LazyFrame,
                      part_rows: int) -> pl.DataFrame:
-    """The evidence with the number of the roster part its resident is in (resident_ids: the roster's
-    resident_id in roster order), so that a part's evidence is a filter on a number: finding it by the part's
-    resident ids probed the city's every record once a part (at 20M, 64 M records twenty times)."""
+    """The evidence with the number of the roster part its resident is in (resident_ids: the residents'
+    resident_id in the order they are ruled), so that a part's evidence is a filter on a number: finding it by
+    the part's resident ids probed the city's every record once a part (at 20M, 64 M records twenty times)."""
     parts = resident_ids.lazy().select("resident_id").with_row_index(PART).with_columns(
         (pl.col(PART) // part_rows).cast(pl.UInt32))
     return evidence.lazy().join(parts, on="resident_id", how="inner", maintain_order="left").collect()
+
 
 
 def of_part(evidence: pl.DataFrame, part: int) -> pl.DataFrame:
@@ -66,10 +79,12 @@ def of_part(evidence: pl.DataFrame, part: int) -> pl.DataFrame:
 
 def rule_part(residents: pl.DataFrame, test_evidence: pl.DataFrame, vaccination_evidence: pl.DataFrame,
               given: RuleInputs) -> RulePart:
-    """residents: a part of the roster; the evidence: theirs (of_part), in the evidence's order."""
+    """residents: roster rows with their POS, in roster order; the evidence: theirs (of_part), in the
+    evidence's order."""
     status = resident_status(residents, test_evidence, vaccination_evidence, given.round, given.rules,
                              given.outcomes)
-    call_list = build_call_list(status)
+    call_list = build_call_list(status, keep=(POS,))
+    untested = call_list.filter(pl.col("reason") == "untested").select("resident_id")
     came_off = status.clear().select(CAME_OFF_COLUMNS)
     if given.previous is not None:
         # The last list's residents narrowed to this part's first: the part is a twentieth of a city, the
@@ -77,13 +92,69 @@ def rule_part(residents: pl.DataFrame, test_evidence: pl.DataFrame, vaccination_
         mine = given.previous.select("resident_id").join(residents.select("resident_id"), on="resident_id",
                                                           how="semi").unique()
         came_off = status.select(CAME_OFF_COLUMNS).join(mine, on="resident_id", how="semi")
-    return RulePart(
-        call_list=call_list, grids=grid_measures(status),
-        escalation=escalation_rows(status, call_list, EARLIER if given.earlier is None else given.earlier,
-                                   given.escalation),
-        wrong_numbers=wrong_numbers(status), came_off=came_off,
-        tested=int(status["tested_in_round"].sum()), away_reported=int(status["away_reported"].sum()),
+    rules = RosterRules(
+        call_list=call_list,
+        measures=resident_measures(status).with_columns(status["tested_in_round"]),
+        grids=grid_measures(status),
+        escalation_inputs=status.join(untested, on="resident_id", how="semi", maintain_order="left").select(
+            *ESCALATION_INPUTS, POS),
+        wrong_numbers=wrong_numbers(status).with_columns(
+            status.filter(pl.col("wrong_number"))[POS]),
     )
+    return RulePart(rules=rules, came_off=came_off)
+
+
+def _list_order(call_list: pl.DataFrame) -> pl.DataFrame:
+    """The untested rows by roster position, then the vaccination rows by roster position, as build_call_list
+    lists one status's (a resident is on it at most once for each)."""
+    return call_list.sort(pl.col("reason") != "untested", POS)
+
+
+def gather(parts: list[RulePart]) -> tuple[RosterRules, pl.DataFrame]:
+    """The parts' rules as one (parts in roster order), and their came_off rows."""
+    def cat(name: str) -> pl.DataFrame:
+        return pl.concat([getattr(p.rules, name) for p in parts], how="vertical", rechunk=True)
+
+    untested = pl.col("reason") == "untested"
+    call_list = pl.concat([p.rules.call_list.filter(untested) for p in parts]
+                          + [p.rules.call_list.filter(~untested) for p in parts], rechunk=True)
+    rules = RosterRules(call_list=call_list, measures=cat("measures"), grids=grid_totals(cat("grids")),
+                        escalation_inputs=cat("escalation_inputs"), wrong_numbers=cat("wrong_numbers"))
+    return rules, pl.concat([p.came_off for p in parts], how="vertical", rechunk=True)
+
+
+def splice(kept: RosterRules, places: pl.DataFrame, again: RosterRules) -> RosterRules:
+    """The kept rules with some residents ruled again: places holds their POS and GRID columns in roster
+    order, again (gather) their new rules, row for row with places."""
+    pos = places[POS]
+    gone = pl.col(POS).is_in(pos.implode())
+    measures = kept.measures.with_columns(
+        kept.measures[name].clone().scatter(pos, again.measures[name]) for name in kept.measures.columns)
+    # Every count is a sum: the residents' old part is taken off their grids and the new one put on.
+    before = measures_by_grid(places, kept.measures[pos].drop("tested_in_round"))
+    wide = {m: pl.Int64 for m in kept.grids.columns if m not in GRID}
+    negated = before.select(*GRID, *(-pl.col(m).cast(pl.Int64) for m in wide))
+    grids = grid_totals(pl.concat([kept.grids.cast(wide), negated, again.grids.cast(wide)], how="vertical"))
+    return RosterRules(
+        call_list=_list_order(pl.concat([kept.call_list.filter(~gone), again.call_list], how="vertical")),
+        measures=measures,
+        grids=grids.cast({m: kept.grids.schema[m] for m in wide}),
+        escalation_inputs=pl.concat([kept.escalation_inputs.filter(~gone), again.escalation_inputs],
+                                    how="vertical").sort(POS),
+        wrong_numbers=pl.concat([kept.wrong_numbers.filter(~gone), again.wrong_numbers], how="vertical").sort(POS),
+    )
+
+
+def came_off_of(listed: pl.DataFrame, measures: pl.DataFrame) -> pl.DataFrame:
+    """CAME_OFF_COLUMNS of the residents of a list (resident_id, POS; a resident may be on it twice), from
+    the roster's measures: the vaccination reason is the one measure of a reason that is true."""
+    one = listed.select("resident_id", POS).unique(POS, maintain_order=True)
+    m = measures[one[POS]]
+    reason = pl.lit(None, pl.String)
+    for name in reversed(VACCINATION_REASONS):
+        reason = pl.when(pl.col(name)).then(pl.lit(name)).otherwise(reason)
+    return one.select("resident_id").hstack(
+        m.select("tested_in_round", "away_reported", reason.alias("vaccination_reason")).get_columns())
 
 
 @dataclass
@@ -103,17 +174,13 @@ class Ruled:
             setattr(self, name, getattr(self, name).clear())
 
 
-def combine(parts: list[RulePart]) -> Ruled:
-    """The parts (in roster order) put together as if the roster had been ruled whole: the call list's
-    untested rows in roster order, then its vaccination rows in roster order, as build_call_list lists them."""
-    def cat(name: str) -> pl.DataFrame:
-        return pl.concat([getattr(p, name) for p in parts], how="vertical", rechunk=True)
-
-    untested = pl.col("reason") == "untested"
-    call_list = pl.concat([p.call_list.filter(untested) for p in parts]
-                          + [p.call_list.filter(~untested) for p in parts], rechunk=True)
+def finish(rules: RosterRules, came_off: pl.DataFrame, given: RuleInputs) -> Ruled:
+    """What the flow publishes of the whole roster's rules: the escalation is found here, from the untested
+    residents' inputs and the round's earlier refreshes, which change every refresh for everyone on it."""
+    escalation = escalation_rows(rules.escalation_inputs, rules.call_list,
+                                 EARLIER if given.earlier is None else given.earlier, given.escalation)
     return Ruled(
-        call_list=call_list, coverage=roll_up(cat("grids")), escalation=order_escalation(cat("escalation")),
-        wrong_numbers=cat("wrong_numbers"), came_off=cat("came_off"),
-        tested=sum(p.tested for p in parts), away_reported=sum(p.away_reported for p in parts),
+        call_list=rules.call_list.drop(POS), coverage=roll_up(rules.grids), escalation=order_escalation(escalation),
+        wrong_numbers=rules.wrong_numbers.drop(POS), came_off=came_off,
+        tested=int(rules.measures["tested_in_round"].sum()), away_reported=int(rules.measures["away_reported"].sum()),
     )

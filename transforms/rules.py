@@ -168,8 +168,9 @@ def resident_status(
     return apply_outcomes(status, outcomes)
 
 
-def build_call_list(status: pl.DataFrame) -> pl.DataFrame:
-    """One row per in-scope resident per reason, in the CALL_LIST contract's columns."""
+def build_call_list(status: pl.DataFrame, keep: tuple[str, ...] = ()) -> pl.DataFrame:
+    """One row per in-scope resident per reason, in the CALL_LIST contract's columns (and the status's
+    columns named in keep)."""
     c = pl.col
     # Lazy, so the filters and the concat carry only the columns the list reads, not the status's sixty:
     # at 5M residents the eager version held 3 GiB more for its 2.4M rows.
@@ -219,4 +220,4 @@ def build_call_list(status: pl.DataFrame) -> pl.DataFrame:
     )
     both = pl.concat([untested, vacc], how="diagonal_relaxed")
     return both.with_columns(mask_id("id_clean").alias("id_masked"), pl.lit("").alias("new_since_last")).select(
-        CALL_LIST.names).collect()
+        *CALL_LIST.names, *keep).collect()

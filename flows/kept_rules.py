@@ -1,0 +1,132 @@
+"""The last refresh's rulings of the whole roster, kept in the state folder, so a refresh rules again only the
+residents whose inputs changed (transforms.rule_parts.splice).
+
+At 20M residents ruling the city took about 95 s a refresh and finding its evidence 45-60 s more, while a
+two-hourly batch touches the records of a few hundred thousand residents. A resident's rules read their
+roster row, their linked records and their call outcomes, under the round's window and the rule settings.
+The kept rulings are used only when all of those are known to be the same for everyone else:
+
+- the same roster, round, rule settings and rules code (a key of the roster parts' identity on disk, as
+  flows.roster_derived keys them, of the settings and of the code's fingerprint);
+- the same facts of every record ruled before: each record source's parts begin with the parts ruled last
+  time, the very files (flows.loaded_sources takes them back hard-linked; a source read again is written anew);
+- decisions that differ from the last ones only for the residents flows.kept_links names (it merged the last
+  copy, the one these rulings were made from, with the decisions made now);
+- made by the last refresh recorded in the database, whose call list the change figures compare with.
+
+The residents whose call outcomes changed are found here, from the outcomes kept beside the rulings.
+Anything else, or a kept set that is not whole, and the whole roster is ruled as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from dataclasses import asdict, dataclass
+from functools import cache
+from importlib.metadata import version
+from pathlib import Path
+
+import polars as pl
+
+from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
+from transforms.rule_parts import RosterRules, RuleInputs
+
+_META = "meta.json"
+_FRAMES = ("call_list", "measures", "grids", "escalation_inputs", "wrong_numbers")
+
+
+@cache
+def _code() -> str:
+    root = Path(__file__).resolve().parents[1]
+    seeds = [root / "transforms" / "rule_parts.py", root / "transforms" / "evidence.py", root / "flows" / "refresh.py",
+             Path(__file__).resolve()]
+    return code_fingerprint(with_transforms_they_import(seeds), ("polars",))
+
+
+def part_identity(parts: list[Path]) -> list[str]:
+    """Each part's device, inode, size and modification time: the same file, not the same name."""
+    out = []
+    for part in parts:
+        st = part.stat()
+        out.append(f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+    return out
+
+
+def rules_key(roster_parts: list[Path], given: RuleInputs) -> str:
+    parts = {"roster": part_identity(roster_parts), "code": _code(), "round": asdict(given.round),
+             "rules": asdict(given.rules)}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class Kept:
+    rules: RosterRules
+    outcomes: pl.DataFrame  # the outcome summary they were ruled with
+
+
+def changed_outcomes(before: pl.DataFrame, now: pl.DataFrame) -> pl.DataFrame:
+    """resident_id of the residents whose outcome summary row is new, gone or different."""
+    cols = now.columns
+    before = before.select(cols).cast(now.schema)
+    added = now.join(before, on=cols, how="anti", nulls_equal=True)
+    gone = before.join(now, on=cols, how="anti", nulls_equal=True)
+    return pl.concat([added.select("resident_id"), gone.select("resident_id")]).unique()
+
+
+class KeptRules:
+    """One set of rulings in a folder of its own, named by meta.json (written last, so a set is whole or absent)."""
+
+    def __init__(self, folder: Path, key: str, facts: dict[str, list[Path]]):
+        self.folder, self.key = folder, key
+        self.facts = {kind: part_identity(parts) for kind, parts in facts.items()}
+
+    def _meta(self) -> dict | None:
+        try:
+            return json.loads((self.folder / _META).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def why_not(self, last_run: str | None, links_from: str | None) -> str | None:
+        """Why the kept rulings cannot be used by this refresh (None: they can). last_run: the run id of the
+        database's last refresh; links_from: the kept decisions' copy this refresh's were merged from."""
+        meta = self._meta()
+        if meta is None:
+            return "none kept"
+        if meta.get("key") != self.key or meta.get("polars") != version("polars"):
+            return "another roster, round, rule settings or rules code"
+        if last_run is None or meta.get("run_id") != last_run:
+            return "not made by the last refresh recorded"
+        if links_from is None or meta.get("links_file") != links_from:
+            return "the decisions were not merged from the copy they were ruled with"
+        facts = meta.get("facts", {})
+        if set(facts) != set(self.facts) or any(self.facts[k][:len(v)] != v for k, v in facts.items()):
+            return "records ruled before were read again"
+        if not all((self.folder / meta["dir"] / f"{name}.parquet").exists() for name in (*_FRAMES, "outcomes")):
+            return "the kept files are incomplete"
+        return None
+
+    def load(self) -> Kept:
+        here = self.folder / self._meta()["dir"]
+        frames = {name: pl.read_parquet(here / f"{name}.parquet") for name in _FRAMES}
+        return Kept(RosterRules(**frames), pl.read_parquet(here / "outcomes.parquet"))
+
+    def save(self, run_id: str, links_file: str | None, rules: RosterRules, outcomes: pl.DataFrame) -> None:
+        """Keeps a refresh's rulings for the next; those before stay named until these are whole."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"rules-{uuid.uuid4().hex}"
+        here = self.folder / name
+        here.mkdir()
+        for frame in _FRAMES:
+            getattr(rules, frame).write_parquet(here / f"{frame}.parquet", compression="lz4")
+        outcomes.write_parquet(here / "outcomes.parquet", compression="lz4")
+        meta = {"key": self.key, "polars": version("polars"), "run_id": run_id, "links_file": links_file,
+                "facts": self.facts, "dir": name}
+        tmp = self.folder / (_META + ".new")
+        tmp.write_text(json.dumps(meta), encoding="utf-8")
+        tmp.replace(self.folder / _META)
+        for other in self.folder.glob("rules-*"):
+            if other.name != name:
+                shutil.rmtree(other, ignore_errors=True)
