@@ -32,6 +32,7 @@ from pathlib import Path
 import polars as pl
 
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
+from flows.kept_links import part_identity
 from transforms.rule_parts import RosterRules, RuleInputs
 
 _META = "meta.json"
@@ -44,15 +45,6 @@ def _code() -> str:
     seeds = [root / "transforms" / "rule_parts.py", root / "transforms" / "evidence.py", root / "flows" / "refresh.py",
              Path(__file__).resolve()]
     return code_fingerprint(with_transforms_they_import(seeds), ("polars",))
-
-
-def part_identity(parts: list[Path]) -> list[str]:
-    """Each part's device, inode, size and modification time: the same file, not the same name."""
-    out = []
-    for part in parts:
-        st = part.stat()
-        out.append(f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
-    return out
 
 
 def rules_key(roster_parts: list[Path], given: RuleInputs) -> str:

@@ -169,11 +169,13 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     # the state from disk. At 20M residents the keys of 66 M records held 2.9 GiB through linking.
     everything = not reused and (feedback["verdict"] == CONFIRMED).sum() == 0
     todo = None
+    known = last.known(spill) if last is not None else {}  # kinds whose first parts are the last refresh's
     if not everything:
         # New and changed records, and those a worker gave a verdict on (linked again even when unchanged):
         # keys, row_hash and row number, chosen by DuckDB from the run's Parquet and the stored state.
         t = time.perf_counter()
-        todo = db.records_to_link(spill.paths(), feedback.select(keys).unique())
+        unknown = [p for kind, parts in spill.files.items() for p in parts[known.get(kind, 0):]]
+        todo = db.records_to_link(spill.paths(), feedback.select(keys).unique(), unknown)
         _timed(timings, "records_to_link", t)
     t = time.perf_counter()
     residents = number_residents(residents)
@@ -248,7 +250,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     # One sorted copy of every decision for everything after (matches.csv lists them in this order), kept
     # for the next refresh (flows.kept_links): the last one's with the decisions made now, when it can be.
     t = time.perf_counter()
-    sums = key_sums(spill, last)
+    sums = key_sums(spill, last, known)
     touched = None  # the residents whose decisions may differ from the last copy's, when that is known
     if now == total:  # everything was linked now: the stored state holds nothing else of use
         source, links = "linked_now", fresh.sort(keys)
@@ -267,6 +269,8 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
         "records": total,
         "records_linked_now": now,
         "records_reused": total - now,
+        # Records in the very parts the last refresh linked, not looked up in the stored state again.
+        "records_known_unchanged": sum(last.rows.get(kind, 0) for kind in known) if last is not None else 0,
         # Where the sorted decisions came from: all made now, the last refresh's copy with those made now,
         # or the database.
         "sorted_decisions_from": source,

@@ -38,7 +38,7 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
         return load_settings(data / "campaign.toml", tests=str(tests_path), out=str(tmp_path / name / "out"),
                              db=str(tmp_path / name / "g.duckdb"))
 
-    refresh(settings(first_part, "incremental"))
+    morning = refresh(settings(first_part, "incremental"))
     incremental = refresh(settings(full, "incremental"))
     scratch = refresh(settings(full, "scratch"))
 
@@ -47,6 +47,9 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     assert 0 < linked_now <= new_rows  # a few new rows are quarantined before linking
     assert incremental.linking["records_reused"] == incremental.linking["records"] - linked_now
     assert scratch.linking["records_linked_now"] == scratch.linking["records"]
+    # The morning's records, in the very parts it linked, were not looked up in the stored state again.
+    assert incremental.linking["records_known_unchanged"] == morning.linking["records"]
+    assert scratch.linking["records_known_unchanged"] == 0
     # Normalised once: the second refresh normalised only the new records' inputs, none of the roster's.
     assert incremental.inputs["roster"]["normalised_now"] == 0 < incremental.inputs["roster"]["normalised_reused"]
     assert 0 < incremental.inputs["tests"]["normalised_now"] <= new_rows
