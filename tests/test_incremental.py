@@ -169,6 +169,11 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
     assert second.lists["workbooks_reused"] == first.lists["workbooks_written"]
     for p in books:  # the very same files, carried over
         assert (p.read_bytes(), p.stat().st_mtime_ns) == before[p]
+    # The quarantined rows' workbooks too, while the source's quarantined rows are the same.
+    quarantined = sorted((tmp_path / "out" / "quarantine").glob("*.xlsx"))
+    assert first.lists["quarantine_books_written"] == len(quarantined) >= 2
+    assert second.lists["quarantine_books_written"] == 0
+    q_before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in quarantined}
 
     # One test record more: only the books whose rows change are written.
     tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
@@ -184,6 +189,8 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
     third = refresh(load_settings(data / "campaign.toml", tests=str(more), out=str(tmp_path / "out"),
                                   db=str(tmp_path / "g.duckdb")))
     assert third.linking["records_linked_now"] == 1
+    assert third.lists["quarantine_books_written"] == 0  # the added row was not quarantined
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in quarantined} == q_before
     assert 1 <= third.lists["workbooks_written"] < first.lists["workbooks_written"] / 2
 
     # Two hours later (the few records dated in between now count): only the books whose rows or figures changed are written; the others keep
