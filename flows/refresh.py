@@ -372,10 +372,11 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     del parts
     if base is not None:
         rules = splice(base.rules, pl.concat(places), rules)
-        # The last refresh's list is the one its rulings kept (the same run: KeptRules.why_not).
-        came_off = came_off_of(base.rules.call_list, rules.measures)
+        # The last refresh's list is the one its rulings kept (the same run: KeptRules.why_not); only the
+        # residents ruled again can have come off it.
+        came_off = came_off_of(base.rules.call_list.join(again, on="resident_id", how="semi"), rules.measures)
         del base
-    ruled = finish(rules, came_off, given)
+    ruled = finish(rules, came_off, given, again)
     _timed(timings, "rules_combine", t)
     t = time.perf_counter()
     kept.save(run_id, lineage["to"], rules, given.outcomes)
@@ -397,7 +398,7 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], link
     timings: where its steps' seconds are added (follow_up_changes, _unregistered, _corrections, _report)."""
     timings = {} if timings is None else timings
     t = time.perf_counter()
-    call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off)
+    call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off, ruled.ruled_again)
     _timed(timings, "follow_up_changes", t)
     t = time.perf_counter()
     unlinked = unregistered(people["tests"], links, derived.places(), settings.since, settings.as_of)

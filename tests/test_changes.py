@@ -37,6 +37,16 @@ def test_new_rows_are_marked_in_the_list_s_order_and_those_gone_are_counted_by_w
     assert figures == {"first_run": False, "on_list": 5, "new": 3, "remaining": 2, "came_off": 5,
                        "came_off_tested": 1, "came_off_vaccinated": 2, "came_off_away": 1, "came_off_other": 1}
 
+    # Told which residents' rows may differ (those ruled again), it compares theirs alone and finds the same.
+    same = pl.DataFrame({"resident_id": ["R2"], "reason": ["untested"], "list": ["call"]})
+    call_more = pl.concat([call_list.head(2), same.with_columns(pl.lit("").alias("new_since_last")),
+                           call_list.tail(3)])
+    whole = mark_changes(call_more, pl.concat([previous, same]), status)
+    among = mark_changes(call_more, pl.concat([previous, same]), status,
+                         among=pl.DataFrame({"resident_id": ["R5", "R9", "R1", "R3", "R7", "R8", "R6", "R4"]}))
+    assert whole[0].equals(among[0]) and whole[1] == among[1]
+    assert whole[1]["remaining"] == 3 and whole[0]["new_since_last"].to_list() == ["是", "", "", "", "是", "是"]
+
 
 def _escalated(earlier_refreshes: int, since: datetime | None) -> dict[str, str]:
     status = pl.DataFrame({

@@ -109,11 +109,10 @@ LIST_ORDER = (pl.col("reason") != "untested").cast(pl.UInt64) * (1 << 32) + pl.c
 
 
 def _merged(kept: pl.DataFrame, gone: pl.Expr, again: pl.DataFrame, order: pl.Expr) -> pl.DataFrame:
-    """kept's rows less those gone, and again's, in the order given (each already in it): merged, not
-    sorted, as sorting the city's 9.5 M list rows took 5.7 s at 20M."""
-    key = "_order"
-    return kept.filter(~gone).with_columns(order.alias(key)).merge_sorted(
-        again.with_columns(order.alias(key)), key=key).drop(key)
+    """kept's rows less those gone, and again's, in the order given (a number unique to each row). At 20M
+    the 9.5 M list rows sorted by this one number in 1.8 s; by reason then position 5.7 s; merge_sorted,
+    with their dozen text columns, 10 s."""
+    return pl.concat([kept.filter(~gone), again], how="vertical").sort(order)
 
 
 def gather(parts: list[RulePart]) -> tuple[RosterRules, pl.DataFrame]:
@@ -171,6 +170,7 @@ class Ruled:
     came_off: pl.DataFrame
     tested: int
     away_reported: int
+    ruled_again: pl.DataFrame | None = None  # resident_id of those ruled again; None: everyone was ruled
 
     def let_go(self) -> None:
         """Drops the lists once the flow has taken what it needs: Prefect keeps a task's return value until
@@ -179,7 +179,8 @@ class Ruled:
             setattr(self, name, getattr(self, name).clear())
 
 
-def finish(rules: RosterRules, came_off: pl.DataFrame, given: RuleInputs) -> Ruled:
+def finish(rules: RosterRules, came_off: pl.DataFrame, given: RuleInputs,
+           ruled_again: pl.DataFrame | None = None) -> Ruled:
     """What the flow publishes of the whole roster's rules: the escalation is found here, from the untested
     residents' inputs and the round's earlier refreshes, which change every refresh for everyone on it."""
     escalation = escalation_rows(rules.escalation_inputs, rules.call_list,
@@ -188,4 +189,5 @@ def finish(rules: RosterRules, came_off: pl.DataFrame, given: RuleInputs) -> Rul
         call_list=rules.call_list.drop(POS), coverage=roll_up(rules.grids), escalation=order_escalation(escalation),
         wrong_numbers=rules.wrong_numbers.drop(POS), came_off=came_off,
         tested=int(rules.measures["tested_in_round"].sum()), away_reported=int(rules.measures["away_reported"].sum()),
+        ruled_again=ruled_again,
     )
