@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
+from flows.kept_links import part_identity
 from transforms.roster_gaps import RosterPlaces, duplicate_registrations, roster_places
 
 
@@ -29,9 +30,8 @@ def _code() -> str:
 
 def roster_key(parts: list[Path]) -> str:
     h = hashlib.sha256(_code().encode())
-    for part in parts:
-        st = part.stat()
-        h.update(f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns};".encode())
+    for identity in part_identity(parts):
+        h.update(f"{identity};".encode())
     return h.hexdigest()[:24]
 
 
