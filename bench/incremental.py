@@ -3,7 +3,7 @@ export grown by them at its end), on the same database; and a full refresh of ev
 compare with.
 
     python bench/incremental.py [--residents 1000000] [--batch 100000] [--work bench/work] [--no-scratch]
-                                [--lean-disk]
+                                [--lean-disk] [--tail]
 
 Reuses the generated data of bench/refresh_1m.py in --work (generating it if missing). Each refresh runs
 in its own process; prints wall time, stage timings and peak memory of each, and whether the incremental
@@ -41,17 +41,31 @@ def run(cmd: list[str], env: dict) -> tuple[float, float]:
     return time.perf_counter() - t, int(done.stdout.strip().splitlines()[-1]) / 1024 / 1024
 
 
-def split_export(export: Path, earlier: Path, batch_rows: Path, batch: int) -> None:
-    """The export two hours earlier (earlier: the same rows but the last `batch`) and the rows that came since
-    (batch_rows, without a header), read a slice at a time by the refresh's own reader (the generator writes
-    GB18030, as many exports come) and written as UTF-8 text under the contract's column names; a 20M city's
-    28.7 M test rows are never in memory whole. Appending batch_rows to earlier gives the export two hours
-    later: the same bytes and more, as a test system's export of the day grows."""
+def split_export(export: Path, earlier: Path, batch_rows: Path, batch: int, spread: bool = True) -> None:
+    """The export two hours earlier (earlier: every row but the batch's, in their order) and the rows that came
+    since (batch_rows, without a header), read a slice at a time by the refresh's own reader (the generator
+    writes GB18030, as many exports come) and written as UTF-8 text under the contract's column names; a 20M
+    city's 28.7 M test rows are never in memory whole. Appending batch_rows to earlier gives the export two
+    hours later: the same bytes and more, as a test system's export of the day grows.
+
+    spread: the batch is drawn from the whole export (by a hash of the record number), as two hours of samples
+    come from every grid of a city; else it is the export's last rows, which the generator writes community by
+    community, so that only the last communities' grids change (the figures before the sixteenth session)."""
     import polars as pl
 
     from flows.readers import LINE, open_table
     from transforms.contract import TESTS
 
+    if spread:
+        with open(export, "rb") as fh:
+            lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b""))
+        share = round(batch / max(1, lines - 1) * 1_000_000)  # of a million hash buckets
+        with open(earlier, "wb") as fh, open(batch_rows, "wb") as later:
+            for i, part in enumerate(open_table(export, TESTS).slices(1_000_000)):
+                chosen = pl.col("record_id").hash(seed=7) % 1_000_000 < share
+                part.drop(LINE).filter(~chosen).write_csv(fh, include_header=i == 0)
+                part.drop(LINE).filter(chosen).write_csv(later, include_header=False)
+        return
     held: list[pl.DataFrame] = []  # the newest rows, at least `batch` of them once there are as many
     with open(earlier, "wb") as fh:
         first = True
@@ -78,6 +92,8 @@ def main() -> int:
     ap.add_argument("--work", default=str(ROOT / "bench" / "work"))
     ap.add_argument("--no-scratch", action="store_true",
                     help="skip the from-scratch refresh and the comparison (tests/test_incremental.py proves the equality)")
+    ap.add_argument("--tail", action="store_true",
+                    help="the batch is the export's last rows (a few communities) rather than drawn from every grid")
     ap.add_argument("--lean-disk", action="store_true",
                     help="with --no-scratch: delete matches.csv and call_list.csv of each refresh but the last "
                     "once its figures are read (at 20M the outputs of two refreshes, the state and DuckDB's spill "
@@ -97,8 +113,8 @@ def main() -> int:
     shutil.rmtree(inc, ignore_errors=True)
     inc.mkdir(parents=True)
     export, batch_rows = inc / "tests_export.csv", inc / "tests_batch.csv"
-    split_export(data / "tests.csv", export, batch_rows, args.batch)
-    results = {}
+    split_export(data / "tests.csv", export, batch_rows, args.batch, spread=not args.tail)
+    results = {"batch_from": "tail" if args.tail else "spread"}
     # The two-hourly refresh writes where the last one did, as the scheduled flow does: a book whose content
     # did not change is then hard-linked from the last output, not written again. Between the first two the
     # export grows by the batch, in place, as the test system's export of the day does.
@@ -116,6 +132,7 @@ def main() -> int:
             "stage_peak_gib": report.get("peak_memory_gib", {}),
             "records_linked_now": report["linking"]["records_linked_now"],
             "records_reused": report["linking"]["records_reused"],
+            "residents_ruled": report.get("rules", {}).get("residents_ruled"),
             "workbooks_written": report["lists"].get("workbooks_written"),
             "workbooks_reused": report["lists"].get("workbooks_reused"),
             "print_pages_written": report["lists"].get("print_pages_written"),

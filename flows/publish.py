@@ -23,7 +23,7 @@ from expectations.suites import SuiteResult
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.meter import StageMeter
 from flows.record_spill import hard_link
-from flows.workbooks import QuarantineBook, write_workbooks
+from flows.workbooks import Keep, QuarantineBook, write_workbooks
 from transforms.report import chart_bars
 from transforms.sheets import CommunityBook, WorkerBook, book_digests, safe_file_name
 
@@ -125,9 +125,10 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
             for book in outputs.community_books
         ]
         digests = book_digests([book for book, _ in jobs])
-        todo = [(book, target) for (book, target), digest in zip(jobs, digests, strict=True)
-                if not carried.over(target, digest)]
+        todo = [(book, target, carried.keep(target, digest.sheets)) for (book, target), digest in zip(jobs, digests, strict=True)
+                if not carried.over(target, digest.book, digest.sheets)]
         report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), len(jobs) - len(todo)
+        report.lists["sheets_kept_in_books_written"] = sum(len(keep.sheets) for _, _, keep in todo if keep)
         carried.write_manifest()
         s = lap("write_carry_over", s)  # every book's digest, and the unchanged ones linked from the last output
         write_workbooks(quarantine_books + todo, workers=os.cpu_count() or 1)
@@ -199,26 +200,39 @@ def _frame_digest(frame: pl.DataFrame, label: str) -> str:
 class CarriedOver:
     """Books and pages whose digest (everything they show but the time they were made) is the last output's
     are hard-linked from it instead of being made again: a two-hourly refresh rewrites only the grids where
-    something happened. The manifest maps each file to its digest, under the layout code's fingerprint."""
+    something happened, and of a book written again, copies the sheets that are the same (flows.workbooks.Keep).
+    The manifest maps each file to its digest (a book's: with its sheets'), under the layout code's fingerprint."""
 
     def __init__(self, out: Path, staging: Path) -> None:
         self.out, self.staging = out, staging
-        self.manifest = {_CODE: layout_fingerprint()}
+        self.manifest: dict[str, str | list] = {_CODE: layout_fingerprint()}
         previous = {}
         if (out / MANIFEST).exists():
             previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
         self.previous = previous if previous.get(_CODE) == self.manifest[_CODE] else {}
 
-    def over(self, target: Path, digest: str) -> bool:
+    def _rel(self, target: Path) -> str:
+        return target.relative_to(self.staging).as_posix()
+
+    def over(self, target: Path, digest: str, sheets: tuple[str, ...] | None = None) -> bool:
         """True when target was linked from the last output; else it is the caller's to write."""
-        rel = target.relative_to(self.staging).as_posix()
-        self.manifest[rel] = digest
-        old = self.out / rel
+        rel = self._rel(target)
+        self.manifest[rel] = digest if sheets is None else [digest, list(sheets)]
+        old, last = self.out / rel, self.previous.get(rel)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if self.previous.get(rel) != digest or not old.exists():
+        if (last[0] if isinstance(last, list) else last) != digest or not old.exists():
             return False
         hard_link(old, target)
         return True
+
+    def keep(self, target: Path, sheets: tuple[str, ...]) -> Keep | None:
+        """The sheets of a book to be written that are as the last output's book at the same place showed them."""
+        rel = self._rel(target)
+        last = self.previous.get(rel)
+        if not isinstance(last, list) or len(last[1]) != len(sheets) or not (self.out / rel).exists():
+            return None
+        same = tuple(i for i, (a, b) in enumerate(zip(last[1], sheets, strict=True)) if a and a == b)
+        return Keep(self.out / rel, same) if same else None
 
     def write_manifest(self) -> None:
         (self.staging / MANIFEST).write_text(json.dumps(self.manifest, ensure_ascii=False, indent=0),

@@ -421,10 +421,16 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], link
     return {"call_list": call_list, "tables": tables, "changes": changes, "report_html": whole, "report_top_html": top}
 
 
+# Communities whose pages are rendered together: one query for each of a 20M city's 11,070 communities cost
+# more than the rendering. Consecutive communities up to this many call-list rows are one query, and one such
+# block's lines are held at a time.
+PAGE_BLOCK_ROWS = 100_000
+
+
 def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterator[PrintPage]:
     """One printable page per worker book, rows in walking order, each with its digest; a page is rendered
-    only when asked (publish renders the ones whose digest changed), a community at a time, so neither a
-    city's pages nor its rendered lines are ever in memory at once."""
+    only when asked (publish renders the ones whose digest changed), a block of communities at a time, so
+    neither a city's pages nor its rendered lines are ever in memory at once."""
     # Sorted once, by worker and then walking order: a community's rows are one slice, a worker's a slice of it.
     ordered = walk_order(call_list, first=WORKER)
     digests = row_digests(ordered)
@@ -433,17 +439,23 @@ def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterat
         return {tuple(key): (start, n) for *key, start, n in ordered.select(by).with_row_index("_at").group_by(
             by, maintain_order=True).agg(pl.col("_at").first(), pl.len()).iter_rows()}
 
-    communities, workers = spans(WORKER[:2]), spans(WORKER)
-    rendered: dict[tuple, dict] = {}  # the community whose lines are rendered: one at a time
+    workers = spans(WORKER)
+    block_of, blocks = {}, []  # community -> its block; each block's (start, rows)
+    for community, (start, n) in spans(WORKER[:2]).items():
+        if not blocks or blocks[-1][1] >= PAGE_BLOCK_ROWS:
+            blocks.append((start, 0))
+        blocks[-1] = (blocks[-1][0], start + n - blocks[-1][0])
+        block_of[community] = len(blocks) - 1
+    rendered: dict[int | None, dict] = {}  # the block whose lines are rendered: one at a time
 
     def render(book) -> str:
-        community = (book.street, book.community)
-        if community not in rendered:
+        block = block_of.get((book.street, book.community))
+        if block not in rendered:
             rendered.clear()
-            lines = person_lines(ordered.slice(*communities.get(community, (0, 0))))
-            rendered[community] = {"by_worker": lines.partition_by(WORKER, as_dict=True, maintain_order=True),
-                                   "none": lines.clear()}
-        lines = rendered[community]
+            lines = person_lines(ordered.slice(*blocks[block]) if block is not None else ordered.clear())
+            rendered[block] = {"by_worker": lines.partition_by(WORKER, as_dict=True, maintain_order=True),
+                               "none": lines.clear()}
+        lines = rendered[block]
         rows = lines["by_worker"].get((book.street, book.community, book.grid_worker), lines["none"])
         return worker_print_html(rows, street=book.street, community=book.community, grid_worker=book.grid_worker,
                                  grids="、".join(book.grid_ids), as_of_text=as_of_text)

@@ -7,12 +7,13 @@ and an ID or phone must never become a number.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from flows.xlsx import Sheet, Validation, render_rows, write_xlsx
+from flows.xlsx import Entry, Sheet, Validation, read_entries, render_rows, sheet_part, write_xlsx
 from transforms.contract import INPUTS, VERDICTS
 from transforms.sheets import (
     EXTRA_FILLABLE,
@@ -78,12 +79,39 @@ class QuarantineBook:
     source: str  # a key of transforms.contract.INPUTS
 
 
-def _write_batch(jobs: list[tuple[WorkerBook | CommunityBook | QuarantineBook, Path]]) -> int:
-    books = [(quarantine_sheets(b.frame, INPUTS[b.source]) if isinstance(b, QuarantineBook) else book_sheets(b), path)
-             for b, path in jobs]
-    render_rows([sheet for sheets, _ in books for sheet in sheets])  # all books' rows in a few queries
-    for sheets, path in books:
-        write_xlsx(path, sheets)
+@dataclass(frozen=True)
+class Keep:
+    """Sheets (by index in the book) to take as the last book at `path` stored them: what they show is the same."""
+
+    path: Path
+    sheets: tuple[int, ...]
+
+
+Job = tuple[WorkerBook | CommunityBook | QuarantineBook, Path] | tuple[WorkerBook | CommunityBook, Path, Keep | None]
+
+
+def _kept_entries(keep: Keep | None) -> dict[int, Entry]:
+    """The kept sheets as stored; none if the last book cannot be read (it is then rendered whole)."""
+    if keep is None:
+        return {}
+    try:
+        stored = read_entries(keep.path, {sheet_part(i) for i in keep.sheets})
+    except (OSError, zipfile.BadZipFile):
+        return {}
+    return {i: stored[sheet_part(i)] for i in keep.sheets} if len(stored) == len(keep.sheets) else {}
+
+
+def _write_batch(jobs: list[Job]) -> int:
+    books = []
+    for book, path, *rest in jobs:
+        sheets = quarantine_sheets(book.frame, INPUTS[book.source]) if isinstance(book, QuarantineBook) else book_sheets(book)
+        kept = _kept_entries(rest[0] if rest else None)
+        for i in kept:
+            sheets[i].rows_xml = b""  # not rendered: the stored sheet is used
+        books.append((sheets, path, kept))
+    render_rows([sheet for sheets, _, _ in books for sheet in sheets])  # all books' rows in a few queries
+    for sheets, path, kept in books:
+        write_xlsx(path, sheets, kept=kept)
     return len(jobs)
 
 
@@ -93,7 +121,7 @@ def _write_batch(jobs: list[tuple[WorkerBook | CommunityBook | QuarantineBook, P
 BOOKS_PER_BATCH = 200
 
 
-def write_workbooks(jobs: list[tuple[WorkerBook | CommunityBook | QuarantineBook, Path]], workers: int) -> None:
+def write_workbooks(jobs: list[Job], workers: int) -> None:
     """In threads, not processes: rendering (polars) and compressing (zlib) release the GIL, and threads
     share the books instead of pickling them to other processes, which at millions of residents would
     double the memory of the largest frames at the end of the run."""

@@ -6,14 +6,20 @@ tens of millions of cells. Here the rows of all sheets of one layout are rendere
 query (render_rows), so the cost is mostly the zip. Cells are inline strings (the form xlsxwriter itself
 writes in its constant-memory mode): every value stays text, so a name starting with '=' is never a
 formula and an ID is never a number. The layout follows ECMA-376 Part 1 (element order in §18.3.1.99 worksheet).
+
+The package is zipped here too (APPNOTE 4.3: local headers, data, central directory), not by zipfile: the
+parts that never change are compressed once, and a sheet unchanged since the last book is copied as it was
+stored there (read_entries), neither rendered nor compressed again. When test records arrive, a worker's
+vaccination sheet, most of their rows, stays the same.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import re
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,6 +160,12 @@ def _width(chars: float) -> float:
     return int((int(chars * 7 + 0.5) + 5) / 7 * 256) / 256
 
 
+@functools.lru_cache(maxsize=256)
+def _header_row(columns: tuple[str, ...], style: str) -> str:
+    """Every book of a layout has the same header row: rendered once."""
+    return '<row r="1">' + "".join(_cell(f"{col_name(j)}1", h, style) for j, h in enumerate(columns)) + "</row>"
+
+
 def _sheet_xml(sheet: Sheet, selected: bool) -> bytes:
     frame = sheet.frame
     ncols = max([frame.width if frame is not None else 0, *(c + 1 for _, c, _, _ in sheet.cells), 1])
@@ -186,8 +198,7 @@ def _sheet_xml(sheet: Sheet, selected: bool) -> bytes:
         cells = "".join(_cell(f"{col_name(c)}{r + 1}", t, s) for c, t, s in sorted(free[r]))
         x.append(f'<row r="{r + 1}">{cells}</row>')
     if frame is not None:
-        head = "".join(_cell(f"{col_name(j)}1", h, sheet.header_style) for j, h in enumerate(frame.columns))
-        x.append(f'<row r="1">{head}</row>')
+        x.append(_header_row(tuple(frame.columns), sheet.header_style))
         if sheet.rows_xml is None:
             render_rows([sheet])
     before_rows, x = "".join(x).encode(), ["</sheetData>"]
@@ -261,20 +272,86 @@ def _workbook_xml(sheets: list[Sheet]) -> str:
             f"<sheets>{entries}</sheets>{defined}<calcPr calcId=\"124519\" fullCalcOnLoad=\"1\"/></workbook>")
 
 
-def write_xlsx(path: Path, sheets: list[Sheet], *, compresslevel: int = 1) -> None:
-    """Writes the book to path (the caller writes into a staging folder, so a half-written file is never
-    where a good one was). A frame longer than Excel allows is cut at its last row (the CSV keeps all)."""
-    for s in sheets:
-        if s.frame is not None and s.frame.height >= MAX_ROWS:
-            s.frame, s.rows_xml = s.frame.head(MAX_ROWS - 1), None
-    n = len(sheets)
+@dataclass(frozen=True)
+class Entry:
+    """One part of a package as the zip stores it: compressed (or not), with its CRC and size."""
+
+    crc: int
+    size: int  # uncompressed
+    method: int  # 0 stored, 8 deflated
+    data: bytes
+
+
+def entry(data: str | bytes, compresslevel: int = 1) -> Entry:
+    # A deflate stream costs ~40 us to set up whatever its size, most parts are a few hundred bytes, and a
+    # district writes 10,000 books of 13 parts: small parts are stored as they are.
+    data = data.encode() if isinstance(data, str) else data
+    if len(data) < _STORE_BELOW:
+        return Entry(zlib.crc32(data), len(data), 0, bytes(data))
+    packer = zlib.compressobj(compresslevel, zlib.DEFLATED, -15)  # raw deflate, as zip entries hold it
+    return Entry(zlib.crc32(data), len(data), 8, packer.compress(data) + packer.flush())
+
+
+def read_entries(path: Path, names: set[str]) -> dict[str, Entry]:
+    """The named parts of a package on disk, as stored (not inflated). Parts it lacks are left out."""
+    found: dict[str, Entry] = {}
+    with open(path, "rb") as fh, zipfile.ZipFile(fh) as z:
+        for info in z.infolist():
+            if info.filename not in names:
+                continue
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if local[:4] != b"PK\x03\x04":
+                raise zipfile.BadZipFile(f"{path}: no local header for {info.filename}")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            fh.seek(info.header_offset + 30 + name_len + extra_len)
+            data = fh.read(info.compress_size)
+            if len(data) != info.compress_size or info.compress_type not in (0, 8):
+                raise zipfile.BadZipFile(f"{path}: {info.filename} cut short or in an unknown form")
+            found[info.filename] = Entry(info.CRC, info.file_size, info.compress_type, data)
+    return found
+
+
+def _dos_time(at: datetime) -> tuple[int, int]:
+    return (at.hour << 11) | (at.minute << 5) | (at.second // 2), ((at.year - 1980) << 9) | (at.month << 5) | at.day
+
+
+def zip_package(parts: list[tuple[str, Entry]], at: datetime) -> bytes:
+    """The parts as one zip archive: no data descriptors (sizes and CRCs are known) and no ZIP64 (a part
+    over 4 GiB is refused; a sheet holds at most MAX_ROWS rows)."""
+    clock, day = _dos_time(at)
+    out: list[bytes] = []
+    central: list[bytes] = []
+    offset = 0
+    for name, e in parts:
+        raw = name.encode("ascii")
+        if max(e.size, len(e.data), offset) > 0xFFFFFFFF:
+            raise ValueError(f"{name}: too large for a zip without ZIP64")
+        fixed = (e.method, clock, day, e.crc, len(e.data), e.size, len(raw))
+        local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, *fixed, 0) + raw
+        central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, *fixed, 0, 0, 0, 0, 0, offset) + raw)
+        out += [local, e.data]
+        offset += len(local) + len(e.data)
+    directory = b"".join(central)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(parts), len(parts), len(directory), offset, 0)
+    return b"".join([*out, directory, end])
+
+
+def sheet_part(i: int) -> str:
+    """The package part of the i-th sheet (0-based), as write_xlsx names it."""
+    return f"xl/worksheets/sheet{i + 1}.xml"
+
+
+@functools.lru_cache(maxsize=64)
+def _fixed_parts(n: int) -> tuple[tuple[str, Entry], ...]:
+    """The parts that depend on nothing but the number of sheets, compressed once."""
     content_types = (
         _HEAD + '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
         '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
         '<Default Extension="xml" ContentType="application/xml"/>'
         '<Override PartName="/xl/workbook.xml" '
         'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-        + "".join(f'<Override PartName="/xl/worksheets/sheet{i + 1}.xml" '
+        + "".join(f'<Override PartName="/{sheet_part(i)}" '
                   'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
                   for i in range(n))
         + '<Override PartName="/xl/styles.xml" '
@@ -296,7 +373,23 @@ def write_xlsx(path: Path, sheets: list[Sheet], *, compresslevel: int = 1) -> No
                   for i in range(n))
         + f'<Relationship Id="rId{n + 1}" Type="{_REL}/styles" Target="styles.xml"/></Relationships>'
     )
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    app = (_HEAD + '<Properties xmlns="http://schemas.openxmlformats.org/officeDocument/2006/extended-properties">'
+           "<Application>gridsweep</Application></Properties>")
+    return (("[Content_Types].xml", entry(content_types)), ("_rels/.rels", entry(root_rels)),
+            ("docProps/app.xml", entry(app)), ("xl/_rels/workbook.xml.rels", entry(book_rels)),
+            ("xl/styles.xml", entry(_STYLES_XML)))
+
+
+def write_xlsx(path: Path, sheets: list[Sheet], *, compresslevel: int = 1, kept: dict[int, Entry] | None = None) -> None:
+    """Writes the book to path (the caller writes into a staging folder, so a half-written file is never
+    where a good one was). A frame longer than Excel allows is cut at its last row (the CSV keeps all).
+    kept: sheets (by index) taken as the last book stored them, because what they show has not changed."""
+    kept = kept or {}
+    for s in sheets:
+        if s.frame is not None and s.frame.height >= MAX_ROWS:
+            s.frame, s.rows_xml = s.frame.head(MAX_ROWS - 1), None
+    at = datetime.now(UTC)
+    now = at.strftime("%Y-%m-%dT%H:%M:%SZ")
     core = (
         _HEAD + '<cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/metadata/core-properties" '
         'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:dcterms="http://purl.org/dc/terms/" '
@@ -304,24 +397,11 @@ def write_xlsx(path: Path, sheets: list[Sheet], *, compresslevel: int = 1) -> No
         f'<dcterms:created xsi:type="dcterms:W3CDTF">{now}</dcterms:created>'
         f'<dcterms:modified xsi:type="dcterms:W3CDTF">{now}</dcterms:modified></cp:coreProperties>'
     )
-    app = (_HEAD + '<Properties xmlns="http://schemas.openxmlformats.org/officeDocument/2006/extended-properties">'
-           "<Application>gridsweep</Application></Properties>")
+    fixed = dict(_fixed_parts(len(sheets)))
+    parts = [(name, fixed[name]) for name in ("[Content_Types].xml", "_rels/.rels", "docProps/app.xml")]
+    parts += [("docProps/core.xml", entry(core)), ("xl/workbook.xml", entry(_workbook_xml(sheets), compresslevel)),
+              ("xl/_rels/workbook.xml.rels", fixed["xl/_rels/workbook.xml.rels"]), ("xl/styles.xml", fixed["xl/styles.xml"])]
+    parts += [(sheet_part(i), kept[i] if i in kept else entry(_sheet_xml(s, selected=i == 0), compresslevel))
+              for i, s in enumerate(sheets)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()  # zipfile seeks back over each part's header: on a file, every seek is a write
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as z:
-        def put(name: str, data: str | bytes) -> None:
-            # A deflate stream costs ~40 us to set up whatever its size, most parts are a few hundred bytes,
-            # and a district writes 10,000 books of 13 parts: small parts are stored as they are.
-            data = data.encode() if isinstance(data, str) else data
-            z.writestr(name, data, compress_type=zipfile.ZIP_STORED if len(data) < _STORE_BELOW else None)
-
-        put("[Content_Types].xml", content_types)
-        put("_rels/.rels", root_rels)
-        put("docProps/app.xml", app)
-        put("docProps/core.xml", core)
-        put("xl/workbook.xml", _workbook_xml(sheets))
-        put("xl/_rels/workbook.xml.rels", book_rels)
-        put("xl/styles.xml", _STYLES_XML)
-        for i, s in enumerate(sheets):
-            put(f"xl/worksheets/sheet{i + 1}.xml", _sheet_xml(s, selected=i == 0))
-    path.write_bytes(buffer.getbuffer())
+    path.write_bytes(zip_package(parts, at.astimezone()))

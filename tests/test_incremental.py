@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 
 import polars as pl
 import pytest
@@ -211,6 +212,14 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
         assert _as_of(mine) == ("2022-05-20 18:00" if p in kept else "2022-05-20 20:00")
         assert _as_of(theirs) == "2022-05-20 20:00"
         assert _without_as_of(mine) == _without_as_of(theirs), p.name
+    # A book written again copies the sheets that did not change from the last one: every row sheet the very
+    # bytes a fresh book holds (only the summary shows the time).
+    assert fourth.lists["sheets_kept_in_books_written"] > 0
+    for p in written:
+        with zipfile.ZipFile(p) as mine, zipfile.ZipFile(tmp_path / "fresh" / p.relative_to(tmp_path / "out")) as theirs:
+            assert mine.namelist() == theirs.namelist()
+            rows = [n for n in mine.namelist() if n.startswith("xl/worksheets/") and n != "xl/worksheets/sheet1.xml"]
+            assert rows and all(mine.read(n) == theirs.read(n) for n in rows), p.name
     # The printable pages likewise: a page kept holds what a fresh one shows but its time.
     kept = [p for p in sorted(pages.rglob("*.html")) if pages_before.get(p) == p.read_text(encoding="utf-8")]
     assert kept and fourth.lists["print_pages_reused"] == len(kept)

@@ -302,3 +302,35 @@ def test_the_books_digests_taken_together_are_each_book_s_own():
     again = book_digests(build_worker_books(changed, build_coverage(status_rows()), workers,
                                             as_of_text="2022-05-20 20:00"))
     assert [a != b for a, b in zip(digests, again, strict=True)] == [b.grid_ids == ("G2",) for b in books]
+
+
+def test_a_book_written_again_with_the_last_books_unchanged_sheets_is_the_book_written_fresh(tmp_path):
+    """The sheets a book keeps are copied from the last book as stored: the package is the one rendered
+    from scratch, and a last book that cannot be read is no reason to fail (the book is rendered whole)."""
+    import zipfile
+
+    from flows.workbooks import Keep, write_workbooks
+    from transforms.sheets import book_digests
+
+    workers = pl.DataFrame({"street": ["粤海街道"], "community": ["科技园社区"], "grid_id": ["G1"],
+                            "grid_worker": ["网格员1"]})
+    rows = call_rows().with_columns(pl.lit("G1").alias("grid_id"), pl.lit("网格员1").alias("grid_worker"))
+    (old,) = build_worker_books(rows, build_coverage(status_rows()), workers, as_of_text="2022-05-20 18:00")
+    first = rows["resident_id"][0]  # an untested resident's phone changes: their sheet changes, the others not
+    changed = rows.with_columns(pl.when(pl.col("resident_id") == first).then(pl.lit("13900000009"))
+                                .otherwise(pl.col("phone")).alias("phone"))
+    (new,) = build_worker_books(changed, build_coverage(status_rows()), workers, as_of_text="2022-05-20 20:00")
+    (a,), (b,) = book_digests([old]), book_digests([new])
+    same = tuple(i for i, (x, y) in enumerate(zip(a.sheets, b.sheets, strict=True)) if x and x == y)
+    assert a.book != b.book and 0 < len(same) < len(a.sheets) - 1
+    write_workbooks([(old, tmp_path / "last.xlsx")], workers=1)
+    write_workbooks([(new, tmp_path / "kept.xlsx", Keep(tmp_path / "last.xlsx", same)),
+                     (new, tmp_path / "fresh.xlsx", None)], workers=1)
+    (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 not a zip")
+    write_workbooks([(new, tmp_path / "from_broken.xlsx", Keep(tmp_path / "broken.xlsx", same))], workers=1)
+    with zipfile.ZipFile(tmp_path / "fresh.xlsx") as fresh:
+        for name in ("kept.xlsx", "from_broken.xlsx"):
+            with zipfile.ZipFile(tmp_path / name) as z:
+                assert z.testzip() is None and z.namelist() == fresh.namelist()
+                assert all(z.read(p) == fresh.read(p) for p in z.namelist() if p != "docProps/core.xml"), name
+    assert load_workbook(tmp_path / "kept.xlsx")["汇总"]["A1"].value.endswith("工作名单")

@@ -74,20 +74,21 @@ def person_lines(call_list: pl.DataFrame) -> pl.DataFrame:
 
 def worker_print_html(lines: pl.DataFrame, *, street: str, community: str, grid_worker: str, grids: str,
                       as_of_text: str) -> str:
-    """lines: this worker's part of person_lines, in walking order. One section per building and one
-    unbreakable block per unit, each in the order it first comes in the walk."""
+    """lines: this worker's part of person_lines (one line per person), in walking order. One section per
+    building and one unbreakable block per unit, each in the order it first comes in the walk."""
     out = [
         "<!DOCTYPE html>", '<html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(community)} {html.escape(grid_worker)} 入户名单</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(community)} {html.escape(grid_worker)} 入户走访名单</h1>",
         f'<p class="meta">{html.escape(street)} · 网格 {html.escape(grids)} · 数据截至 {html.escape(as_of_text)} · '
-        f"共 {lines['resident_id'].n_unique()} 人</p>",
+        f"共 {lines.height} 人</p>",  # person_lines gives a person one line
     ]
     if lines.height == 0:
         out.append("<p>本次无需联系人员。</p>")
     buildings: dict[str, dict[str, list[str]]] = {}
-    for building, unit, line in zip(lines["building"], lines["unit"], lines["line"], strict=True):
+    for building, unit, line in zip(lines["building"].to_list(), lines["unit"].to_list(), lines["line"].to_list(),
+                                    strict=True):
         buildings.setdefault(building, {}).setdefault(unit, []).append(line)
     for b, units in buildings.items():
         label = f"{b}栋" if b else "楼栋不详"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -91,12 +92,21 @@ class WorkerBook:
         return safe_file_name(f"{self.grid_worker}_{'_'.join(self.grid_ids)}") + ".xlsx"
 
 
-def book_digests(books: list[WorkerBook | CommunityBook]) -> list[str]:
-    """Per book, a digest that changes whenever anything the workbook shows changes, except the time it was
-    made: a book with the same digest as last time is not written again (its rows are what a fresh one would
-    hold), so a two-hourly refresh rewrites only the grids where something happened. The rows of all books'
-    sheets of one layout are hashed in one pass: book by book, a 20M city's 77,481 books (385,000 sheets) took
-    25.0 s, together 14.8 s, most of it per-call overhead."""
+class BookDigest(NamedTuple):
+    """What a book shows but its time (book), and what each of its sheets shows (sheets, by the sheet's index
+    in the workbook; the summary, first, is made anew every time and has none)."""
+
+    book: str
+    sheets: tuple[str, ...]
+
+
+def book_digests(books: list[WorkerBook | CommunityBook]) -> list[BookDigest]:
+    """Per book, digests that change whenever anything the workbook, or one of its sheets, shows changes,
+    except the time it was made: a book with the same digest as last time is not written again (its rows are
+    what a fresh one would hold), so a two-hourly refresh rewrites only the grids where something happened,
+    and in a book written again a sheet with the same digest is copied from the last one. The rows of all
+    books' sheets of one layout are hashed in one pass: book by book, a 20M city's 77,481 books (385,000
+    sheets) took 25.0 s, together 14.8 s, most of it per-call overhead."""
     layouts: dict[tuple, list[tuple[int, str, pl.DataFrame]]] = {}
     for i, book in enumerate(books):
         for name, frame in book.sheets.items():
@@ -111,14 +121,17 @@ def book_digests(books: list[WorkerBook | CommunityBook]) -> list[str]:
             row_hashes[(i, name)] = part
     digests = []
     for i, book in enumerate(books):
-        h = hashlib.sha256(repr([item for item in book.summary if item[0] != AS_OF_LABEL]).encode())
-        for name, frame in book.sheets.items():
-            h.update(name.encode())
-            h.update(repr(frame.columns).encode())
-            h.update(frame.height.to_bytes(8, "little"))
+        whole = hashlib.sha256(repr([item for item in book.summary if item[0] != AS_OF_LABEL]).encode())
+        sheets = []
+        # the sheet's place in the book and the book's owner, which its page header shows
+        for at, (name, frame) in enumerate(book.sheets.items(), start=1):
+            shown = repr((book.street, book.community, book.grid_worker, at, name, frame.columns, frame.height))
+            one = hashlib.sha256(shown.encode())
             if frame.height:
-                h.update(row_hashes[(i, name)].tobytes())
-        digests.append(h.hexdigest())
+                one.update(row_hashes[(i, name)].tobytes())
+            sheets.append(one.hexdigest()[:32])
+            whole.update(sheets[-1].encode())
+        digests.append(BookDigest(whole.hexdigest(), ("", *sheets)))
     return digests
 
 
