@@ -3,7 +3,7 @@ export grown by them at its end), on the same database; and a full refresh of ev
 compare with.
 
     python bench/incremental.py [--residents 1000000] [--batch 100000] [--work bench/work] [--no-scratch]
-                                [--lean-disk] [--tail]
+                                [--lean-disk] [--tail] [--batches 1]
 
 Reuses the generated data of bench/refresh_1m.py in --work (generating it if missing). Each refresh runs
 in its own process; prints wall time, stage timings and peak memory of each, and whether the incremental
@@ -41,7 +41,7 @@ def run(cmd: list[str], env: dict) -> tuple[float, float]:
     return time.perf_counter() - t, int(done.stdout.strip().splitlines()[-1]) / 1024 / 1024
 
 
-def split_export(export: Path, earlier: Path, batch_rows: Path, batch: int, spread: bool = True) -> None:
+def split_export(export: Path, earlier: Path, batch_rows: list[Path], batch: int, spread: bool = True) -> None:
     """The export two hours earlier (earlier: every row but the batch's, in their order) and the rows that came
     since (batch_rows, without a header), read a slice at a time by the refresh's own reader (the generator
     writes GB18030, as many exports come) and written as UTF-8 text under the contract's column names; a 20M
@@ -50,7 +50,8 @@ def split_export(export: Path, earlier: Path, batch_rows: Path, batch: int, spre
 
     spread: the batch is drawn from the whole export (by a hash of the record number), as two hours of samples
     come from every grid of a city; else it is the export's last rows, which the generator writes community by
-    community, so that only the last communities' grids change (the figures before the sixteenth session)."""
+    community, so that only the last communities' grids change (the figures before the sixteenth session).
+    batch_rows: one file per two-hour batch, each of `batch` rows (more than one only when spread)."""
     import polars as pl
 
     from flows.readers import LINE, open_table
@@ -59,13 +60,25 @@ def split_export(export: Path, earlier: Path, batch_rows: Path, batch: int, spre
     if spread:
         with open(export, "rb") as fh:
             lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b""))
-        share = round(batch / max(1, lines - 1) * 1_000_000)  # of a million hash buckets
-        with open(earlier, "wb") as fh, open(batch_rows, "wb") as later:
-            for i, part in enumerate(open_table(export, TESTS).slices(1_000_000)):
-                chosen = pl.col("record_id").hash(seed=7) % 1_000_000 < share
-                part.drop(LINE).filter(~chosen).write_csv(fh, include_header=i == 0)
-                part.drop(LINE).filter(chosen).write_csv(later, include_header=False)
+        share = round(batch * len(batch_rows) / max(1, lines - 1) * 1_000_000)  # of a million hash buckets
+        h = pl.col("record_id").hash(seed=7)
+        with open(earlier, "wb") as fh:
+            laters = [open(p, "wb") for p in batch_rows]  # noqa: SIM115 (closed below)
+            try:
+                for i, part in enumerate(open_table(export, TESTS).slices(1_000_000)):
+                    part = part.drop(LINE).with_columns((h % 1_000_000 < share).alias("_chosen"),
+                                                        (h // 1_000_000 % len(batch_rows)).alias("_batch"))
+                    part.filter(~pl.col("_chosen")).drop("_chosen", "_batch").write_csv(fh, include_header=i == 0)
+                    for b, later in enumerate(laters):
+                        part.filter(pl.col("_chosen") & (pl.col("_batch") == b)).drop("_chosen", "_batch").write_csv(
+                            later, include_header=False)
+            finally:
+                for later in laters:
+                    later.close()
         return
+    if len(batch_rows) != 1:
+        raise ValueError("the export's tail makes one batch")
+    batch_rows = batch_rows[0]
     held: list[pl.DataFrame] = []  # the newest rows, at least `batch` of them once there are as many
     with open(earlier, "wb") as fh:
         first = True
@@ -92,6 +105,8 @@ def main() -> int:
     ap.add_argument("--work", default=str(ROOT / "bench" / "work"))
     ap.add_argument("--no-scratch", action="store_true",
                     help="skip the from-scratch refresh and the comparison (tests/test_incremental.py proves the equality)")
+    ap.add_argument("--batches", type=int, default=1,
+                    help="two-hour batches, each appended and refreshed in turn (the refresh after a refresh)")
     ap.add_argument("--tail", action="store_true",
                     help="the batch is the export's last rows (a few communities) rather than drawn from every grid")
     ap.add_argument("--lean-disk", action="store_true",
@@ -101,6 +116,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.lean_disk and not args.no_scratch:
         ap.error("--lean-disk needs --no-scratch: the comparison reads matches.csv")
+    if args.batches > 1 and args.tail:
+        ap.error("--batches needs batches drawn from the whole export (not --tail)")
     import polars as pl
 
     work = Path(args.work) / f"n{args.residents}_s{args.seed}"
@@ -112,17 +129,21 @@ def main() -> int:
              "--out", str(data)], env)
     shutil.rmtree(inc, ignore_errors=True)
     inc.mkdir(parents=True)
-    export, batch_rows = inc / "tests_export.csv", inc / "tests_batch.csv"
+    export = inc / "tests_export.csv"
+    batch_rows = [inc / ("tests_batch.csv" if b == 0 else f"tests_batch_{b + 1}.csv") for b in range(args.batches)]
     split_export(data / "tests.csv", export, batch_rows, args.batch, spread=not args.tail)
     results = {"batch_from": "tail" if args.tail else "spread"}
     # The two-hourly refresh writes where the last one did, as the scheduled flow does: a book whose content
-    # did not change is then hard-linked from the last output, not written again. Between the first two the
-    # export grows by the batch, in place, as the test system's export of the day does.
-    plan = [("full_before_batch", "inc", "out_refresh"), ("incremental_with_batch", "inc", "out_refresh"),
-            ("from_scratch_with_batch", "scratch", "out_from_scratch")][:2 if args.no_scratch else 3]
-    for name, db, folder in plan:
-        if name == "incremental_with_batch":
-            append(export, batch_rows)
+    # did not change is then hard-linked from the last output, not written again. Before each incremental
+    # refresh the export grows by a batch, in place, as the test system's export of the day does.
+    plan = [("full_before_batch", "inc", "out_refresh", None)]
+    plan += [("incremental_with_batch" + ("" if b == 0 else f"_{b + 1}"), "inc", "out_refresh", rows)
+             for b, rows in enumerate(batch_rows)]
+    if not args.no_scratch:
+        plan.append(("from_scratch_with_batch", "scratch", "out_from_scratch", None))
+    for name, db, folder, rows in plan:
+        if rows is not None:
+            append(export, rows)
         out = inc / folder
         wall, peak = run([py, "-m", "flows.cli", "run", "--config", str(data / "campaign.toml"), "--tests",
                           str(export), "--out", str(out), "--db", str(inc / db / "g.duckdb")], env)
@@ -135,6 +156,7 @@ def main() -> int:
             "residents_ruled": report.get("rules", {}).get("residents_ruled"),
             "workbooks_written": report["lists"].get("workbooks_written"),
             "workbooks_reused": report["lists"].get("workbooks_reused"),
+            "sheets_kept_in_books_written": report["lists"].get("sheets_kept_in_books_written"),
             "print_pages_written": report["lists"].get("print_pages_written"),
             "print_pages_reused": report["lists"].get("print_pages_reused"),
             "report_png": report["lists"].get("report_png"),
