@@ -49,9 +49,16 @@ class KeptTable:
         return pl.scan_parquet(self.files)
 
     def holding(self, keyed: pl.DataFrame) -> pl.LazyFrame | None:
-        """The parts holding any of these keys' inputs (None: no part does)."""
-        parts = self.index.join(keyed.select(INPUT_KEY[0]).unique(), on=INPUT_KEY[0], how="semi")["part"].unique()
-        return pl.scan_parquet([self.files[i] for i in parts.sort()]) if parts.len() else None
+        """The rows of the parts holding any of these keys' inputs whose key's first half is one of theirs (None:
+        no part holds any). A filter on the scan, not a join after it: the key column is decoded first and the
+        normalised columns only for the rows it keeps (a roster's 5 % of keys: 0.28 -> 0.14 s at 1M). Two halves
+        of a key are still to be matched by the caller."""
+        first = keyed.select(INPUT_KEY[0]).unique()
+        parts = self.index.join(first, on=INPUT_KEY[0], how="semi")["part"].unique()
+        if not parts.len():
+            return None
+        return pl.scan_parquet([self.files[i] for i in parts.sort()]).filter(
+            pl.col(INPUT_KEY[0]).is_in(first[INPUT_KEY[0]].implode()))
 
 
 class NormalisedStore:

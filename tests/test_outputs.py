@@ -3,15 +3,23 @@ as the single source every output column comes from."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import polars as pl
 from openpyxl import load_workbook
 
 from flows.workbooks import write_workbook
-from transforms.contract import CALL_LIST, CONTACT_OUTCOMES, INPUTS
+from transforms.contract import (
+    CALL_LIST,
+    CONTACT_OUTCOMES,
+    ESCALATION,
+    INPUTS,
+    ROSTER_CORRECTIONS,
+    UNREGISTERED,
+)
 from transforms.coverage import build_coverage
-from transforms.sheets import SHEETS, build_worker_books
+from transforms.sheets import SHEETS, build_community_books, build_worker_books
 
 AS_OF = datetime(2022, 5, 20, 18, 0)
 
@@ -297,6 +305,17 @@ def test_the_books_digests_taken_together_are_each_book_s_own():
     books = build_worker_books(calls, build_coverage(status_rows()), workers, as_of_text="2022-05-20 18:00")
     digests = book_digests(books)
     assert digests == [book_digests([b])[0] for b in books] and len(set(digests)) == len(books)
+    # The row hashes taken when the sheets were made are the ones hashing the sheets apart gives.
+    assert sum(len(b.row_hashes) for b in books) >= 4
+    assert book_digests([replace(b, row_hashes={}) for b in books]) == digests
+    communities = build_community_books(
+        pl.DataFrame(schema=dict.fromkeys(ESCALATION.names, pl.String)),
+        pl.DataFrame(schema=dict.fromkeys(UNREGISTERED.names, pl.String)).vstack(pl.DataFrame(
+            [{c: f"{c}-{i}" for c in UNREGISTERED.names} | {"street": "粤海街道", "community": "科技园社区"}
+             for i in range(3)])),
+        pl.DataFrame(schema=dict.fromkeys(ROSTER_CORRECTIONS.names, pl.String)), workers, as_of_text="x")
+    assert communities[0].row_hashes and book_digests(communities) == book_digests(
+        [replace(b, row_hashes={}) for b in communities])
     changed = calls.with_columns(pl.when((pl.col("grid_id") == "G2") & (pl.col("resident_id") == "R2"))
                                  .then(pl.lit("13900000002")).otherwise(pl.col("phone")).alias("phone"))
     again = book_digests(build_worker_books(changed, build_coverage(status_rows()), workers,

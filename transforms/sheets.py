@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -72,6 +72,7 @@ class CommunityBook:
     sheets: dict[str, pl.DataFrame]
     summary: list[tuple[str, str]]
     grid_worker: str = "社区汇总"
+    row_hashes: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)  # see _sheets_by
 
     @property
     def file_name(self) -> str:
@@ -86,6 +87,7 @@ class WorkerBook:
     grid_ids: tuple[str, ...]
     sheets: dict[str, pl.DataFrame]  # sheet name -> rows, Chinese headers, '序号' first, fillable columns last
     summary: list[tuple[str, str]]
+    row_hashes: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)  # see _sheets_by
 
     @property
     def file_name(self) -> str:
@@ -108,12 +110,14 @@ def book_digests(books: list[WorkerBook | CommunityBook]) -> list[BookDigest]:
     books' sheets of one layout are hashed in one pass: book by book, a 20M city's 77,481 books (385,000
     sheets) took 25.0 s, together 14.8 s, most of it per-call overhead."""
     layouts: dict[tuple, list[tuple[int, str, pl.DataFrame]]] = {}
+    row_hashes: dict[tuple[int, str], np.ndarray] = {}
     for i, book in enumerate(books):
         for name, frame in book.sheets.items():
-            if frame.height:
+            if name in book.row_hashes:  # hashed when the sheets were made
+                row_hashes[(i, name)] = book.row_hashes[name]
+            elif frame.height:
                 # every sheet of one name and columns is text (_sheets_by), so they concatenate as they are
                 layouts.setdefault((name, tuple(frame.columns)), []).append((i, name, frame))
-    row_hashes: dict[tuple[int, str], np.ndarray] = {}
     for group in layouts.values():
         hashes = pl.concat([frame for _, _, frame in group], how="vertical").hash_rows(seed=0).to_numpy()
         ends = np.cumsum([frame.height for _, _, frame in group])[:-1]
@@ -155,9 +159,12 @@ def walk_order(frame: pl.DataFrame, first: tuple[str, ...] | list[str] = ()) -> 
     )
 
 
-def _sheets_by(rows: pl.DataFrame, by: list[str], cols: list[str], fillable: tuple[str, ...]) -> dict:
+def _sheets_by(rows: pl.DataFrame, by: list[str], cols: list[str], fillable: tuple[str, ...],
+               hashes: dict | None = None) -> dict:
     """One sheet per `by` key: Chinese headers, 序号 from 1 within each, fillable columns blank, all text.
-    Done once for all keys: a district has thousands of workers, and a per-worker pass costs seconds."""
+    Done once for all keys: a district has thousands of workers, and a per-worker pass costs seconds.
+    hashes: filled with each key's row hashes, as book_digests takes them (hashing the sheets of a 20M
+    city's 77,481 books once they were apart meant putting 385,000 small frames together again)."""
     number = pl.int_range(1, pl.len() + 1)
     sheet = rows.select(
         *by, (number.over(by) if by else number).cast(pl.String).alias("序号"),
@@ -166,6 +173,10 @@ def _sheets_by(rows: pl.DataFrame, by: list[str], cols: list[str], fillable: tup
     ).with_columns(pl.exclude(by).cast(pl.String).fill_null(""))
     if not by:
         return {(): sheet}
+    if hashes is not None:
+        keyed = sheet.select(by).with_columns(sheet.drop(by).hash_rows(seed=0).alias("_h"))
+        hashes.update((key, part["_h"].to_numpy()) for key, part in keyed.partition_by(
+            by, as_dict=True, include_key=False, maintain_order=True).items())
     return sheet.partition_by(by, as_dict=True, include_key=False, maintain_order=True)
 
 
@@ -183,10 +194,11 @@ def build_community_books(escalation: pl.DataFrame, unregistered: pl.DataFrame, 
               CORRECTIONS_SHEET: (corrections, ROSTER_CORRECTIONS, (CORRECTED_HEADER,))}
     # Every community's sheets of a table in one pass (sheets made one community at a time took 30 s for a
     # 20M city's 11,070 communities), and the empty sheet a community without rows gets.
-    by_place, empty = {}, {}
+    by_place, empty, hashes = {}, {}, {name: {} for name in tables}
     for name, (rows, contract, fillable) in tables.items():
         cols = [c for c in contract.names if c not in place]
-        by_place[name], empty[name] = _sheets_by(rows, place, cols, fillable), _sheet(rows.clear(), cols, fillable)
+        by_place[name] = _sheets_by(rows, place, cols, fillable, hashes[name])
+        empty[name] = _sheet(rows.clear(), cols, fillable)
     for street, community in communities.select(*place).unique().sort(*place).iter_rows():
         key = (street, community)
         sheets = {name: by_place[name].get(key, empty[name]) for name in tables}
@@ -194,7 +206,8 @@ def build_community_books(escalation: pl.DataFrame, unregistered: pl.DataFrame, 
         summary = [("街道", str(street)), ("社区", str(community)), (AS_OF_LABEL, as_of_text),
                    ("需升级处理（人）", str(esc)), ("疑似未登记人员（条）", str(unr)),
                    ("需更正登记（条）", str(cor))]
-        books.append(CommunityBook(str(street), str(community), sheets, summary))
+        mine = {name: hashes[name][key] for name in tables if key in hashes[name]}
+        books.append(CommunityBook(str(street), str(community), sheets, summary, row_hashes=mine))
     return books
 
 
@@ -214,19 +227,22 @@ def build_worker_books(
     )
     books: list[WorkerBook] = []
     keys = ["street", "community", "grid_worker"]
-    by_sheet = {}
+    by_sheet, hashes = {}, {}
     for sheet, (pred, cols) in SHEETS.items():
         fillable = (VERDICT_HEADER, *FILLABLE) if sheet == LIST_ZH["verify"] else FILLABLE
         # Each sheet's rows put in walking order after they are chosen (the sort is stable, so the order is
         # the whole list's): a walk-ordered copy of the whole list beside it was the sheets stage's peak.
-        by_sheet[sheet] = (_sheets_by(walk_order(cl.filter(pred)), keys, cols, fillable),
+        hashes[sheet] = {}
+        by_sheet[sheet] = (_sheets_by(walk_order(cl.filter(pred)), keys, cols, fillable, hashes[sheet]),
                            _sheet(cl.clear(), cols, fillable))
     new_rows = {(a, b, c): n for a, b, c, n in
                 cl.filter(pl.col("new_since_last") == "是").group_by(keys).len().iter_rows()}
     if unregistered is not None:  # a worker's grids' rows, in the order of the table
         mine = unregistered.drop("grid_worker", strict=False).join(
             workers, on=["street", "community", "grid_id"], how="inner", maintain_order="left")
-        by_sheet[UNREGISTERED_SHEET] = (_sheets_by(mine, keys, _UNREGISTERED_COLS, (CHECKED_HEADER, NOTE_HEADER)),
+        hashes[UNREGISTERED_SHEET] = {}
+        by_sheet[UNREGISTERED_SHEET] = (_sheets_by(mine, keys, _UNREGISTERED_COLS, (CHECKED_HEADER, NOTE_HEADER),
+                                                   hashes[UNREGISTERED_SHEET]),
                                         _sheet(unregistered.clear(), _UNREGISTERED_COLS, (CHECKED_HEADER, NOTE_HEADER)))
     # Each worker's figures from their grids' coverage rows, for every worker in one query.
     figures = {
@@ -248,5 +264,7 @@ def build_worker_books(
         ] + [(f"{name}（人）", str(frame.height)) for name, frame in sheets.items()] + [
             ("较上次刷新新增（条）", str(new_rows.get((street, community, worker), 0))),
         ]
-        books.append(WorkerBook(str(street), str(community), str(worker), grid_ids, sheets, summary))
+        key = (street, community, worker)
+        mine = {sheet: hashes[sheet][key] for sheet in by_sheet if key in hashes[sheet]}
+        books.append(WorkerBook(str(street), str(community), str(worker), grid_ids, sheets, summary, row_hashes=mine))
     return books
