@@ -10,9 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -167,27 +165,15 @@ def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: Carri
     sorted call list (5 GB at 20M residents), is let go before the workbooks are written: as a loop in
     publish_outputs its variable kept it through the workbooks (at 20M about 1 GiB of the write stage's peak)."""
     written = reused = 0
-    # Files are made by two threads while the next pages are rendered: making a file costs this machine's
-    # ext4 0.4-1.4 ms of system time, more than rendering a page, and the threads wait in the kernel without
-    # the GIL. At most PAGES_IN_FLIGHT rendered pages wait for their file.
-    waiting: deque[Future] = deque()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for page in pages:
-            street, community, file_name = page.place
-            target = staging / "print" / safe_file_name(street) / safe_file_name(community) / file_name
-            if carried.over(target, page.digest):
-                reused += 1
-                continue
-            waiting.append(pool.submit(target.write_bytes, page.render().encode()))
+    for page in pages:
+        street, community, file_name = page.place
+        target = staging / "print" / safe_file_name(street) / safe_file_name(community) / file_name
+        if carried.over(target, page.digest):
+            reused += 1
+        else:
+            target.write_text(page.render(), encoding="utf-8")
             written += 1
-            if len(waiting) > PAGES_IN_FLIGHT:
-                waiting.popleft().result()  # raises what writing it raised
-        for done in waiting:
-            done.result()
     return written, reused
-
-
-PAGES_IN_FLIGHT = 64
 
 
 MANIFEST = "books.json"
