@@ -295,13 +295,14 @@ class Entry:
     data: bytes
 
 
-def entry(data: str | bytes, compresslevel: int = 1) -> Entry:
+def entry(data: str | bytes) -> Entry:
     # A deflate stream costs ~40 us to set up whatever its size, most parts are a few hundred bytes, and a
-    # district writes 10,000 books of 13 parts: small parts are stored as they are.
+    # district writes 10,000 books of 13 parts: small parts are stored as they are. Level 1: a book's rows
+    # are repetitive XML, and higher levels cost more time than they save bytes.
     data = data.encode() if isinstance(data, str) else data
     if len(data) < _STORE_BELOW:
         return Entry(zlib.crc32(data), len(data), 0, bytes(data))
-    packer = zlib.compressobj(compresslevel, zlib.DEFLATED, -15)  # raw deflate, as zip entries hold it
+    packer = zlib.compressobj(1, zlib.DEFLATED, -15)  # raw deflate, as zip entries hold it
     return Entry(zlib.crc32(data), len(data), 8, packer.compress(data) + packer.flush())
 
 
@@ -393,7 +394,7 @@ def _fixed_parts(n: int) -> tuple[tuple[str, Entry], ...]:
             ("xl/styles.xml", entry(_STYLES_XML)))
 
 
-def write_xlsx(path: Path, sheets: list[Sheet], *, compresslevel: int = 1, kept: dict[int, Entry] | None = None) -> None:
+def write_xlsx(path: Path, sheets: list[Sheet], *, kept: dict[int, Entry] | None = None) -> None:
     """Writes the book to path (the caller writes into a staging folder, so a half-written file is never
     where a good one was). A frame longer than Excel allows is cut at its last row (the CSV keeps all).
     kept: sheets (by index) taken as the last book stored them, because what they show has not changed."""
@@ -412,9 +413,9 @@ def write_xlsx(path: Path, sheets: list[Sheet], *, compresslevel: int = 1, kept:
     )
     fixed = dict(_fixed_parts(len(sheets)))
     parts = [(name, fixed[name]) for name in ("[Content_Types].xml", "_rels/.rels", "docProps/app.xml")]
-    parts += [("docProps/core.xml", entry(core)), ("xl/workbook.xml", entry(_workbook_xml(sheets), compresslevel)),
+    parts += [("docProps/core.xml", entry(core)), ("xl/workbook.xml", entry(_workbook_xml(sheets))),
               ("xl/_rels/workbook.xml.rels", fixed["xl/_rels/workbook.xml.rels"]), ("xl/styles.xml", fixed["xl/styles.xml"])]
-    parts += [(sheet_part(i), kept[i] if i in kept else entry(_sheet_xml(s, selected=i == 0), compresslevel))
+    parts += [(sheet_part(i), kept[i] if i in kept else entry(_sheet_xml(s, selected=i == 0)))
               for i, s in enumerate(sheets)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(zip_package(parts, at.astimezone()))

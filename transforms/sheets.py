@@ -252,19 +252,17 @@ def build_worker_books(
     }
     for street, community, worker, grid_ids in workers.group_by(keys, maintain_order=True).agg(
             pl.col("grid_id").sort()).iter_rows():
-        grid_ids = tuple(grid_ids)
-        sheets: dict[str, pl.DataFrame] = {
-            sheet: parts.get((street, community, worker), empty) for sheet, (parts, empty) in by_sheet.items()}
-        residents, in_scope, tested = figures.get((street, community, worker), (0, 0, 0))
+        grid_ids, key = tuple(grid_ids), (street, community, worker)
+        sheets: dict[str, pl.DataFrame] = {sheet: parts.get(key, empty) for sheet, (parts, empty) in by_sheet.items()}
+        residents, in_scope, tested = figures.get(key, (0, 0, 0))
         summary = [
             ("街道", str(street)), ("社区", str(community)), ("网格员", str(worker)), ("网格", "、".join(grid_ids)),
             (AS_OF_LABEL, as_of_text), ("在册人数", str(residents)), ("在住人数", str(in_scope)),
             ("本轮已检测", str(tested)), ("本轮未检测", str(in_scope - tested)),
             ("检测覆盖率", f"{tested / in_scope:.1%}" if in_scope else "—"),
         ] + [(f"{name}（人）", str(frame.height)) for name, frame in sheets.items()] + [
-            ("较上次刷新新增（条）", str(new_rows.get((street, community, worker), 0))),
+            ("较上次刷新新增（条）", str(new_rows.get(key, 0))),
         ]
-        key = (street, community, worker)
         mine = {sheet: hashes[sheet][key] for sheet in by_sheet if key in hashes[sheet]}
         books.append(WorkerBook(str(street), str(community), str(worker), grid_ids, sheets, summary, row_hashes=mine))
     return books
