@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 
 import polars as pl
+import pytest
 from openpyxl import load_workbook
 
 from flows.workbooks import write_workbook
@@ -321,6 +322,37 @@ def test_the_books_digests_taken_together_are_each_book_s_own():
     again = book_digests(build_worker_books(changed, build_coverage(status_rows()), workers,
                                             as_of_text="2022-05-20 20:00"))
     assert [a != b for a, b in zip(digests, again, strict=True)] == [b.grid_ids == ("G2",) for b in books]
+
+
+def test_stored_parts_are_read_alike_from_our_packages_and_from_any_zip(tmp_path):
+    """read_entries parses the directory of the packages gridsweep writes itself and leaves any other zip (one
+    with a comment, as an editor may save it) to zipfile: the same stored parts either way; a package cut
+    short is refused, never half read."""
+    import zipfile
+
+    from flows.xlsx import entry, read_entries, zip_package
+
+    parts = [("a.xml", entry("<a/>")), ("xl/worksheets/sheet2.xml", entry("<row>" * 3000)), ("c.xml", entry("c"))]
+    ours = tmp_path / "ours.xlsx"
+    ours.write_bytes(zip_package(parts, datetime(2022, 5, 20, 18, 0)))
+    other = tmp_path / "other.xlsx"
+    with zipfile.ZipFile(other, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, e in parts:
+            z.writestr(name, zipfile.ZipFile(ours).read(name))
+        z.comment = b"saved by an editor"
+    wanted = {"xl/worksheets/sheet2.xml", "c.xml", "missing.xml"}
+    mine, theirs = read_entries(ours, wanted), read_entries(other, wanted)
+    assert set(mine) == set(theirs) == {"xl/worksheets/sheet2.xml", "c.xml"}
+    assert mine["xl/worksheets/sheet2.xml"] == parts[1][1] and mine["c.xml"] == parts[2][1]
+    for name in mine:  # the same part, whoever compressed it
+        assert (mine[name].crc, mine[name].size) == (theirs[name].crc, theirs[name].size)
+    whole = ours.read_bytes()
+    cut = tmp_path / "cut.xlsx"
+    second = whole.index(b"PK\x03\x04", 1)  # the local header of the sheet
+    for damaged in (whole[:40] + whole[-200:], whole[:second] + b"XX" + whole[second + 2:]):
+        cut.write_bytes(damaged)
+        with pytest.raises(zipfile.BadZipFile):
+            read_entries(cut, wanted)
 
 
 def test_a_book_written_again_with_the_last_books_unchanged_sheets_is_the_book_written_fresh(tmp_path):
