@@ -337,7 +337,7 @@ def test_stored_parts_are_read_alike_from_our_packages_and_from_any_zip(tmp_path
     ours.write_bytes(zip_package(parts, datetime(2022, 5, 20, 18, 0)))
     other = tmp_path / "other.xlsx"
     with zipfile.ZipFile(other, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, e in parts:
+        for name, _ in parts:
             z.writestr(name, zipfile.ZipFile(ours).read(name))
         z.comment = b"saved by an editor"
     wanted = {"xl/worksheets/sheet2.xml", "c.xml", "missing.xml"}
