@@ -82,7 +82,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_swap(out)
     staging = out.parent / f".{out.name}.staging-{report.run_id}"
-    t = time.perf_counter()
+    t, kernel = time.perf_counter(), os.times().system
     laps: dict[str, float] = {}
 
     def lap(name: str, since: float) -> float:
@@ -134,6 +134,9 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         write_workbooks(quarantine_books + todo, workers=os.cpu_count() or 1)
         lap("write_workbooks", s)
         report.timings["write"] = round(time.perf_counter() - t, 3)
+        # CPU seconds the kernel spent for the process while writing (making tens of thousands of files, and
+        # reading the last books): on a disk that is slow to allocate files, this is where it shows.
+        report.timings["write_kernel_cpu"] = round(os.times().system - kernel, 3)
         report.timings.update(laps)
         if meter is not None:
             report.peak_memory_gib["write"] = meter.mark("write")
