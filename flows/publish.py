@@ -208,6 +208,7 @@ class CarriedOver:
 
     def __init__(self, out: Path, staging: Path) -> None:
         self.out, self.staging = out, staging
+        self.folders: set[Path] = set()  # made already: a city's 143,000 files are in 15,000 folders
         self.manifest: dict[str, str | list] = {_CODE: layout_fingerprint()}
         previous = {}
         if (out / MANIFEST).exists():
@@ -222,7 +223,9 @@ class CarriedOver:
         rel = self._rel(target)
         self.manifest[rel] = digest if sheets is None else [digest, list(sheets)]
         old, last = self.out / rel, self.previous.get(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self.folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.folders.add(target.parent)
         if (last[0] if isinstance(last, list) else last) != digest or not old.exists():
             return False
         hard_link(old, target)

@@ -458,5 +458,9 @@ def write_xlsx(path: Path, sheets: list[Sheet], *, kept: dict[int, Entry] | None
               ("xl/_rels/workbook.xml.rels", fixed["xl/_rels/workbook.xml.rels"]), ("xl/styles.xml", fixed["xl/styles.xml"])]
     parts += [(sheet_part(i), kept[i] if i in kept else entry(_sheet_xml(s, selected=i == 0)))
               for i, s in enumerate(sheets)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(zip_package(parts, at.astimezone()))
+    package = zip_package(parts, at.astimezone())
+    try:
+        path.write_bytes(package)
+    except FileNotFoundError:  # its folder is not made yet (most callers made it: a failed mkdir is dearer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(package)
