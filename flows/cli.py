@@ -35,6 +35,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"gridsweep: {exc}", file=sys.stderr)
         return 2
     _prefect_environment(settings.duckdb.path.parent)
+    from flows.loading import start_fork_server
+
+    start_fork_server()  # its imports overlap Prefect's and its server's start
     from flows.refresh import refresh
 
     try:

@@ -18,6 +18,7 @@ and the child takes its environment from it; everything the child is told comes 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -58,6 +59,14 @@ def _context() -> multiprocessing.context.BaseContext:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["flows.loading", "great_expectations"])
     return ctx
+
+
+def start_fork_server() -> None:
+    """Starts the fork server now, for a caller about to do something else that takes seconds (the CLI: import
+    Prefect and start its server): its imports (this module, Great Expectations: about 3 s) then overlap that,
+    rather than wait for the first source to be read. Its environment is the caller's at this moment."""
+    _context()
+    multiprocessing.forkserver.ensure_running()
 
 
 class LoadingProcess:
