@@ -59,7 +59,7 @@ from transforms.pair_decisions import (
     roster_side,
     slice_count,
 )
-from transforms.print_sheet import WORKER, page_digest, person_lines, row_digests, worker_print_html
+from transforms.print_sheet import WORKER, page_bodies, page_digest, page_html, person_lines, row_digests
 from transforms.report import coverage_report_pages
 from transforms.roster_gaps import order_corrections, unregistered
 from transforms.rule_parts import (
@@ -452,19 +452,18 @@ def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterat
             blocks.append((start, 0))
         blocks[-1] = (blocks[-1][0], start + n - blocks[-1][0])
         block_of[community] = len(blocks) - 1
-    rendered: dict[int | None, dict] = {}  # the block whose lines are rendered: one at a time
+    rendered: dict[int | None, dict] = {}  # the block whose pages' bodies are made: one at a time
 
     def render(book) -> str:
         block = block_of.get((book.street, book.community))
         if block not in rendered:
             rendered.clear()
             lines = person_lines(ordered.slice(*blocks[block]) if block is not None else ordered.clear())
-            rendered[block] = {"by_worker": lines.partition_by(WORKER, as_dict=True, maintain_order=True),
-                               "none": lines.clear()}
-        lines = rendered[block]
-        rows = lines["by_worker"].get((book.street, book.community, book.grid_worker), lines["none"])
-        return worker_print_html(rows, street=book.street, community=book.community, grid_worker=book.grid_worker,
-                                 grids="、".join(book.grid_ids), as_of_text=as_of_text)
+            rendered[block] = {(street, community, worker): (body, people)
+                               for street, community, worker, people, body in page_bodies(lines).iter_rows()}
+        body, people = rendered[block].get((book.street, book.community, book.grid_worker), ("", 0))
+        return page_html(body, people, street=book.street, community=book.community, grid_worker=book.grid_worker,
+                         grids="、".join(book.grid_ids), as_of_text=as_of_text)
 
     for book in books:
         mine = digests.slice(*workers.get((book.street, book.community, book.grid_worker), (0, 0)))

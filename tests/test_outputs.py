@@ -3,6 +3,7 @@ as the single source every output column comes from."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime
 
@@ -207,7 +208,9 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
     from transforms.print_sheet import WORKER, person_lines, worker_print_html
     from transforms.sheets import walk_order
 
-    rows = call_rows()
+    # Building 2 with two units (unit 2 typed first), so a building's blocks and their order are seen.
+    rows = call_rows().with_columns(pl.when(pl.col("room").str.starts_with("1")).then(pl.lit("2"))
+                                    .otherwise(pl.col("unit")).alias("unit"))
     parts, grid_rows = [], []
     for c, community in enumerate(["科技园社区", "高新社区", "桂庙社区"]):
         for w in range(3):
@@ -235,6 +238,19 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
         assert page.count("<tr><td") == mine.height and (mine.height > 0) == ((book.community, book.grid_worker) != (
             "高新社区", "网格员1")), (book.community, book.grid_worker)
     assert set(WORKER) <= set(whole.columns)
+    # The page reads as the walk does: a section per building (in the order the walk first comes to it, with
+    # its count), in it a block per unit (likewise), in it the unit's lines in walking order.
+    for book, printed in zip(books, pages, strict=True):
+        mine = whole.filter((pl.col("community") == book.community) & (pl.col("grid_worker") == book.grid_worker))
+        walk: dict[str, dict[str, list[str]]] = {}
+        for building, unit, line in mine.select("building", "unit", "line").iter_rows():
+            walk.setdefault(building, {}).setdefault(unit, []).append(line)
+        expected = "".join(
+            f"<section><h2>{building + '栋' if building else '楼栋不详'}（{sum(map(len, units.values()))} 人）</h2>"
+            + "".join("<tbody>" + "".join(lines) + "</tbody>" for lines in units.values()) + "</table></section>"
+            for building, units in walk.items())
+        shown = re.sub(r"<table><thead>.*?</thead>", "", printed.render().replace("\n", ""))
+        assert expected in shown and shown.count("<section>") == len(walk), (book.community, book.grid_worker)
     # A page's digest is the same exactly when the page shows the same (but its time): the call list shuffled
     # (rows of one person tied in the walk may then swap, and the page with them), changed in one cell.
     shuffled = list(print_pages(calls.sample(fraction=1.0, shuffle=True, seed=9), books, "2022-05-20 20:00"))

@@ -72,29 +72,42 @@ def person_lines(call_list: pl.DataFrame) -> pl.DataFrame:
     return people.select(*WORKER, "resident_id", "building", "unit", line.alias("line"))
 
 
-def worker_print_html(lines: pl.DataFrame, *, street: str, community: str, grid_worker: str, grids: str,
-                      as_of_text: str) -> str:
-    """lines: this worker's part of person_lines (one line per person), in walking order. One section per
-    building and one unbreakable block per unit, each in the order it first comes in the walk."""
-    out = [
+def page_bodies(lines: pl.DataFrame) -> pl.DataFrame:
+    """person_lines' lines (any workers', in walking order) -> per worker, in the order they come: street,
+    community, grid_worker, people (lines) and body, the page's sections: one per building and one unbreakable
+    block per unit, each in the order it first comes in the walk. Made for a block of communities in one query:
+    Python putting each page's lines together cost more than the rest of the page."""
+    units = lines.group_by([*WORKER, "building", "unit"], maintain_order=True).agg(
+        pl.len().alias("people"), pl.concat_str(pl.lit("<tbody>\n"), pl.col("line").str.join("\n"), pl.lit("\n</tbody>"))
+        .alias("block"))
+    buildings = units.group_by([*WORKER, "building"], maintain_order=True).agg(
+        pl.col("people").sum(), pl.col("block").str.join("\n"))
+    label = (pl.when(pl.col("building") != "").then(_escaped("building") + pl.lit("栋")).otherwise(pl.lit("楼栋不详")))
+    section = pl.concat_str(pl.lit("<section><h2>"), label, pl.lit("（"), pl.col("people").cast(pl.String),
+                            pl.lit(f" 人）</h2><table>{HEAD}\n"), pl.col("block"), pl.lit("\n</table></section>"))
+    return buildings.group_by(WORKER, maintain_order=True).agg(
+        pl.col("people").sum().cast(pl.Int64), section.str.join("\n").alias("body"))
+
+
+def page_html(body: str, people: int, *, street: str, community: str, grid_worker: str, grids: str,
+              as_of_text: str) -> str:
+    """A worker's page around its body (page_bodies) of people lines."""
+    return "\n".join([
         "<!DOCTYPE html>", '<html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(community)} {html.escape(grid_worker)} 入户名单</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(community)} {html.escape(grid_worker)} 入户走访名单</h1>",
         f'<p class="meta">{html.escape(street)} · 网格 {html.escape(grids)} · 数据截至 {html.escape(as_of_text)} · '
-        f"共 {lines.height} 人</p>",  # person_lines gives a person one line
-    ]
-    if lines.height == 0:
-        out.append("<p>本次无需联系人员。</p>")
-    buildings: dict[str, dict[str, list[str]]] = {}
-    for building, unit, line in zip(lines["building"].to_list(), lines["unit"].to_list(), lines["line"].to_list(),
-                                    strict=True):
-        buildings.setdefault(building, {}).setdefault(unit, []).append(line)
-    for b, units in buildings.items():
-        label = f"{b}栋" if b else "楼栋不详"
-        out.append(f"<section><h2>{html.escape(label)}（{sum(map(len, units.values()))} 人）</h2><table>{HEAD}")
-        for rows in units.values():
-            out.extend(["<tbody>", *rows, "</tbody>"])
-        out.append("</table></section>")
-    out.append("</body></html>")
-    return "\n".join(out)
+        f"共 {people} 人</p>",  # person_lines gives a person one line
+        body if people else "<p>本次无需联系人员。</p>",
+        "</body></html>",
+    ])
+
+
+def worker_print_html(lines: pl.DataFrame, *, street: str, community: str, grid_worker: str, grids: str,
+                      as_of_text: str) -> str:
+    """lines: this worker's part of person_lines (one line per person), in walking order."""
+    bodies = page_bodies(lines)
+    body, people = (bodies["body"][0], bodies["people"][0]) if bodies.height else ("", 0)
+    return page_html(body, people, street=street, community=community, grid_worker=grid_worker, grids=grids,
+                     as_of_text=as_of_text)
