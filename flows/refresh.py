@@ -378,6 +378,7 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     del parts
     if base is not None:
         rules = splice(base.rules, wanted.select(POS, *GRID), rules)
+        wanted = None  # their roster rows (916,417 at 20M) are not held through the rest of the rules
         # The last refresh's list is the one its rulings kept (the same run: KeptRules.why_not); only the
         # residents ruled again can have come off it.
         came_off = came_off_of(base.rules.call_list.join(again, on="resident_id", how="semi"), rules.measures)
