@@ -23,6 +23,7 @@ from expectations.suites import SuiteResult
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.meter import StageMeter
 from flows.record_spill import hard_link
+from flows.spare_files import SpareFiles, write_into
 from flows.workbooks import Keep, QuarantineBook, write_workbooks
 from transforms.report import chart_bars
 from transforms.sheets import CommunityBook, WorkerBook, book_digests, safe_file_name
@@ -81,6 +82,9 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_swap(out)
+    spares = SpareFiles(out)
+    for stale in sorted(out.parent.glob(f".{out.name}.previous-*")):  # a run stopped while putting its last away
+        spares.retire(stale, stale.name)
     staging = out.parent / f".{out.name}.staging-{report.run_id}"
     t, kernel = time.perf_counter(), os.times().system
     laps: dict[str, float] = {}
@@ -99,7 +103,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
             _csv(frame, staging / f"{name}.csv")
         s = lap("write_csv", s)
         (staging / "quarantine").mkdir()
-        carried = CarriedOver(out, staging)
+        carried = CarriedOver(out, staging, spares)
         quarantine_books = []  # written with the other books, in parallel; unchanged ones linked
         for name, frame in outputs.quarantine.items():
             _csv(frame.rename({"_line": "line"}), staging / "quarantine" / f"{name}.csv")
@@ -141,10 +145,12 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         if meter is not None:
             report.peak_memory_gib["write"] = meter.mark("write")
         report.timings["total"] = round(time.perf_counter() - started, 3)
+        report.lists["files_from_spares"] = spares.files_taken
+        report.lists["folders_from_spares"] = spares.folders_taken
         report.lists["workbooks"] = len(outputs.books)
         report.lists["community_workbooks"] = len(outputs.community_books)
         (staging / "run.json").write_text(run_json(report, indent=2), encoding="utf-8")
-        _swap(staging, out, report.run_id)
+        _swap(staging, out, report.run_id, spares, len(carried.manifest) + 64, len(carried.folders) + 16)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -174,7 +180,7 @@ def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: Carri
         if carried.over(target, page.digest):
             reused += 1
         else:
-            target.write_text(page.render(), encoding="utf-8")
+            write_into(target, page.render().encode("utf-8"))
             written += 1
     return written, reused
 
@@ -206,8 +212,8 @@ class CarriedOver:
     something happened, and of a book written again, copies the sheets that are the same (flows.workbooks.Keep).
     The manifest maps each file to its digest (a book's: with its sheets'), under the layout code's fingerprint."""
 
-    def __init__(self, out: Path, staging: Path) -> None:
-        self.out, self.staging = out, staging
+    def __init__(self, out: Path, staging: Path, spares: SpareFiles) -> None:
+        self.out, self.staging, self.spares = out, staging, spares
         self.folders: set[Path] = set()  # made already: a city's 143,000 files are in 15,000 folders
         self.manifest: dict[str, str | list] = {_CODE: layout_fingerprint()}
         previous = {}
@@ -219,17 +225,25 @@ class CarriedOver:
         return target.relative_to(self.staging).as_posix()
 
     def over(self, target: Path, digest: str, sheets: tuple[str, ...] | None = None) -> bool:
-        """True when target was linked from the last output; else it is the caller's to write."""
+        """True when target was linked from the last output; else it is the caller's to write (with
+        flows.spare_files.write_into), and an empty file from the pool is there for it if the pool had one."""
         rel = self._rel(target)
         self.manifest[rel] = digest if sheets is None else [digest, list(sheets)]
         old, last = self.out / rel, self.previous.get(rel)
-        if target.parent not in self.folders:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self.folders.add(target.parent)
+        self._folder(target.parent)
         if (last[0] if isinstance(last, list) else last) != digest or not old.exists():
+            self.spares.file(target)
             return False
         hard_link(old, target)
         return True
+
+    def _folder(self, folder: Path) -> None:
+        if folder in self.folders or folder == self.staging:
+            return
+        self._folder(folder.parent)
+        if not folder.is_dir():
+            self.spares.folder(folder)
+        self.folders.add(folder)
 
     def keep(self, target: Path, sheets: tuple[str, ...]) -> Keep | None:
         """The sheets of a book to be written that are as the last output's book at the same place showed them."""
@@ -268,7 +282,9 @@ def _write_report(staging: Path, page: str, top: str | None, coverage: pl.DataFr
     report.lists["report_png"] = "report.png"
 
 
-def _swap(staging: Path, out: Path, run_id: str) -> None:
+def _swap(staging: Path, out: Path, run_id: str, spares: SpareFiles, files: int, folders: int) -> None:
+    """The new outputs in place of the old, which are emptied into the pool the next output is written into
+    (flows.spare_files: deleting them would slow the next refresh's making of files, if it comes soon)."""
     previous = out.parent / f".{out.name}.previous-{run_id}"
     if out.exists():
         out.rename(previous)
@@ -278,4 +294,5 @@ def _swap(staging: Path, out: Path, run_id: str) -> None:
         if previous.exists() and not out.exists():
             previous.rename(out)
         raise
-    shutil.rmtree(previous, ignore_errors=True)
+    if previous.exists():
+        spares.retire(previous, run_id, files, folders)

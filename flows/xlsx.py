@@ -28,6 +28,8 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 import polars as pl
 
+from flows.spare_files import write_into
+
 MAX_ROWS = 1_048_576  # Excel's limit, header included
 _STORE_BELOW = 4096  # bytes: a part this small is stored, not deflated (write_xlsx)
 MAX_CHARS = 32_767  # Excel's limit for one cell: a longer text makes Excel "repair" the file; it is cut
@@ -460,7 +462,7 @@ def write_xlsx(path: Path, sheets: list[Sheet], *, kept: dict[int, Entry] | None
               for i, s in enumerate(sheets)]
     package = zip_package(parts, at.astimezone())
     try:
-        path.write_bytes(package)
+        write_into(path, package)
     except FileNotFoundError:  # its folder is not made yet (most callers made it: a failed mkdir is dearer)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(package)
+        write_into(path, package)

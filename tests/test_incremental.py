@@ -200,6 +200,7 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
     before = {p: p.read_bytes() for p in sheets.rglob("*.xlsx")}
     pages_before = {p: p.read_text(encoding="utf-8") for p in pages.rglob("*.html")}
     later = dict(tests=str(more), as_of="2022-05-20T20:00")
+    pool = {p.stat().st_ino for p in (tmp_path / ".out.spare" / "files").iterdir()}  # the last outputs, emptied
     fourth = refresh(load_settings(data / "campaign.toml", out=str(tmp_path / "out"), db=str(tmp_path / "g.duckdb"),
                                    **later))
     fresh = refresh(load_settings(data / "campaign.toml", out=str(tmp_path / "fresh"),
@@ -207,6 +208,13 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
     kept = [p for p in sorted(sheets.rglob("*.xlsx")) if before.get(p) == p.read_bytes()]
     written = [p for p in sorted(sheets.rglob("*.xlsx")) if before.get(p) != p.read_bytes()]
     assert kept and written and fourth.lists["workbooks_written"] < fresh.lists["workbooks_written"] / 2
+    # What was written went into the emptied files of the outputs before (flows.spare_files), not new ones;
+    # the pool holds nothing of anyone, and no earlier output is left beside this one.
+    assert pool and fourth.lists["files_from_spares"] == min(len(pool), sum(
+        fourth.lists[n] for n in ("workbooks_written", "print_pages_written", "quarantine_books_written")))
+    assert {p.stat().st_ino for p in written} & pool
+    assert all(p.stat().st_size == 0 for p in (tmp_path / ".out.spare" / "files").iterdir())
+    assert not list(tmp_path.glob(".out.previous-*")) and not list(tmp_path.glob(".out.staging-*"))
     for p in kept + written:
         mine, theirs = _cells(p), _cells(tmp_path / "fresh" / p.relative_to(tmp_path / "out"))
         assert _as_of(mine) == ("2022-05-20 18:00" if p in kept else "2022-05-20 20:00")
