@@ -50,6 +50,16 @@ def recover_interrupted_swap(out: Path) -> None:
         previous[-1].rename(out)
 
 
+def retire_stale(out: Path, spares: SpareFiles) -> None:
+    """Outputs a stopped run left beside out emptied into the pool: one it was emptying, and (once out is
+    there) one it had moved aside; out is newer than both."""
+    stale = sorted(out.parent.glob(f".{out.name}.retiring-*"))
+    if out.exists():
+        stale += sorted(out.parent.glob(f".{out.name}.previous-*"))
+    for folder in stale:
+        spares.retire(folder, folder.name)
+
+
 @dataclass(frozen=True)
 class PrintPage:
     """A worker's printable page: where it goes (street, community, file name), the digest of what it shows
@@ -83,8 +93,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_swap(out)
     spares = SpareFiles(out)
-    for stale in sorted(out.parent.glob(f".{out.name}.previous-*")):  # a run stopped while putting its last away
-        spares.retire(stale, stale.name)
+    retire_stale(out, spares)
     staging = out.parent / f".{out.name}.staging-{report.run_id}"
     t, kernel = time.perf_counter(), os.times().system
     laps: dict[str, float] = {}
@@ -295,4 +304,6 @@ def _swap(staging: Path, out: Path, run_id: str, spares: SpareFiles, files: int,
             previous.rename(out)
         raise
     if previous.exists():
-        spares.retire(previous, run_id, files, folders)
+        # Renamed first: recover_interrupted_swap never takes a half-emptied output back for a whole one.
+        retiring = previous.rename(out.parent / f".{out.name}.retiring-{run_id}")
+        spares.retire(retiring, run_id, files, folders)

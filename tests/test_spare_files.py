@@ -4,6 +4,7 @@ of a resident stays in the pool, and what is written into a spare is exactly wha
 from __future__ import annotations
 
 import os
+import shutil
 
 from flows.spare_files import SpareFiles, write_into
 
@@ -67,3 +68,37 @@ def test_written_into_a_longer_file_leaves_nothing_of_it(tmp_path):
     assert path.read_bytes() == b"short"
     write_into(tmp_path / "new.xlsx", b"")
     assert (tmp_path / "new.xlsx").read_bytes() == b""
+
+
+def test_a_swap_empties_the_replaced_output_and_a_stopped_runs_leftovers_are_emptied_next_time(tmp_path):
+    from flows.publish import _swap, recover_interrupted_swap, retire_stale
+
+    out, staging = tmp_path / "out", tmp_path / ".out.staging-r2"
+    _tree(out, {"sheets/a/张三.xlsx": b"old book", "call_list.csv": b"old list"})
+    _tree(staging, {"sheets/a/张三.xlsx": b"new book", "call_list.csv": b"new list"})
+    os.link(out / "call_list.csv", staging / "kept.csv")  # a file the new output carries over from the old
+    spares = SpareFiles(out)
+    _swap(staging, out, "r2", spares, files=10, folders=10)
+    assert (out / "sheets/a/张三.xlsx").read_bytes() == b"new book" and (out / "kept.csv").read_bytes() == b"old list"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.spare", "out"]
+    assert len(spares.files) == 1 and all(p.stat().st_size == 0 for p in spares.files)  # the old book, emptied
+
+    # A run stopped while emptying the output it replaced, and one stopped after moving the last aside: both are
+    # emptied by the next run, which never takes them back for the output.
+    _tree(tmp_path / ".out.retiring-r3", {"sheets/b/李四.xlsx": b"half"})
+    _tree(tmp_path / ".out.previous-r4", {"sheets/c/王五.xlsx": b"whole"})
+    recover_interrupted_swap(out)
+    later = SpareFiles(out)
+    retire_stale(out, later)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.spare", "out"]
+    assert len(later.files) == 3 and all(p.stat().st_size == 0 for p in later.files)
+    assert (out / "sheets/a/张三.xlsx").read_bytes() == b"new book"
+
+    # With no output (a run stopped between moving the last aside and moving its own in), the last is put back.
+    shutil.rmtree(out)
+    _tree(tmp_path / ".out.previous-r5", {"call_list.csv": b"last good"})
+    _tree(tmp_path / ".out.retiring-r4", {"call_list.csv": b"half emptied"})
+    recover_interrupted_swap(out)
+    retire_stale(out, SpareFiles(out))
+    assert (out / "call_list.csv").read_bytes() == b"last good"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.spare", "out"]
