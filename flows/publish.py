@@ -159,6 +159,8 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         report.lists["workbooks"] = len(outputs.books)
         report.lists["community_workbooks"] = len(outputs.community_books)
         (staging / "run.json").write_text(run_json(report, indent=2), encoding="utf-8")
+        # The pool is kept to this output's size: its books, pages and their folders, and a margin for the rest
+        # (CSVs, report, data docs).
         _swap(staging, out, report.run_id, spares, len(carried.manifest) + 64, len(carried.folders) + 16)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

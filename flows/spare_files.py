@@ -32,38 +32,26 @@ class SpareFiles:
 
     def file(self, target: Path) -> None:
         """An empty file put at target (which is not there yet), if the pool has one; else its writer makes it."""
-        while self.files:
-            spare = self.files.pop()
-            try:
-                os.rename(spare, target)
-            except FileNotFoundError:  # taken out of the pool by hand: the next one
-                continue
+        if _take(self.files, target):
             self.files_taken += 1
-            return
 
     def folder(self, target: Path) -> None:
         """target made as a folder (its parent is there), from the pool if it has one."""
-        while self.folders:
-            spare = self.folders.pop()
-            try:
-                os.rename(spare, target)
-            except FileNotFoundError:
-                continue
+        if _take(self.folders, target):
             self.folders_taken += 1
-            return
-        target.mkdir(exist_ok=True)
+        else:
+            target.mkdir(exist_ok=True)
 
     def retire(self, tree: Path, tag: str, files: int | None = None, folders: int | None = None) -> None:
         """Everything under tree emptied into the pool, then tree itself; a file that another output holds too
         (a hard link: a book carried over) is only unlinked, which leaves that output's copy as it is.
         The pool is kept to as many files and folders as an output has (files, folders); any more are deleted."""
-        files_limit, folders_limit = files if files is not None else 1 << 62, folders if folders is not None else 1 << 62
         n = 0
-        for where, folders, files in os.walk(tree, topdown=False):
-            for name in files:
+        for where, subfolders, names in os.walk(tree, topdown=False):
+            for name in names:
                 path = os.path.join(where, name)
                 info = os.lstat(path)
-                if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and len(self.files) < files_limit:
+                if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and (files is None or len(self.files) < files):
                     _empty(path)
                     spare = self.files_at / f"{tag}-{n}"
                     os.rename(path, spare)
@@ -71,22 +59,33 @@ class SpareFiles:
                     n += 1
                 else:
                     os.unlink(path)
-            for name in folders:
-                self._retire_folder(Path(where) / name, f"{tag}-{n}", folders_limit)
+            for name in subfolders:
+                self._retire_folder(Path(where) / name, f"{tag}-{n}", folders)
                 n += 1
-        self._retire_folder(tree, f"{tag}-{n}", folders_limit)
+        self._retire_folder(tree, f"{tag}-{n}", folders)
 
-    def _retire_folder(self, folder: Path, name: str, limit: int) -> None:
+    def _retire_folder(self, folder: Path, name: str, limit: int | None) -> None:
         """folder, emptied already (the walk is bottom-up), into the pool; a link to a folder only unlinked."""
         if folder.is_symlink():
             folder.unlink()
             return
-        if len(self.folders) >= limit:
+        if limit is not None and len(self.folders) >= limit:
             folder.rmdir()
             return
         spare = self.folders_at / name
         os.rename(folder, spare)
         self.folders.append(spare)
+
+
+def _take(pool: list[Path], target: Path) -> bool:
+    """The last of pool renamed to target; False if the pool had none (one taken out by hand is passed over)."""
+    while pool:
+        try:
+            os.rename(pool.pop(), target)
+        except FileNotFoundError:
+            continue
+        return True
+    return False
 
 
 def _empty(path: str) -> None:

@@ -205,7 +205,7 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
     walk (grid, building, unit, room), whatever order the call list came in and however the workers'
     names sort against their grids."""
     from flows.refresh import print_pages
-    from transforms.print_sheet import WORKER, person_lines, worker_print_html
+    from transforms.print_sheet import WORKER, page_bodies, page_html, person_lines
     from transforms.sheets import walk_order
 
     # Building 2 with two units (unit 2 typed first), so a building's blocks and their order are seen.
@@ -232,9 +232,11 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
         mine = whole.filter((pl.col("street") == book.street) & (pl.col("community") == book.community)
                             & (pl.col("grid_worker") == book.grid_worker))
         assert (street, community) == (book.street, book.community) and name.endswith(".html")
-        assert page == worker_print_html(mine.select(whole.columns), street=book.street, community=book.community,
-                                         grid_worker=book.grid_worker, grids="、".join(book.grid_ids),
-                                         as_of_text="2022-05-20 18:00")
+        alone = page_bodies(mine.select(whole.columns))  # this worker's lines made into a page by themselves
+        body, people = (alone["body"][0], alone["people"][0]) if alone.height else ("", 0)
+        assert page == page_html(body, people, street=book.street, community=book.community,
+                                 grid_worker=book.grid_worker, grids="、".join(book.grid_ids),
+                                 as_of_text="2022-05-20 18:00")
         assert page.count("<tr><td") == mine.height and (mine.height > 0) == ((book.community, book.grid_worker) != (
             "高新社区", "网格员1")), (book.community, book.grid_worker)
     assert set(WORKER) <= set(whole.columns)

@@ -102,12 +102,3 @@ def page_html(body: str, people: int, *, street: str, community: str, grid_worke
         body if people else "<p>本次无需联系人员。</p>",
         "</body></html>",
     ])
-
-
-def worker_print_html(lines: pl.DataFrame, *, street: str, community: str, grid_worker: str, grids: str,
-                      as_of_text: str) -> str:
-    """lines: this worker's part of person_lines (one line per person), in walking order."""
-    bodies = page_bodies(lines)
-    body, people = (bodies["body"][0], bodies["people"][0]) if bodies.height else ("", 0)
-    return page_html(body, people, street=street, community=community, grid_worker=grid_worker, grids=grids,
-                     as_of_text=as_of_text)
