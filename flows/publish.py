@@ -106,15 +106,11 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         laps[name] = round(time.perf_counter() - since, 3)
         return time.perf_counter()
 
+    side = _BesideTheBooks(laps)
     try:
         staging.mkdir()
         s = time.perf_counter()
-        _csv(outputs.call_list, staging / "call_list.csv")
-        _csv(outputs.coverage, staging / "coverage.csv")
-        _csv(outputs.matches, staging / "matches.csv")
-        for name, frame in outputs.tables.items():
-            _csv(frame, staging / f"{name}.csv")
-        s = lap("write_csv", s)
+        csvs = side.submit("write_csv", _write_csvs, staging, outputs)
         (staging / "quarantine").mkdir()
         carried = CarriedOver(out, staging, spares)
         quarantine_books = []  # written with the other books, in parallel; unchanged ones linked
@@ -144,10 +140,14 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), len(jobs) - len(todo)
         report.lists["sheets_kept_in_books_written"] = sum(len(keep.sheets) for _, _, keep in todo if keep)
         s = lap("write_carry_over", s)  # every book's digest, and the unchanged ones linked from the last output
-        report.lists["print_pages_written"], report.lists["print_pages_reused"] = _pages_beside_books(
-            staging, outputs.print_pages, carried, quarantine_books + todo, laps)
+        # The books' places are all taken (carried.over) before the pages are, so that only one thread at a
+        # time touches `carried`: the pages' one, after the CSVs.
+        pages = side.submit("write_print_pages", _write_print_pages, staging, outputs.print_pages, carried, side.stop)
+        side.books(quarantine_books + todo)
+        csvs.result()
+        report.lists["print_pages_written"], report.lists["print_pages_reused"] = pages.result()
         carried.write_manifest()
-        lap("write_pages_and_books", s)
+        lap("write_beside_and_books", s)
         report.timings["write"] = round(time.perf_counter() - t, 3)
         # CPU seconds the kernel spent for the process while writing (making tens of thousands of files, and
         # reading the last books): on a disk that is slow to allocate files, this is where it shows.
@@ -167,9 +167,11 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         # (CSVs, report, data docs).
         _swap(staging, out, report.run_id, spares, len(carried.manifest) + 64, len(carried.folders) + 16)
     except BaseException:
+        side.close()  # the CSVs' and pages' thread is done with staging before it is removed
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
+        side.close()
         gc.unfreeze()
 
 
@@ -186,34 +188,48 @@ def rewrite_run_json(out: Path, report: RunReport) -> None:
     fresh.replace(path)
 
 
-def _pages_beside_books(staging: Path, pages: Iterable[PrintPage], carried: CarriedOver, books: list,
-                        laps: dict[str, float]) -> tuple[int, int]:
-    """The pages written in a thread of their own while the books are written by the pool: one after the
-    other, a 20M city's pages (44 s) left a core idle while their one thread rendered them, and the books'
-    threads (81 s) wait on each other's Python. The books' places were all taken from the last output
-    (CarriedOver.over) before this, so the pages' thread is the only one that touches `carried` meanwhile.
-    Pages written and reused; the time each side took goes into laps."""
-    from concurrent.futures import ThreadPoolExecutor
-    from threading import Event
+class _BesideTheBooks:
+    """A thread beside the books' pool for what does not wait on them: the CSVs (a 20M city's matches.csv
+    alone is 7 GB), then the pages. One after the other, a 20M city's CSVs (17 s), pages (44 s) and books
+    (81 s) left a core idle while one thread wrote the CSVs or rendered the pages, and the books' threads
+    wait on each other's Python. Each job's time goes into laps; if the books fail, the pages stop."""
 
-    stop = Event()  # the books failed: the pages need not go on
+    def __init__(self, laps: dict[str, float]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+        from threading import Event
 
-    def timed_pages() -> tuple[int, int]:
-        s = time.perf_counter()
-        counts = _write_print_pages(staging, pages, carried, stop)
-        laps["write_print_pages"] = round(time.perf_counter() - s, 3)
-        return counts
+        self.laps, self.stop = laps, Event()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside-books")
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pages") as side:
-        done = side.submit(timed_pages)
+    def submit(self, name: str, job: Callable, *args):
+        def timed():
+            s = time.perf_counter()
+            done = job(*args)
+            self.laps[name] = round(time.perf_counter() - s, 3)
+            return done
+
+        return self._pool.submit(timed)
+
+    def books(self, jobs: list) -> None:
         s = time.perf_counter()
         try:
-            write_workbooks(books, workers=os.cpu_count() or 1)
+            write_workbooks(jobs, workers=os.cpu_count() or 1)
         except BaseException:
-            stop.set()
+            self.stop.set()
             raise
-        laps["write_workbooks"] = round(time.perf_counter() - s, 3)
-        return done.result()
+        self.laps["write_workbooks"] = round(time.perf_counter() - s, 3)
+
+    def close(self) -> None:
+        self.stop.set()  # a job not yet done is not needed: the run failed or everything was waited for
+        self._pool.shutdown(wait=True)
+
+
+def _write_csvs(staging: Path, outputs: RunOutputs) -> None:
+    _csv(outputs.call_list, staging / "call_list.csv")
+    _csv(outputs.coverage, staging / "coverage.csv")
+    _csv(outputs.matches, staging / "matches.csv")
+    for name, frame in outputs.tables.items():
+        _csv(frame, staging / f"{name}.csv")
 
 
 def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: CarriedOver, stop=None) -> tuple[int, int]:

@@ -193,7 +193,7 @@ def test_the_pages_stop_when_the_books_fail(tmp_path, monkeypatch):
     import threading
 
     import flows.publish
-    from flows.publish import CarriedOver, PrintPage, _pages_beside_books
+    from flows.publish import CarriedOver, PrintPage, _BesideTheBooks, _write_print_pages
     from flows.spare_files import SpareFiles
 
     out, staging = tmp_path / "out", tmp_path / ".out.staging-x"
@@ -213,8 +213,14 @@ def test_the_pages_stop_when_the_books_fail(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(flows.publish, "write_workbooks", failing)
+    side = _BesideTheBooks({})
+    written = side.submit("pages", _write_print_pages, staging, pages, CarriedOver(out, staging, SpareFiles(out)),
+                          side.stop)
     with pytest.raises(OSError, match="disk full"):
-        _pages_beside_books(staging, pages, CarriedOver(out, staging, SpareFiles(out)), [], {})
+        side.books([])
+    with pytest.raises(RuntimeError, match="stopped"):
+        written.result(30)
+    side.close()
     assert rendered == [0]  # the page being rendered is finished, no other is begun
     assert len(list(staging.rglob("*.html"))) == 1
 
