@@ -148,6 +148,9 @@ def column_widths(headers: list[str]) -> list[int]:
     return [by_zh.get(h, 14 if h in FILLABLE or h == VERDICT_HEADER else 10) for h in headers]
 
 
+WALK_COLUMNS = ("grid_id", "building", "unit", "room", "resident_id")  # what walk_order sorts by
+
+
 def walk_order(frame: pl.DataFrame, first: tuple[str, ...] | list[str] = ()) -> pl.DataFrame:
     """Grid, building, unit, room: the order a worker walks. first: columns sorted by before (a worker's
     rows together, each worker's in walking order, as a stable split of the walk by worker gives them)."""
