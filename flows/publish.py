@@ -140,14 +140,15 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), len(jobs) - len(todo)
         report.lists["sheets_kept_in_books_written"] = sum(len(keep.sheets) for _, _, keep in todo if keep)
         s = lap("write_carry_over", s)  # every book's digest, and the unchanged ones linked from the last output
-        # The books' places are all taken (carried.over) before the pages are, so that only one thread at a
-        # time touches `carried`: the pages' one, after the CSVs.
-        pages = side.submit("write_print_pages", _write_print_pages, staging, outputs.print_pages, carried, side.stop)
+        # The pages before the books, not beside them: at 20M residents, pages and books written together took
+        # the write stage's peak from 14.9 to 16.3-19.0 GiB.
+        report.lists["print_pages_written"], report.lists["print_pages_reused"] = _write_print_pages(
+            staging, outputs.print_pages, carried)
+        s = lap("write_print_pages", s)
         side.books(quarantine_books + todo)
         csvs.result()
-        report.lists["print_pages_written"], report.lists["print_pages_reused"] = pages.result()
         carried.write_manifest()
-        lap("write_beside_and_books", s)
+        lap("write_books_and_csv_wait", s)
         report.timings["write"] = round(time.perf_counter() - t, 3)
         # CPU seconds the kernel spent for the process while writing (making tens of thousands of files, and
         # reading the last books): on a disk that is slow to allocate files, this is where it shows.
@@ -189,16 +190,14 @@ def rewrite_run_json(out: Path, report: RunReport) -> None:
 
 
 class _BesideTheBooks:
-    """A thread beside the books' pool for what does not wait on them: the CSVs (a 20M city's matches.csv
-    alone is 7 GB), then the pages. One after the other, a 20M city's CSVs (17 s), pages (44 s) and books
-    (81 s) left a core idle while one thread wrote the CSVs or rendered the pages, and the books' threads
-    wait on each other's Python. Each job's time goes into laps; if the books fail, the pages stop."""
+    """A thread beside the rest of the stage for the CSVs (a 20M city's matches.csv alone is 7 GB, mostly the
+    disk's time): they were written first, on their own, while a core stood idle. Each job's time goes into
+    laps. The pages are not written here: see publish_outputs."""
 
     def __init__(self, laps: dict[str, float]) -> None:
         from concurrent.futures import ThreadPoolExecutor
-        from threading import Event
 
-        self.laps, self.stop = laps, Event()
+        self.laps = laps
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside-books")
 
     def submit(self, name: str, job: Callable, *args):
@@ -212,15 +211,10 @@ class _BesideTheBooks:
 
     def books(self, jobs: list) -> None:
         s = time.perf_counter()
-        try:
-            write_workbooks(jobs, workers=os.cpu_count() or 1)
-        except BaseException:
-            self.stop.set()
-            raise
+        write_workbooks(jobs, workers=os.cpu_count() or 1)
         self.laps["write_workbooks"] = round(time.perf_counter() - s, 3)
 
     def close(self) -> None:
-        self.stop.set()  # a job not yet done is not needed: the run failed or everything was waited for
         self._pool.shutdown(wait=True)
 
 
@@ -232,14 +226,12 @@ def _write_csvs(staging: Path, outputs: RunOutputs) -> None:
         _csv(frame, staging / f"{name}.csv")
 
 
-def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: CarriedOver, stop=None) -> tuple[int, int]:
+def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: CarriedOver) -> tuple[int, int]:
     """Pages written and reused. A function of its own so that the last page, whose render holds the whole
     sorted call list (5 GB at 20M residents), is let go as soon as the pages are written: as a loop in
     publish_outputs its variable kept it through the rest of the stage (at 20M about 1 GiB of its peak)."""
     written = reused = 0
     for page in pages:
-        if stop is not None and stop.is_set():
-            raise RuntimeError("the pages were stopped: writing the books failed")
         street, community, file_name = page.place
         target = staging / "print" / safe_file_name(street) / safe_file_name(community) / file_name
         if carried.over(target, page.digest):

@@ -170,7 +170,7 @@ def test_failure_while_writing_keeps_the_last_good_outputs(first_run, campaign, 
     assert json.loads((settings.out / "run.json").read_text(encoding="utf-8"))["run_id"] == report.run_id
 
 
-def test_a_page_failing_beside_the_books_keeps_the_last_good_outputs(first_run, monkeypatch):
+def test_a_page_failing_while_the_csvs_are_written_keeps_the_last_good_outputs(first_run, monkeypatch):
     import flows.publish
     from flows.refresh import refresh
 
@@ -187,42 +187,6 @@ def test_a_page_failing_beside_the_books_keeps_the_last_good_outputs(first_run, 
     assert (settings.out / "run.json").read_bytes() == before
     assert not list(settings.out.parent.glob(".out.staging-*"))
     monkeypatch.setattr(flows.publish, "_write_print_pages", real)
-
-
-def test_the_pages_stop_when_the_books_fail(tmp_path, monkeypatch):
-    import threading
-
-    import flows.publish
-    from flows.publish import CarriedOver, PrintPage, _BesideTheBooks, _write_print_pages
-    from flows.spare_files import SpareFiles
-
-    out, staging = tmp_path / "out", tmp_path / ".out.staging-x"
-    staging.mkdir()
-    failed, rendered = threading.Event(), []
-
-    def render(i: int) -> str:
-        if i == 0:
-            assert failed.wait(30)  # the books fail while the first page is being rendered
-        rendered.append(i)
-        return f"<p>{i}</p>"
-
-    pages = [PrintPage(("街道", "社区", f"p{i}.html"), f"d{i}", lambda i=i: render(i)) for i in range(100)]
-
-    def failing(jobs, workers):
-        failed.set()
-        raise OSError("disk full")
-
-    monkeypatch.setattr(flows.publish, "write_workbooks", failing)
-    side = _BesideTheBooks({})
-    written = side.submit("pages", _write_print_pages, staging, pages, CarriedOver(out, staging, SpareFiles(out)),
-                          side.stop)
-    with pytest.raises(OSError, match="disk full"):
-        side.books([])
-    with pytest.raises(RuntimeError, match="stopped"):
-        written.result(30)
-    side.close()
-    assert rendered == [0]  # the page being rendered is finished, no other is begun
-    assert len(list(staging.rglob("*.html"))) == 1
 
 
 def test_a_far_shorter_export_than_last_time_is_refused(first_run, campaign, tmp_path):
