@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -98,19 +99,21 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
     staging = out.parent / f".{out.name}.staging-{report.run_id}"
     t, kernel, user = time.perf_counter(), os.times().system, os.times().user
     laps: dict[str, float] = {}
-    # Everything made before (the books: 546,000 Python objects at 1M residents, growing with the city) is
-    # left out of the collector's full passes while the files are written: a pass walked them all (0.33 s at 1M).
-    gc.freeze()
 
     def lap(name: str, since: float) -> float:
         laps[name] = round(time.perf_counter() - since, 3)
         return time.perf_counter()
 
-    side = _BesideTheBooks(laps)
+    # The CSVs (a 20M city's matches.csv alone is 7 GB, mostly the disk's time) are written by a thread of
+    # their own while the rest of the stage goes on: written first, on their own, they left a core idle.
+    aside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv")
+    # Everything made before (the books: 546,000 Python objects at 1M residents, growing with the city) is
+    # left out of the collector's full passes while the files are written: a pass walked them all (0.33 s at 1M).
+    gc.freeze()
     try:
         staging.mkdir()
         s = time.perf_counter()
-        csvs = side.submit("write_csv", _write_csvs, staging, outputs)
+        csvs = aside.submit(_write_csvs, staging, outputs, laps)
         (staging / "quarantine").mkdir()
         carried = CarriedOver(out, staging, spares)
         quarantine_books = []  # written with the other books, in parallel; unchanged ones linked
@@ -145,10 +148,11 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         report.lists["print_pages_written"], report.lists["print_pages_reused"] = _write_print_pages(
             staging, outputs.print_pages, carried)
         s = lap("write_print_pages", s)
-        side.books(quarantine_books + todo)
+        write_workbooks(quarantine_books + todo, workers=os.cpu_count() or 1)
+        s = lap("write_workbooks", s)
         csvs.result()
         carried.write_manifest()
-        lap("write_books_and_csv_wait", s)
+        lap("write_csv_wait", s)
         report.timings["write"] = round(time.perf_counter() - t, 3)
         # CPU seconds the kernel spent for the process while writing (making tens of thousands of files, and
         # reading the last books): on a disk that is slow to allocate files, this is where it shows.
@@ -168,11 +172,11 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         # (CSVs, report, data docs).
         _swap(staging, out, report.run_id, spares, len(carried.manifest) + 64, len(carried.folders) + 16)
     except BaseException:
-        side.close()  # the CSVs' and pages' thread is done with staging before it is removed
+        aside.shutdown(wait=True)  # the CSVs' thread is done with staging before it is removed
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
-        side.close()
+        aside.shutdown(wait=True)
         gc.unfreeze()
 
 
@@ -189,47 +193,20 @@ def rewrite_run_json(out: Path, report: RunReport) -> None:
     fresh.replace(path)
 
 
-class _BesideTheBooks:
-    """A thread beside the rest of the stage for the CSVs (a 20M city's matches.csv alone is 7 GB, mostly the
-    disk's time): they were written first, on their own, while a core stood idle. Each job's time goes into
-    laps. The pages are not written here: see publish_outputs."""
-
-    def __init__(self, laps: dict[str, float]) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.laps = laps
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside-books")
-
-    def submit(self, name: str, job: Callable, *args):
-        def timed():
-            s = time.perf_counter()
-            done = job(*args)
-            self.laps[name] = round(time.perf_counter() - s, 3)
-            return done
-
-        return self._pool.submit(timed)
-
-    def books(self, jobs: list) -> None:
-        s = time.perf_counter()
-        write_workbooks(jobs, workers=os.cpu_count() or 1)
-        self.laps["write_workbooks"] = round(time.perf_counter() - s, 3)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-
-
-def _write_csvs(staging: Path, outputs: RunOutputs) -> None:
+def _write_csvs(staging: Path, outputs: RunOutputs, laps: dict[str, float]) -> None:
+    s = time.perf_counter()
     _csv(outputs.call_list, staging / "call_list.csv")
     _csv(outputs.coverage, staging / "coverage.csv")
     _csv(outputs.matches, staging / "matches.csv")
     for name, frame in outputs.tables.items():
         _csv(frame, staging / f"{name}.csv")
+    laps["write_csv"] = round(time.perf_counter() - s, 3)
 
 
 def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: CarriedOver) -> tuple[int, int]:
     """Pages written and reused. A function of its own so that the last page, whose render holds the whole
-    sorted call list (5 GB at 20M residents), is let go as soon as the pages are written: as a loop in
-    publish_outputs its variable kept it through the rest of the stage (at 20M about 1 GiB of its peak)."""
+    call list, is let go as soon as the pages are written: as a loop in publish_outputs its variable kept it
+    through the rest of the stage (at 20M about 1 GiB of its peak)."""
     written = reused = 0
     for page in pages:
         street, community, file_name = page.place

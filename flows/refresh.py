@@ -438,8 +438,7 @@ def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterat
     """One printable page per worker book, rows in walking order, each with its digest; a page is rendered
     only when asked (publish renders the ones whose digest changed), a block of communities at a time, so
     neither a city's pages nor its rendered lines are ever in memory at once. The walking order is kept as
-    the rows' positions, not as a sorted copy of the call list: a copy (about 3 GB at 20M residents) was
-    held until the last page, and the pages are written while the books are."""
+    the rows' positions, not as a sorted copy of the call list held beside it until the last page."""
     # Positions by worker and then walking order: a community's rows are one span of them, a worker's a
     # span of that.
     order = walk_order(call_list.select(*WORKER, *WALK_COLUMNS).with_row_index("_at"), first=WORKER)["_at"]
