@@ -27,6 +27,7 @@ from flows.normalised_store import KeptTable, NormalisedStore
 from flows.readers import InputError, TextEnd, grown_table, open_table
 from flows.record_spill import FactSpill, RecordSpill, link_parts
 from flows.settings import Settings
+from flows.slice_overlap import SliceOverlap
 from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
 from transforms.normalise import IDENTITY_COLUMNS, INPUT_KEY, normalise_reusing, with_input_key
 from transforms.parsing import LINE, AsOfWindow, SliceParser
@@ -428,18 +429,22 @@ class SourceLoader:
         kept_table = self.store.kept(name)
         with self.store.writer(name, carry=start is not None and kept_table is not None) as keep:
             normaliser = PartNormaliser(name, kept_table, keep, start and start.summary["flags"])
-            for raw in table.slices(self.slice_rows):
-                t = self._lap("read", t)
-                parsed = parser.parse(raw)
-                del raw
-                quarantine.append(parsed.quarantine)
-                notes.update(parsed.notes)
-                sample.add(parsed.rows)
-                used += parsed.rows.height
-                t = self._lap("validate", t, "validate_parse")
-                each(normaliser.part(parsed.rows))
-                del parsed
-                t = self._lap("normalise", t)
+            # The next slice is read and the last one written while this one is parsed and normalised: "read"
+            # is then the wait for the next slice, and "normalise" holds the wait for the last one's parts.
+            with SliceOverlap(table.slices(self.slice_rows), each) as slices:
+                for raw in slices:
+                    t = self._lap("read", t)
+                    parsed = parser.parse(raw)
+                    del raw
+                    quarantine.append(parsed.quarantine)
+                    notes.update(parsed.notes)
+                    sample.add(parsed.rows)
+                    used += parsed.rows.height
+                    t = self._lap("validate", t, "validate_parse")
+                    slices.write(normaliser.part(parsed.rows))
+                    del parsed
+                    t = self._lap("normalise", t)
+            t = self._lap("normalise", t)
             window = parser.window
             keys = None if parser.earlier is None else parser.earlier.slice(given)
             del parser  # the earlier slices' keys

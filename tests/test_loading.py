@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from flows.generate import write_synthetic
-from flows.loading import LoadingProcess
+from flows.loading import ALLOCATOR_VARIABLE, LOADING_ALLOCATOR, LoadingProcess
 from flows.meter import StageMeter
 from flows.normalised_store import NormalisedStore
 from flows.readers import InputError, open_table
@@ -111,3 +111,17 @@ def test_a_loading_process_that_dies_is_an_error_that_says_so(campaign, tmp_path
         with pytest.raises(RuntimeError, match="the process loading roster ended before it was done"):
             loading.load("roster", partial(os._exit, 9), {}, {})  # as the kernel's OOM killer would end it
     assert multiprocessing.active_children() == []
+
+
+def test_the_loading_child_keeps_freed_pages_for_its_next_slices_and_the_flow_keeps_its_own(campaign, tmp_path):
+    """The allocator setting is in the loading child's environment (read when its allocator starts), not left in
+    the flow's, whose later programs keep the environment they were given."""
+    given = os.environ.get(ALLOCATOR_VARIABLE)  # polars' own defaults, put there when it was imported
+    settings = _settings(campaign, tmp_path)
+    spill, facts = _spills(tmp_path)
+    with LoadingProcess(settings, tmp_path / "docs", tmp_path / "failed", tmp_path / "normalised", spill, facts,
+                        700) as loading:
+        in_child = loading._pool.submit(os.getenv, ALLOCATOR_VARIABLE).result()
+    # The child's polars puts its defaults first again; the allocator takes the last value of each option.
+    assert in_child.endswith("," + LOADING_ALLOCATOR)
+    assert os.getenv(ALLOCATOR_VARIABLE) == given and LOADING_ALLOCATOR not in (given or "")
