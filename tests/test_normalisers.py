@@ -193,6 +193,32 @@ def _sample(source: str) -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("source", ["roster", "tests"])
+def test_each_row_is_normalised_from_its_own_cells(source):
+    """normalise_people runs its normalisers side by side, over distinct values, and puts their columns
+    together: each row's columns must be what each normaliser makes of the whole frame's rows in order."""
+    from transforms.addresses import normalise_addresses
+    from transforms.contract import INPUTS
+    from transforms.normalise import ADDRESS_COLUMNS, NORMALISED_COLUMNS, normalise_people
+
+    contract = INPUTS[source]
+    rows = _sample(source)
+    out = normalise_people(rows, contract)
+    assert out.columns == rows.columns + NORMALISED_COLUMNS and out.height == rows.height > 100
+    role = contract.by_role
+    each = [
+        normalise_ids(rows, id_col=role(Role.ID_NUMBER), type_col=role(Role.ID_TYPE)),
+        normalise_names(rows, col=role(Role.NAME)),
+        normalise_phones(rows, col=role(Role.PHONE)),
+        normalise_addresses(rows, col=role(Role.ADDRESS)),
+    ]
+    for made in each:
+        added = [c for c in made.columns if c not in rows.columns]
+        assert set(added) <= set(NORMALISED_COLUMNS) and out.select(added).equals(made.select(added))
+    assert out["addr_canon"].null_count() < rows.height // 2 and out["name_py"].null_count() < rows.height // 2
+    assert set(ADDRESS_COLUMNS) <= set(each[3].columns)
+
+
+@pytest.mark.parametrize("source", ["roster", "tests"])
 def test_normalising_only_new_inputs_gives_what_normalising_all_gives(source):
     """The last refresh's table stands in for normalising again: whichever rows it covered, the result equals
     normalising every row, only unseen inputs are normalised, and the table keeps exactly this run's inputs."""
