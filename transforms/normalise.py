@@ -24,10 +24,10 @@ NORMALISED_COLUMNS = ["id_clean", "id_flag", "id_norm", "id_body", "id_birth", "
 # The input roles normalise_people reads: a row's normalised columns depend on these cells and nothing else.
 NORMALISER_ROLES = (Role.ID_NUMBER, Role.ID_TYPE, Role.NAME, Role.PHONE, Role.ADDRESS, Role.BIRTH_DATE, Role.GENDER)
 INPUT_KEY = ["_input_h1", "_input_h2"]  # a 128-bit key of a row's normaliser inputs, as two 64-bit hashes
-# Of the roster's normalised columns, those only linking reads: dropped once it is done, so the resident
-# status built from the roster (a row per resident, 60 columns) does not carry them through the rules.
 # What normalise_addresses adds (all null where a source has no address).
 ADDRESS_COLUMNS = ["addr_canon", "addr_place", "building", "unit", "room", "addr_block"]
+# Of the roster's normalised columns, those only linking reads: dropped once it is done, so the resident
+# status built from the roster (a row per resident, 60 columns) does not carry them through the rules.
 LINKING_ONLY_COLUMNS = ["name_norm", "name_py_loose", "id_body", "id_flag", "id_birth", "id_sex", "id_birth_raw",
                         "sex", "phone_norm", "phone_flag", "addr_place"]
 
@@ -62,7 +62,8 @@ def normalise_people(rows: pl.DataFrame, contract: Contract) -> pl.DataFrame:
 
     def addresses() -> pl.DataFrame:
         if addr is None:
-            return pl.DataFrame([pl.Series(c, [None] * rows.height, dtype=pl.String) for c in ADDRESS_COLUMNS])
+            return pl.DataFrame([pl.repeat(None, rows.height, dtype=pl.String, eager=True).alias(c)
+                                 for c in ADDRESS_COLUMNS])
         return _by_distinct(rows.select(addr), addr, lambda distinct: normalise_addresses(distinct, col=addr))
 
     # Longest first (the addresses' regex passes are half the work), so the other thread takes the rest;
