@@ -17,28 +17,18 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-# ru_maxrss of RUSAGE_CHILDREN is the largest child so far: each refresh is measured by a fresh wrapper.
-_WRAP = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
-         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+from child_peak import run_measured  # noqa: E402  (bench/, beside this script)
 
 
 def run(cmd: list[str], env: dict) -> tuple[float, float]:
-    """Wall seconds and this command's own peak RSS in GiB. The refresh's log goes to this bench's stderr, not
-    through a pipe: a refresh killed by the OOM killer left its temporary Prefect server holding the pipe
-    open, and the bench waited on it for good."""
-    t = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _WRAP, *cmd], check=True, env=env, cwd=ROOT,
-                          stdout=subprocess.PIPE, text=True)
-    return time.perf_counter() - t, int(done.stdout.strip().splitlines()[-1]) / 1024 / 1024
+    """Wall seconds and this command's own peak RSS in GiB; the refresh's own output is not shown."""
+    return run_measured(cmd, env, ROOT, quiet=True)
 
 
 def split_export(export: Path, earlier: Path, batch_rows: list[Path], batch: int, spread: bool = True) -> None:

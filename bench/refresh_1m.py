@@ -11,26 +11,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from child_peak import run_measured  # noqa: E402  (bench/, beside this script)
+
 
 def run(cmd: list[str], env: dict) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GiB) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
-    wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024 / 1024
+    """Wall seconds and peak RSS (GiB) of one command, its log shown."""
+    return run_measured(cmd, env, ROOT)
 
 
 class FolderPeak:
