@@ -112,11 +112,12 @@ def normalise_ids(frame: pl.DataFrame, *, id_col: str = "id_number", type_col: s
     )
     out = out.with_columns(pl.when(pl.col("_is_card")).then(card_flag).otherwise(other_flag).alias("id_flag"))
     card = pl.col("_is_card")
-    out = out.with_columns((card & pl.col("id_flag").is_in([ID_OK, ID_UPGRADED])).alias("_card_usable"))
-    card_usable = pl.col("_card_usable")
+    out = out.with_columns(pl.col("id_flag").is_in([ID_OK, ID_UPGRADED]).alias("_usable"))
+    usable = pl.col("_usable")
+    card_usable = card & usable
     return out.with_columns(
         pl.when(card_usable).then(b)
-        .when(~card & pl.col("id_flag").is_in([ID_OK, ID_UPGRADED])).then(pl.col(type_col) + pl.lit(":") + c)
+        .when(~card & usable).then(pl.col(type_col) + pl.lit(":") + c)
         .otherwise(None).alias("id_norm"),
         # A masked ID keeps its visible ends (6 + 4) in the 18-character shape, for a partial comparison.
         pl.when(card & (pl.col("id_flag") == ID_MASKED))
@@ -129,7 +130,7 @@ def normalise_ids(frame: pl.DataFrame, *, id_col: str = "id_number", type_col: s
         .alias("id_sex"),
         # The birth segment of a mistyped ID is still evidence (most typos fall elsewhere).
         pl.when(card).then(birth).otherwise(None).alias("id_birth_raw"),
-    ).drop("_is_card", "_is18", "_is15", "_body17", "_check", "_body18", "_birth", "_card_usable")
+    ).drop("_is_card", "_is18", "_is15", "_body17", "_check", "_body18", "_birth", "_usable")
 
 
 def mask_id(col: str) -> pl.Expr:

@@ -69,9 +69,8 @@ def normalise_people(rows: pl.DataFrame, contract: Contract) -> pl.DataFrame:
     # Longest first (the addresses' regex passes are half the work), so the other thread takes the rest;
     # the columns are then added in NORMALISED_COLUMNS' order.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        running = {job.__name__: pool.submit(job) for job in (addresses, ids, names, phones)}
-        added = [running[job].result().drop(rows.columns, strict=False)
-                 for job in ("ids", "names", "phones", "addresses")]
+        running = {job: pool.submit(job) for job in (addresses, ids, names, phones)}
+        added = [running[job].result().drop(rows.columns, strict=False) for job in (ids, names, phones, addresses)]
     out = pl.concat([rows, *added], how="horizontal")
     birth_col, gender_col = role(Role.BIRTH_DATE), role(Role.GENDER)
     birth = pl.col("id_birth")
