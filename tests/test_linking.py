@@ -239,3 +239,29 @@ def test_exact_stage_pairs_compare_as_every_pair_does():
     assert set(a["phone_level"]) >= {"exact", "household", "one_edit", "masked_agree", "different", "missing"}
     assert set(a["address_level"]) == {"same", "building", "different", "missing"}
     assert set(a["name_level"]) == {"exact", "homophone"}
+
+
+def test_a_record_with_one_candidate_is_decided_alike_with_or_without_others_ranked_beside_it():
+    """decide_links skips ranking when every record has one candidate (the exact stage): the decisions must
+    be those it makes when ranking, as it does when another record in the slice has two candidates."""
+    import polars as pl
+
+    from transforms.decision import DecisionSettings, decide_links
+
+    rows = []
+    for i, (score, name, id_level, birth) in enumerate([
+        (21.0, "exact", "exact", "missing"), (12.5, "homophone", "exact", "missing"),
+        (9.6, "exact", "missing", "different"),  # contradicted: the ID did not speak
+        (9.6, "different", "missing", "equal"), (7.0, "loose", "missing", "equal"), (3.0, "exact", "missing", "equal"),
+    ]):
+        rows.append({"_li": i, "_ri": 10 + i, "record_kind": "test", "record_id": f"T{i}", "resident_id": f"R{i}",
+                     "score": score, "id_level": id_level, "name_level": name, "phone_level": "exact",
+                     "birth_level": birth, "sex_level": "equal", "address_level": "same", "stage": "exact",
+                     "rules": ["id_exact"]})
+    alone = pl.DataFrame(rows)
+    twice = dict(rows[0], _li=99, record_id="T99")
+    with_a_ranked_record = pl.concat([alone, pl.DataFrame([twice, dict(twice, _ri=5, resident_id="R99")])])
+    a = decide_links(alone, DecisionSettings())
+    b = decide_links(with_a_ranked_record, DecisionSettings()).filter(pl.col("record_id") != "T99")
+    assert a.height == 5 and a.equals(b)
+    assert set(a["decision"]) == {"match", "possible"}

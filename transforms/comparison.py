@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import polars as pl
-from rapidfuzz import process
-from rapidfuzz.distance import OSA
 
+from transforms.edit_distance import osa_distances, osa_within_one
 from transforms.idcard import ID_OK, ID_UPGRADED
 
 _VALID_ID = [ID_OK, ID_UPGRADED]  # IDs whose check digit holds (an old 15-digit one given its own)
@@ -64,18 +62,6 @@ class ScoreSettings:
     address: dict[str, float] = field(default_factory=lambda: _weights(same=4, building=1, different=0, missing=0))
 
 
-def _pairwise(a: pl.Series, b: pl.Series, scorer) -> pl.Series:
-    """Distance of each pair (null reads as ""). Equal strings are 0 without asking rapidfuzz: most pairs
-    from the exact stage agree, and handing millions of strings to Python costs more than the distance."""
-    a, b = a.fill_null(""), b.fill_null("")
-    differ = (a != b).arg_true().to_numpy()
-    res = np.asarray(process.cpdist(a.gather(differ).to_list(), b.gather(differ).to_list(), scorer=scorer,
-                                    workers=-1))
-    out = np.zeros(len(a), dtype=res.dtype)
-    out[differ] = res
-    return pl.Series(out)
-
-
 def _phone_level() -> pl.Expr:
     """Reads phone_norm_l/_r, household_phones_r and _phone_dist."""
     c = pl.col
@@ -120,7 +106,7 @@ def compare_exact_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     if pairs.height == 0:
         return compare_pairs(pairs)
     c = pl.col
-    p = pairs.with_columns(_pairwise(pairs["phone_norm_l"], pairs["phone_norm_r"], OSA.distance).alias("_phone_dist"))
+    p = pairs.with_columns(osa_within_one(pairs["phone_norm_l"], pairs["phone_norm_r"]).alias("_phone_dist"))
     return p.with_columns(
         pl.lit("exact").alias("id_level"),
         pl.when(c("name_norm_l") == c("name_norm_r")).then(pl.lit("exact")).otherwise(pl.lit("homophone"))
@@ -139,9 +125,13 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         return pairs.with_columns(
             [pl.lit(None, dtype=pl.String).alias(f"{f}_level") for f in ("id", "name", "phone", "birth", "sex", "address")]
         )
-    id_dist = _pairwise(pairs["id_body_l"], pairs["id_body_r"], OSA.distance)
-    phone_dist = _pairwise(pairs["phone_norm_l"], pairs["phone_norm_r"], OSA.distance)
-    name_edit = _pairwise(pairs["name_norm_l"], pairs["name_norm_r"], OSA.distance)
+    # The ID and phone levels ask only whether the distance is at most one; the name levels read it only
+    # where the names begin alike or hold a placeholder (wildcard, dropped, similar).
+    id_dist = osa_within_one(pairs["id_body_l"], pairs["id_body_r"])
+    phone_dist = osa_within_one(pairs["phone_norm_l"], pairs["phone_norm_r"])
+    names_l, names_r = pairs["name_norm_l"], pairs["name_norm_r"]
+    name_edit = osa_distances(names_l, names_r, where=(names_l.str.slice(0, 1) == names_r.str.slice(0, 1))
+                              | names_l.str.contains("?", literal=True) | names_r.str.contains("?", literal=True))
     p = pairs.with_columns(
         id_dist.alias("_id_dist"), phone_dist.alias("_phone_dist"), name_edit.alias("_name_edit")
     )

@@ -42,13 +42,20 @@ def decide_links(scored: pl.DataFrame, settings: DecisionSettings) -> pl.DataFra
         return pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})
     # Only what the decision reads: sorting the pairs' dozens of identity columns too costs more than deciding.
     needed = ["_li", "_ri", "record_kind", "record_id", "resident_id", "score", *LEVEL_COLUMNS, "stage", "rules"]
-    ranked = scored.select(needed).sort(["_li", "score", "_ri"], descending=[False, True, False])
-    name_agrees = pl.col("name_level").is_in(NAME_AGREES) & (pl.col("score") >= settings.possible_threshold)
-    best = explain_levels(ranked.group_by("_li", maintain_order=True).agg(
-        pl.all().first(),
-        pl.col("score").get(1, null_on_oob=True).alias("runner_up"),
-        name_agrees.slice(1).any().alias("other_name_agrees"),
-    ))
+    if scored["_li"].is_unique().all():
+        # One candidate per record (every pair of the exact stage, whose IDs are unique on the roster): no
+        # runner-up and no other name, so nothing to rank; grouping them cost twice their comparison.
+        best = scored.select(needed).sort("_li").with_columns(
+            pl.lit(None, dtype=pl.Float64).alias("runner_up"), pl.lit(False).alias("other_name_agrees"))
+    else:
+        ranked = scored.select(needed).sort(["_li", "score", "_ri"], descending=[False, True, False])
+        name_agrees = pl.col("name_level").is_in(NAME_AGREES) & (pl.col("score") >= settings.possible_threshold)
+        best = ranked.group_by("_li", maintain_order=True).agg(
+            pl.all().first(),
+            pl.col("score").get(1, null_on_oob=True).alias("runner_up"),
+            name_agrees.slice(1).any().alias("other_name_agrees"),
+        )
+    best = explain_levels(best)
     c = pl.col
     # A parent's ID on a child's record: the parent scores higher on the ID, the child has the name.
     # When the best candidate's name only nearly agrees and another's agrees, a person must decide.
