@@ -132,19 +132,22 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     names_l, names_r = pairs["name_norm_l"], pairs["name_norm_r"]
     name_edit = osa_distances(names_l, names_r, where=(names_l.str.slice(0, 1) == names_r.str.slice(0, 1))
                               | names_l.str.contains("?", literal=True) | names_r.str.contains("?", literal=True))
-    p = pairs.with_columns(
-        id_dist.alias("_id_dist"), phone_dist.alias("_phone_dist"), name_edit.alias("_name_edit")
-    )
+    # What several levels read is computed once, as a column: a when/then chain evaluates every branch for
+    # every pair. The ends of masked IDs are cut out for the few pairs with a masked ID alone.
+    bodies_l, bodies_r = pairs["id_body_l"], pairs["id_body_r"]
+    masked = (bodies_l.str.contains("*", literal=True) | bodies_r.str.contains("*", literal=True)).fill_null(False)
     c = pl.col
+    p = pairs.with_columns(
+        id_dist.alias("_id_dist"), phone_dist.alias("_phone_dist"), name_edit.alias("_name_edit"),
+        masked.alias("_masked_id"), _ends_agree(bodies_l, bodies_r, masked).alias("_ends_agree"),
+        # Birth date and sex of a record come from its ID: a relative's ID says nothing about this person's.
+        (c("household_ids_r").list.contains(c("id_norm_l")).fill_null(False)
+         & (c("id_norm_l") != c("id_norm_r")).fill_null(True)).alias("_relatives"),
+    )
     has_id = (c("id_body_l").is_not_null() | c("id_norm_l").is_not_null()) & (
         c("id_body_r").is_not_null() | c("id_norm_r").is_not_null()
     )
-    # Birth date and sex of a record come from its ID: a relative's ID says nothing about this person's.
-    relatives_id = c("household_ids_r").list.contains(c("id_norm_l")).fill_null(False) & (
-        c("id_norm_l") != c("id_norm_r")).fill_null(True)
-    masked_id = c("id_body_l").str.contains(r"\*") | c("id_body_r").str.contains(r"\*")
-    ends_agree = (c("id_body_l").str.slice(0, 6) == c("id_body_r").str.slice(0, 6)) & (
-        c("id_body_l").str.slice(14, 4) == c("id_body_r").str.slice(14, 4))
+    relatives_id, masked_id, ends_agree = c("_relatives"), c("_masked_id"), c("_ends_agree")
     id_level = (
         pl.when(c("id_norm_l").is_not_null() & (c("id_norm_l") == c("id_norm_r"))).then(pl.lit("exact"))
         .when(~has_id).then(pl.lit("missing"))
@@ -204,7 +207,16 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     return p.with_columns(
         id_level.alias("id_level"), name_level.alias("name_level"), phone_level.alias("phone_level"),
         birth_level.alias("birth_level"), sex_level.alias("sex_level"), address_level.alias("address_level"),
-    ).drop("_id_dist", "_phone_dist", "_name_edit")
+    ).drop("_id_dist", "_phone_dist", "_name_edit", "_masked_id", "_ends_agree", "_relatives")
+
+
+def _ends_agree(bodies_l: pl.Series, bodies_r: pl.Series, where: pl.Series) -> pl.Series:
+    """Whether two ID bodies show the same region (first 6) and last 4, for the pairs `where` says (false
+    for the others)."""
+    rows = where.arg_true()
+    left, right = bodies_l.gather(rows), bodies_r.gather(rows)
+    agree = ((left.str.slice(0, 6) == right.str.slice(0, 6)) & (left.str.slice(14, 4) == right.str.slice(14, 4))).fill_null(False)
+    return pl.repeat(False, len(where), eager=True).scatter(rows, agree)
 
 
 _ID_SPOKE = pl.col("id_level").is_in(["exact", "one_edit"])
