@@ -257,7 +257,7 @@ def test_a_record_with_one_candidate_is_decided_alike_with_or_without_others_ran
         rows.append({"_li": i, "_ri": 10 + i, "record_kind": "test", "record_id": f"T{i}", "resident_id": f"R{i}",
                      "score": score, "id_level": id_level, "name_level": name, "phone_level": "exact",
                      "birth_level": birth, "sex_level": "equal", "address_level": "same", "stage": "exact",
-                     "rules": ["id_exact"]})
+                     "rule_bits": 0})
     alone = pl.DataFrame(rows)
     twice = dict(rows[0], _li=99, record_id="T99")
     with_a_ranked_record = pl.concat([alone, pl.DataFrame([twice, dict(twice, _ri=5, resident_id="R99")])])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from transforms.comparison import LEVEL_COLUMNS, explain_levels
+from transforms.linking import rule_text
 
 NAME_AGREES = ("exact", "homophone", "wildcard")
 LINK_COLUMNS = ["record_kind", "record_id", "resident_id", "method", "score", "decision", "explanation"]
@@ -41,7 +42,7 @@ def decide_links(scored: pl.DataFrame, settings: DecisionSettings) -> pl.DataFra
     if scored.height == 0:
         return pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})
     # Only what the decision reads: sorting the pairs' dozens of identity columns too costs more than deciding.
-    needed = ["_li", "_ri", "record_kind", "record_id", "resident_id", "score", *LEVEL_COLUMNS, "stage", "rules"]
+    needed = ["_li", "_ri", "record_kind", "record_id", "resident_id", "score", *LEVEL_COLUMNS, "stage", "rule_bits"]
     if scored["_li"].is_unique().all():
         # One candidate per record (every pair of the exact stage, whose IDs are unique on the roster): no
         # runner-up and no other name, so nothing to rank; grouping them cost twice their comparison.
@@ -71,7 +72,7 @@ def decide_links(scored: pl.DataFrame, settings: DecisionSettings) -> pl.DataFra
     )
     method = (
         pl.when(c("stage") == "exact").then(pl.lit("id_exact"))
-        .otherwise(pl.lit("fuzzy:") + c("rules").list.join("+"))
+        .otherwise(pl.lit("fuzzy:") + rule_text(c("rule_bits")))
     )
     explanation = pl.when(ambiguous).then(c("explanation") + pl.lit("；另有相近人员，需核实")).otherwise(c("explanation"))
     return (

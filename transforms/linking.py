@@ -10,12 +10,15 @@ numbered: `_ri`, a resident's rank by resident_id; `_li`, a record's row in its 
 (transforms.pair_decisions numbers both). Pairs are carried as these two integers from the first join to
 the last, so grouping and ranking millions of pairs hash two integers, not three strings.
 Table written: `candidate_pairs`, one row per (_li, _ri) with the stage and the blocking rules that
-proposed it; `households_sql` gives what the comparison needs of each address's family.
+proposed it (as bits, RULE_NAMES); `households_sql` gives what the comparison needs of each address's family.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
+
+import polars as pl
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,22 @@ class BlockingSettings:
     def fingerprint(self) -> dict:
         """What a decision depends on: the two sizes only bound memory, they never change a decision."""
         return {k: v for k, v in asdict(self).items() if k not in ("pairs_per_chunk", "records_per_batch")}
+
+
+# The blocking rules, in the order of their bits: a pair carries the rules that proposed it as the bits of an
+# integer (bit i: RULE_NAMES[i]) from the SQL to the decision, which names them only for the pairs it keeps.
+RULE_NAMES = ("household", "id", "id_other", "loose_name_birth", "masked_id", "name", "name_birth", "name_building",
+              "phone")
+
+
+def rule_text(bits: pl.Expr) -> pl.Expr:
+    """The names of the rules whose bits are set, joined by '+' (as `method` shows them after 'fuzzy:')."""
+    return bits.replace_strict(_rule_texts(), return_dtype=pl.String)
+
+
+@functools.cache
+def _rule_texts() -> dict[int, str]:
+    return {bits: "+".join(n for i, n in enumerate(RULE_NAMES) if bits >> i & 1) for bits in range(1 << len(RULE_NAMES))}
 
 
 @dataclass(frozen=True)
@@ -149,18 +168,17 @@ GROUP BY name_py HAVING count(*) <= {settings.max_name_block}""",
         "name": "SELECT r._li, p._ri FROM pending_records r "
         "JOIN name_keys k ON r.name_py = k.name_py JOIN residents p ON p.name_py = r.name_py",
     }
-    # A pair's rules are gathered as bits of an integer (bit i: the i-th rule name in sorted order) and turned
-    # into the sorted list of names only for the pairs kept: a list(DISTINCT ... ORDER BY ...) per pair cost
-    # more than all the joins together.
-    names = sorted(rules)
-    union = "\nUNION ALL\n".join(f"SELECT *, {1 << names.index(rule)} AS bit FROM ({sql})"
+    # A pair's rules are gathered as bits of an integer (RULE_NAMES) and named only for the pairs a decision
+    # keeps: a list(DISTINCT ... ORDER BY ...) per pair cost more than all the joins together, and a list of
+    # names per pair, fetched, sorted and sliced with it, more than comparing the pair.
+    assert sorted(rules) == list(RULE_NAMES)
+    union = "\nUNION ALL\n".join(f"SELECT *, {1 << RULE_NAMES.index(rule)} AS bit FROM ({sql})"
                                  for rule, sql in rules.items())
     proposals = SqlStep(
         "blocked_pairs",
         f"""CREATE OR REPLACE TEMP TABLE blocked_pairs AS
-SELECT _li, _ri, list_filter({names}, lambda rule, i: (mask >> (i - 1)) & 1 = 1) AS rules
-FROM (SELECT _li, _ri, bit_or(bit) AS mask FROM ({union}) GROUP BY _li, _ri)
-QUALIFY row_number() OVER (PARTITION BY _li ORDER BY bit_count(mask) DESC, _ri) <= {settings.max_candidates}""",
+SELECT _li, _ri, bit_or(bit)::USMALLINT AS rule_bits FROM ({union}) GROUP BY _li, _ri
+QUALIFY row_number() OVER (PARTITION BY _li ORDER BY bit_count(rule_bits) DESC, _ri) <= {settings.max_candidates}""",
     )
     pending = SqlStep("pending_records", "CREATE OR REPLACE TEMP VIEW pending_records AS SELECT * FROM records")
     return [resident_probes, phone_ok, households, household_ids, name_ok], [pending, id_probes, proposals]
@@ -169,11 +187,11 @@ QUALIFY row_number() OVER (PARTITION BY _li ORDER BY bit_count(mask) DESC, _ri) 
 def candidate_pairs_sql(stage: str) -> SqlStep:
     """One stage's pairs as keys only: the identity columns are joined on in slices when compared
     (transforms.pair_decisions), so millions of wide rows never sit in the database at once."""
-    source, rules = {"exact": ("exact_links", "['id_exact']"), "blocking": ("blocked_pairs", "rules")}[stage]
+    source, bits = {"exact": ("exact_links", "0::USMALLINT"), "blocking": ("blocked_pairs", "rule_bits")}[stage]
     return SqlStep(
         "candidate_pairs",
         f"""CREATE OR REPLACE TEMP TABLE candidate_pairs AS
-SELECT _li, _ri, '{stage}' AS stage, {rules} AS rules FROM {source}""",
+SELECT _li, _ri, '{stage}' AS stage, {bits} AS rule_bits FROM {source}""",
     )
 
 

@@ -107,7 +107,7 @@ def decide_pairs(
     decision: DecisionSettings,
     pairs_per_slice: int,
 ) -> pl.DataFrame:
-    """pairs: _li, _ri, stage, rules (the linking SQL's candidate_pairs). records: number_records(keys +
+    """pairs: _li, _ri, stage, rule_bits (the linking SQL's candidate_pairs). records: number_records(keys +
     identity columns), the batch the SQL read. Returns LINK_COLUMNS, the repeated ones compacted
     (transforms.decision.compact_links): a run keeps every batch's decisions until linking ends."""
     # In roster order: pair_sides then reads the roster's columns (the larger side) front to back rather
