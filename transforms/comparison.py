@@ -62,21 +62,44 @@ class ScoreSettings:
     address: dict[str, float] = field(default_factory=lambda: _weights(same=4, building=1, different=0, missing=0))
 
 
+# The visible parts of a masked ID (region, last four) and of a masked phone (first three, last four).
+_ID_VISIBLE = ((0, 6), (14, 4))
+_PHONE_VISIBLE = ((0, 3), (-4, 4))
+_PHONE_HELPERS = ["_phone_dist", "_phone_masked", "_phone_visible_agree"]
+
+
+def _phone_columns(pairs: pl.DataFrame) -> list[pl.Series]:
+    """What _phone_level reads besides the phones: _phone_dist, _phone_masked, _phone_visible_agree."""
+    phones_l, phones_r = pairs["phone_norm_l"], pairs["phone_norm_r"]
+    masked = (phones_l.str.contains("*", literal=True) | phones_r.str.contains("*", literal=True)).fill_null(False)
+    return [osa_within_one(phones_l, phones_r).alias("_phone_dist"), masked.alias("_phone_masked"),
+            _visible_agree(phones_l, phones_r, masked, _PHONE_VISIBLE).alias("_phone_visible_agree")]
+
+
 def _phone_level() -> pl.Expr:
-    """Reads phone_norm_l/_r, household_phones_r and _phone_dist."""
+    """Reads phone_norm_l/_r, household_phones_r and _phone_columns."""
     c = pl.col
     phones = c("phone_norm_l").is_not_null() & c("phone_norm_r").is_not_null()
     return (
         pl.when(~phones).then(pl.lit("missing"))
         .when(c("phone_norm_l") == c("phone_norm_r")).then(pl.lit("exact"))
         .when(c("household_phones_r").list.contains(c("phone_norm_l")).fill_null(False)).then(pl.lit("household"))
-        .when(c("phone_norm_l").str.contains(r"\*") | c("phone_norm_r").str.contains(r"\*")).then(
-            pl.when((c("phone_norm_l").str.slice(0, 3) == c("phone_norm_r").str.slice(0, 3))
-                    & (c("phone_norm_l").str.slice(-4, 4) == c("phone_norm_r").str.slice(-4, 4)))
-            .then(pl.lit("masked_agree")).otherwise(pl.lit("different")))
+        .when(c("_phone_masked")).then(
+            pl.when(c("_phone_visible_agree")).then(pl.lit("masked_agree")).otherwise(pl.lit("different")))
         .when(c("_phone_dist") <= 1).then(pl.lit("one_edit"))
         .otherwise(pl.lit("different"))
     )
+
+
+def _visible_agree(left: pl.Series, right: pl.Series, where: pl.Series, parts: tuple[tuple[int, int], ...]) -> pl.Series:
+    """Whether two strings agree on each (offset, length) part, for the pairs `where` says (masked ones: few)
+    and false for the others, whose parts are never cut out."""
+    rows = where.arg_true()
+    left, right = left.gather(rows), right.gather(rows)
+    agree = pl.repeat(True, len(rows), eager=True)
+    for offset, length in parts:
+        agree = agree & (left.str.slice(offset, length) == right.str.slice(offset, length))
+    return pl.repeat(False, len(where), eager=True).scatter(rows, agree.fill_null(False))
 
 
 def _address_level() -> pl.Expr:
@@ -106,7 +129,7 @@ def compare_exact_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     if pairs.height == 0:
         return compare_pairs(pairs)
     c = pl.col
-    p = pairs.with_columns(osa_within_one(pairs["phone_norm_l"], pairs["phone_norm_r"]).alias("_phone_dist"))
+    p = pairs.with_columns(_phone_columns(pairs))
     return p.with_columns(
         pl.lit("exact").alias("id_level"),
         pl.when(c("name_norm_l") == c("name_norm_r")).then(pl.lit("exact")).otherwise(pl.lit("homophone"))
@@ -115,7 +138,7 @@ def compare_exact_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         pl.lit("missing").alias("birth_level"),
         pl.lit("missing").alias("sex_level"),
         _address_level().alias("address_level"),
-    ).drop("_phone_dist")
+    ).drop(_PHONE_HELPERS)
 
 
 def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
@@ -126,20 +149,22 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
             [pl.lit(None, dtype=pl.String).alias(f"{f}_level") for f in ("id", "name", "phone", "birth", "sex", "address")]
         )
     # The ID and phone levels ask only whether the distance is at most one; the name levels read it only
-    # where the names begin alike or hold a placeholder (wildcard, dropped, similar).
-    id_dist = osa_within_one(pairs["id_body_l"], pairs["id_body_r"])
-    phone_dist = osa_within_one(pairs["phone_norm_l"], pairs["phone_norm_r"])
+    # where the names begin alike or hold a placeholder (wildcard, dropped, similar). What several levels
+    # read is computed once, as a column: a when/then chain evaluates every branch for every pair. The
+    # visible parts of masked IDs and phones are cut out for the few pairs with one.
     names_l, names_r = pairs["name_norm_l"], pairs["name_norm_r"]
-    name_edit = osa_distances(names_l, names_r, where=(names_l.str.slice(0, 1) == names_r.str.slice(0, 1))
-                              | names_l.str.contains("?", literal=True) | names_r.str.contains("?", literal=True))
-    # What several levels read is computed once, as a column: a when/then chain evaluates every branch for
-    # every pair. The ends of masked IDs are cut out for the few pairs with a masked ID alone.
+    first_alike = names_l.str.slice(0, 1) == names_r.str.slice(0, 1)
+    placeholders = names_l.str.count_matches("?", literal=True) + names_r.str.count_matches("?", literal=True)
     bodies_l, bodies_r = pairs["id_body_l"], pairs["id_body_r"]
     masked = (bodies_l.str.contains("*", literal=True) | bodies_r.str.contains("*", literal=True)).fill_null(False)
     c = pl.col
     p = pairs.with_columns(
-        id_dist.alias("_id_dist"), phone_dist.alias("_phone_dist"), name_edit.alias("_name_edit"),
-        masked.alias("_masked_id"), _ends_agree(bodies_l, bodies_r, masked).alias("_ends_agree"),
+        osa_within_one(bodies_l, bodies_r).alias("_id_dist"),
+        masked.alias("_masked_id"), _visible_agree(bodies_l, bodies_r, masked, _ID_VISIBLE).alias("_ends_agree"),
+        *_phone_columns(pairs),
+        osa_distances(names_l, names_r, where=first_alike | (placeholders > 0)).alias("_name_edit"),
+        first_alike.alias("_first_alike"), placeholders.alias("_placeholders"),
+        names_l.str.len_chars().cast(pl.Int32).alias("_len_l"), names_r.str.len_chars().cast(pl.Int32).alias("_len_r"),
         # Birth date and sex of a record come from its ID: a relative's ID says nothing about this person's.
         (c("household_ids_r").list.contains(c("id_norm_l")).fill_null(False)
          & (c("id_norm_l") != c("id_norm_r")).fill_null(True)).alias("_relatives"),
@@ -163,11 +188,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         .when(c("id_body_l").str.slice(6, 8) == c("id_body_r").str.slice(6, 8)).then(pl.lit("birth_segment"))
         .otherwise(pl.lit("mismatch"))
     )
-    wildcard = (
-        c("name_norm_l").str.contains(r"\?", literal=False) | c("name_norm_r").str.contains(r"\?", literal=False)
-    ) & (c("name_norm_l").str.len_chars() == c("name_norm_r").str.len_chars()) & (
-        c("_name_edit") <= c("name_norm_l").str.count_matches(r"\?") + c("name_norm_r").str.count_matches(r"\?")
-    )
+    wildcard = (c("_placeholders") > 0) & (c("_len_l") == c("_len_r")) & (c("_name_edit") <= c("_placeholders"))
     name_level = (
         pl.when(c("name_norm_l") == c("name_norm_r")).then(pl.lit("exact"))
         .when(c("name_py_l") == c("name_py_r")).then(pl.lit("homophone"))
@@ -175,16 +196,10 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         .when(c("name_py_loose_l") == c("name_py_loose_r")).then(pl.lit("loose"))
         # 王小明 typed 王明: one character left out, surname kept. Weak: only an ID or more makes it a link.
         .when(
-            ((c("name_norm_l").str.len_chars().cast(pl.Int32) - c("name_norm_r").str.len_chars().cast(pl.Int32))
-             .abs() == 1)
-            & (pl.max_horizontal(c("name_norm_l").str.len_chars(), c("name_norm_r").str.len_chars()) >= 3)
-            & (c("_name_edit") == 1)
-            & (c("name_norm_l").str.slice(0, 1) == c("name_norm_r").str.slice(0, 1))
+            ((c("_len_l") - c("_len_r")).abs() == 1) & (pl.max_horizontal("_len_l", "_len_r") >= 3)
+            & (c("_name_edit") == 1) & c("_first_alike")
         ).then(pl.lit("dropped"))
-        .when(
-            (c("name_norm_l").str.len_chars() >= 3) & (c("_name_edit") <= 1)
-            & (c("name_norm_l").str.slice(0, 1) == c("name_norm_r").str.slice(0, 1))
-        ).then(pl.lit("similar"))
+        .when((c("_len_l") >= 3) & (c("_name_edit") <= 1) & c("_first_alike")).then(pl.lit("similar"))
         .otherwise(pl.lit("different"))
     )
     phone_level = _phone_level()
@@ -207,16 +222,8 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     return p.with_columns(
         id_level.alias("id_level"), name_level.alias("name_level"), phone_level.alias("phone_level"),
         birth_level.alias("birth_level"), sex_level.alias("sex_level"), address_level.alias("address_level"),
-    ).drop("_id_dist", "_phone_dist", "_name_edit", "_masked_id", "_ends_agree", "_relatives")
-
-
-def _ends_agree(bodies_l: pl.Series, bodies_r: pl.Series, where: pl.Series) -> pl.Series:
-    """Whether two ID bodies show the same region (first 6) and last 4, for the pairs `where` says (false
-    for the others)."""
-    rows = where.arg_true()
-    left, right = bodies_l.gather(rows), bodies_r.gather(rows)
-    agree = ((left.str.slice(0, 6) == right.str.slice(0, 6)) & (left.str.slice(14, 4) == right.str.slice(14, 4))).fill_null(False)
-    return pl.repeat(False, len(where), eager=True).scatter(rows, agree)
+    ).drop("_id_dist", "_masked_id", "_ends_agree", *_PHONE_HELPERS, "_name_edit", "_first_alike", "_placeholders",
+           "_len_l", "_len_r", "_relatives")
 
 
 _ID_SPOKE = pl.col("id_level").is_in(["exact", "one_edit"])
