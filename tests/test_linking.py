@@ -186,6 +186,21 @@ def test_a_typo_in_the_roster_id_is_found_from_the_records_valid_id():
     assert "证件号相差一位" in row["explanation"]
 
 
+def test_a_typo_in_an_upgraded_15_digit_roster_id_is_found_from_the_records_side():
+    # The roster's 15-digit ID passes the check once upgraded; the record's 18-digit ID has a typo and fails
+    # it: only the record's neighbours whose check holds are probed, and the upgraded ID is one of them.
+    legacy = FATHER[:6] + FATHER[8:17]
+    for typo in (FATHER[:10] + ("1" if FATHER[10] != "1" else "2") + FATHER[11:],  # a digit
+                 FATHER[:12] + FATHER[13] + FATHER[12] + FATHER[14:]):  # two neighbours swapped
+        assert typo != FATHER
+        people = roster([{"resident_id": "R1", "name": "王建国", "id_number": legacy},
+                         {"resident_id": "R2", "name": "王建国", "id_number": SON}])
+        links = link(people, records_table([{"record_id": "T1", "name": "王建国", "id_number": typo}]))
+        row = links.filter(links["record_id"] == "T1").to_dicts()[0]
+        assert row["resident_id"] == "R1" and row["decision"] == "match"
+        assert "id" in row["method"].removeprefix("fuzzy:").split("+")
+
+
 def test_decisions_do_not_depend_on_how_the_pairs_are_sliced():
     recs = [{"record_id": f"T{i}", "name": n, "phone": FAMILY_PHONE}
             for i, n in enumerate(["王小明", "王欣怡", "王建国", "王欣悦", "王晓明"])]
@@ -265,3 +280,33 @@ def test_a_record_with_one_candidate_is_decided_alike_with_or_without_others_ran
     b = decide_links(with_a_ranked_record, DecisionSettings()).filter(pl.col("record_id") != "T99")
     assert a.height == 5 and a.equals(b)
     assert set(a["decision"]) == {"match", "possible"}
+
+
+def test_a_flagged_ids_checked_neighbours_are_its_neighbours_whose_check_holds():
+    """The blocking meets a flagged record's ID with residents' IDs through only those of its ~200 one-typo
+    neighbours whose check character holds: computed, they must be exactly the generated ones that pass."""
+    import random
+
+    import duckdb
+
+    from transforms.idcard import check_digit, is_valid_id
+    from transforms.linking import _CHECKABLE, _checked_id_neighbours_sql, _id_neighbours_sql
+
+    rng = random.Random(7)
+    bodies = []
+    for _ in range(300):
+        body17 = "".join(rng.choice("0123456789") for _ in range(17))
+        valid = body17 + check_digit(body17)
+        typo = list(valid)
+        i = rng.randrange(18)
+        typo[i] = rng.choice("0123456789X" if i == 17 else "0123456789")
+        bodies += [valid, "".join(typo), body17 + rng.choice("0123456789X")]
+    bodies += ["11010119900307123X", "110101199003071230", "1101011990030712X5"]  # the last is left to the generator
+    con = duckdb.connect()
+    con.execute("CREATE TABLE src AS SELECT i AS _li, id_body FROM (SELECT unnest(?) AS id_body, "
+                "unnest(range(len(?))) AS i)", [bodies, bodies])
+    every = con.sql(_id_neighbours_sql("src", "_li")).fetchall()
+    checked = con.sql(_checked_id_neighbours_sql(f"(SELECT * FROM src WHERE {_CHECKABLE})", "_li")).fetchall()
+    assert len(checked) == len(set(checked))
+    assert set(checked) == {(li, probe) for li, probe in every if is_valid_id(probe) and li != len(bodies) - 1}
+    assert len(checked) > len(bodies) and len(every) > 8 * len(checked)
