@@ -131,6 +131,9 @@ def test_name_cleaning_middle_dots_spaces_placeholders():
         "广东省深圳市南山区粤海街道科苑路1巷3栋2单元502",
         "粤海街道科技园社区科苑路1巷3幢2单元502",
         "科苑路１巷３座２单元５０２",
+        "科苑路1巷3栋楼2单元502",
+        "科苑路1巷3栋栋2单元502",
+        "科苑路1巷3楼栋2单元502室",
     ],
 )
 def test_address_variants_share_one_canonical_form(variant):

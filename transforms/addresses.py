@@ -61,7 +61,8 @@ def _canonical(frame: pl.DataFrame, col: str, numerals: dict[str, str]) -> pl.Da
     # (read the other way round, 3号楼-502 became 3栋-502, which a second pass turned into 3栋502).
     out = out.with_columns(
         a.str.replace_all(r"(\d+)[-－—_](\d+)[-－—_](\d+)", "${1}栋${2}单元${3}")
-        .str.replace_all(r"(\d+)(?:号楼|幢|座|栋楼|楼栋|栋)(?:楼|栋)*", "${1}栋")
+        # (a plain 3栋, most addresses, is left alone rather than replaced by itself)
+        .str.replace_all(r"(\d+)(?:(?:号楼|幢|座|栋楼|楼栋)(?:楼|栋)*|栋(?:楼|栋)+)", "${1}栋")
         .str.replace(r"(\d+)栋?[-－—_](\d+)(?:室|房)?$", "${1}栋${2}")
         .str.replace(r"(\d+)(?:室|房|号房)$", "${1}")
     )
@@ -78,15 +79,17 @@ def normalise_addresses(frame: pl.DataFrame, *, col: str = "address") -> pl.Data
     runs = frame.select(pl.col(col).str.extract_all(_CN_RUN).explode().unique().drop_nulls()).to_series().to_list()
     out = _canonical(frame, col, _numeral_table(runs))
     c = pl.col("addr_canon")
-    building = c.str.extract(r"(\d+)栋", 1)
-    unit = c.str.extract(r"(\d+)单元", 1)
+    # Building and unit are columns before the room reads them: inside one expression each would be
+    # extracted twice.
+    out = out.with_columns(c.str.extract(r"(\d+)栋", 1).alias("_building"), c.str.extract(r"(\d+)单元", 1).alias("_unit"))
+    building, unit = pl.col("_building"), pl.col("_unit")
     has_room = building.is_not_null() | unit.is_not_null() | c.str.contains(r"\d+(?:巷|号|弄)\d+$")
     out = out.with_columns(
         c.str.extract(r"^([^\d]*)", 1).alias("addr_place"),
         building.fill_null("").alias("building"),
         unit.fill_null("").alias("unit"),
         pl.when(has_room).then(c.str.extract(r"(\d+)$", 1)).otherwise(None).fill_null("").alias("room"),
-    )
+    ).drop("_building", "_unit")
     # The block key stops at the building: unit and room are the parts most often dropped or mistyped.
     block = c.str.replace(r"\d+单元.*$", "").str.replace(r"(\d+栋).*$", "${1}")
     return out.with_columns(pl.when(pl.col("building") != "").then(block).otherwise(None).alias("addr_block"))
