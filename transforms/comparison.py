@@ -160,7 +160,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     c = pl.col
     p = pairs.with_columns(
         osa_within_one(bodies_l, bodies_r).alias("_id_dist"),
-        masked.alias("_masked_id"), _visible_agree(bodies_l, bodies_r, masked, _ID_VISIBLE).alias("_ends_agree"),
+        masked.alias("_masked_id"), _visible_agree(bodies_l, bodies_r, masked, _ID_VISIBLE).alias("_id_visible_agree"),
         *_phone_columns(pairs),
         osa_distances(names_l, names_r, where=first_alike | (placeholders > 0)).alias("_name_edit"),
         first_alike.alias("_first_alike"), placeholders.alias("_placeholders"),
@@ -172,7 +172,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     has_id = (c("id_body_l").is_not_null() | c("id_norm_l").is_not_null()) & (
         c("id_body_r").is_not_null() | c("id_norm_r").is_not_null()
     )
-    relatives_id, masked_id, ends_agree = c("_relatives"), c("_masked_id"), c("_ends_agree")
+    relatives_id, masked_id, ends_agree = c("_relatives"), c("_masked_id"), c("_id_visible_agree")
     id_level = (
         pl.when(c("id_norm_l").is_not_null() & (c("id_norm_l") == c("id_norm_r"))).then(pl.lit("exact"))
         .when(~has_id).then(pl.lit("missing"))
@@ -222,7 +222,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     return p.with_columns(
         id_level.alias("id_level"), name_level.alias("name_level"), phone_level.alias("phone_level"),
         birth_level.alias("birth_level"), sex_level.alias("sex_level"), address_level.alias("address_level"),
-    ).drop("_id_dist", "_masked_id", "_ends_agree", *_PHONE_HELPERS, "_name_edit", "_first_alike", "_placeholders",
+    ).drop("_id_dist", "_masked_id", "_id_visible_agree", *_PHONE_HELPERS, "_name_edit", "_first_alike", "_placeholders",
            "_len_l", "_len_r", "_relatives")
 
 

@@ -117,14 +117,15 @@ def _checked_id_neighbours_sql(source: str, keys: str) -> str:
 WITH b AS (
     SELECT {keys}, id_body, strpos('{CHECK_CHARS}', substr(id_body, 18, 1)) - 1 AS target, ({total}) % 11 AS s
     FROM {source}),
-d AS (
+digits AS (
     SELECT b.*, p.i, p.w, p.w_inv, p.w_next, TRY_CAST(substr(id_body, p.i + 1, 1) AS INTEGER) AS a,
            TRY_CAST(substr(id_body, p.i + 2, 1) AS INTEGER) AS a_next
-    FROM b, (VALUES {positions}) p(i, w, w_inv, w_next))
--- a digit i (0-16) changed into the one digit that makes the sum agree with the check character
-SELECT {keys}, substr(id_body, 1, i) || CAST({mod.format(x="a + (target - s) * w_inv")} AS VARCHAR)
-       || substr(id_body, i + 2) AS probe
-FROM d WHERE {mod.format(x="a + (target - s) * w_inv")} <= 9 AND s <> target
+    FROM b, (VALUES {positions}) p(i, w, w_inv, w_next)),
+-- the digit at i that makes the sum agree with the check character (10: none does)
+d AS (SELECT *, {mod.format(x="a + (target - s) * w_inv")} AS fit FROM digits)
+-- a digit i (0-16) changed into that one
+SELECT {keys}, substr(id_body, 1, i) || CAST(fit AS VARCHAR) || substr(id_body, i + 2) AS probe
+FROM d WHERE fit <= 9 AND s <> target
 UNION ALL
 -- the check character changed into the one the digits give
 SELECT {keys}, substr(id_body, 1, 17) || substr('{CHECK_CHARS}', s + 1, 1) FROM b WHERE s <> target
@@ -152,10 +153,10 @@ def blocking_sql(settings: BlockingSettings) -> tuple[list[SqlStep], list[SqlSte
     id_probes = SqlStep(
         "id_probes",
         f"""CREATE OR REPLACE TEMP VIEW id_probes AS
-WITH src AS (SELECT _li, id_body, id_flag FROM pending_records WHERE id_body IS NOT NULL AND id_flag <> 'masked')
-{_checked_id_neighbours_sql(f"(SELECT _li, id_body FROM src WHERE id_flag <> 'ok' AND {_CHECKABLE})", "_li")}
+WITH src AS (SELECT _li, id_body, id_flag FROM pending_records WHERE id_body IS NOT NULL AND id_flag <> '{ID_MASKED}')
+{_checked_id_neighbours_sql(f"(SELECT _li, id_body FROM src WHERE id_flag <> '{ID_OK}' AND {_CHECKABLE})", "_li")}
 UNION ALL
-{_id_neighbours_sql(f"(SELECT _li, id_body FROM src WHERE id_flag <> 'ok' AND NOT {_CHECKABLE})", "_li")}
+{_id_neighbours_sql(f"(SELECT _li, id_body FROM src WHERE id_flag <> '{ID_OK}' AND NOT {_CHECKABLE})", "_li")}
 UNION ALL
 SELECT _li, id_body FROM src""",
     )
