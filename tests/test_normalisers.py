@@ -72,9 +72,7 @@ def test_mask_keeps_first_six_and_last_four():
     assert out.to_series().to_list() == ["110105********002X", "********", ""]
 
 
-@pytest.mark.parametrize(
-    ("raw", "norm", "flag"),
-    [
+PHONE_CASES = [
         ("13800138000", "13800138000", "mobile"),
         ("+86 138-0013-8000", "13800138000", "mobile"),
         ("008613800138000", "13800138000", "mobile"),
@@ -83,11 +81,24 @@ def test_mask_keeps_first_six_and_last_four():
         ("1380013800", "1380013800", "suspect"),  # ten digits: kept, flagged, never a key
         ("0755-86001234", "075586001234", "landline"),
         (None, None, "missing"),
-    ],
-)
+        ("13８00138000", "13800138000", "mobile"),  # a full-width digit: not typed as a mobile, cleaned
+        ("１３８００１３８０００", "13800138000", "mobile"),
+]
+
+
+@pytest.mark.parametrize(("raw", "norm", "flag"), PHONE_CASES)
 def test_phones(raw, norm, flag):
     row = normalise_phones(pl.DataFrame({"phone": [raw]}, schema={"phone": pl.String})).row(0, named=True)
     assert (row["phone_norm"], row["phone_flag"]) == (norm, flag)
+
+
+def test_phones_typed_plainly_and_not_keep_their_rows():
+    """Plain mobiles take a short path and the rest the whole one (transforms.plain_rows); in one frame each
+    row still gets its own result, in its place."""
+    cases = PHONE_CASES * 3
+    out = normalise_phones(pl.DataFrame({"phone": [raw for raw, _, _ in cases]}, schema={"phone": pl.String}))
+    assert out.columns == ["phone", "phone_norm", "phone_flag"]
+    assert list(out.iter_rows()) == [(raw, norm, flag) for raw, norm, flag in cases]
 
 
 @pytest.mark.parametrize(
