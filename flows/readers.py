@@ -76,6 +76,7 @@ SLICE_ROWS = 1_000_000  # rows of a CSV export read at a time when it is read wh
 
 _UTF8_SLICE = 1 << 24  # bytes read, checked or transcoded at a time: a city's export is gigabytes
 _BOM8 = b"\xef\xbb\xbf"
+_HINT_BYTES = 1 << 22  # read to guess how many rows a CSV export holds
 
 
 def _blocks(path: Path, start: int = 0) -> Iterator[bytes]:
@@ -321,6 +322,17 @@ class CsvTable:
                 raise InputError(self.path, f"not a readable CSV file after row {self.rows + 1} ({exc})") from exc
             self._grid = self._forgiving()
             yield from self._grids(size)
+
+    def rows_hint(self) -> int:
+        """About how many rows the file holds, from its size and the lines in its first megabytes (a cell
+        running over lines only makes the guess high)."""
+        if self._grid is not None:
+            return self._grid.height
+        with open(self._text, "rb") as fh:
+            head = fh.read(_HINT_BYTES)
+        lines = head.count(b"\n")
+        size = self._text.stat().st_size
+        return size if not lines else math.ceil(size / (len(head) / lines))
 
     def slices(self, size: int) -> Iterator[pl.DataFrame]:
         """The rows as String columns named as in the contract, plus LINE (as a spreadsheet numbers them, the

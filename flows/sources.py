@@ -55,6 +55,22 @@ Sources = dict[str, Callable[[], Table]]
 # Rows of a source read, parsed and normalised at a time. A city's vaccinations are tens of millions of rows;
 # two million rows of the widest source are about 0.3 GiB of text and as much again parsed.
 SLICE_ROWS = 2_000_000
+# A source is read in at least this many slices, if they can hold MIN_SLICE_ROWS each: read as one slice, a
+# district's export was read, then parsed and normalised, then written, one after another, each step with
+# one core of two; four slices overlap them (flows.slice_overlap), and smaller slices ask the kernel for fewer
+# fresh pages (1M residents, loading the three sources in-process: 34.6-37.0 s in slices of up to 2M rows,
+# 31.0-31.7 s in slices of 250-500k).
+MIN_SLICES = 4
+MIN_SLICE_ROWS = 250_000
+
+
+def slice_size(table: Table, most: int) -> int:
+    """Rows per slice for this table: at most `most`, and small enough for MIN_SLICES slices when the table
+    says how many rows it holds (rows_hint) and that leaves MIN_SLICE_ROWS a slice."""
+    hint = getattr(table, "rows_hint", None)
+    if hint is None:
+        return most
+    return min(most, max(MIN_SLICE_ROWS, -(-hint() // MIN_SLICES)))
 
 
 class FileSource:
@@ -169,6 +185,15 @@ class StoredTable:
         self.settings, self.source, self.after = settings, source, after
         self.path, self.ignored_columns, self.rows = f"store:{source}", [], 0
         self._files: list[str] | None = None
+
+    def rows_hint(self) -> int:
+        db = Database(self.settings.duckdb)
+        try:
+            query = (f"SELECT count(*) FROM {store_table(self.source)} s JOIN ({_ARRIVAL}) f "
+                     f"ON s.{FILE_COLUMN} = f.sha256 WHERE f._n > ?")
+            return int(db.con.execute(query, [self.source, self.after]).fetchone()[0])
+        finally:
+            db.close()
 
     def slices(self, size: int) -> Iterator[pl.DataFrame]:
         db = Database(self.settings.duckdb)
@@ -431,7 +456,7 @@ class SourceLoader:
             normaliser = PartNormaliser(name, kept_table, keep, start and start.summary["flags"])
             # The next slice is read and the last one written while this one is parsed and normalised: "read"
             # is then the wait for the next slice, and "normalise" holds the wait for the last one's parts.
-            with SliceOverlap(table.slices(self.slice_rows), each) as slices:
+            with SliceOverlap(table.slices(slice_size(table, self.slice_rows)), each) as slices:
                 for raw in slices:
                     t = self._lap("read", t)
                     parsed = parser.parse(raw)

@@ -198,6 +198,7 @@ def test_stored_rows_are_read_a_slice_at_a_time_in_the_order_their_files_and_lin
     finally:
         db.close()
     table = StoredTable(settings, "tests")
+    assert table.rows_hint() == 17  # what flows.sources.slice_size reads
     slices = list(table.slices(4))
     assert [s.height for s in slices] == [4, 4, 4, 4, 1] and table.rows == 17
     got = pl.concat(slices)
@@ -221,6 +222,7 @@ def test_stored_rows_are_read_a_slice_at_a_time_in_the_order_their_files_and_lin
     assert pl.concat(StoredTable(settings, "tests").slices(100))["_file"].to_list()[-5:] == [files[2].sha256] * 5
     assert table.end() == StoredEnd(order)
     on = StoredSource(settings, "tests").grown(table.end().json())
+    assert on.rows_hint() == 5
     added = pl.concat(list(on.slices(100)))
     assert added["_file"].to_list() == [files[2].sha256] * 5 and on.end() == StoredEnd([*order, files[2].sha256])
     assert StoredSource(settings, "tests").grown(StoredEnd(order[::-1]).json()) is None

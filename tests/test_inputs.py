@@ -191,6 +191,28 @@ def test_a_csv_read_a_slice_at_a_time_gives_every_row_once_with_its_line(tmp_pat
     assert got.equals(read_table(p, TESTS).frame)
 
 
+def test_an_export_is_read_in_at_least_four_slices_when_they_hold_enough_rows(tmp_path, monkeypatch):
+    """A district's export read as one slice was read, then parsed, then written, one step after another;
+    the slice size comes from the rows the file is guessed to hold, which a cell over two lines or a long
+    row may move a little, never by much."""
+    import flows.sources
+    from flows.readers import CsvTable
+    from flows.sources import slice_size
+
+    rows = [f"T{i},张三{i % 7},11010519491231002X,13800138000,2022-05-20 09:00:00,广场" for i in range(3000)]
+    rows[5] = 'T5,"李\n四",,13900139000,2022/05/20 10:30,学校'
+    table = CsvTable(write(tmp_path, "t.csv", "\n".join([HEADER_ZH, *rows]) + "\n", "utf-8"), TESTS)
+    assert 3000 <= table.rows_hint() <= 3100
+    monkeypatch.setattr(flows.sources, "MIN_SLICE_ROWS", 100)
+    size = slice_size(table, 10_000)
+    assert 750 <= size <= 775  # a quarter of the rows
+    assert len(list(table.slices(size))) == 4
+    assert slice_size(table, 500) == 500  # never more than asked
+    monkeypatch.setattr(flows.sources, "MIN_SLICE_ROWS", 2000)
+    assert slice_size(table, 10_000) == 2000  # nor slices smaller than MIN_SLICE_ROWS
+    assert slice_size(object(), 10_000) == 10_000  # a table that cannot say how many rows it holds
+
+
 def test_a_key_met_again_in_a_later_slice_is_a_duplicate_as_in_the_whole_file():
     from transforms.parsing import SliceParser
 
