@@ -9,8 +9,9 @@ from rapidfuzz.distance import OSA
 
 from transforms.edit_distance import osa_distances, osa_within_one
 
-# Digits and X as in IDs, * as in masked ones, a space, and characters of more than one byte (names, typos).
-_ALPHABET = "0123456789X* 王明李?é"
+# Digits and X as in IDs, * as in masked ones, a space, and characters of two, three and four bytes (names,
+# typos; a two- and a four-byte character make three bytes a character on average, as Chinese names do).
+_ALPHABET = "0123456789X* 王明李?é𠀀"
 texts = st.text(alphabet=_ALPHABET, max_size=40)
 
 
@@ -72,3 +73,14 @@ def test_ids_and_phones_one_typo_apart():
     }
     ids = pl.Series(["110101199003071234"] * len(typed) + [None])
     assert osa_within_one(ids, pl.Series([*typed, "110101199003071234"])).to_list() == [*typed.values(), 2]
+
+
+def test_chinese_names_one_typo_apart():
+    """Names of Chinese characters are read three bytes a character: a byte that differs inside one character
+    is one edit, two characters swapped are one, two characters changed are two."""
+    typed = {"王小明": 0, "王晓明": 1, "王明小": 1, "汪晓明": 2, "王小": 1, "王小明明": 1, "小王明": 1, "王é明": 1,
+             "王𠀀明": 1, "é𠀀明": 2, None: 2}
+    names = pl.Series(["王小明"] * len(typed))
+    assert osa_within_one(names, pl.Series(list(typed), dtype=pl.String)).to_list() == list(typed.values())
+    # 明 and 昏 share their first two bytes: one edit, whichever bytes differ inside it
+    assert osa_within_one(pl.Series(["明明", "明"]), pl.Series(["昏明", None])).to_list() == [1, 1]

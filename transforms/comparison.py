@@ -156,6 +156,14 @@ def compare_exact_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     ).drop(_PHONE_HELPERS)
 
 
+def _name_edits(names_l: pl.Series, names_r: pl.Series, first_alike: pl.Series, placeholders: pl.Series) -> pl.Series:
+    """The names' distance where they hold a placeholder, capped at 2 where they begin alike and hold none,
+    0 where they are equal, null elsewhere."""
+    edits = osa_distances(names_l, names_r, where=placeholders > 0)
+    close = (first_alike & (placeholders == 0)).fill_null(False).arg_true()
+    return edits.scatter(close, osa_within_one(names_l.gather(close), names_r.gather(close)))
+
+
 def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     """Adds one level column per field: id_level, name_level, phone_level, birth_level, sex_level,
     address_level (each an Enum of its LEVELS). Pure: same pairs in, same levels out, whatever the order."""
@@ -164,7 +172,8 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
             [pl.lit(None, dtype=LEVEL_TYPES[f]).alias(f"{f}_level") for f in LEVELS]
         )
     # The ID and phone levels ask only whether the distance is at most one; the name levels read it only
-    # where the names begin alike or hold a placeholder (wildcard, dropped, similar). What several levels
+    # where the names begin alike or hold a placeholder (wildcard, dropped, similar), and only the wildcard
+    # level, for names with a placeholder, reads more than whether it is at most one. What several levels
     # read is computed once, as a column: a when/then chain evaluates every branch for every pair. The
     # visible parts of masked IDs and phones are cut out for the few pairs with one.
     names_l, names_r = pairs["name_norm_l"], pairs["name_norm_r"]
@@ -177,7 +186,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         osa_within_one(bodies_l, bodies_r).alias("_id_dist"),
         masked.alias("_masked_id"), _visible_agree(bodies_l, bodies_r, masked, _ID_VISIBLE).alias("_id_visible_agree"),
         *_phone_columns(pairs),
-        osa_distances(names_l, names_r, where=first_alike | (placeholders > 0)).alias("_name_edit"),
+        _name_edits(names_l, names_r, first_alike, placeholders).alias("_name_edit"),
         first_alike.alias("_first_alike"), placeholders.alias("_placeholders"),
         names_l.str.len_chars().cast(pl.Int32).alias("_len_l"), names_r.str.len_chars().cast(pl.Int32).alias("_len_r"),
         # Birth date and sex of a record come from its ID: a relative's ID says nothing about this person's.

@@ -2,8 +2,9 @@
 
 rapidfuzz computes a distance in well under a microsecond, but each pair it is given must first become two
 Python strings, which costs more than the distance. So: equal strings are 0 without asking; the ID and phone
-levels only ask whether two strings are at most one edit apart, which for two strings of the same length is a
-question about their bytes that numpy answers for a whole slice at once; and the name levels only read a
+levels, and the name levels but for names with a placeholder, only ask whether two strings are at most one
+edit apart, which for two strings of the same length is a question about their bytes that numpy answers for a
+whole slice at once (a Chinese name's characters are three bytes each); and the name levels only read a
 distance where the names begin alike or hold a placeholder, so it is computed there alone.
 """
 
@@ -14,8 +15,8 @@ import polars as pl
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-# Longer strings (never an ID or a phone) are left to rapidfuzz, so that a stray long text does not make every
-# row of the byte grid that wide.
+# Longer strings (never an ID, a phone or a name) are left to rapidfuzz: a stray long text would make a grid
+# that wide.
 _GRID_WIDTH = 32
 
 
@@ -39,15 +40,19 @@ def osa_within_one(a: pl.Series, b: pl.Series) -> pl.Series:
     la, lb = a.str.len_bytes().fill_null(0), b.str.len_bytes().fill_null(0)
     ca, cb = a.str.len_chars().fill_null(0), b.str.len_chars().fill_null(0)
     differ = (la != lb) | (a != b).fill_null(False)
-    # Same length, one byte per character (ASCII): an edit is then a substitution or a swap of neighbours.
-    grid = differ & (la == lb) & (la <= _GRID_WIDTH) & (ca == la) & (cb == lb)
-    # Lengths one character apart may be an insertion or a deletion; other characters are not one byte each.
-    rest = differ & ~grid & ((ca.cast(pl.Int64) - cb.cast(pl.Int64)).abs() <= 1)
+    # Same length in characters, each of one byte (ASCII: IDs, phones) or each of three (a Chinese name): an
+    # edit is then a substitution or a swap of neighbouring characters, read from the bytes.
+    same = differ & (ca == cb) & (ca <= _GRID_WIDTH)
     out = differ.cast(pl.Int64).to_numpy() * 2
-    rows = grid.arg_true().to_numpy()
-    if len(rows):
-        out[rows] = _bytes_within_one(a.gather(rows), b.gather(rows), int(la.gather(rows).max()))
-    rows = rest.arg_true().to_numpy()
+    settled = ~differ  # equal: 0
+    for width in (1, 3):
+        rows = (same & (la == width * ca) & (lb == width * cb)).arg_true()
+        if rows.len():
+            within, read = _chars_within_one(a.gather(rows), b.gather(rows), ca.gather(rows), width)
+            out[rows.to_numpy()[read]] = within[read]
+            settled = settled.scatter(rows.filter(pl.Series(read)), True)
+    # The rest (lengths one character apart, other characters) to rapidfuzz, if it can be one edit.
+    rows = (~settled & ((ca.cast(pl.Int64) - cb.cast(pl.Int64)).abs() <= 1)).arg_true().to_numpy()
     out[rows] = np.minimum(_rapidfuzz(a, b, rows), 2)
     return pl.Series(out)
 
@@ -59,23 +64,37 @@ def _rapidfuzz(a: pl.Series, b: pl.Series, rows: np.ndarray) -> np.ndarray:
     return np.asarray(process.cpdist(left, right, scorer=OSA.distance, workers=-1), dtype=np.int64)
 
 
-def _bytes_within_one(a: pl.Series, b: pl.Series, width: int) -> np.ndarray:
-    """1 or 2 for pairs of differing ASCII strings, each pair of one length (at most width)."""
-    left, right = _byte_grid(a, width), _byte_grid(b, width)
-    differs = left != right
+def _chars_within_one(a: pl.Series, b: pl.Series, chars: pl.Series, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """For pairs of differing strings of `chars` characters each, all of `width` bytes: 1 or 2, and whether
+    that was read (false where a four-byte character may stand beside a two-byte one, which also makes three
+    bytes a character on average)."""
+    out, read = np.full(len(a), 2), np.ones(len(a), dtype=bool)
+    for n in chars.unique().to_list():
+        at = (chars == n).arg_true()
+        left, right = _byte_grid(a.gather(at), n * width), _byte_grid(b.gather(at), n * width)
+        rows = at.to_numpy()
+        if width > 1:
+            read[rows] = ~((left >= 0xF0).any(axis=1) | (right >= 0xF0).any(axis=1))
+        out[rows] = _grid_within_one(left.reshape(len(at), n, width), right.reshape(len(at), n, width))
+    return out, read
+
+
+def _grid_within_one(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """1 or 2 for differing rows of characters (rows x characters x bytes): one character differs, or two
+    neighbours are swapped."""
+    differs = (left != right).any(axis=2)
     count = differs.sum(axis=1)
     out = np.where(count == 1, 1, 2)
     two = np.flatnonzero(count == 2)
     if len(two):
-        i = differs[two].argmax(axis=1)  # the first differing byte; the other must be the next one
-        j = np.minimum(i + 1, width - 1)
-        swapped = ((j == i + 1) & differs[two, j] & (left[two, i] == right[two, j])
-                   & (left[two, j] == right[two, i]))
+        i = differs[two].argmax(axis=1)  # the first differing character; the other must be the next one
+        j = np.minimum(i + 1, differs.shape[1] - 1)
+        swapped = ((j == i + 1) & differs[two, j] & (left[two, i] == right[two, j]).all(axis=1)
+                   & (left[two, j] == right[two, i]).all(axis=1))
         out[two[swapped]] = 1
     return out
 
 
-def _byte_grid(s: pl.Series, width: int) -> np.ndarray:
-    """One row of `width` bytes per string, padded at the end with NUL (both sides of a pair alike)."""
-    joined = s.str.pad_end(width, "\x00").str.join("").item()
-    return np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(-1, width)
+def _byte_grid(s: pl.Series, size: int) -> np.ndarray:
+    """One row of the UTF-8 bytes of each string, all of `size` bytes."""
+    return np.frombuffer(s.str.join("").item().encode("utf-8"), dtype=np.uint8).reshape(-1, size)
