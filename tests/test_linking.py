@@ -282,6 +282,34 @@ def test_a_record_with_one_candidate_is_decided_alike_with_or_without_others_ran
     assert set(a["decision"]) == {"match", "possible"}
 
 
+def test_a_records_candidates_are_weighed_against_each_other():
+    """The best candidate is taken only when no other comes within the margin and no other's name agrees
+    where the best one's does not; ties go to the lower resident_id. Candidates of several records, shuffled."""
+    import polars as pl
+
+    from transforms.decision import DecisionSettings, decide_links
+
+    def pair(record: str, resident: int, score: float, name: str = "exact") -> dict:
+        return {"_li": int(record[1:]), "_ri": resident, "record_kind": "test", "record_id": record,
+                "resident_id": f"R{resident:02d}", "score": score, "id_level": "missing", "name_level": name,
+                "phone_level": "exact", "birth_level": "equal", "sex_level": "equal", "address_level": "same",
+                "stage": "blocking", "rule_bits": 1}
+
+    pairs = [
+        pair("T1", 3, 15.0), pair("T1", 4, 5.0), pair("T1", 5, 12.0),  # runner-up 3 below: a match
+        pair("T2", 6, 15.0), pair("T2", 7, 13.5),  # runner-up within the margin of 2: verify
+        pair("T3", 9, 15.0, "loose"), pair("T3", 8, 7.0, "homophone"),  # another's name agrees: verify
+        pair("T4", 12, 15.0, "loose"), pair("T4", 11, 5.0, "homophone"),  # it scores below possible: a match
+        pair("T5", 14, 11.0), pair("T5", 13, 11.0),  # a tie: the lower resident_id, and verify
+        pair("T6", 15, 10.0),  # alone
+    ]
+    decided = decide_links(pl.DataFrame(pairs).sample(fraction=1.0, shuffle=True, seed=3), DecisionSettings())
+    got = {r["record_id"]: (r["resident_id"], r["decision"]) for r in decided.iter_rows(named=True)}
+    assert got == {"T1": ("R03", "match"), "T2": ("R06", "possible"), "T3": ("R09", "possible"),
+                   "T4": ("R12", "match"), "T5": ("R13", "possible"), "T6": ("R15", "match")}
+    assert decided.filter(pl.col("decision") == "possible")["explanation"].str.ends_with("需核实").all()
+
+
 def test_a_flagged_ids_checked_neighbours_are_its_neighbours_whose_check_holds():
     """The blocking meets a flagged record's ID with residents' IDs through only those of its ~200 one-typo
     neighbours whose check character holds: computed, they must be exactly the generated ones that pass."""
