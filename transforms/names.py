@@ -40,9 +40,10 @@ _LATIN_NAME = re.compile(r"^[A-Za-z ,.'-]+$")
 _INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"))
 
 
-def clean_name_expr(col: str) -> pl.Expr:
-    """Whitespace inside a Chinese name is noise; every middle-dot variant is the same dot; a name in
-    Latin letters only (a pinyin spelling) is folded to lower-case letters."""
+def clean_names(frame: pl.DataFrame, col: str) -> pl.DataFrame:
+    """Adds name_norm. Whitespace inside a Chinese name is noise; every middle-dot variant is the same dot; a
+    name in Latin letters only (a pinyin spelling) is folded to lower-case letters. The cleaned text is a
+    column before the Latin test reads it: inside one expression it was cleaned three times."""
     chinese = (
         pl.col(col).str.strip_chars()
         .str.replace_all(r"[\s\u3000]", "")
@@ -50,8 +51,10 @@ def clean_name_expr(col: str) -> pl.Expr:
         .str.replace_all(f"[{re.escape(PLACEHOLDERS)}]", WILDCARD)
         .str.strip_chars("·")
     )
-    latin = chinese.str.replace_all("[·,']", "").str.contains(r"^[A-Za-z]+$")
-    return pl.when(latin).then(chinese.str.to_lowercase().str.replace_all(r"[^a-z]", "")).otherwise(chinese)
+    n = pl.col("name_norm")
+    latin = n.str.replace_all("[·,']", "").str.contains(r"^[A-Za-z]+$")
+    return frame.with_columns(chinese.alias("name_norm")).with_columns(
+        pl.when(latin).then(n.str.to_lowercase().str.replace_all(r"[^a-z]", "")).otherwise(n).alias("name_norm"))
 
 
 def _loose_syllable(s: str) -> str:
@@ -134,7 +137,7 @@ def _keys_expr(name: pl.Expr, chars: dict[str, str], loose: bool) -> pl.Expr:
 
 def normalise_names(frame: pl.DataFrame, *, col: str = "name") -> pl.DataFrame:
     """Adds name_norm, name_py and name_py_loose."""
-    frame = frame.with_columns(clean_name_expr(col).alias("name_norm"))
+    frame = clean_names(frame, col)
     chars = (
         frame.select(pl.col("name_norm").str.split("").explode().unique().drop_nulls()).to_series().to_list()
     )

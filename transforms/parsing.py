@@ -168,13 +168,10 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
     frame = raw.with_columns(
         [pl.lit(None, dtype=pl.String).alias(c) for c in contract.names if c not in raw.columns]
     ).select(*carried, *contract.names)
-    # Blank-looking cells are missing values.
-    frame = frame.with_columns(
-        [
-            pl.col(c).str.strip_chars().pipe(lambda e: pl.when(e == "").then(None).otherwise(e)).alias(c)
-            for c in contract.names
-        ]
-    )
+    # Blank-looking cells are missing values. Stripped first, as columns: inside one when/then each cell was
+    # stripped twice.
+    frame = frame.with_columns(pl.col(c).str.strip_chars() for c in contract.names).with_columns(
+        pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c) for c in contract.names)
     problems: list[tuple[pl.Expr, str, str]] = []  # (row fails, reason in Chinese, expectation failed)
     typed: list[pl.Expr] = []
     notes: dict[str, pl.Expr] = {}
