@@ -129,7 +129,10 @@ def vaccination_status(
         & (c("age").is_null() | (c("age") >= settings.min_vaccination_age))
         & ~c("tags").fill_null("").str.contains(CONTRAINDICATION_TAG, literal=True)
     )
-    since_last = (pl.lit(as_of_date) - c("last_dose_on")).dt.total_days()
+    # What the reason reads more than once is a column first: an eager expression shares no subexpression.
+    v = v.with_columns(eligible.alias("vaccination_eligible"),
+                       (pl.lit(as_of_date) - c("last_dose_on")).dt.total_days().alias("_since_last"))
+    eligible, since_last = c("vaccination_eligible"), c("_since_last")
     reason = (
         pl.when(~eligible).then(None)
         .when(c("doses") == 0).then(pl.lit("unvaccinated"))
@@ -139,7 +142,7 @@ def vaccination_status(
         ).then(pl.lit("booster_due"))
         .otherwise(None)
     )
-    return v.with_columns(eligible.alias("vaccination_eligible"), reason.alias("vaccination_reason"))
+    return v.with_columns(reason.alias("vaccination_reason")).drop("_since_last")
 
 
 def resident_status(
