@@ -73,16 +73,16 @@ def test_mask_keeps_first_six_and_last_four():
 
 
 PHONE_CASES = [
-        ("13800138000", "13800138000", "mobile"),
-        ("+86 138-0013-8000", "13800138000", "mobile"),
-        ("008613800138000", "13800138000", "mobile"),
-        ("8613800138000", "13800138000", "mobile"),
-        ("138 0013 8000", "13800138000", "mobile"),
-        ("1380013800", "1380013800", "suspect"),  # ten digits: kept, flagged, never a key
-        ("0755-86001234", "075586001234", "landline"),
-        (None, None, "missing"),
-        ("13８00138000", "13800138000", "mobile"),  # a full-width digit: not typed as a mobile, cleaned
-        ("１３８００１３８０００", "13800138000", "mobile"),
+    ("13800138000", "13800138000", "mobile"),
+    ("+86 138-0013-8000", "13800138000", "mobile"),
+    ("008613800138000", "13800138000", "mobile"),
+    ("8613800138000", "13800138000", "mobile"),
+    ("138 0013 8000", "13800138000", "mobile"),
+    ("1380013800", "1380013800", "suspect"),  # ten digits: kept, flagged, never a key
+    ("0755-86001234", "075586001234", "landline"),
+    (None, None, "missing"),
+    ("13８00138000", "13800138000", "mobile"),  # a full-width digit: not typed as a mobile, cleaned
+    ("１３８００１３８０００", "13800138000", "mobile"),
 ]
 
 

@@ -23,7 +23,7 @@ _GRID_WIDTH = 32
 def osa_distances(a: pl.Series, b: pl.Series, where: pl.Series | None = None) -> pl.Series:
     """Optimal string alignment distance of each pair (null reads as ""); null where `where` is false: not
     computed, and then read by the levels as "not close"."""
-    differ = (a.str.len_bytes().fill_null(0) != b.str.len_bytes().fill_null(0)) | (a != b).fill_null(False)
+    differ = _differ(a, b, a.str.len_bytes().fill_null(0), b.str.len_bytes().fill_null(0))
     asked = differ if where is None else differ & where.fill_null(False)
     rows = asked.arg_true().to_numpy()
     out = np.zeros(len(a), dtype=np.int64)
@@ -35,11 +35,9 @@ def osa_distances(a: pl.Series, b: pl.Series, where: pl.Series | None = None) ->
 def osa_within_one(a: pl.Series, b: pl.Series) -> pl.Series:
     """The optimal string alignment distance of each pair capped at 2 (null reads as ""): 0 equal, 1 one
     substitution, insertion, deletion or swap of neighbours apart, 2 anything further."""
-    # Nulls are read as "" by their lengths (0), not by filling the columns: filling rewrote every string of
-    # the pairs (a third of the time for IDs) where only a few pairs have a null.
     la, lb = a.str.len_bytes().fill_null(0), b.str.len_bytes().fill_null(0)
     ca, cb = a.str.len_chars().fill_null(0), b.str.len_chars().fill_null(0)
-    differ = (la != lb) | (a != b).fill_null(False)
+    differ = _differ(a, b, la, lb)
     # Same length in characters, each of one byte (ASCII: IDs, phones) or each of three (a Chinese name): an
     # edit is then a substitution or a swap of neighbouring characters, read from the bytes.
     same = differ & (ca == cb) & (ca <= _GRID_WIDTH)
@@ -55,6 +53,13 @@ def osa_within_one(a: pl.Series, b: pl.Series) -> pl.Series:
     rows = (~settled & ((ca.cast(pl.Int64) - cb.cast(pl.Int64)).abs() <= 1)).arg_true().to_numpy()
     out[rows] = np.minimum(_rapidfuzz(a, b, rows), 2)
     return pl.Series(out)
+
+
+def _differ(a: pl.Series, b: pl.Series, bytes_a: pl.Series, bytes_b: pl.Series) -> pl.Series:
+    """Whether the two strings differ, a null reading as "" (bytes_*: their byte lengths, null as 0). From
+    the lengths, not by filling the columns: filling rewrote every string of the pairs (a third of the time
+    for IDs) where only a few pairs have a null."""
+    return (bytes_a != bytes_b) | (a != b).fill_null(False)
 
 
 def _rapidfuzz(a: pl.Series, b: pl.Series, rows: np.ndarray) -> np.ndarray:

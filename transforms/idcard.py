@@ -81,8 +81,8 @@ def normalise_ids(frame: pl.DataFrame, *, id_col: str = "id_number", type_col: s
     out = out.with_columns(
         pl.when(is18).then(c.str.slice(0, 17)).when(is15).then(c.str.slice(0, 6) + pl.lit("19") + c.str.slice(6, 9))
         .alias("_body17"))
-    out = out.with_columns(pl.col("_body17").cast(pl.UInt64, strict=False).alias("_check"))
-    out = out.with_columns(_check_char_expr(pl.col("_check")).alias("_check"))
+    out = out.with_columns(pl.col("_body17").cast(pl.UInt64, strict=False).alias("_body17_n"))
+    out = out.with_columns(_check_char_expr(pl.col("_body17_n")).alias("_check"))
     out = out.with_columns(
         pl.when(is18).then(c).when(is15).then(pl.col("_body17") + pl.col("_check")).alias("_body18"),
         pl.col("_body17").str.slice(6, 8).str.to_date("%Y%m%d", strict=False).alias("_birth"),
@@ -131,7 +131,7 @@ def normalise_ids(frame: pl.DataFrame, *, id_col: str = "id_number", type_col: s
         .alias("id_sex"),
         # The birth segment of a mistyped ID is still evidence (most typos fall elsewhere).
         pl.when(card).then(birth).otherwise(None).alias("id_birth_raw"),
-    ).drop("_is_card", "_is18", "_is15", "_body17", "_check", "_body18", "_birth", "_usable")
+    ).drop("_is_card", "_is18", "_is15", "_body17", "_body17_n", "_check", "_body18", "_birth", "_usable")
 
 
 def mask_id(col: str) -> pl.Expr:
