@@ -128,7 +128,7 @@ BOOKS_PER_BATCH = 200
 
 
 def write_workbooks(jobs: list[Job], workers: int) -> None:
-    """In threads, not processes: rendering (polars) and compressing (zlib) release the GIL, and threads
+    """In threads, not processes: rendering (polars) and compressing (ISA-L) release the GIL, and threads
     share the books instead of pickling them to other processes, which at millions of residents would
     double the memory of the largest frames at the end of the run."""
     batches = [jobs[i:i + BOOKS_PER_BATCH] for i in range(0, len(jobs), BOOKS_PER_BATCH)]

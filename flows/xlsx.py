@@ -19,7 +19,6 @@ import functools
 import re
 import struct
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 import polars as pl
+from isal import isal_zlib
 
 from flows.spare_files import write_into
 
@@ -300,13 +300,14 @@ class Entry:
 
 def entry(data: str | bytes) -> Entry:
     # A deflate stream costs ~40 us to set up whatever its size, most parts are a few hundred bytes, and a
-    # district writes 10,000 books of 13 parts: small parts are stored as they are. Level 1: a book's rows
-    # are repetitive XML, and higher levels cost more time than they save bytes.
+    # district writes 10,000 books of 13 parts: small parts are stored as they are. Deflated by ISA-L at its
+    # level 1: the same format any zip reader inflates, 3.9 times as fast as zlib's level 1 on 1,691 sheets
+    # of real books (56 MB: 0.065 against 0.251 s) and a little smaller; it was a third of the book threads' time.
     data = data.encode() if isinstance(data, str) else data
     if len(data) < _STORE_BELOW:
-        return Entry(zlib.crc32(data), len(data), 0, bytes(data))
-    packer = zlib.compressobj(1, zlib.DEFLATED, -15)  # raw deflate, as zip entries hold it
-    return Entry(zlib.crc32(data), len(data), 8, packer.compress(data) + packer.flush())
+        return Entry(isal_zlib.crc32(data), len(data), 0, bytes(data))
+    packer = isal_zlib.compressobj(1, isal_zlib.DEFLATED, -15)  # raw deflate, as zip entries hold it
+    return Entry(isal_zlib.crc32(data), len(data), 8, packer.compress(data) + packer.flush())
 
 
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")  # a central directory header, APPNOTE 4.3.12
