@@ -69,7 +69,7 @@ class PrintPage:
 
     place: tuple[str, str, str]
     digest: str
-    render: Callable[[], str]
+    render: Callable[[], bytes]  # the page as UTF-8
 
 
 @dataclass
@@ -214,7 +214,7 @@ def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: Carri
         if carried.over(target, page.digest):
             reused += 1
         else:
-            write_into(target, page.render().encode("utf-8"))
+            write_into(target, page.render())
             written += 1
     return written, reused
 

@@ -459,15 +459,17 @@ def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterat
     del keys
     rendered: dict[int | None, dict] = {}  # the block whose pages' bodies are made: one at a time
 
-    def render(book) -> str:
+    def render(book) -> bytes:
         block = block_of.get((book.street, book.community))
         if block not in rendered:
             rendered.clear()
             rows = call_list[order.slice(*blocks[block])] if block is not None else call_list.clear()
             lines = person_lines(rows)
-            rendered[block] = {(street, community, worker): (body, people)
-                               for street, community, worker, people, body in page_bodies(lines).iter_rows()}
-        body, people = rendered[block].get((book.street, book.community, book.grid_worker), ("", 0))
+            bodies = page_bodies(lines)
+            rendered[block] = dict(zip(zip(*(bodies[c].to_list() for c in WORKER), strict=True),
+                                       zip(bodies["body"].cast(pl.Binary).to_list(), bodies["people"].to_list(),
+                                           strict=True), strict=True))
+        body, people = rendered[block].get((book.street, book.community, book.grid_worker), (b"", 0))
         return page_html(body, people, street=book.street, community=book.community, grid_worker=book.grid_worker,
                          grids="、".join(book.grid_ids), as_of_text=as_of_text)
 

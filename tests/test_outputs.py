@@ -237,6 +237,7 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
         assert page == page_html(body, people, street=book.street, community=book.community,
                                  grid_worker=book.grid_worker, grids="、".join(book.grid_ids),
                                  as_of_text="2022-05-20 18:00")
+        page = page.decode()
         assert page.count("<tr><td") == mine.height and (mine.height > 0) == ((book.community, book.grid_worker) != (
             "高新社区", "网格员1")), (book.community, book.grid_worker)
     assert set(WORKER) <= set(whole.columns)
@@ -251,13 +252,13 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
             f"<section><h2>{building + '栋' if building else '楼栋不详'}（{sum(map(len, units.values()))} 人）</h2>"
             + "".join("<tbody>" + "".join(lines) + "</tbody>" for lines in units.values()) + "</table></section>"
             for building, units in walk.items())
-        shown = re.sub(r"<table><thead>.*?</thead>", "", printed.render().replace("\n", ""))
+        shown = re.sub(r"<table><thead>.*?</thead>", "", printed.render().decode().replace("\n", ""))
         assert expected in shown and shown.count("<section>") == len(walk), (book.community, book.grid_worker)
     # A page's digest is the same exactly when the page shows the same (but its time): the call list shuffled
     # (rows of one person tied in the walk may then swap, and the page with them), changed in one cell.
     shuffled = list(print_pages(calls.sample(fraction=1.0, shuffle=True, seed=9), books, "2022-05-20 20:00"))
     same = [a.digest == b.digest for a, b in zip(pages, shuffled, strict=True)]
-    assert same == [a.render().replace("18:00", "20:00") == b.render() for a, b in zip(pages, shuffled, strict=True)]
+    assert same == [a.render().replace(b"18:00", b"20:00") == b.render() for a, b in zip(pages, shuffled, strict=True)]
     assert any(same) and len({p.digest for p in pages}) == len(pages)
     again = [p.digest for p in pages]
     changed = calls.with_columns(pl.when(pl.col("resident_id") == "R2-00").then(pl.lit("另一说明"))

@@ -89,16 +89,18 @@ def page_bodies(lines: pl.DataFrame) -> pl.DataFrame:
         pl.col("people").sum().cast(pl.Int64), section.str.join("\n").alias("body"))
 
 
-def page_html(body: str, people: int, *, street: str, community: str, grid_worker: str, grids: str,
-              as_of_text: str) -> str:
-    """A worker's page around its body (page_bodies) of people lines."""
-    return "\n".join([
+def page_html(body: bytes | str, people: int, *, street: str, community: str, grid_worker: str, grids: str,
+              as_of_text: str) -> bytes:
+    """A worker's page, as UTF-8, around its body (page_bodies, taken as bytes): a city's bodies went from
+    polars to Python text and back to UTF-8 for the file, a quarter of the pages' time."""
+    body = body.encode() if isinstance(body, str) else body
+    head = "\n".join([
         "<!DOCTYPE html>", '<html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(community)} {html.escape(grid_worker)} 入户名单</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(community)} {html.escape(grid_worker)} 入户走访名单</h1>",
         f'<p class="meta">{html.escape(street)} · 网格 {html.escape(grids)} · 数据截至 {html.escape(as_of_text)} · '
         f"共 {people} 人</p>",  # person_lines gives a person one line
-        body if people else "<p>本次无需联系人员。</p>",
-        "</body></html>",
-    ])
+        "",
+    ]).encode()
+    return b"".join([head, body if people else "<p>本次无需联系人员。</p>".encode(), b"\n</body></html>"])
