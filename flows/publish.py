@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -90,7 +91,9 @@ class RunOutputs:
 
 
 def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: float,
-                    meter: StageMeter | None = None) -> None:
+                    meter: StageMeter | None = None) -> Retirement:
+    """The outputs written and put in place of the last; the last is emptied into the pool by the Retirement
+    returned, whose wait() the caller calls before it ends."""
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_swap(out)
@@ -170,7 +173,9 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         (staging / "run.json").write_text(run_json(report, indent=2), encoding="utf-8")
         # The pool is kept to this output's size: its books, pages and their folders, and a margin for the rest
         # (CSVs, report, data docs).
-        _swap(staging, out, report.run_id, spares, len(carried.manifest) + 64, len(carried.folders) + 16)
+        t = time.perf_counter()
+        retiring = _swap(staging, out, report.run_id)
+        report.timings["swap"] = round(time.perf_counter() - t, 3)
     except BaseException:
         aside.shutdown(wait=True)  # the CSVs' thread is done with staging before it is removed
         shutil.rmtree(staging, ignore_errors=True)
@@ -178,6 +183,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
     finally:
         aside.shutdown(wait=True)
         gc.unfreeze()
+    return Retirement(spares, retiring, report.run_id, len(carried.manifest) + 64, len(carried.folders) + 16)
 
 
 def run_json(report: RunReport, indent: int | None = None) -> str:
@@ -316,9 +322,10 @@ def _write_report(staging: Path, page: str, top: str | None, coverage: pl.DataFr
     report.lists["report_png"] = "report.png"
 
 
-def _swap(staging: Path, out: Path, run_id: str, spares: SpareFiles, files: int, folders: int) -> None:
-    """The new outputs in place of the old, which are emptied into the pool the next output is written into
-    (flows.spare_files: deleting them would slow the next refresh's making of files, if it comes soon)."""
+def _swap(staging: Path, out: Path, run_id: str) -> Path | None:
+    """The new outputs in place of the old; returns the old, renamed to be emptied into the pool the next
+    output is written into (flows.spare_files: deleting them would slow the next refresh's making of files,
+    if it comes soon), or None if there was none."""
     previous = out.parent / f".{out.name}.previous-{run_id}"
     if out.exists():
         out.rename(previous)
@@ -328,7 +335,36 @@ def _swap(staging: Path, out: Path, run_id: str, spares: SpareFiles, files: int,
         if previous.exists() and not out.exists():
             previous.rename(out)
         raise
-    if previous.exists():
-        # Renamed first: recover_interrupted_swap never takes a half-emptied output back for a whole one.
-        retiring = previous.rename(out.parent / f".{out.name}.retiring-{run_id}")
-        spares.retire(retiring, run_id, files, folders)
+    if not previous.exists():
+        return None
+    # Renamed first: recover_interrupted_swap never takes a half-emptied output back for a whole one.
+    return previous.rename(out.parent / f".{out.name}.retiring-{run_id}")
+
+
+class Retirement:
+    """The replaced output emptied into the pool by a thread of its own, while the run is recorded: the new
+    output is in place already, and a city's 143,000 files are each emptied and renamed (syscalls, the GIL
+    let go). One that fails leaves its folder to the next run's retire_stale; the run has published."""
+
+    def __init__(self, spares: SpareFiles, folder: Path | None, tag: str, files: int, folders: int) -> None:
+        self.seconds, self.error = 0.0, None
+        self._thread = None
+        if folder is not None:
+            self._thread = threading.Thread(target=self._run, args=(spares, folder, tag, files, folders),
+                                            name="retire", daemon=False)
+            self._thread.start()
+
+    def _run(self, spares: SpareFiles, folder: Path, tag: str, files: int, folders: int) -> None:
+        t = time.perf_counter()
+        try:
+            spares.retire(folder, tag, files, folders)
+        except Exception as exc:  # noqa: BLE001  (said by wait(); the next run retires what is left)
+            self.error = f"{type(exc).__name__}: {exc}"
+        self.seconds = round(time.perf_counter() - t, 3)
+
+    def wait(self) -> float:
+        """Seconds waited for the thread to end; its own time is in .seconds, its failure in .error."""
+        t = time.perf_counter()
+        if self._thread is not None:
+            self._thread.join()
+        return round(time.perf_counter() - t, 3)

@@ -71,14 +71,21 @@ def test_written_into_a_longer_file_leaves_nothing_of_it(tmp_path):
 
 
 def test_a_swap_empties_the_replaced_output_and_a_stopped_runs_leftovers_are_emptied_next_time(tmp_path):
-    from flows.publish import _swap, recover_interrupted_swap, retire_stale
+    from flows.publish import Retirement, _swap, recover_interrupted_swap, retire_stale
 
     out, staging = tmp_path / "out", tmp_path / ".out.staging-r2"
     _tree(out, {"sheets/a/张三.xlsx": b"old book", "call_list.csv": b"old list"})
     _tree(staging, {"sheets/a/张三.xlsx": b"new book", "call_list.csv": b"new list"})
     os.link(out / "call_list.csv", staging / "kept.csv")  # a file the new output carries over from the old
     spares = SpareFiles(out)
-    _swap(staging, out, "r2", spares, files=10, folders=10)
+    retiring = _swap(staging, out, "r2")
+    assert (out / "sheets/a/张三.xlsx").read_bytes() == b"new book" and retiring.name == ".out.retiring-r2"
+    retirement = Retirement(spares, retiring, "r2", files=10, folders=10)  # emptied by a thread of its own
+    retirement.wait()
+    assert retirement.error is None and not retiring.exists()
+    failed = Retirement(spares, tmp_path / ".out.retiring-gone", "r9", files=10, folders=10)
+    failed.wait()  # a retirement that fails says so; it raises nothing into a run that has published
+    assert failed.error is not None and failed.error.startswith("FileNotFoundError")
     assert (out / "sheets/a/张三.xlsx").read_bytes() == b"new book" and (out / "kept.csv").read_bytes() == b"old list"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.spare", "out"]
     assert len(spares.files) == 1 and all(p.stat().st_size == 0 for p in spares.files)  # the old book, emptied
