@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -70,7 +71,9 @@ class PrintPage:
 
     place: tuple[str, str, str]
     digest: str
-    render: Callable[[], bytes]  # the page as UTF-8
+    render: Callable[..., bytes]  # the page as UTF-8; given its block's bodies (from bodies()), it uses them
+    block: Hashable = None  # pages of one block are rendered from one query's bodies
+    bodies: Callable[[], object] | None = None  # that query: may run in another thread
 
 
 @dataclass
@@ -210,19 +213,28 @@ def _write_csvs(staging: Path, outputs: RunOutputs, laps: dict[str, float]) -> N
 
 
 def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: CarriedOver) -> tuple[int, int]:
-    """Pages written and reused. A function of its own so that the last page, whose render holds the whole
-    call list, is let go as soon as the pages are written: as a loop in publish_outputs its variable kept it
-    through the rest of the stage (at 20M about 1 GiB of its peak)."""
-    written = reused = 0
+    """Pages written and reused. The pages to write are known first (by digest); then each block's bodies
+    (polars, which lets go of the GIL) are made by a thread one block ahead of the pages being written (Python
+    and the file system), so the second core is not idle: at most two blocks' bodies are held. A function of its
+    own so that the pages, whose renders hold the whole call list, are let go as soon as they are written."""
+    todo, seen = [], 0
     for page in pages:
+        seen += 1
         street, community, file_name = page.place
         target = staging / "print" / safe_file_name(street) / safe_file_name(community) / file_name
-        if carried.over(target, page.digest):
-            reused += 1
-        else:
-            write_into(target, page.render())
-            written += 1
-    return written, reused
+        if not carried.over(target, page.digest):
+            todo.append((page, target))
+    groups = [list(group) for _, group in itertools.groupby(todo, key=lambda job: job[0].block)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-bodies") as ahead:
+        coming = ahead.submit(groups[0][0][0].bodies) if groups and groups[0][0][0].bodies else None
+        for i, group in enumerate(groups):
+            bodies = coming.result() if coming is not None else None
+            nxt = groups[i + 1][0][0] if i + 1 < len(groups) else None
+            coming = ahead.submit(nxt.bodies) if nxt is not None and nxt.bodies is not None else None
+            for page, target in group:
+                write_into(target, page.render(bodies) if bodies is not None else page.render())
+            del bodies
+    return len(todo), seen - len(todo)
 
 
 MANIFEST = "books.json"

@@ -457,19 +457,25 @@ def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterat
         blocks[-1] = (blocks[-1][0], start + n - blocks[-1][0])
         block_of[community] = len(blocks) - 1
     del keys
-    rendered: dict[int | None, dict] = {}  # the block whose pages' bodies are made: one at a time
+    def bodies_of(block: int | None) -> dict[tuple[str, str, str], tuple[bytes, int]]:
+        """A block's page bodies (UTF-8) and people by worker; reads nothing that changes, so a thread of the
+        writer's may make the next block's while this one's pages are written."""
+        rows = call_list[order.slice(*blocks[block])] if block is not None else call_list.clear()
+        bodies = page_bodies(person_lines(rows))
+        return dict(zip(zip(*(bodies[c].to_list() for c in WORKER), strict=True),
+                        zip(bodies["body"].cast(pl.Binary).to_list(), bodies["people"].to_list(), strict=True),
+                        strict=True))
 
-    def render(book) -> bytes:
+    rendered: dict[int | None, dict] = {}  # for a page rendered without its block's bodies: one block at a time
+
+    def render(book, bodies: dict | None = None) -> bytes:
         block = block_of.get((book.street, book.community))
-        if block not in rendered:
-            rendered.clear()
-            rows = call_list[order.slice(*blocks[block])] if block is not None else call_list.clear()
-            lines = person_lines(rows)
-            bodies = page_bodies(lines)
-            rendered[block] = dict(zip(zip(*(bodies[c].to_list() for c in WORKER), strict=True),
-                                       zip(bodies["body"].cast(pl.Binary).to_list(), bodies["people"].to_list(),
-                                           strict=True), strict=True))
-        body, people = rendered[block].get((book.street, book.community, book.grid_worker), (b"", 0))
+        if bodies is None:
+            if block not in rendered:
+                rendered.clear()
+                rendered[block] = bodies_of(block)
+            bodies = rendered[block]
+        body, people = bodies.get((book.street, book.community, book.grid_worker), (b"", 0))
         return page_html(body, people, street=book.street, community=book.community, grid_worker=book.grid_worker,
                          grids="、".join(book.grid_ids), as_of_text=as_of_text)
 
@@ -477,8 +483,9 @@ def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterat
         mine = digests.slice(*workers.get((book.street, book.community, book.grid_worker), (0, 0)))
         digest = page_digest(mine, street=book.street, community=book.community, grid_worker=book.grid_worker,
                              grids="、".join(book.grid_ids))
+        block = block_of.get((book.street, book.community))
         yield PrintPage((book.street, book.community, book.file_name.removesuffix(".xlsx") + ".html"), digest,
-                        partial(render, book))
+                        partial(render, book), block, partial(bodies_of, block))
 
 
 def new_report(settings: Settings, **extra: object) -> RunReport:
