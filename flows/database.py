@@ -226,6 +226,7 @@ class Database:
             "CREATE TABLE IF NOT EXISTS link_decisions (record_kind VARCHAR, record_id VARCHAR, "
             "resident_id VARCHAR, method VARCHAR, score DOUBLE, decision VARCHAR, explanation VARCHAR)")
         self.con.execute("CREATE TABLE IF NOT EXISTS link_households_key (key VARCHAR)")  # keep_households
+        self.con.execute("CREATE TABLE IF NOT EXISTS link_roster_keys_key (key VARCHAR)")  # keep_roster_keys
         self.con.execute("CREATE TABLE IF NOT EXISTS link_generation (generation VARCHAR)")  # _new_generation
         stored = self.con.sql("SELECT key FROM link_meta").fetchall()
         if stored and stored[0][0] == key:
@@ -264,6 +265,24 @@ class Database:
             self.con.execute("DELETE FROM link_households_key")
             self.con.execute("INSERT INTO link_households_key VALUES (?)", [key])
         return self.fetch("SELECT * FROM link_households")
+
+    def kept_roster_keys(self, key: str, names: tuple[str, ...]) -> bool:
+        """The roster's blocking keys (the tables of transforms.linking.roster_keys_sql so named) as kept under
+        this linking fingerprint, put in place as views of the kept copies; False if they are not kept."""
+        stored = self.con.sql("SELECT key FROM link_roster_keys_key").fetchall()
+        if not (stored and stored[0][0] == key and all(self._exists(f"link_kept_{name}") for name in names)):
+            return False
+        for name in names:
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM link_kept_{name}")
+        return True
+
+    def keep_roster_keys(self, key: str, names: tuple[str, ...]) -> None:
+        """Copies of this run's roster key tables (made by its roster steps), kept under key."""
+        with self.transaction():
+            for name in names:
+                self.con.execute(f"CREATE OR REPLACE TABLE link_kept_{name} AS SELECT * FROM {name}")
+            self.con.execute("DELETE FROM link_roster_keys_key")
+            self.con.execute("INSERT INTO link_roster_keys_key VALUES (?)", [key])
 
     def records_to_link(self, records: list[Path], judged: pl.DataFrame, unknown: list[Path] | None = None
                         ) -> pl.DataFrame:

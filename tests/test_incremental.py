@@ -65,6 +65,9 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     # The same roster: its households taken from the database, not grouped again.
     assert {"household_ids", "household_phones", "keep_households"} <= set(scratch.linking["sql_seconds"])
     assert not {"household_ids", "household_phones", "keep_households"} & set(incremental.linking["sql_seconds"])
+    # and its blocking keys (unique IDs, usable phones and names) likewise
+    roster_keys = {"unique_ids", "phone_keys", "name_keys", "keep_roster_keys"}
+    assert roster_keys <= set(scratch.linking["sql_seconds"]) and not roster_keys & set(incremental.linking["sql_seconds"])
 
     a, b = tmp_path / "incremental" / "out", tmp_path / "scratch" / "out"
     assert _sorted_csv(a / "matches.csv").equals(_sorted_csv(b / "matches.csv"))
@@ -132,11 +135,13 @@ def test_a_new_roster_relinks_everything(tmp_path, prefect_server):
     assert again.linking["records_reused"] == 0 and again.linking["records_linked_now"] == again.linking["records"]
     assert again.inputs["roster"]["normalised_now"] == 1  # the one changed row; the rest was kept from the first
     # The households grouped again from the new roster: the new phone is in its household's list.
-    assert "keep_households" in again.linking["sql_seconds"]
+    assert {"keep_households", "keep_roster_keys"} <= set(again.linking["sql_seconds"])
     import duckdb
     with duckdb.connect(str(tmp_path / "g.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM link_households WHERE list_contains(household_phones, '18612345678')"
                        ).fetchall()[0][0] == 1
+        # and the phone is a blocking key of the roster kept now
+        assert con.sql("SELECT count(*) FROM link_kept_phone_keys WHERE phone_norm = '18612345678'").fetchall()[0][0] == 1
 
 
 def test_new_linking_code_relinks_everything(tmp_path, prefect_server, monkeypatch):
