@@ -30,17 +30,17 @@ class SpareFiles:
         self.folders = [self.folders_at / name for name in os.listdir(self.folders_at)]
         self.files_taken = self.folders_taken = 0
 
-    def file(self, target: Path) -> None:
+    def file(self, target: Path | str) -> None:
         """An empty file put at target (which is not there yet), if the pool has one; else its writer makes it."""
         if _take(self.files, target):
             self.files_taken += 1
 
-    def folder(self, target: Path) -> None:
+    def folder(self, target: Path | str) -> None:
         """target made as a folder (its parent is there), from the pool if it has one."""
         if _take(self.folders, target):
             self.folders_taken += 1
         else:
-            target.mkdir(exist_ok=True)
+            os.makedirs(target, exist_ok=True)
 
     def retire(self, tree: Path, tag: str, files: int | None = None, folders: int | None = None) -> None:
         """Everything under tree emptied into the pool, then tree itself; a file that another output holds too
@@ -77,7 +77,7 @@ class SpareFiles:
         self.folders.append(spare)
 
 
-def _take(pool: list[Path], target: Path) -> bool:
+def _take(pool: list[Path], target: Path | str) -> bool:
     """The last of pool renamed to target; False if the pool had none (one taken out by hand is passed over)."""
     while pool:
         try:
@@ -99,7 +99,7 @@ def _empty(path: str) -> None:
         os.close(fd)
 
 
-def write_into(path: Path, data: bytes) -> None:
+def write_into(path: Path | str, data: bytes) -> None:
     """data written as the whole of path: into the empty file a pool put there, or a new one. Not opened with
     O_TRUNC, which on ext4 would have the data pushed to disk at close, like a file cut by path (see _empty);
     a longer file that was there is cut after the write."""
