@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -47,21 +48,28 @@ class SpareFiles:
         (a hard link: a book carried over) is only unlinked, which leaves that output's copy as it is.
         The pool is kept to as many files and folders as an output has (files, folders); any more are deleted."""
         n = 0
-        for where, subfolders, names in os.walk(tree, topdown=False):
-            for name in names:
-                path = os.path.join(where, name)
-                info = os.lstat(path)
-                if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and (files is None or len(self.files) < files):
-                    _empty(path)
+        # Emptied by two threads, a folder's files at a time, each renamed once it is empty: the kernel freeing a
+        # file's blocks (about 120 us a file here) is most of retiring a city's 143,000 files (33 s at 20M), and
+        # two threads do it 1.5 times as fast.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="empty") as emptier:
+            for where, subfolders, names in os.walk(tree, topdown=False):
+                spares = []
+                for name in names:
+                    path = os.path.join(where, name)
+                    info = os.lstat(path)
+                    if (stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+                            and (files is None or len(self.files) + len(spares) < files)):
+                        spares.append(path)
+                    else:
+                        os.unlink(path)
+                for path, _ in zip(spares, emptier.map(_empty, spares), strict=True):
                     spare = self.files_at / f"{tag}-{n}"
                     os.rename(path, spare)
                     self.files.append(spare)
                     n += 1
-                else:
-                    os.unlink(path)
-            for name in subfolders:
-                self._retire_folder(Path(where) / name, f"{tag}-{n}", folders)
-                n += 1
+                for name in subfolders:
+                    self._retire_folder(Path(where) / name, f"{tag}-{n}", folders)
+                    n += 1
         self._retire_folder(tree, f"{tag}-{n}", folders)
 
     def _retire_folder(self, folder: Path, name: str, limit: int | None) -> None:
