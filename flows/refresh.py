@@ -473,15 +473,9 @@ def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterat
                         zip(bodies["body"].cast(pl.Binary).to_list(), bodies["people"].to_list(), strict=True),
                         strict=True))
 
-    rendered: dict[int | None, dict] = {}  # for a page rendered without its block's bodies: one block at a time
-
-    def render(book, bodies: dict | None = None) -> bytes:
-        block = block_of.get((book.street, book.community))
-        if bodies is None:
-            if block not in rendered:
-                rendered.clear()
-                rendered[block] = bodies_of(block)
-            bodies = rendered[block]
+    def render(book, block: int | None, bodies: dict | None = None) -> bytes:
+        """The page; its block's bodies are made for it alone when not given (publish gives them)."""
+        bodies = bodies_of(block) if bodies is None else bodies
         body, people = bodies.get((book.street, book.community, book.grid_worker), (b"", 0))
         return page_html(body, people, street=book.street, community=book.community, grid_worker=book.grid_worker,
                          grids="、".join(book.grid_ids), as_of_text=as_of_text)
@@ -492,7 +486,7 @@ def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterat
                              grids="、".join(book.grid_ids))
         block = block_of.get((book.street, book.community))
         yield PrintPage((book.street, book.community, book.file_name.removesuffix(".xlsx") + ".html"), digest,
-                        partial(render, book), block, partial(bodies_of, block))
+                        partial(render, book, block), block, partial(bodies_of, block))
 
 
 def new_report(settings: Settings, **extra: object) -> RunReport:

@@ -233,7 +233,7 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
                             & (pl.col("grid_worker") == book.grid_worker))
         assert (street, community) == (book.street, book.community) and name.endswith(".html")
         alone = page_bodies(mine.select(whole.columns))  # this worker's lines made into a page by themselves
-        body, people = (alone["body"][0], alone["people"][0]) if alone.height else ("", 0)
+        body, people = (alone["body"].cast(pl.Binary)[0], alone["people"][0]) if alone.height else (b"", 0)
         assert page == page_html(body, people, street=book.street, community=book.community,
                                  grid_worker=book.grid_worker, grids="、".join(book.grid_ids),
                                  as_of_text="2022-05-20 18:00")

@@ -89,11 +89,10 @@ def page_bodies(lines: pl.DataFrame) -> pl.DataFrame:
         pl.col("people").sum().cast(pl.Int64), section.str.join("\n").alias("body"))
 
 
-def page_html(body: bytes | str, people: int, *, street: str, community: str, grid_worker: str, grids: str,
+def page_html(body: bytes, people: int, *, street: str, community: str, grid_worker: str, grids: str,
               as_of_text: str) -> bytes:
     """A worker's page, as UTF-8, around its body (page_bodies, taken as bytes): a city's bodies went from
     polars to Python text and back to UTF-8 for the file, a quarter of the pages' time."""
-    body = body.encode() if isinstance(body, str) else body
     head = "\n".join([
         "<!DOCTYPE html>", '<html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
