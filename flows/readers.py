@@ -210,19 +210,43 @@ class _Bytes:
     prefix_sha256: str | None  # of the first `prefix` bytes asked for
 
 
-def _digest(path: Path, prefix: int | None = None) -> _Bytes:
-    """One pass over the file: its SHA-256 (and that of its first `prefix` bytes), its line breaks."""
+def _digest(path: Path, prefix: int | None = None, breaks_in_prefix: int | None = None) -> _Bytes:
+    """One pass over the file: its SHA-256 (and that of its first `prefix` bytes), its line breaks.
+    breaks_in_prefix: the line breaks of the first `prefix` bytes, known already (the last read counted them,
+    and the prefix's digest must match for them to be used): only those after it are counted.
+
+    The hash runs in a thread of its own (hashlib lets go of the GIL) while the next block is read and its
+    line breaks counted: at 20M residents the grown export (4.5 GB) took 4.7 s one step after the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
     h, size, breaks, last, at_prefix = hashlib.sha256(), 0, 0, b"", None
+    count_from = 0 if breaks_in_prefix is None or prefix is None else prefix
     if prefix == 0:
         at_prefix = h.hexdigest()
-    for block in _blocks(path):
-        if prefix is not None and size < prefix <= size + len(block):
-            h.update(block[: prefix - size])
-            at_prefix = h.hexdigest()  # hashlib goes on from here
-            h.update(block[prefix - size:])
-        else:
+
+    def update(block: bytes, cut: int | None) -> str | None:
+        if cut is None:
             h.update(block)
-        size, breaks, last = size + len(block), breaks + block.count(b"\n"), block[-1:]
+            return None
+        h.update(block[:cut])
+        seen = h.hexdigest()  # hashlib goes on from here
+        h.update(block[cut:])
+        return seen
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest") as hasher:
+        hashing = None
+        for block in _blocks(path):
+            cut = prefix - size if prefix is not None and size < prefix <= size + len(block) else None
+            if hashing is not None:
+                at_prefix = hashing.result() or at_prefix
+            hashing = hasher.submit(update, block, cut)
+            if size + len(block) > count_from:
+                breaks += block.count(b"\n", max(0, count_from - size))
+            size, last = size + len(block), block[-1:]
+        if hashing is not None:
+            at_prefix = hashing.result() or at_prefix
+    if breaks_in_prefix is not None and count_from:
+        breaks += breaks_in_prefix
     return _Bytes(size, h.hexdigest(), breaks, last, at_prefix)
 
 
@@ -496,7 +520,7 @@ def grown_table(path: Path | str, contract: Contract, last: TextEnd) -> CsvTable
     path = Path(path)
     if not last.closed or path.suffix.lower() not in (".csv", ".txt", ".tsv") or path.stat().st_size < last.size:
         return None
-    seen = _digest(path, last.size)
+    seen = _digest(path, last.size, last.next_line - 1)  # a closed end: a line break ended each line
     if seen.prefix_sha256 != last.sha256:
         return None
     try:

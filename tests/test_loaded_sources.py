@@ -280,6 +280,27 @@ def test_a_grown_csv_read_on_from_its_end_gives_the_rows_of_a_whole_read(tmp_pat
         full.write_bytes(whole)
 
 
+def test_a_file_s_digest_read_a_block_at_a_time_is_hashlib_s_of_its_bytes(tmp_path, monkeypatch):
+    """flows.readers._digest hashes in a thread while it reads and counts: the file's SHA-256, its prefix's, and
+    its line breaks (counted after the prefix only when the prefix's are given) must be those of the bytes,
+    wherever the blocks (here 7 bytes) and the prefix fall."""
+    import hashlib
+
+    import flows.readers as readers
+
+    monkeypatch.setattr(readers, "_UTF8_SLICE", 7)
+    data = "".join(f"T{i:04d},张三{i % 3},\n" for i in range(9)).encode() + b"tail\r\n"
+    path = tmp_path / "export.csv"
+    path.write_bytes(data)
+    for prefix in (None, 0, 1, 6, 7, 8, 20, len(data) - 1, len(data)):
+        for known in ((None,) if prefix is None else (None, data[:prefix].count(b"\n"))):
+            seen = readers._digest(path, prefix, known)
+            assert (seen.size, seen.sha256, seen.line_breaks, seen.last) == (
+                len(data), hashlib.sha256(data).hexdigest(), data.count(b"\n"), b"\n")
+            if prefix is not None:
+                assert seen.prefix_sha256 == hashlib.sha256(data[:prefix]).hexdigest()
+
+
 TESTS_ONLY = ("tests",)  # a grown export is a source of its own: the others need not be loaded beside it
 
 
