@@ -1,5 +1,5 @@
 """Making an output's files: on a quiet disk, right after deleting as many, and written into the emptied files
-of the output before (flows.spare_files), as a refresh now does.
+of the output before, emptied where they were (flows.spare_files), as a refresh now does.
 
     python bench/file_making.py --files 30000 --folders 3000 --work /tmp/fm --settle 330
 
@@ -28,19 +28,22 @@ BODY = b"x" * 16_000  # about a worker's book
 
 
 def make(tree: Path, folders: int, per: int, spares: SpareFiles | None = None) -> dict:
+    """folders x per files under tree/print (a pooled folder, as an output's pages are); with spares, into the
+    pool's emptied tree as the publisher claims it."""
     t, kernel = time.perf_counter(), os.times().system
-    tree.mkdir(parents=True)
+    if spares is None:
+        tree.mkdir(parents=True)
+    else:
+        spares.take(tree)
+    for rel in ["print", *(f"print/community-{d}" for d in range(folders))]:
+        if spares is None or not spares.folder(rel):
+            (tree / rel).mkdir(exist_ok=True)
     for d in range(folders):
-        folder = tree / f"community-{d}"
-        if spares is None:
-            folder.mkdir()
-        else:
-            spares.folder(folder)
         for f in range(per):
-            path = folder / f"worker-{f}.xlsx"
+            rel = f"print/community-{d}/worker-{f}.html"
             if spares is not None:
-                spares.file(path)
-            write_into(path, BODY)
+                spares.file(rel)
+            write_into(tree / rel, BODY)
     return {"seconds": round(time.perf_counter() - t, 3), "kernel_cpu": round(os.times().system - kernel, 3)}
 
 
@@ -64,7 +67,7 @@ def main() -> None:
     print(json.dumps({"case": "made right after deleting as many", **make(work / "b", args.folders, per)}), flush=True)
     spares = SpareFiles(work / "out")
     t = time.perf_counter()
-    spares.retire(work / "b", "b")
+    spares.retire(work / "b")
     print(json.dumps({"case": "empty them into the pool", "seconds": round(time.perf_counter() - t, 3)}), flush=True)
     print(json.dumps({"case": "written into the emptied files", **make(work / "c", args.folders, per, spares),
                       "taken_from_pool": spares.files_taken}), flush=True)

@@ -61,7 +61,7 @@ def retire_stale(out: Path, spares: SpareFiles) -> None:
     if out.exists():
         stale += sorted(out.parent.glob(f".{out.name}.previous-*"))
     for folder in stale:
-        spares.retire(folder, folder.name)
+        spares.retire(folder)
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
     # left out of the collector's full passes while the files are written: a pass walked them all (0.33 s at 1M).
     gc.freeze()
     try:
-        staging.mkdir()
+        spares.take(staging)  # the pool's emptied tree, where most of the books and pages are written again
         s = time.perf_counter()
         csvs = aside.submit(_write_csvs, staging, outputs, laps)
         (staging / "quarantine").mkdir()
@@ -155,6 +155,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         write_workbooks(quarantine_books + todo, workers=os.cpu_count() or 1)
         s = lap("write_workbooks", s)
         csvs.result()
+        report.lists["spares_unclaimed"] = spares.remove_unclaimed(staging, keep=len(carried.manifest))
         carried.write_manifest()
         lap("write_csv_wait", s)
         report.timings["write"] = round(time.perf_counter() - t, 3)
@@ -172,8 +173,6 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         report.lists["workbooks"] = len(outputs.books)
         report.lists["community_workbooks"] = len(outputs.community_books)
         (staging / "run.json").write_text(run_json(report, indent=2), encoding="utf-8")
-        # The pool is kept to this output's size: its books, pages and their folders, and a margin for the rest
-        # (CSVs, report, data docs).
         t = time.perf_counter()
         retiring = _swap(staging, out, report.run_id)
         report.timings["swap"] = round(time.perf_counter() - t, 3)
@@ -184,7 +183,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
     finally:
         aside.shutdown(wait=True)
         gc.unfreeze()
-    return Retirement(spares, retiring, report.run_id, len(carried.manifest) + 64, len(carried.folders) + 16)
+    return Retirement(spares, retiring)
 
 
 def run_json(report: RunReport, indent: int | None = None) -> str:
@@ -288,9 +287,11 @@ class CarriedOver:
         self.manifest[rel] = digest if sheets is None else [digest, list(sheets)]
         last, old, target = self.previous.get(rel), f"{self._out}/{rel}", self.target(rel)
         self._folder(rel.rpartition("/")[0])
+        spare = self.spares.file(rel)
         if (last[0] if isinstance(last, list) else last) != digest or not os.path.exists(old):
-            self.spares.file(target)
             return False
+        if spare:
+            self.spares.give_way(target)
         hard_link(old, target)
         return True
 
@@ -298,9 +299,8 @@ class CarriedOver:
         if not rel or rel in self.folders:
             return
         self._folder(rel.rpartition("/")[0])
-        folder = self.target(rel)
-        if not os.path.isdir(folder):
-            self.spares.folder(folder)
+        if not self.spares.folder(rel):
+            os.makedirs(self.target(rel), exist_ok=True)
         self.folders.add(rel)
 
     def keep(self, rel: str, sheets: tuple[str, ...]) -> Keep | None:
@@ -363,18 +363,17 @@ class Retirement:
     output is in place already, and a city's 143,000 files are each emptied and renamed (syscalls, the GIL
     let go). One that fails leaves its folder to the next run's retire_stale; the run has published."""
 
-    def __init__(self, spares: SpareFiles, folder: Path | None, tag: str, files: int, folders: int) -> None:
+    def __init__(self, spares: SpareFiles, folder: Path | None) -> None:
         self.seconds, self.error = 0.0, None
         self._thread = None
         if folder is not None:
-            self._thread = threading.Thread(target=self._run, args=(spares, folder, tag, files, folders),
-                                            name="retire", daemon=False)
+            self._thread = threading.Thread(target=self._run, args=(spares, folder), name="retire", daemon=False)
             self._thread.start()
 
-    def _run(self, spares: SpareFiles, folder: Path, tag: str, files: int, folders: int) -> None:
+    def _run(self, spares: SpareFiles, folder: Path) -> None:
         t = time.perf_counter()
         try:
-            spares.retire(folder, tag, files, folders)
+            spares.retire(folder)
         except Exception as exc:  # noqa: BLE001  (said by wait(); the next run retires what is left)
             self.error = f"{type(exc).__name__}: {exc}"
         self.seconds = round(time.perf_counter() - t, 3)

@@ -1,91 +1,155 @@
-"""The last output's files and folders, emptied and kept for the next output to be written into.
+"""The last output's books and pages, emptied where they were and kept for the next output to be written into.
 
 A refresh writes its outputs into a new folder and the output before it used to be deleted. On a file system
 without a journal (as here) ext4 will not hand out an inode freed in the last minute or more (five, while its
 inode table is not on disk) and steps over every such inode each time it makes a file: 30,000 files made just
 after 30,000 were deleted took 9.0 s where they took 1.3–1.6 s otherwise (/tmp test, this machine). A refresh
 that follows another within minutes (on demand, or a benchmark's) paid that for its 143,000 files at 20M.
-So the files are not deleted: each one no other output holds is emptied (nothing of a resident stays in it),
-renamed into a pool beside the output, and renamed from there to where the next output needs a file, whose
-writer then writes into it. No inode is freed and none is made; 30,000 files written so took 0.56 s.
+So the files are not deleted: each one no other output holds is emptied (nothing of a resident stays in it)
+where it is, and the emptied tree is kept beside the output as the pool. The next output is written into that
+tree: a book or page written again at a refresh is mostly one that was written again at the refresh before
+(at 20M residents every book is), so its writer finds an empty file at its place and writes into it; no inode
+is freed or made, and nothing is renamed file by file. The pool used to be one flat folder, each file renamed
+into it and out again: for 143,000 files emptying took 31.0 s against 24.3, writing into them 11.0 s against
+6.0 (bench/file_making.py). The pool's files an output does not claim are kept loose (a flat folder) for the
+files the tree lacks.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+# The output's folders whose files the publisher writes through CarriedOver, which says which it needs: only
+# these are kept in the pool (the CSVs, the report and the data docs are few, and written by other writers).
+POOLED = ("sheets", "community", "print")
+_LISTING = ".spare.json"  # inside the pooled tree: its emptied files and folders, relative to it
+
 
 class SpareFiles:
-    """The pool of empty files and folders beside an output (`.out.spare`). Only the process publishing the
-    output uses it (runs are claimed one at a time), so it needs no lock; the writers' threads do not touch it."""
+    """The pool beside an output (`.out.spare/tree`: an output two refreshes back, emptied). Only the process
+    publishing the output uses it (runs are claimed one at a time), so it needs no lock."""
 
     def __init__(self, out: Path) -> None:
         self.root = out.parent / f".{out.name}.spare"
-        self.files_at, self.folders_at = self.root / "files", self.root / "folders"
-        for folder in (self.files_at, self.folders_at):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.files = [self.files_at / name for name in os.listdir(self.files_at)]
-        self.folders = [self.folders_at / name for name in os.listdir(self.folders_at)]
+        self.tree, self.loose_at = self.root / "tree", self.root / "loose"
+        self.loose_at.mkdir(parents=True, exist_ok=True)
+        for flat in ("files", "folders"):  # the flat pool of earlier versions
+            shutil.rmtree(self.root / flat, ignore_errors=True)
+        self.loose = [self.loose_at / name for name in os.listdir(self.loose_at)]
+        self.staging: Path | None = None
+        self.files: set[str] = set()  # emptied files in the staging folder, not yet claimed (relative POSIX)
+        self.folders: set[str] = set()  # and folders
+        self._claimed_folders: set[str] = set()
         self.files_taken = self.folders_taken = 0
 
-    def file(self, target: Path | str) -> None:
-        """An empty file put at target (which is not there yet), if the pool has one; else its writer makes it."""
-        if _take(self.files, target):
-            self.files_taken += 1
+    def take(self, staging: Path) -> None:
+        """staging made: the pooled tree renamed to it when there is one (its files and folders then wait there
+        to be claimed, and whatever is not claimed is removed by remove_unclaimed), else an empty folder."""
+        self.staging = staging
+        try:
+            os.rename(self.tree, staging)
+        except FileNotFoundError:
+            staging.mkdir()
+            return
+        listing = staging / _LISTING
+        try:
+            held = json.loads(listing.read_text(encoding="utf-8"))
+            self.files, self.folders = set(held["files"]), set(held["folders"])
+        except (OSError, ValueError, KeyError, TypeError):  # not written whole: what the tree holds is read
+            self.files, self.folders = _listed(staging)
+        listing.unlink(missing_ok=True)
+        for name in os.listdir(staging):  # nothing but the pooled folders is kept in a pooled tree
+            if name not in POOLED:
+                _remove(staging / name)
+        self.files = {rel for rel in self.files if rel.split("/", 1)[0] in POOLED}
+        self.folders = {rel for rel in self.folders if rel.split("/", 1)[0] in POOLED}
 
-    def folder(self, target: Path | str) -> None:
-        """target made as a folder (its parent is there), from the pool if it has one."""
-        if _take(self.folders, target):
+    def file(self, rel: str) -> bool:
+        """The file at rel belongs to the output being written: True when an empty one from the pool is there
+        (the tree's, or a loose one put there; its writer writes into it, or give_way removes it), False when
+        the pool has none (its writer makes it)."""
+        if rel in self.files:
+            self.files.discard(rel)
+        elif not _take(self.loose, f"{self.staging}/{rel}"):
+            return False
+        self.files_taken += 1
+        return True
+
+    def folder(self, rel: str) -> bool:
+        """The folder at rel belongs to the output (its parent's turn came first): True when the pool's is there."""
+        if rel in self.folders:
+            self.folders.discard(rel)
             self.folders_taken += 1
-        else:
-            os.makedirs(target, exist_ok=True)
+            return True
+        return False
 
-    def retire(self, tree: Path, tag: str, files: int | None = None, folders: int | None = None) -> None:
-        """Everything under tree emptied into the pool, then tree itself; a file that another output holds too
-        (a hard link: a book carried over) is only unlinked, which leaves that output's copy as it is.
-        The pool is kept to as many files and folders as an output has (files, folders); any more are deleted."""
-        n = 0
-        # Emptied by two threads, a folder's files at a time, each renamed once it is empty: the kernel freeing a
-        # file's blocks (about 120 us a file here) is most of retiring a city's 143,000 files (33 s at 20M), and
-        # two threads do it 1.5 times as fast.
+    def give_way(self, path: str) -> None:
+        """The pool's empty file at path removed for a link to the last output's (a book carried over)."""
+        os.unlink(path)
+        self.files_taken -= 1
+
+    def remove_unclaimed(self, staging: Path, keep: int) -> int:
+        """The pool's files and folders the output did not claim taken out of staging (a worker who left, a
+        book carried over): the files kept loose, up to `keep` of them, the rest deleted. Returns how many."""
+        for i, rel in enumerate(self.files):
+            if len(self.loose) < keep:
+                spare = self.loose_at / f"{staging.name}-{i}"
+                os.rename(staging / rel, spare)
+                self.loose.append(spare)
+            else:
+                os.unlink(staging / rel)
+        for rel in sorted(self.folders, key=lambda r: r.count("/"), reverse=True):
+            os.rmdir(staging / rel)
+        n = len(self.files)
+        self.files, self.folders = set(), set()
+        return n
+
+    def retire(self, tree: Path) -> None:
+        """Everything under tree emptied: the files of the pooled folders in place (a file that another output
+        holds too, a hard link of a book carried over, is only unlinked: that output's copy stays as it is), the
+        rest removed; then tree becomes the pool, unless one is there already (a stopped run's), when it goes."""
+        keep, drop, folders = [], [], []
+        for where, subfolders, names in os.walk(tree):
+            rel_where = os.path.relpath(where, tree).replace(os.sep, "/")
+            pooled = rel_where != "." and rel_where.split("/", 1)[0] in POOLED
+            if rel_where == ".":
+                drop += [os.path.join(where, n) for n in subfolders if n not in POOLED]
+                subfolders[:] = [n for n in subfolders if n in POOLED]
+            for name in subfolders:
+                path = os.path.join(where, name)
+                if os.path.islink(path):
+                    drop.append(path)
+                else:
+                    folders.append(_rel(rel_where, name))
+            subfolders[:] = [n for n in subfolders if not os.path.islink(os.path.join(where, n))]
+            for name in names:
+                path = os.path.join(where, name)
+                info = os.lstat(path)
+                if pooled and stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+                    keep.append((_rel(rel_where, name), path))
+                else:
+                    drop.append(path)
+        # By two threads: the kernel freeing a file's blocks (about 120 us a file here) is most of retiring a
+        # city's 143,000 files, and two threads do it 1.5 times as fast.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="empty") as emptier:
-            for where, subfolders, names in os.walk(tree, topdown=False):
-                spares = []
-                for name in names:
-                    path = os.path.join(where, name)
-                    info = os.lstat(path)
-                    if (stat.S_ISREG(info.st_mode) and info.st_nlink == 1
-                            and (files is None or len(self.files) + len(spares) < files)):
-                        spares.append(path)
-                    else:
-                        os.unlink(path)
-                for path, _ in zip(spares, emptier.map(_empty, spares), strict=True):
-                    spare = self.files_at / f"{tag}-{n}"
-                    os.rename(path, spare)
-                    self.files.append(spare)
-                    n += 1
-                for name in subfolders:
-                    self._retire_folder(Path(where) / name, f"{tag}-{n}", folders)
-                    n += 1
-        self._retire_folder(tree, f"{tag}-{n}", folders)
-
-    def _retire_folder(self, folder: Path, name: str, limit: int | None) -> None:
-        """folder, emptied already (the walk is bottom-up), into the pool; a link to a folder only unlinked."""
-        if folder.is_symlink():
-            folder.unlink()
+            for _ in emptier.map(_empty, [path for _, path in keep], chunksize=256):
+                pass
+            for _ in emptier.map(_remove, drop, chunksize=64):
+                pass
+        if self.tree.exists():
+            shutil.rmtree(tree)
             return
-        if limit is not None and len(self.folders) >= limit:
-            folder.rmdir()
-            return
-        spare = self.folders_at / name
-        os.rename(folder, spare)
-        self.folders.append(spare)
+        listing = {"files": [rel for rel, _ in keep], "folders": folders}
+        (tree / _LISTING).write_text(json.dumps(listing, ensure_ascii=False), encoding="utf-8")
+        os.rename(tree, self.tree)
 
 
-def _take(pool: list[Path], target: Path | str) -> bool:
+def _take(pool: list[Path], target: str) -> bool:
     """The last of pool renamed to target; False if the pool had none (one taken out by hand is passed over)."""
     while pool:
         try:
@@ -94,6 +158,32 @@ def _take(pool: list[Path], target: Path | str) -> bool:
             continue
         return True
     return False
+
+
+def _rel(where: str, name: str) -> str:
+    return name if where == "." else f"{where}/{name}"
+
+
+def _listed(tree: Path) -> tuple[set[str], set[str]]:
+    """The files and folders of a pooled tree whose listing was lost; a file not empty is no spare."""
+    files, folders = set(), set()
+    for where, subfolders, names in os.walk(tree):
+        rel_where = os.path.relpath(where, tree).replace(os.sep, "/")
+        folders |= {_rel(rel_where, n) for n in subfolders}
+        for name in names:
+            path = os.path.join(where, name)
+            if os.path.getsize(path) == 0:
+                files.add(_rel(rel_where, name))
+            else:
+                os.unlink(path)
+    return files - {_LISTING}, folders
+
+
+def _remove(path: str | Path) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
 
 
 def _empty(path: str) -> None:

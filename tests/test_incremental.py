@@ -204,8 +204,17 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
     sheets, pages = tmp_path / "out" / "sheets", tmp_path / "out" / "print"
     before = {p: p.read_bytes() for p in sheets.rglob("*.xlsx")}
     pages_before = {p: p.read_text(encoding="utf-8") for p in pages.rglob("*.html")}
+    communities = tmp_path / "out" / "community"
+    communities_before = {p: p.read_bytes() for p in communities.rglob("*.xlsx")}
     later = dict(tests=str(more), as_of="2022-05-20T20:00")
-    pool = {p.stat().st_ino for p in (tmp_path / ".out.spare" / "files").iterdir()}  # the last outputs, emptied
+    tree = tmp_path / ".out.spare" / "tree"  # the output before the last, emptied where its files were
+
+    def pooled() -> dict[str, int]:
+        return {p.relative_to(tree).as_posix(): p.stat().st_ino for p in tree.rglob("*")
+                if p.is_file() and p.name != ".spare.json"}
+
+    pool = pooled()
+    loose = {p.stat().st_ino for p in (tmp_path / ".out.spare" / "loose").iterdir()}  # unclaimed before, emptied
     fourth = refresh(load_settings(data / "campaign.toml", out=str(tmp_path / "out"), db=str(tmp_path / "g.duckdb"),
                                    **later))
     fresh = refresh(load_settings(data / "campaign.toml", out=str(tmp_path / "fresh"),
@@ -213,12 +222,18 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
     kept = [p for p in sorted(sheets.rglob("*.xlsx")) if before.get(p) == p.read_bytes()]
     written = [p for p in sorted(sheets.rglob("*.xlsx")) if before.get(p) != p.read_bytes()]
     assert kept and written and fourth.lists["workbooks_written"] < fresh.lists["workbooks_written"] / 2
-    # What was written went into the emptied files of the outputs before (flows.spare_files), not new ones;
-    # the pool holds nothing of anyone, and no earlier output is left beside this one.
-    assert pool and fourth.lists["files_from_spares"] == min(len(pool), sum(
-        fourth.lists[n] for n in ("workbooks_written", "print_pages_written", "quarantine_books_written")))
-    assert {p.stat().st_ino for p in written} & pool
-    assert all(p.stat().st_size == 0 for p in (tmp_path / ".out.spare" / "files").iterdir())
+    # What was written went into the emptied files of the output before the last (flows.spare_files), each
+    # at its own place, not new ones; the pool holds nothing of anyone, and no earlier output is left beside this.
+    out = tmp_path / "out"
+    written_now = written + [p for p in sorted(pages.rglob("*.html")) if pages_before.get(p) != p.read_text(encoding="utf-8")]
+    written_now += [p for p in sorted(communities.rglob("*.xlsx")) if communities_before.get(p) != p.read_bytes()]
+    in_pool = [p for p in written_now if p.relative_to(out).as_posix() in pool]
+    assert all(p.stat().st_ino == pool[p.relative_to(out).as_posix()] for p in in_pool)
+    from_loose = [p for p in written_now if p.stat().st_ino in loose]
+    assert in_pool or from_loose
+    assert fourth.lists["files_from_spares"] == len(in_pool) + len(from_loose)
+    assert pooled() and all(p.stat().st_size == 0 for p in tree.rglob("*") if p.is_file() and p.name != ".spare.json")
+    assert fourth.lists["spares_unclaimed"] == 0
     assert not list(tmp_path.glob(".out.previous-*")) and not list(tmp_path.glob(".out.staging-*"))
     for p in kept + written:
         mine, theirs = _cells(p), _cells(tmp_path / "fresh" / p.relative_to(tmp_path / "out"))

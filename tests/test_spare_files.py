@@ -1,5 +1,6 @@
-"""The last output emptied into a pool and written into again: nothing another output holds is touched, nothing
-of a resident stays in the pool, and what is written into a spare is exactly what was asked."""
+"""The last output emptied where it was into a pool and written into again: nothing another output holds is
+touched, nothing of a resident stays in the pool, what is written into a spare is exactly what was asked, and
+the next output holds exactly the files it claimed."""
 
 from __future__ import annotations
 
@@ -15,50 +16,77 @@ def _tree(root, files: dict[str, bytes]) -> None:
         (root / rel).write_bytes(data)
 
 
-def test_a_retired_output_is_emptied_into_the_pool_and_a_file_another_output_holds_is_left_whole(tmp_path):
+def test_a_retired_output_is_emptied_in_place_and_its_tree_written_into_again(tmp_path):
     out, previous = tmp_path / "out", tmp_path / ".out.previous-1"
     _tree(previous, {"sheets/街道/社区/张三.xlsx": b"13800001111 " * 100, "print/街道/社区/张三.html": b"<p>x</p>",
-                     "call_list.csv": b"id,phone\n1,13800001111\n"})
+                     "sheets/街道/社区/李四.xlsx": b"13900002222 " * 100, "print/街道/旧社区/王五.html": b"<p>y</p>",
+                     "call_list.csv": b"id,phone\n1,13800001111\n", "data_docs/index.html": b"<p>docs</p>"})
     out.mkdir()
     os.link(previous / "print/街道/社区/张三.html", out / "kept.html")  # carried over into the published output
+    inodes = {rel: (previous / rel).stat().st_ino for rel in ("sheets/街道/社区/张三.xlsx", "sheets/街道/社区/李四.xlsx")}
     spares = SpareFiles(out)
-    spares.retire(previous, "1")
+    spares.retire(previous)
 
     assert not previous.exists()
     assert (out / "kept.html").read_bytes() == b"<p>x</p>" and (out / "kept.html").stat().st_nlink == 1
-    pooled = sorted(spares.files_at.iterdir())
-    assert len(pooled) == 2 == len(spares.files)  # the two files only this output held; the shared one unlinked
-    assert all(p.stat().st_size == 0 for p in pooled)  # no ID, phone or name stays behind
-    assert not any(p.name in {"张三.xlsx", "call_list.csv"} for p in pooled)
-    assert len(list(spares.folders_at.iterdir())) == 7 == len(spares.folders)  # sheets, print, streets, communities, root
-    assert all(not any(p.iterdir()) for p in spares.folders_at.iterdir())
+    pooled = sorted(p for p in spares.tree.rglob("*") if p.is_file() and p.name != ".spare.json")
+    # the files only this output held, in the pooled folders, emptied where they were: no ID, phone or name stays
+    assert [p.relative_to(spares.tree).as_posix() for p in pooled] == [
+        "print/街道/旧社区/王五.html", "sheets/街道/社区/张三.xlsx", "sheets/街道/社区/李四.xlsx"]
+    assert all(p.stat().st_size == 0 for p in pooled)
+    assert not (spares.tree / "call_list.csv").exists() and not (spares.tree / "data_docs").exists()
 
-    # The next output takes them: the same inodes, renamed into place, written whole.
-    inodes = {p.stat().st_ino for p in pooled}
-    staging = tmp_path / "staging"
-    staging.mkdir()
+    # The next output is written into that tree: the same inodes at the same places, written whole; what it does
+    # not claim is removed, what the pool did not have is made.
     later = SpareFiles(out)  # a new run finds the pool on disk
-    assert len(later.files) == 2 and len(later.folders) == 7
-    later.folder(staging / "a")
-    later.file(staging / "a" / "b.xlsx")
-    write_into(staging / "a" / "b.xlsx", b"new")
-    later.file(staging / "a" / "c.html")
-    later.file(staging / "a" / "d.html")  # the pool is empty now: the writer makes this one
-    write_into(staging / "a" / "c.html", b"page")
-    write_into(staging / "a" / "d.html", b"page two")
-    assert (staging / "a" / "b.xlsx").read_bytes() == b"new" and (staging / "a" / "c.html").read_bytes() == b"page"
-    assert (staging / "a" / "d.html").read_bytes() == b"page two"
-    assert {(staging / "a" / n).stat().st_ino for n in ("b.xlsx", "c.html")} == inodes
-    assert (later.files_taken, later.folders_taken) == (2, 1) and not list(later.files_at.iterdir())
+    staging = tmp_path / ".out.staging-2"
+    later.take(staging)
+    assert not spares.tree.exists()
+    for rel in ("sheets", "sheets/街道", "sheets/街道/社区", "print", "print/街道", "print/街道/社区"):
+        if not later.folder(rel):
+            (staging / rel).mkdir()
+    assert later.file("sheets/街道/社区/张三.xlsx") and not later.file("print/街道/社区/张三.html")
+    write_into(staging / "sheets/街道/社区/张三.xlsx", b"new")
+    write_into(staging / "print/街道/社区/张三.html", b"page")
+    assert later.file("sheets/街道/社区/李四.xlsx")
+    later.give_way(str(staging / "sheets/街道/社区/李四.xlsx"))  # carried over: the last output's file linked there
+    os.link(out / "kept.html", staging / "sheets/街道/社区/李四.xlsx")
+    # the page of a community that left is kept loose (emptied), its folder removed
+    assert later.remove_unclaimed(staging, keep=10) == 1 and len(later.loose) == 1
+    assert later.loose[0].stat().st_size == 0 and later.loose[0].parent == later.loose_at
+    files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    assert files == ["print/街道/社区/张三.html", "sheets/街道/社区/张三.xlsx", "sheets/街道/社区/李四.xlsx"]
+    assert not (staging / "print/街道/旧社区").exists()
+    assert (staging / "sheets/街道/社区/张三.xlsx").read_bytes() == b"new"
+    assert (staging / "sheets/街道/社区/张三.xlsx").stat().st_ino == inodes["sheets/街道/社区/张三.xlsx"]
+    assert (later.files_taken, later.folders_taken) == (1, 6)
 
 
-def test_the_pool_is_kept_to_an_outputs_size(tmp_path):
+def test_files_the_next_output_does_not_claim_are_removed_and_a_lost_listing_is_read_from_the_tree(tmp_path):
     out, previous = tmp_path / "out", tmp_path / ".out.previous-2"
-    _tree(previous, {f"g{i}/f{j}.xlsx": b"data" for i in range(3) for j in range(4)})
+    _tree(previous, {f"print/g{i}/f{j}.html": b"data" for i in range(3) for j in range(4)})
     spares = SpareFiles(out)
-    spares.retire(previous, "2", files=5, folders=2)
-    assert len(list(spares.files_at.iterdir())) == 5 and len(list(spares.folders_at.iterdir())) == 2
-    assert not previous.exists()
+    spares.retire(previous)
+    (spares.tree / ".spare.json").unlink()  # a listing lost: the tree is read (its empty files are spares)
+    staging = tmp_path / "staging"
+    spares.take(staging)
+    assert len(spares.files) == 12 and len(spares.folders) == 4
+    for rel in ("print", "print/g0"):
+        assert spares.folder(rel)
+    assert spares.file("print/g0/f0.html") and not spares.file("print/g9/f0.html")
+    assert spares.remove_unclaimed(staging, keep=5) == 11  # five kept loose, six deleted
+    assert sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*")) == ["print", "print/g0", "print/g0/f0.html"]
+    loose = {p.stat().st_ino for p in spares.loose_at.iterdir()}
+    assert len(loose) == 5
+
+    # A file the tree lacks is a loose one put at its place (the next run finds them on disk).
+    later = SpareFiles(out)
+    nxt = tmp_path / "next"
+    later.take(nxt)
+    (nxt / "print" / "new").mkdir(parents=True)
+    assert later.file("print/new/a.html") and (nxt / "print/new/a.html").stat().st_ino in loose
+    write_into(nxt / "print/new/a.html", b"page")
+    assert (nxt / "print/new/a.html").read_bytes() == b"page" and len(list(later.loose_at.iterdir())) == 4
 
 
 def test_written_into_a_longer_file_leaves_nothing_of_it(tmp_path):
@@ -80,25 +108,27 @@ def test_a_swap_empties_the_replaced_output_and_a_stopped_runs_leftovers_are_emp
     spares = SpareFiles(out)
     retiring = _swap(staging, out, "r2")
     assert (out / "sheets/a/张三.xlsx").read_bytes() == b"new book" and retiring.name == ".out.retiring-r2"
-    retirement = Retirement(spares, retiring, "r2", files=10, folders=10)  # emptied by a thread of its own
+    retirement = Retirement(spares, retiring)  # emptied by a thread of its own
     retirement.wait()
     assert retirement.error is None and not retiring.exists()
-    failed = Retirement(spares, tmp_path / ".out.retiring-gone", "r9", files=10, folders=10)
+    failed = Retirement(spares, tmp_path / ".out.retiring-gone")
     failed.wait()  # a retirement that fails says so; it raises nothing into a run that has published
     assert failed.error is not None and failed.error.startswith("FileNotFoundError")
     assert (out / "sheets/a/张三.xlsx").read_bytes() == b"new book" and (out / "kept.csv").read_bytes() == b"old list"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.spare", "out"]
-    assert len(spares.files) == 1 and all(p.stat().st_size == 0 for p in spares.files)  # the old book, emptied
+    pooled = [p for p in spares.tree.rglob("*") if p.is_file() and p.name != ".spare.json"]
+    assert [p.name for p in pooled] == ["张三.xlsx"] and pooled[0].stat().st_size == 0  # the old book, emptied
 
     # A run stopped while emptying the output it replaced, and one stopped after moving the last aside: both are
-    # emptied by the next run, which never takes them back for the output.
+    # emptied by the next run, which never takes them back for the output; the pool holds one tree (the first).
     _tree(tmp_path / ".out.retiring-r3", {"sheets/b/李四.xlsx": b"half"})
     _tree(tmp_path / ".out.previous-r4", {"sheets/c/王五.xlsx": b"whole"})
     recover_interrupted_swap(out)
     later = SpareFiles(out)
     retire_stale(out, later)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.spare", "out"]
-    assert len(later.files) == 3 and all(p.stat().st_size == 0 for p in later.files)
+    pooled = [p for p in later.tree.rglob("*") if p.is_file() and p.name != ".spare.json"]
+    assert [p.name for p in pooled] == ["张三.xlsx"] and pooled[0].stat().st_size == 0
     assert (out / "sheets/a/张三.xlsx").read_bytes() == b"new book"
 
     # With no output (a run stopped between moving the last aside and moving its own in), the last is put back.
