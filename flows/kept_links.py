@@ -133,19 +133,19 @@ class KeptLinks:
         extra = fresh
         if not_now is not None and not_now.height:
             extra = pl.concat([fresh, stored(not_now).select(fresh.columns).cast(fresh.schema)])
-        base = pl.scan_parquet(last.path).join(todo.select(keys).lazy(), on=keys, how="anti", maintain_order="left")
         touched = [extra.select("resident_id")]
         # Only records among the last refresh's (a row number below its count) can have a decision in its copy:
-        # at 20M the copy is 66 M rows, not read for the added records.
+        # at 20M the copy is 66 M rows, neither read for the added records nor joined against them.
         among_last = pl.lit(False)
         for kind, n in last.rows.items():
             among_last = among_last | ((pl.col("record_kind") == kind) & (pl.col(ROW) < n))
         relinked = todo.filter(among_last).select(keys)
+        base = pl.scan_parquet(last.path)
         if relinked.height:
-            touched.append(pl.scan_parquet(last.path).join(relinked.lazy(), on=keys, how="semi").select(
-                "resident_id").collect())
+            touched.append(base.join(relinked.lazy(), on=keys, how="semi").select("resident_id").collect())
+            base = base.join(relinked.lazy(), on=keys, how="anti", maintain_order="left")
         residents = pl.concat(touched, how="vertical_relaxed").drop_nulls().unique()
-        return merge_sorted_links(base, extra.lazy()), residents
+        return merge_sorted_links(base, extra, [*last.rows, *rows]), residents
 
     def save(self, links: pl.DataFrame | pl.LazyFrame, spill: RecordSpill, sums: dict[str, tuple[int, int]],
              generation: str | None) -> pl.LazyFrame:

@@ -7,6 +7,7 @@ import json
 import shutil
 import zipfile
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -379,3 +380,23 @@ def test_ruling_only_the_changed_residents_equals_ruling_everyone(tmp_path, pref
         if name == "call_list":
             before, now = before.drop("new_since_last"), now.drop("new_since_last")
         assert now.equals(before), name
+
+
+def test_decisions_merged_kind_by_kind_are_those_of_one_sort_by_kind_and_record():
+    """transforms.sorted_links: the last copy (sorted) with the decisions made now (in any order) merged kind by
+    kind is what sorting them all by record_kind and record_id gives, a kind only the new decisions hold too."""
+    from transforms.sorted_links import merge_sorted_links
+
+    rng = np.random.default_rng(5)
+    ids = [f"T{n:05d}" if n % 3 else f"{n}" for n in rng.choice(100_000, 3_000, replace=False)]  # digits sort first
+    kinds = rng.choice(["test", "vaccination"], len(ids))
+    whole = pl.DataFrame({"record_kind": kinds, "record_id": ids, "resident_id": [f"R{i}" for i in range(len(ids))],
+                          "score": rng.random(len(ids))})
+    now = rng.random(len(ids)) < 0.1
+    base = whole.filter(~pl.Series(now)).sort("record_kind", "record_id")
+    extra = whole.filter(pl.Series(now)).sample(fraction=1.0, shuffle=True, seed=1)
+    expected = whole.sort("record_kind", "record_id")
+    assert merge_sorted_links(base.lazy(), extra, ["test", "vaccination"]).collect().equals(expected)
+    only_new = extra.with_columns(pl.lit("walk_in").alias("record_kind"))  # a kind the copy does not hold
+    merged = merge_sorted_links(base.lazy(), only_new, ["test", "vaccination"]).collect()
+    assert merged.equals(pl.concat([base, only_new]).sort("record_kind", "record_id"))

@@ -7,12 +7,21 @@ decisions (flows.refresh.linking_code_fingerprint), and putting them in order ch
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import polars as pl
 
 
-def merge_sorted_links(base: pl.LazyFrame, extra: pl.LazyFrame) -> pl.LazyFrame:
+def merge_sorted_links(base: pl.LazyFrame, extra: pl.DataFrame, kinds: Iterable[str]) -> pl.LazyFrame:
     """Decisions on two sets of records as one, sorted by record_kind then record_id: base already sorted so
-    (a city's, merged in one pass, never sorted again), extra in any order (the few made now)."""
-    key = pl.concat_str("record_kind", pl.lit("\x00"), "record_id").alias("_key")  # NUL sorts before any text
-    extra = extra.cast(base.collect_schema()).with_columns(key).sort("_key")
-    return base.with_columns(key).set_sorted("_key").merge_sorted(extra, key="_key").drop("_key")
+    (a city's, merged in one pass, never sorted again), extra in any order (the few made now). kinds: every
+    record_kind either holds. Merged kind by kind on record_id itself: one key made of both columns meant
+    building 68 M strings each time (at 20M the merge and its write took 11.5 s, the write alone 7.0)."""
+    extra = extra.cast(base.collect_schema())
+    kinds = sorted(set(kinds) | set(extra["record_kind"].unique().to_list()))
+    kind = pl.col("record_kind")
+    return pl.concat([
+        base.filter(kind == k).set_sorted("record_id").merge_sorted(
+            extra.filter(kind == k).sort("record_id").lazy().set_sorted("record_id"), key="record_id")
+        for k in kinds
+    ]) if kinds else base
