@@ -368,7 +368,7 @@ def _swap(staging: Path, out: Path, run_id: str) -> Path | None:
 
 class Retirement:
     """The replaced output emptied into the pool by a thread of its own, while the run is recorded: the new
-    output is in place already, and a city's 143,000 files are each emptied and renamed (syscalls, the GIL
+    output is in place already, and a city's 143,000 files are each emptied where they are (syscalls, the GIL
     let go). One that fails leaves its folder to the next run's retire_stale; the run has published."""
 
     def __init__(self, spares: SpareFiles, folder: Path | None) -> None:

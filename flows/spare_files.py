@@ -44,7 +44,6 @@ class SpareFiles:
         self.staging: Path | None = None
         self.files: set[str] = set()  # emptied files in the staging folder, not yet claimed (relative POSIX)
         self.folders: set[str] = set()  # and folders
-        self._claimed_folders: set[str] = set()
         self.files_taken = self.folders_taken = 0
 
     def take(self, staging: Path) -> None:
