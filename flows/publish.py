@@ -146,6 +146,8 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
                 if not carried.over(rel, digest.book, digest.sheets)]
         report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), len(jobs) - len(todo)
         report.lists["sheets_kept_in_books_written"] = sum(len(keep.sheets) for _, _, keep in todo if keep)
+        threading.Thread(target=_read_ahead, args=([str(keep.path) for _, _, keep in todo if keep],),
+                         name="read-ahead", daemon=True).start()
         s = lap("write_carry_over", s)  # every book's digest, and the unchanged ones linked from the last output
         # The pages before the books, not beside them: at 20M residents, pages and books written together took
         # the write stage's peak from 14.9 to 16.3-19.0 GiB.
@@ -234,6 +236,23 @@ def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: Carri
                 write_into(target, page.render(bodies) if bodies is not None else page.render())
             del bodies
     return len(todo), seen - len(todo)
+
+
+def _read_ahead(paths: list[str]) -> None:
+    """The last books whose sheets are kept, asked of the disk in the order they will be read (the kernel reads
+    them while the pages are written): at 20M the last output (2.8 GB of books) was mostly out of the page
+    cache by then, and reading it was two fifths of the book threads' time."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 safe_name = lru_cache(maxsize=65536)(safe_file_name)  # a street's and a community's name, for each of their files
