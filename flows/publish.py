@@ -159,7 +159,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
         csvs.result()
         if reported is not None:
             reported.result()
-        report.lists["spares_unclaimed"] = spares.remove_unclaimed(staging, keep=len(carried.manifest))
+        report.lists["spares_unclaimed"] = spares.remove_unclaimed(keep=len(carried.manifest))
         carried.write_manifest()
         lap("write_csv_wait", s)
         report.timings["write"] = round(time.perf_counter() - t, 3)

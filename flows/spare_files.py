@@ -92,9 +92,11 @@ class SpareFiles:
         os.unlink(path)
         self.files_taken -= 1
 
-    def remove_unclaimed(self, staging: Path, keep: int) -> int:
-        """The pool's files and folders the output did not claim taken out of staging (a worker who left, a
-        book carried over): the files kept loose, up to `keep` of them, the rest deleted. Returns how many."""
+    def remove_unclaimed(self, keep: int) -> int:
+        """The pool's files and folders the output did not claim taken out of the staging folder (a worker who
+        left, a book carried over): the files kept loose, up to `keep` of them, the rest deleted. Returns how
+        many."""
+        staging = self.staging
         for i, rel in enumerate(self.files):
             if len(self.loose) < keep:
                 spare = self.loose_at / f"{staging.name}-{i}"
@@ -119,13 +121,10 @@ class SpareFiles:
             if rel_where == ".":
                 drop += [os.path.join(where, n) for n in subfolders if n not in POOLED]
                 subfolders[:] = [n for n in subfolders if n in POOLED]
-            for name in subfolders:
-                path = os.path.join(where, name)
-                if os.path.islink(path):
-                    drop.append(path)
-                else:
-                    folders.append(_rel(rel_where, name))
-            subfolders[:] = [n for n in subfolders if not os.path.islink(os.path.join(where, n))]
+            linked = [n for n in subfolders if os.path.islink(os.path.join(where, n))]  # only unlinked
+            drop += [os.path.join(where, n) for n in linked]
+            subfolders[:] = [n for n in subfolders if n not in linked]
+            folders += [_rel(rel_where, n) for n in subfolders]
             for name in names:
                 path = os.path.join(where, name)
                 info = os.lstat(path)

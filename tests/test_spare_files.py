@@ -52,7 +52,7 @@ def test_a_retired_output_is_emptied_in_place_and_its_tree_written_into_again(tm
     later.give_way(str(staging / "sheets/街道/社区/李四.xlsx"))  # carried over: the last output's file linked there
     os.link(out / "kept.html", staging / "sheets/街道/社区/李四.xlsx")
     # the page of a community that left is kept loose (emptied), its folder removed
-    assert later.remove_unclaimed(staging, keep=10) == 1 and len(later.loose) == 1
+    assert later.remove_unclaimed(keep=10) == 1 and len(later.loose) == 1
     assert later.loose[0].stat().st_size == 0 and later.loose[0].parent == later.loose_at
     files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
     assert files == ["print/街道/社区/张三.html", "sheets/街道/社区/张三.xlsx", "sheets/街道/社区/李四.xlsx"]
@@ -74,7 +74,7 @@ def test_files_the_next_output_does_not_claim_are_removed_and_a_lost_listing_is_
     for rel in ("print", "print/g0"):
         assert spares.folder(rel)
     assert spares.file("print/g0/f0.html") and not spares.file("print/g9/f0.html")
-    assert spares.remove_unclaimed(staging, keep=5) == 11  # five kept loose, six deleted
+    assert spares.remove_unclaimed(keep=5) == 11  # five kept loose, six deleted
     assert sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*")) == ["print", "print/g0", "print/g0/f0.html"]
     loose = {p.stat().st_ino for p in spares.loose_at.iterdir()}
     assert len(loose) == 5
