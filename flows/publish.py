@@ -27,7 +27,7 @@ from expectations.suites import SuiteResult
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.meter import StageMeter
 from flows.record_spill import hard_link
-from flows.spare_files import SpareFiles, write_into
+from flows.spare_files import Retirer, SpareFiles, pool_turn, write_into
 from flows.workbooks import Keep, QuarantineBook, write_workbooks
 from transforms.report import chart_bars
 from transforms.sheets import CommunityBook, WorkerBook, book_digests, safe_file_name
@@ -52,16 +52,6 @@ def recover_interrupted_swap(out: Path) -> None:
     previous = sorted(out.parent.glob(f".{out.name}.previous-*"))
     if previous:
         previous[-1].rename(out)
-
-
-def retire_stale(out: Path, spares: SpareFiles) -> None:
-    """Outputs a stopped run left beside out emptied into the pool: one it was emptying, and (once out is
-    there) one it had moved aside; out is newer than both."""
-    stale = sorted(out.parent.glob(f".{out.name}.retiring-*"))
-    if out.exists():
-        stale += sorted(out.parent.glob(f".{out.name}.previous-*"))
-    for folder in stale:
-        spares.retire(folder)
 
 
 @dataclass(frozen=True)
@@ -94,14 +84,31 @@ class RunOutputs:
 
 
 def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: float,
-                    meter: StageMeter | None = None) -> Retirement:
-    """The outputs written and put in place of the last; the last is emptied into the pool by the Retirement
-    returned, whose wait() the caller calls before it ends."""
+                    meter: StageMeter | None = None) -> Retirer | None:
+    """The outputs written and put in place of the last; the last is emptied into the pool by the Retirer
+    returned (a process of its own, which the run does not wait for)."""
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    recover_interrupted_swap(out)
-    spares = SpareFiles(out)
-    retire_stale(out, spares)
+    with pool_turn(out) as waited:
+        # Waited only when this run came before the last one's retirer was done (two hours later, it never does).
+        report.timings["pool_wait"] = waited
+        recover_interrupted_swap(out)
+        spares = SpareFiles(out)
+        last = spares.last_retirement()
+        if last is not None:  # the retiring of the output before this one's, measured by its retirer
+            report.timings["retire_last"] = last.get("seconds")
+            if last.get("error"):
+                report.lists["retire_last_error"] = last["error"]
+        t = time.perf_counter()
+        spares.retire_stale()  # what a retirer left (stopped, or never started)
+        report.timings["retire_stale"] = round(time.perf_counter() - t, 3)
+        retiring = _publish(out, outputs, report, started, meter, spares)
+    return Retirer(out) if retiring is not None else None
+
+
+def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, meter: StageMeter | None,
+             spares: SpareFiles) -> Path | None:
+    """In the pool's turn: the outputs written into staging and swapped in; returns the replaced output."""
     staging = out.parent / f".{out.name}.staging-{report.run_id}"
     t, kernel, user = time.perf_counter(), os.times().system, os.times().user
     laps: dict[str, float] = {}
@@ -187,7 +194,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
     finally:
         aside.shutdown(wait=True)
         gc.unfreeze()
-    return Retirement(spares, retiring)
+    return retiring
 
 
 def run_json(report: RunReport, indent: int | None = None) -> str:
@@ -383,31 +390,3 @@ def _swap(staging: Path, out: Path, run_id: str) -> Path | None:
         return None
     # Renamed first: recover_interrupted_swap never takes a half-emptied output back for a whole one.
     return previous.rename(out.parent / f".{out.name}.retiring-{run_id}")
-
-
-class Retirement:
-    """The replaced output emptied into the pool by a thread of its own, while the run is recorded: the new
-    output is in place already, and a city's 143,000 files are each emptied where they are (syscalls, the GIL
-    let go). One that fails leaves its folder to the next run's retire_stale; the run has published."""
-
-    def __init__(self, spares: SpareFiles, folder: Path | None) -> None:
-        self.seconds, self.error = 0.0, None
-        self._thread = None
-        if folder is not None:
-            self._thread = threading.Thread(target=self._run, args=(spares, folder), name="retire", daemon=False)
-            self._thread.start()
-
-    def _run(self, spares: SpareFiles, folder: Path) -> None:
-        t = time.perf_counter()
-        try:
-            spares.retire(folder)
-        except Exception as exc:  # noqa: BLE001  (said by wait(); the next run retires what is left)
-            self.error = f"{type(exc).__name__}: {exc}"
-        self.seconds = round(time.perf_counter() - t, 3)
-
-    def wait(self) -> float:
-        """Seconds waited for the thread to end; its own time is in .seconds, its failure in .error."""
-        t = time.perf_counter()
-        if self._thread is not None:
-            self._thread.join()
-        return round(time.perf_counter() - t, 3)

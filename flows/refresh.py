@@ -547,7 +547,6 @@ def _process(
     people: dict[str, pl.DataFrame | pl.LazyFrame] = {}  # on disk: the roster until link is done, the facts
     suites: dict[str, SuiteResult] = {}
     state = settings.duckdb.path.parent
-    retirement = None
     with LoadingProcess(settings, docs_root, state / "failed_validation" / report.run_id, state / "normalised",
                         spill, facts, flows.sources.SLICE_ROWS, state / "loaded_sources") as loading:
         for name, opener in sources.items():
@@ -647,18 +646,16 @@ def _process(
         )
         del pages
         lap("sheets", t)  # building the books and pages in memory; publish times the writing
-        retirement = publish_outputs(settings.out, outputs, report, started, meter)
+        retirer = publish_outputs(settings.out, outputs, report, started, meter)
+        if retirer is not None and retirer.error:
+            logger.warning("the replaced output is left for the next run to empty into the pool: %s", retirer.error)
         # The books (a string copy of the call list) and the other tables go before DuckDB takes the run's
         # record: at 20M residents storing 66 M decisions raised the process by 5.5 GiB beside them, its peak.
         del outputs, books, community_books, tables, quarantine
         t = time.perf_counter()
 
         def recorded() -> str:
-            """The report with the record's own time and memory, as the history keeps it. The replaced output
-            was emptied into the pool while the run was recorded: how long that took, and how long the run
-            then waited for it."""
-            report.timings["retire_wait"] = retirement.wait()
-            report.timings["retire"] = retirement.seconds
+            """The report with the record's own time and memory, as the history keeps it."""
             report.timings["record"] = round(time.perf_counter() - t, 3)
             report.peak_memory_gib["record"] = meter.mark("record")
             report.timings["total"] = round(time.perf_counter() - started, 3)
@@ -666,13 +663,8 @@ def _process(
 
         db.record_run(report.run_id, settings.since.isoformat(),
                       {"call_list": facts.scan("call_list"), "coverage": coverage, "decisions": linked_now}, recorded)
-        if retirement.error:
-            logger.warning("the replaced output was not all emptied into the pool (the next run goes on): %s",
-                           retirement.error)
         rewrite_run_json(settings.out, report)
     finally:
-        if retirement is not None:
-            retirement.wait()
         db.close()
     logger.info(
         "run %s: %d in scope, %d untested, %d list rows, %.1f s",

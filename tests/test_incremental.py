@@ -14,6 +14,7 @@ import pytest
 from flows.generate import write_synthetic
 from flows.readers import read_table
 from flows.settings import load_settings
+from flows.spare_files import wait_retired
 from transforms.contract import TESTS
 from transforms.synthetic import generate
 
@@ -214,6 +215,7 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
         return {p.relative_to(tree).as_posix(): p.stat().st_ino for p in tree.rglob("*")
                 if p.is_file() and p.name != ".spare.json"}
 
+    wait_retired(tmp_path / "out")  # the third run's retirer, a process of its own, has emptied the second's output
     pool = pooled()
     loose = {p.stat().st_ino for p in (tmp_path / ".out.spare" / "loose").iterdir()}  # unclaimed before, emptied
     fourth = refresh(load_settings(data / "campaign.toml", out=str(tmp_path / "out"), db=str(tmp_path / "g.duckdb"),
@@ -233,6 +235,7 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
     from_loose = [p for p in written_now if p.stat().st_ino in loose]
     assert in_pool or from_loose
     assert fourth.lists["files_from_spares"] == len(in_pool) + len(from_loose)
+    wait_retired(out)
     assert pooled() and all(p.stat().st_size == 0 for p in tree.rglob("*") if p.is_file() and p.name != ".spare.json")
     assert fourth.lists["spares_unclaimed"] == 0
     assert not list(tmp_path.glob(".out.previous-*")) and not list(tmp_path.glob(".out.staging-*"))

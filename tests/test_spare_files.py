@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 from flows.spare_files import SpareFiles, write_into
 
@@ -99,25 +100,36 @@ def test_written_into_a_longer_file_leaves_nothing_of_it(tmp_path):
 
 
 def test_a_swap_empties_the_replaced_output_and_a_stopped_runs_leftovers_are_emptied_next_time(tmp_path):
-    from flows.publish import Retirement, _swap, recover_interrupted_swap, retire_stale
+    from flows.publish import _swap, recover_interrupted_swap
+    from flows.spare_files import Retirer, pool_turn, wait_retired
 
     out, staging = tmp_path / "out", tmp_path / ".out.staging-r2"
     _tree(out, {"sheets/a/张三.xlsx": b"old book", "call_list.csv": b"old list"})
     _tree(staging, {"sheets/a/张三.xlsx": b"new book", "call_list.csv": b"new list"})
     os.link(out / "call_list.csv", staging / "kept.csv")  # a file the new output carries over from the old
-    spares = SpareFiles(out)
     retiring = _swap(staging, out, "r2")
     assert (out / "sheets/a/张三.xlsx").read_bytes() == b"new book" and retiring.name == ".out.retiring-r2"
-    retirement = Retirement(spares, retiring)  # emptied by a thread of its own
-    retirement.wait()
-    assert retirement.error is None and not retiring.exists()
-    failed = Retirement(spares, tmp_path / ".out.retiring-gone")
-    failed.wait()  # a retirement that fails says so; it raises nothing into a run that has published
-    assert failed.error is not None and failed.error.startswith("FileNotFoundError")
+    with pool_turn(out):  # a run still writing holds the pool: the retirer, a process of its own, waits for it
+        retirer = Retirer(out)
+        time.sleep(0.5)
+        assert retirer.process.poll() is None and retiring.exists()
+    retirer.wait()
+    assert retirer.process.returncode == 0 and not retiring.exists()
+    said = SpareFiles(out).last_retirement()  # for the next run's run.json, said once
+    assert said["outputs"] == 1 and said["seconds"] >= 0 and "error" not in said
+    assert SpareFiles(out).last_retirement() is None
     assert (out / "sheets/a/张三.xlsx").read_bytes() == b"new book" and (out / "kept.csv").read_bytes() == b"old list"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.spare", "out"]
+    spares = SpareFiles(out)
     pooled = [p for p in spares.tree.rglob("*") if p.is_file() and p.name != ".spare.json"]
     assert [p.name for p in pooled] == ["张三.xlsx"] and pooled[0].stat().st_size == 0  # the old book, emptied
+
+    (tmp_path / ".out.retiring-bad").write_bytes(b"")  # not a folder: a retirer that fails says why, and ends
+    Retirer(out).wait()
+    said = SpareFiles(out).last_retirement()
+    assert said["error"].startswith("NotADirectoryError")
+    (tmp_path / ".out.retiring-bad").unlink()
+    wait_retired(out)  # nothing left to empty: returns at once
 
     # A run stopped while emptying the output it replaced, and one stopped after moving the last aside: both are
     # emptied by the next run, which never takes them back for the output; the pool holds one tree (the first).
@@ -125,7 +137,7 @@ def test_a_swap_empties_the_replaced_output_and_a_stopped_runs_leftovers_are_emp
     _tree(tmp_path / ".out.previous-r4", {"sheets/c/王五.xlsx": b"whole"})
     recover_interrupted_swap(out)
     later = SpareFiles(out)
-    retire_stale(out, later)
+    assert later.retire_stale() == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.spare", "out"]
     pooled = [p for p in later.tree.rglob("*") if p.is_file() and p.name != ".spare.json"]
     assert [p.name for p in pooled] == ["张三.xlsx"] and pooled[0].stat().st_size == 0
@@ -136,6 +148,6 @@ def test_a_swap_empties_the_replaced_output_and_a_stopped_runs_leftovers_are_emp
     _tree(tmp_path / ".out.previous-r5", {"call_list.csv": b"last good"})
     _tree(tmp_path / ".out.retiring-r4", {"call_list.csv": b"half emptied"})
     recover_interrupted_swap(out)
-    retire_stale(out, SpareFiles(out))
+    SpareFiles(out).retire_stale()
     assert (out / "call_list.csv").read_bytes() == b"last good"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.spare", "out"]
