@@ -126,36 +126,53 @@ def render_rows(sheets: list[Sheet]) -> None:
             styles = tuple(sheet.styles or ["default"] * sheet.frame.width)
             layouts.setdefault((tuple(sheet.frame.columns), styles), []).append(sheet)
     for (columns, styles), group in layouts.items():
-        heights = [s.frame.height for s in group]
-        if not sum(heights):
+        heights = np.array([s.frame.height for s in group], dtype=np.int64)
+        if not heights.sum():
             for s in group:
                 s.rows_xml = b""
             continue
+        starts = np.cumsum(heights) - heights
+        numbers = np.arange(int(heights.sum()), dtype=np.int64) - np.repeat(starts, heights) + 2
         rows = pl.concat([s.frame for s in group], how="vertical_relaxed").with_columns(
-            pl.Series(_SHEET, np.repeat(np.arange(len(group), dtype=np.uint32), heights)))
-        rows = rows.with_columns((pl.int_range(pl.len()).over(_SHEET) + 2).cast(pl.String).alias(_ROW))
-        rendered = rows.group_by(_SHEET, maintain_order=True).agg(_rows_expr(columns, styles).str.join(""))
-        # as UTF-8 bytes, the form the zip takes: a str would be decoded here and encoded again there
-        xml = dict(zip(rendered[_SHEET].to_list(), rendered[:, 1].cast(pl.Binary).to_list(), strict=True))
-        for i, s in enumerate(group):
-            s.rows_xml = xml.get(i, b"")
+            pl.Series(_ROW, numbers).cast(pl.String))
+        # Each column's cells first, a column apiece (polars makes them side by side), then each row of them,
+        # then every row of the layout as one text cut at the sheets' ends: a join per sheet, and the cells as
+        # one expression, took twice as long.
+        cells = rows.select(pl.col(_ROW), *_cell_exprs(columns, styles))
+        lines = cells.select(pl.concat_str([pl.lit('<row r="'), pl.col(_ROW), pl.lit('">'),
+                                            *(pl.col(f"{_CELL}{j}") for j in range(len(columns))),
+                                            pl.lit("</row>")]).alias("line")).to_series()
+        ends = np.cumsum(lines.str.len_bytes().to_numpy().astype(np.int64))
+        whole = lines.str.join("").cast(pl.Binary).item()
+        sheet_ends = ends[np.cumsum(heights) - 1].tolist() if len(ends) else []
+        at = 0
+        for s, height, end in zip(group, heights.tolist(), sheet_ends, strict=True):
+            if height:
+                s.rows_xml, at = whole[at:end], end
+            else:
+                s.rows_xml = b""
+
+
+_CELL = "\x00cell"  # + column number: helper columns no header can be called
 
 
 @functools.lru_cache(maxsize=256)
-def _rows_expr(columns: tuple[str, ...], styles: tuple[str, ...]) -> pl.Expr:
+def _cell_exprs(columns: tuple[str, ...], styles: tuple[str, ...]) -> tuple[pl.Expr, ...]:
     r = pl.col(_ROW)
-    parts: list[pl.Expr] = [pl.lit('<row r="'), r, pl.lit('">')]
+    exprs = []
     for j, (name, style) in enumerate(zip(columns, styles, strict=True)):
         v = pl.col(name).cast(pl.String)
         ref, s = col_name(j), STYLES[style]
-        parts.append(
-            pl.when(v.is_null() | (v == "")).then(pl.concat_str([pl.lit(f'<c r="{ref}'), r, pl.lit(f'" s="{s}"/>')]))
-            .otherwise(pl.concat_str([pl.lit(f'<c r="{ref}'), r, pl.lit(f'" s="{s}" t="inlineStr"><is>'),
-                                      pl.when(v.str.contains(_EDGE_SPACE)).then(pl.lit(_PRESERVE)).otherwise(pl.lit("<t>")),
-                                      _text_expr(v), pl.lit("</t></is></c>")]))
-        )
-    parts.append(pl.lit("</row>"))
-    return pl.concat_str(parts)
+        # Most texts need no escaping (_NEEDS_ESCAPE finds the few) and are far shorter than a cell may hold.
+        text = pl.when(v.str.len_bytes() > MAX_CHARS).then(v.str.slice(0, MAX_CHARS)).otherwise(v)
+        text = pl.when(text.str.contains(_NEEDS_ESCAPE.pattern)).then(_text_expr(text)).otherwise(text)
+        tag = pl.when(v.str.contains(_EDGE_SPACE)).then(pl.lit(_PRESERVE)).otherwise(pl.lit("<t>"))
+        exprs.append(pl.concat_str([
+            pl.lit(f'<c r="{ref}'), r,
+            pl.when(v.is_null() | (v == "")).then(pl.lit(f'" s="{s}"/>'))
+            .otherwise(pl.concat_str([pl.lit(f'" s="{s}" t="inlineStr"><is>'), tag, text, pl.lit("</t></is></c>")])),
+        ]).alias(f"{_CELL}{j}"))
+    return tuple(exprs)
 
 
 def _width(chars: float) -> float:

@@ -208,9 +208,15 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
     from transforms.print_sheet import WORKER, page_bodies, page_html, person_lines
     from transforms.sheets import walk_order
 
-    # Building 2 with two units (unit 2 typed first), so a building's blocks and their order are seen.
-    rows = call_rows().with_columns(pl.when(pl.col("room").str.starts_with("1")).then(pl.lit("2"))
-                                    .otherwise(pl.col("unit")).alias("unit"))
+    # Building 2 with two units (unit 2 typed first), so a building's blocks and their order are seen; building 1's
+    # units are named, not numbered, so the walk (by room) goes 东, 西, 东 and the block of 东 gathers two rooms.
+    rows = call_rows()
+    third = rows.filter(pl.col("resident_id") == "R5").with_columns(pl.lit("R6").alias("resident_id"),
+                                                                    pl.lit("103").alias("room"))
+    rows = pl.concat([rows.filter(pl.col("building") == "1"), third, rows.filter(pl.col("building") != "1")])
+    rows = rows.with_columns(
+        pl.when(pl.col("building") == "1").then(pl.when(pl.col("room") == "102").then(pl.lit("西")).otherwise(pl.lit("东")))
+        .when(pl.col("room").str.starts_with("1")).then(pl.lit("2")).otherwise(pl.col("unit")).alias("unit"))
     parts, grid_rows = [], []
     for c, community in enumerate(["科技园社区", "高新社区", "桂庙社区"]):
         for w in range(3):
@@ -254,6 +260,9 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
             for building, units in walk.items())
         shown = re.sub(r"<table><thead>.*?</thead>", "", printed.render().decode().replace("\n", ""))
         assert expected in shown and shown.count("<section>") == len(walk), (book.community, book.grid_worker)
+        if "1" in walk:
+            assert list(walk["1"]) == ["东", "西"] and len(walk["1"]["东"]) == 2 and shown.count("<tbody>") == sum(
+                map(len, walk.values()))
     # A page's digest is the same exactly when the page shows the same (but its time): the call list shuffled
     # (rows of one person tied in the walk may then swap, and the page with them), changed in one cell.
     shuffled = list(print_pages(calls.sample(fraction=1.0, shuffle=True, seed=9), books, "2022-05-20 20:00"))

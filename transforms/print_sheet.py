@@ -29,8 +29,14 @@ HEAD = ("<thead><tr><th>单元</th><th>房号</th><th>姓名</th><th>电话</th>
 _ESCAPE = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}  # as html.escape(quote=True)
 
 
+_SPECIAL = "[" + "".join(_ESCAPE) + "]"
+
+
 def _escaped(col: str) -> pl.Expr:
-    return pl.col(col).cast(pl.String).fill_null("").str.replace_many(list(_ESCAPE), list(_ESCAPE.values()))
+    # Only texts that hold one of the five are replaced in: a city's texts hardly ever do.
+    text = pl.col(col).cast(pl.String).fill_null("")
+    return pl.when(text.str.contains(_SPECIAL)).then(text.str.replace_many(list(_ESCAPE), list(_ESCAPE.values()))
+                                                     ).otherwise(text)
 
 
 # What a page shows of the call list: the worker, and per person what person_lines renders.
@@ -54,22 +60,35 @@ def person_lines(call_list: pl.DataFrame) -> pl.DataFrame:
     """call_list (CALL_LIST columns) in walking order -> one table row of HTML per worker and person (a door
     is knocked once, whatever the reasons), in the same order: street, community, grid_worker, resident_id,
     building, unit, line. Rendered for every worker in one query: a query per worker cost seconds a district."""
-    people = call_list.with_columns(
+    keys = [*WORKER, "resident_id"]
+    rows = call_list.with_columns(
         pl.col("building").fill_null("").cast(pl.String),
         pl.col("unit").fill_null("").cast(pl.String),
-        pl.col("list").replace_strict(LIST_ZH, default=pl.col("list")).alias("list_zh"),
-        pl.col("reason").replace_strict(REASON_ZH, default=pl.col("reason")).alias("reason_zh"),
-    ).group_by([*WORKER, "resident_id"], maintain_order=True).agg(
-        pl.col("building", "unit", "room", "name", "phone").first(),
+        pl.col("list").replace_strict(LIST_ZH, default=pl.col("list")).cast(pl.String).alias("list_zh"),
+        pl.col("reason").replace_strict(REASON_ZH, default=pl.col("reason")).cast(pl.String).alias("reason_zh"),
+        pl.col("detail").cast(pl.String),
+    ).with_row_index("_at").with_columns(pl.len().over(keys).alias("_n"))
+    kept = [*keys, "building", "unit", "room", "name", "phone", "list_zh", "reason_zh", "detail"]
+    # Most people are on the list for one reason: their one row is their line as it is. Joining the reasons of
+    # every person as a group of its own cost three quarters of the pages' rendering (9 of 10 groups of one).
+    several = rows.filter(pl.col("_n") > 1).group_by(keys, maintain_order=True).agg(
+        pl.col("_at", "building", "unit", "room", "name", "phone").first(),
         pl.col("list_zh").unique(maintain_order=True).str.join("、"),
         pl.col("reason_zh").str.join("、"),
         pl.col("detail").str.join("；"),
     )
-    short = [pl.format('<td class="n">{}</td>', _escaped(c))
-             for c in ("unit", "room", "name", "phone", "list_zh", "reason_zh")]
-    line = pl.concat_str([pl.lit("<tr>"), *short, pl.format("<td>{}</td>", _escaped("detail")),
-                          pl.lit('<td class="box"></td></tr>')])
-    return people.select(*WORKER, "resident_id", "building", "unit", line.alias("line"))
+    # each person where their first row was: the order group_by(maintain_order) gives
+    people = pl.concat([rows.filter(pl.col("_n") == 1).select("_at", *kept), several.select("_at", *kept)],
+                       how="vertical_relaxed").sort("_at")
+    # The texts escaped first, each a column of its own, then put together: as one expression it took twice as long.
+    shown = ("unit", "room", "name", "phone", "list_zh", "reason_zh", "detail")
+    people = people.with_columns(_escaped(c).alias(f"_shown_{c}") for c in shown)
+    parts = [pl.lit('<tr><td class="n">')]
+    for c in shown[:5]:
+        parts += [pl.col(f"_shown_{c}"), pl.lit('</td><td class="n">')]
+    parts += [pl.col("_shown_reason_zh"), pl.lit("</td><td>"), pl.col("_shown_detail"),
+              pl.lit('</td><td class="box"></td></tr>')]
+    return people.select(*WORKER, "resident_id", "building", "unit", pl.concat_str(parts).alias("line"))
 
 
 def page_bodies(lines: pl.DataFrame) -> pl.DataFrame:
@@ -77,16 +96,30 @@ def page_bodies(lines: pl.DataFrame) -> pl.DataFrame:
     community, grid_worker, people (lines) and body, the page's sections: one per building and one unbreakable
     block per unit, each in the order it first comes in the walk. Made for a block of communities in one query:
     Python putting each page's lines together cost more than the rest of the page."""
-    units = lines.group_by([*WORKER, "building", "unit"], maintain_order=True).agg(
-        pl.len().alias("people"), pl.concat_str(pl.lit("<tbody>\n"), pl.col("line").str.join("\n"), pl.lit("\n</tbody>"))
-        .alias("block"))
-    buildings = units.group_by([*WORKER, "building"], maintain_order=True).agg(
-        pl.col("people").sum(), pl.col("block").str.join("\n"))
-    label = (pl.when(pl.col("building") != "").then(_escaped("building") + pl.lit("栋")).otherwise(pl.lit("楼栋不详")))
-    section = pl.concat_str(pl.lit("<section><h2>"), label, pl.lit("（"), pl.col("people").cast(pl.String),
-                            pl.lit(f" 人）</h2><table>{HEAD}\n"), pl.col("block"), pl.lit("\n</table></section>"))
-    return buildings.group_by(WORKER, maintain_order=True).agg(
-        pl.col("people").sum().cast(pl.Int64), section.str.join("\n").alias("body"))
+    building, unit, at = [*WORKER, "building"], [*WORKER, "building", "unit"], pl.col("_at")
+    # Each line put where its unit and building first come (a worker's lines are one span, so the order of the
+    # buildings' first lines keeps the workers as they came), with the markup that opens and closes them, then
+    # one join per worker: joining units, then buildings, then workers copied every page three times.
+    ordered = lines.with_row_index("_at").with_columns(
+        at.min().over(building).alias("_building"), at.min().over(unit).alias("_unit"),
+        pl.len().over(building).alias("_people"),
+    ).sort("_building", "_unit", "_at")
+
+    def edge(col: str, step: int) -> pl.Expr:  # the first (step 1) or last (step -1) line of its building or unit
+        return (pl.col(col) != pl.col(col).shift(step)).fill_null(True)
+
+    label = pl.when(pl.col("building") != "").then(_escaped("building") + pl.lit("栋")).otherwise(pl.lit("楼栋不详"))
+    opening = pl.concat_str(pl.lit("<section><h2>"), label, pl.lit("（"), pl.col("_people").cast(pl.String),
+                            pl.lit(f" 人）</h2><table>{HEAD}\n"))
+    piece = pl.concat_str(
+        pl.when(edge("_building", 1)).then(opening).otherwise(pl.lit("")),
+        pl.when(edge("_unit", 1)).then(pl.lit("<tbody>\n")).otherwise(pl.lit("")),
+        pl.col("line"),
+        pl.when(edge("_unit", -1)).then(pl.lit("\n</tbody>")).otherwise(pl.lit("")),
+        pl.when(edge("_building", -1)).then(pl.lit("\n</table></section>")).otherwise(pl.lit("")),
+    )
+    return ordered.select(*WORKER, piece.alias("_piece")).group_by(WORKER, maintain_order=True).agg(
+        pl.len().cast(pl.Int64).alias("people"), pl.col("_piece").str.join("\n").alias("body"))
 
 
 def page_html(body: bytes, people: int, *, street: str, community: str, grid_worker: str, grids: str,
