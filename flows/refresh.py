@@ -355,7 +355,9 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
         changed = pl.concat([lineage["touched"], changed_outcomes(base.outcomes, given.outcomes)]).unique()
         positions = positions.join(changed.lazy(), on="resident_id", how="semi").collect()
         again = positions.select("resident_id")
-        links = links.lazy().join(again.lazy(), on="resident_id", how="semi")
+        # Their decisions taken out of the city's once, in memory (at 20M, 1.7 M of 68 M): as a plan, the tests'
+        # evidence and the vaccinations' each read and joined the whole copy again (evidence 7.1 -> 4.4 s).
+        links = links.lazy().filter(pl.col("resident_id").is_in(again["resident_id"].implode())).collect()
     _timed(timings, "rules_kept", t)
     t = time.perf_counter()
     tests_ev = numbered_by_part(test_evidence(links, people["tests"]), positions, RULES_PART_ROWS)
