@@ -145,7 +145,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     """Links the records in `spill` to `residents` (the roster, or a scan of it: its resident_id and
     IDENTITY_COLUMNS are read in one chunk here, and let go before the decisions are put together). Returns
     {"links": every record's decision (sorted by record, as matches.csv lists them: a scan of the copy kept
-    for the next refresh, flows.kept_links), "linked_now": the decisions made now (the same scan when
+    for the next refresh, flows.kept_links), "links_any_order": the same in no set order, "linked_now": the decisions made now (the same scan when
     everything was linked now), "stats": the figures, "lineage": which residents' decisions may differ from
     the last refresh's copy, that copy's name and the new copy's (flows.kept_rules)}: a dict the flow
     empties, as Prefect keeps a task's return value until the flow ends. Links only what it has not linked
@@ -266,11 +266,12 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     else:
         source, links = "database", db.stored_links(spill.paths(), compact_links)
     links = kept.save(links, spill, sums, db.link_generation())
+    any_order = kept.scan(ordered=False)  # for the readers to whom the order does not matter
     if now == total:
         fresh = links
     _timed(timings, "sorted_links", t)
     t = time.perf_counter()
-    decisions, confirmed = _decision_counts(links, totals)
+    decisions, confirmed = _decision_counts(any_order, totals)
     _timed(timings, "decision_counts", t)
     stats = {
         "records": total,
@@ -291,7 +292,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     # What the rules need to rule only the residents these decisions changed (flows.kept_rules): which
     # residents, and which copy of the decisions they differ from and which they are now.
     lineage = {"touched": touched, "from": last.path.name if touched is not None else None, "to": kept.saved}
-    return {"links": links, "linked_now": fresh, "stats": stats, "lineage": lineage}
+    return {"links": links, "links_any_order": any_order, "linked_now": fresh, "stats": stats, "lineage": lineage}
 
 
 @cache
@@ -584,6 +585,7 @@ def _process(
         # links: a scan of the sorted copy kept for the next refresh (flows.kept_links); linked_now: the
         # decisions made now (the same scan when every record was linked now).
         linked_now, link_stats, links = linked.pop("linked_now"), linked.pop("stats"), linked.pop("links")
+        any_order = linked.pop("links_any_order")  # what the rules and the unregistered list read
         # The rules read the rest of the roster (addresses as typed, grid, tags, status) a part at a time from
         # disk, the linking-only columns left there.
         people[ROSTER.name] = roster.select(
@@ -600,7 +602,7 @@ def _process(
         _timed(report.timings, "rules_inputs", given_t)  # the last list, the calls, the earlier rounds
         kept_rules = KeptRules(state / "kept_rules", rules_key(facts.files[ROSTER.name], given),
                                {kind: facts.files[kind] for kind in ("tests", "vaccinations") if kind in facts.files})
-        ruled = apply_rules(people, links, given, kept_rules, linked.pop("lineage"), db.last_run_id(),
+        ruled = apply_rules(people, any_order, given, kept_rules, linked.pop("lineage"), db.last_run_id(),
                             report.run_id, report.timings, report.rules)
         grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
         ).collect()
@@ -608,7 +610,7 @@ def _process(
         # The duplicates and the buildings' grids depend on the roster alone: kept while its parts are the same.
         derived = RosterDerived(state / "roster_derived", facts.files[ROSTER.name], people["roster"].lazy())
         report.inputs[ROSTER.name]["duplicates_and_places_reused"] = derived.reused
-        extra = follow_up(db, people, links, ruled, given, grid_workers, settings, derived, report.timings)
+        extra = follow_up(db, people, any_order, ruled, given, grid_workers, settings, derived, report.timings)
         call_list, tables = extra.pop("call_list"), extra.pop("tables")
         _timed(report.timings, "rules_follow_up", follow_t)
         coverage = ruled.coverage

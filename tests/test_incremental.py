@@ -403,3 +403,46 @@ def test_decisions_merged_kind_by_kind_are_those_of_one_sort_by_kind_and_record(
     only_new = extra.with_columns(pl.lit("walk_in").alias("record_kind"))  # a kind the copy does not hold
     merged = merge_sorted_links(base.lazy(), only_new, ["test", "vaccination"]).collect()
     assert merged.equals(pl.concat([base, only_new]).sort("record_kind", "record_id"))
+
+
+def test_each_refreshs_decisions_are_kept_as_a_file_of_their_own_until_the_copy_is_written_whole(
+        tmp_path, prefect_server, monkeypatch):
+    """flows.kept_links: when records were only added, the decisions made on them are kept as one more sorted
+    file beside the copy's (the city's are not written again); matches.csv, read by merging them, lists what
+    a refresh from scratch lists, in its order, and the rules read them as a refresh from scratch does. At
+    MAX_RUNS files the copy is written as one again."""
+    import flows.kept_links
+    from flows.refresh import refresh
+
+    monkeypatch.setattr(flows.kept_links, "MAX_RUNS", 3)
+    data = tmp_path / "data"
+    write_synthetic(generate(800, seed=41), data)
+    tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
+    export = tmp_path / "tests_export.csv"
+
+    def run(rows: int, state: str):
+        tests.head(rows).write_csv(export)
+        report = refresh(load_settings(data / "campaign.toml", tests=str(export), out=str(tmp_path / state / "out"),
+                                       db=str(tmp_path / state / "g.duckdb")))
+        meta = json.loads((tmp_path / state / "kept_links" / "meta.json").read_text(encoding="utf-8"))
+        files = sorted(p.name for p in (tmp_path / state / "kept_links").glob("links-*.parquet"))
+        assert files == sorted(meta["files"]) and len(meta["file_rows"]) == len(files)
+        return report, len(files), tmp_path / state / "out"
+
+    step = tests.height // 50
+    rows = tests.height - 4 * step
+    first, files, _ = run(rows, "kept")
+    assert files == 1
+    for expected_files in (2, 3, 1):  # the third addition finds MAX_RUNS files: the copy is written whole
+        rows += step
+        report, files, out = run(rows, "kept")
+        assert report.linking["sorted_decisions_from"] == "last_copy" and 0 < report.linking["records_linked_now"]
+        assert files == expected_files
+        if expected_files == 3:  # read by merging three files
+            _, _, scratch = run(rows, f"scratch_{rows}")
+            assert pl.read_csv(out / "matches.csv", infer_schema=False).equals(
+                pl.read_csv(scratch / "matches.csv", infer_schema=False))  # the same rows, in the same order
+            assert _sorted_csv(out / "call_list.csv", ["new_since_last"]).equals(
+                _sorted_csv(scratch / "call_list.csv", ["new_since_last"]))
+            assert _sorted_csv(out / "unregistered.csv").equals(_sorted_csv(scratch / "unregistered.csv"))
+            assert report.rules["ruled_from_kept"]

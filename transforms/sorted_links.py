@@ -25,3 +25,19 @@ def merge_sorted_links(base: pl.LazyFrame, extra: pl.DataFrame, kinds: Iterable[
             extra.filter(kind == k).sort("record_id").lazy().set_sorted("record_id"), key="record_id")
         for k in kinds
     ]) if kinds else base
+
+
+def merge_sorted_runs(runs: list[pl.LazyFrame], kinds: Iterable[str]) -> pl.LazyFrame:
+    """Decisions kept as several files, each sorted by record_kind then record_id and no record in two (the
+    city's, then the few of each refresh since), read as one in that order: merged kind by kind, never sorted."""
+    if len(runs) == 1:
+        return runs[0]
+    kind = pl.col("record_kind")
+    merged = []
+    for k in sorted(set(kinds)):
+        of_kind = [run.filter(kind == k).set_sorted("record_id") for run in runs]
+        one = of_kind[0]
+        for other in of_kind[1:]:
+            one = one.merge_sorted(other, key="record_id").set_sorted("record_id")
+        merged.append(one)
+    return pl.concat(merged) if merged else runs[0]
