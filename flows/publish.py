@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,7 +63,8 @@ class PrintPage:
     digest: str
     render: Callable[..., bytes]  # the page as UTF-8; given its block's bodies (from bodies()), it uses them
     block: Hashable = None  # pages of one block are rendered from one query's bodies
-    bodies: Callable[[], object] | None = None  # that query: may run in another thread
+    bodies: Callable[[list], object] | None = None  # that query, given the keys of the pages wanted: may run in
+    key: tuple = ()  # another thread; this page's key among them (street, community, grid worker)
 
 
 @dataclass
@@ -233,12 +234,18 @@ def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: Carri
         if not carried.over(rel, page.digest):
             todo.append((page, carried.target(rel)))
     groups = [list(group) for _, group in itertools.groupby(todo, key=lambda job: job[0].block)]
+
+    def query_of(group: list[tuple[PrintPage, str]]) -> Callable[[], object] | None:
+        first = group[0][0]
+        return None if first.bodies is None else partial(first.bodies, [page.key for page, _ in group])
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-bodies") as ahead:
-        coming = ahead.submit(groups[0][0][0].bodies) if groups and groups[0][0][0].bodies else None
+        made = [query_of(group) for group in groups]  # only the block's pages to be written are rendered
+        coming = ahead.submit(made[0]) if made and made[0] is not None else None
         for i, group in enumerate(groups):
             bodies = coming.result() if coming is not None else None
-            nxt = groups[i + 1][0][0] if i + 1 < len(groups) else None
-            coming = ahead.submit(nxt.bodies) if nxt is not None and nxt.bodies is not None else None
+            nxt = made[i + 1] if i + 1 < len(groups) else None
+            coming = ahead.submit(nxt) if nxt is not None else None
             for page, target in group:
                 write_into(target, page.render(bodies) if bodies is not None else page.render())
             del bodies

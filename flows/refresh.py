@@ -13,10 +13,10 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from functools import cache, partial
+from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -32,7 +32,8 @@ from flows.kept_links import KeptLinks, key_sums
 from flows.kept_rules import KeptRules, changed_outcomes, rules_key
 from flows.loading import LoadingProcess
 from flows.meter import StageMeter, add_time
-from flows.publish import PrintPage, RunOutputs, publish_outputs, rewrite_run_json, run_json
+from flows.print_pages import print_pages
+from flows.publish import RunOutputs, publish_outputs, rewrite_run_json, run_json
 from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
 from flows.roster_derived import RosterDerived
 from flows.run_claim import RunClaim, remove_abandoned
@@ -59,7 +60,6 @@ from transforms.pair_decisions import (
     roster_side,
     slice_count,
 )
-from transforms.print_sheet import WORKER, page_bodies, page_digest, page_html, person_lines, row_digests
 from transforms.report import coverage_report_pages
 from transforms.roster_gaps import order_corrections, unregistered
 from transforms.rule_parts import (
@@ -74,7 +74,7 @@ from transforms.rule_parts import (
     rule_part,
     splice,
 )
-from transforms.sheets import WALK_COLUMNS, build_community_books, build_worker_books, walk_order
+from transforms.sheets import build_community_books, build_worker_books
 
 
 @dataclass
@@ -436,60 +436,6 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], link
                                        as_of_text=as_of_text)
     _timed(timings, "follow_up_report", t)
     return {"call_list": call_list, "tables": tables, "changes": changes, "report_html": whole, "report_top_html": top}
-
-
-# Communities whose pages are rendered together: one query for each of a 20M city's 11,070 communities cost
-# more than the rendering. Consecutive communities up to this many call-list rows are one query, and one such
-# block's lines are held at a time.
-PAGE_BLOCK_ROWS = 100_000
-
-
-def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterator[PrintPage]:
-    """One printable page per worker book, rows in walking order, each with its digest; a page is rendered
-    only when asked (publish renders the ones whose digest changed), a block of communities at a time, so
-    neither a city's pages nor its rendered lines are ever in memory at once. The walking order is kept as
-    the rows' positions, not as a sorted copy of the call list held beside it until the last page."""
-    # Positions by worker and then walking order: a community's rows are one span of them, a worker's a
-    # span of that.
-    order = walk_order(call_list.select(*WORKER, *WALK_COLUMNS).with_row_index("_at"), first=WORKER)["_at"]
-    digests = row_digests(call_list).gather(order)
-    keys = call_list.select(WORKER).with_columns(pl.all().gather(order))
-
-    def spans(keys: pl.DataFrame, by: list[str]) -> dict[tuple, tuple[int, int]]:
-        return {tuple(key): (start, n) for *key, start, n in keys.select(by).with_row_index("_at").group_by(
-            by, maintain_order=True).agg(pl.col("_at").first(), pl.len()).iter_rows()}
-
-    workers = spans(keys, WORKER)
-    block_of, blocks = {}, []  # community -> its block; each block's (start, rows)
-    for community, (start, n) in spans(keys, WORKER[:2]).items():
-        if not blocks or blocks[-1][1] >= PAGE_BLOCK_ROWS:
-            blocks.append((start, 0))
-        blocks[-1] = (blocks[-1][0], start + n - blocks[-1][0])
-        block_of[community] = len(blocks) - 1
-    del keys
-    def bodies_of(block: int | None) -> dict[tuple[str, str, str], tuple[bytes, int]]:
-        """A block's page bodies (UTF-8) and people by worker; reads nothing that changes, so a thread of the
-        writer's may make the next block's while this one's pages are written."""
-        rows = call_list[order.slice(*blocks[block])] if block is not None else call_list.clear()
-        bodies = page_bodies(person_lines(rows))
-        return dict(zip(zip(*(bodies[c].to_list() for c in WORKER), strict=True),
-                        zip(bodies["body"].cast(pl.Binary).to_list(), bodies["people"].to_list(), strict=True),
-                        strict=True))
-
-    def render(book, block: int | None, bodies: dict | None = None) -> bytes:
-        """The page; its block's bodies are made for it alone when not given (publish gives them)."""
-        bodies = bodies_of(block) if bodies is None else bodies
-        body, people = bodies.get((book.street, book.community, book.grid_worker), (b"", 0))
-        return page_html(body, people, street=book.street, community=book.community, grid_worker=book.grid_worker,
-                         grids="、".join(book.grid_ids), as_of_text=as_of_text)
-
-    for book in books:
-        mine = digests.slice(*workers.get((book.street, book.community, book.grid_worker), (0, 0)))
-        digest = page_digest(mine, street=book.street, community=book.community, grid_worker=book.grid_worker,
-                             grids="、".join(book.grid_ids))
-        block = block_of.get((book.street, book.community))
-        yield PrintPage((book.street, book.community, book.file_name.removesuffix(".xlsx") + ".html"), digest,
-                        partial(render, book, block), block, partial(bodies_of, block))
 
 
 def new_report(settings: Settings, **extra: object) -> RunReport:

@@ -204,7 +204,7 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
     """Pages are rendered from one community's rows at a time: each page is its worker's rows of the whole
     walk (grid, building, unit, room), whatever order the call list came in and however the workers'
     names sort against their grids."""
-    from flows.refresh import print_pages
+    from flows.print_pages import print_pages
     from transforms.print_sheet import WORKER, page_bodies, page_html, person_lines
     from transforms.sheets import walk_order
 
@@ -247,6 +247,16 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
         assert page.count("<tr><td") == mine.height and (mine.height > 0) == ((book.community, book.grid_worker) != (
             "高新社区", "网格员1")), (book.community, book.grid_worker)
     assert set(WORKER) <= set(whole.columns)
+    # a line is a row of eight cells, the last (the box ticked by hand) empty and closed
+    assert all(line.startswith("<tr><td>") and line.count("<td>") == 8 and line.endswith("<td></td>")
+               for line in whole["line"])
+    # A block's pages rendered for some of its workers (publish asks for those whose page changed) are those
+    # workers' pages rendered with the whole block.
+    for printed in pages:
+        block = printed.bodies(None)
+        some = [printed.key, ("粤海街道", "桂庙社区", "网格员2"), ("无此街道", "无此社区", "无此人")]
+        assert printed.bodies(some) == {k: block[k] for k in some if k in block}
+    assert sum(len(printed.bodies([printed.key])) for printed in pages) == 8  # each worker with a list, alone
     # The page reads as the walk does: a section per building (in the order the walk first comes to it, with
     # its count), in it a block per unit (likewise), in it the unit's lines in walking order.
     for book, printed in zip(books, pages, strict=True):
