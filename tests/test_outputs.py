@@ -347,6 +347,9 @@ def test_the_books_digests_taken_together_are_each_book_s_own():
     # The row hashes taken when the sheets were made are the ones hashing the sheets apart gives.
     assert sum(len(b.row_hashes) for b in books) >= 4
     assert book_digests([replace(b, row_hashes={}) for b in books]) == digests
+    # The columns the builders give for each sheet are its frame's: the digests are those its frames give.
+    assert all(b.columns[name] == tuple(frame.columns) for b in books for name, frame in b.sheets.items())
+    assert book_digests([replace(b, row_hashes={}, columns={}) for b in books]) == digests
     communities = build_community_books(
         pl.DataFrame(schema=dict.fromkeys(ESCALATION.names, pl.String)),
         pl.DataFrame(schema=dict.fromkeys(UNREGISTERED.names, pl.String)).vstack(pl.DataFrame(
@@ -354,7 +357,8 @@ def test_the_books_digests_taken_together_are_each_book_s_own():
              for i in range(3)])),
         pl.DataFrame(schema=dict.fromkeys(ROSTER_CORRECTIONS.names, pl.String)), workers, as_of_text="x")
     assert communities[0].row_hashes and book_digests(communities) == book_digests(
-        [replace(b, row_hashes={}) for b in communities])
+        [replace(b, row_hashes={}, columns={}) for b in communities])
+    assert all(b.columns[name] == tuple(frame.columns) for b in communities for name, frame in b.sheets.items())
     changed = calls.with_columns(pl.when((pl.col("grid_id") == "G2") & (pl.col("resident_id") == "R2"))
                                  .then(pl.lit("13900000002")).otherwise(pl.col("phone")).alias("phone"))
     again = book_digests(build_worker_books(changed, build_coverage(status_rows()), workers,
