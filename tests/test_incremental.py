@@ -446,3 +446,23 @@ def test_each_refreshs_decisions_are_kept_as_a_file_of_their_own_until_the_copy_
                 _sorted_csv(scratch / "call_list.csv", ["new_since_last"]))
             assert _sorted_csv(out / "unregistered.csv").equals(_sorted_csv(scratch / "unregistered.csv"))
             assert report.rules["ruled_from_kept"]
+
+
+def test_a_last_book_or_page_gone_by_hand_is_written_anew(tmp_path, prefect_server):
+    """A book or page unchanged since the last refresh is linked from the last output; one that was deleted
+    from it by hand (the link finds nothing) is written anew, and only it."""
+    from flows.refresh import refresh
+
+    data = tmp_path / "data"
+    write_synthetic(generate(400, seed=43), data)
+    settings = load_settings(data / "campaign.toml", out=str(tmp_path / "out"), db=str(tmp_path / "g.duckdb"))
+    first = refresh(settings)
+    book = sorted((tmp_path / "out" / "sheets").rglob("*.xlsx"))[0]
+    page = sorted((tmp_path / "out" / "print").rglob("*.html"))[0]
+    shown = (_cells(book), page.read_text(encoding="utf-8"))
+    book.unlink()
+    page.unlink()
+    again = refresh(settings)
+    assert again.lists["workbooks_written"] == 1 and again.lists["print_pages_written"] == 1
+    assert again.lists["workbooks_reused"] == first.lists["workbooks_written"] + first.lists["workbooks_reused"] - 1
+    assert (_cells(book), page.read_text(encoding="utf-8")) == shown
