@@ -63,8 +63,8 @@ class PrintPage:
     digest: str
     render: Callable[..., bytes]  # the page as UTF-8; given its block's bodies (from bodies()), it uses them
     block: Hashable = None  # pages of one block are rendered from one query's bodies
-    bodies: Callable[[list], object] | None = None  # that query, given the keys of the pages wanted: may run in
-    key: tuple = ()  # another thread; this page's key among them (street, community, grid worker)
+    bodies: Callable[[list], object] | None = None  # that query, for the keys of the pages wanted (in a thread)
+    key: tuple = ()  # this page's key among them: street, community, grid worker
 
 
 @dataclass
