@@ -112,7 +112,7 @@ class KeptLinks:
         self.saved: str | None = None  # the copy's newest file's name, once saved
         self.files: list[Path] = []  # and its files
         self.kinds: list[str] = []
-        self._later: tuple[LastLinks, pl.DataFrame] | None = None  # set by carried: the copy and what to add
+        self._later: tuple[LastLinks, pl.DataFrame] | None = None  # set by carried: the copy and what it adds
 
     def _meta(self) -> dict | None:
         try:
@@ -165,7 +165,7 @@ class KeptLinks:
             touched.append(base.join(relinked.lazy(), on=keys, how="semi").select("resident_id").collect())
             base = base.join(relinked.lazy(), on=keys, how="anti", maintain_order="left")
         else:  # nothing of the copy changes: what was added can be kept as a file of its own (save)
-            self._later = (last, extra.cast(base.collect_schema()).sort(keys))
+            self._later = (last, extra)
         residents = pl.concat(touched, how="vertical_relaxed").drop_nulls().unique()
         return merge_sorted_links(base, extra, [*last.rows, *rows]), residents
 
@@ -185,8 +185,9 @@ class KeptLinks:
         target = self.folder / name
         later, self._later = self._later, None
         if later is not None and self._add_to(later[0], later[1].height):
-            last, added = later
-            added.write_parquet(target, compression="lz4")
+            last, added = later  # sorted here, not in carried: the merged copy is then never made
+            schema = pl.scan_parquet(last.files[0]).collect_schema()
+            added.cast(schema).sort("record_kind", "record_id").write_parquet(target, compression="lz4")
             files, file_rows = [*(f.name for f in last.files), name], [*last.file_rows, added.height]
         else:
             if isinstance(links, pl.LazyFrame):

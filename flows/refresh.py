@@ -145,11 +145,11 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     """Links the records in `spill` to `residents` (the roster, or a scan of it: its resident_id and
     IDENTITY_COLUMNS are read in one chunk here, and let go before the decisions are put together). Returns
     {"links": every record's decision (sorted by record, as matches.csv lists them: a scan of the copy kept
-    for the next refresh, flows.kept_links), "links_any_order": the same in no set order, "linked_now": the decisions made now (the same scan when
-    everything was linked now), "stats": the figures, "lineage": which residents' decisions may differ from
-    the last refresh's copy, that copy's name and the new copy's (flows.kept_rules)}: a dict the flow
-    empties, as Prefect keeps a task's return value until the flow ends. Links only what it has not linked
-    before. A record's decision depends on nothing
+    for the next refresh, flows.kept_links), "links_any_order": the same in no set order, "linked_now": the
+    decisions made now (the same scan when everything was linked now), "stats": the figures, "lineage":
+    which residents' decisions may differ from the last refresh's copy, that copy's name and the new copy's
+    (flows.kept_rules)}: a dict the flow empties, as Prefect keeps a task's return value until the flow ends.
+    Links only what it has not linked before. A record's decision depends on nothing
     but the record, the roster and the settings, so decisions are kept in the database (keyed by a
     fingerprint of roster and settings, and by each record's content) and a refresh links the new records,
     those whose content changed, and those a worker gave a verdict on. A new roster or new settings start
@@ -357,7 +357,8 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
         positions = positions.join(changed.lazy(), on="resident_id", how="semi").collect()
         again = positions.select("resident_id")
         # Their decisions taken out of the city's once, in memory (at 20M, 1.7 M of 68 M): as a plan, the tests'
-        # evidence and the vaccinations' each read and joined the whole copy again (evidence 7.1 -> 4.4 s).
+        # evidence and the vaccinations' each read the whole copy again (7.1 -> 4.4 s measured apart; inside
+        # the runs, this step and the evidence together did not come out faster).
         links = links.lazy().filter(pl.col("resident_id").is_in(again["resident_id"].implode())).collect()
     _timed(timings, "rules_kept", t)
     t = time.perf_counter()

@@ -144,7 +144,7 @@ def render_rows(sheets: list[Sheet]) -> None:
                                             pl.lit("</row>")]).alias("line")).to_series()
         ends = np.cumsum(lines.str.len_bytes().to_numpy().astype(np.int64))
         whole = lines.str.join("").cast(pl.Binary).item()
-        sheet_ends = ends[np.cumsum(heights) - 1].tolist() if len(ends) else []
+        sheet_ends = ends[np.cumsum(heights) - 1].tolist()  # a sheet of no rows ends where the one before did
         at = 0
         for s, height, end in zip(group, heights.tolist(), sheet_ends, strict=True):
             if height:
