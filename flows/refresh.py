@@ -145,7 +145,8 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     """Links the records in `spill` to `residents` (the roster, or a scan of it: its resident_id and
     IDENTITY_COLUMNS are read in one chunk here, and let go before the decisions are put together). Returns
     {"links": every record's decision (sorted by record, as matches.csv lists them: a scan of the copy kept
-    for the next refresh, flows.kept_links), "links_any_order": the same in no set order, "linked_now": the
+    for the next refresh, flows.kept_links), "links_any_order": the same in no set order, "lone_tests": the
+    test records with no decision (record_id, kept with the copy), "linked_now": the
     decisions made now (the same scan when everything was linked now), "stats": the figures, "lineage":
     which residents' decisions may differ from the last refresh's copy, that copy's name and the new copy's
     (flows.kept_rules)}: a dict the flow empties, as Prefect keeps a task's return value until the flow ends.
@@ -292,7 +293,8 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     # What the rules need to rule only the residents these decisions changed (flows.kept_rules): which
     # residents, and which copy of the decisions they differ from and which they are now.
     lineage = {"touched": touched, "from": last.path.name if touched is not None else None, "to": kept.saved}
-    return {"links": links, "links_any_order": any_order, "linked_now": fresh, "stats": stats, "lineage": lineage}
+    return {"links": links, "links_any_order": any_order, "lone_tests": kept.lone_tests(), "linked_now": fresh,
+            "stats": stats, "lineage": lineage}
 
 
 @cache
@@ -405,11 +407,12 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
 
 
 @task(cache_policy=NO_CACHE)
-def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame | pl.LazyFrame,
+def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], lone_tests: pl.LazyFrame,
               ruled: Ruled, given: RuleInputs, grid_workers: pl.DataFrame, settings: Settings,
               derived: RosterDerived, timings: dict[str, float] | None = None) -> dict:
-    """What changed since the last refresh, the roster's gaps, and the report (titled with the streets of
-    grid_workers: street, community, grid_id, grid_worker as the roster assigns them).
+    """What changed since the last refresh, the roster's gaps (lone_tests: the test records with no decision,
+    as link keeps them), and the report (titled with the streets of grid_workers: street, community, grid_id,
+    grid_worker as the roster assigns them).
     Returns the call list marked with what is new (call_list), the tables to publish (tables), the change
     figures (changes) and the report's pages, in a dict the flow empties: Prefect keeps a task's return value
     until the flow ends, and a frame popped from it can be let go of sooner.
@@ -419,7 +422,7 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], link
     call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off, ruled.ruled_again)
     _timed(timings, "follow_up_changes", t)
     t = time.perf_counter()
-    unlinked = unregistered(people["tests"], links, derived.places(), settings.since, settings.as_of)
+    unlinked = unregistered(people["tests"], lone_tests, derived.places(), settings.since, settings.as_of)
     _timed(timings, "follow_up_unregistered", t)
     t = time.perf_counter()
     corrections = order_corrections(ruled.wrong_numbers, derived.duplicates())
@@ -532,7 +535,8 @@ def _process(
         # links: a scan of the sorted copy kept for the next refresh (flows.kept_links); linked_now: the
         # decisions made now (the same scan when every record was linked now).
         linked_now, link_stats, links = linked.pop("linked_now"), linked.pop("stats"), linked.pop("links")
-        any_order = linked.pop("links_any_order")  # what the rules and the unregistered list read
+        any_order = linked.pop("links_any_order")  # what the rules read
+        lone_tests = linked.pop("lone_tests")  # the test records with no decision: the unregistered list's
         # The rules read the rest of the roster (addresses as typed, grid, tags, status) a part at a time from
         # disk, the linking-only columns left there.
         people[ROSTER.name] = roster.select(
@@ -557,7 +561,7 @@ def _process(
         # The duplicates and the buildings' grids depend on the roster alone: kept while its parts are the same.
         derived = RosterDerived(state / "roster_derived", facts.files[ROSTER.name], people["roster"].lazy())
         report.inputs[ROSTER.name]["duplicates_and_places_reused"] = derived.reused
-        extra = follow_up(db, people, any_order, ruled, given, grid_workers, settings, derived, report.timings)
+        extra = follow_up(db, people, lone_tests, ruled, given, grid_workers, settings, derived, report.timings)
         call_list, tables = extra.pop("call_list"), extra.pop("tables")
         _timed(report.timings, "rules_follow_up", follow_t)
         coverage = ruled.coverage

@@ -466,3 +466,56 @@ def test_a_last_book_or_page_gone_by_hand_is_written_anew(tmp_path, prefect_serv
     assert again.lists["workbooks_written"] == 1 and again.lists["print_pages_written"] == 1
     assert again.lists["workbooks_reused"] == first.lists["workbooks_written"] + first.lists["workbooks_reused"] - 1
     assert (_cells(book), page.read_text(encoding="utf-8")) == shown
+
+
+def test_the_unlinked_tests_kept_beside_the_copy_are_those_a_refresh_from_scratch_finds(tmp_path, prefect_server):
+    """flows.kept_links keeps the test records with no decision (what the unregistered list is made from)
+    beside the copy, and a refresh that carries the copy on changes them only where it linked: records added
+    since, and records linked again because a worker rejected their link (which may leave them with none).
+    Each is what a refresh from scratch, with the same verdicts, finds."""
+    from flows.database import Database
+    from flows.refresh import refresh
+    from transforms.feedback import REJECTED
+
+    data = tmp_path / "data"
+    write_synthetic(generate(800, seed=43), data)
+    tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
+    morning, full = tmp_path / "morning.csv", tmp_path / "all.csv"
+    tests.head(tests.height * 8 // 10).write_csv(morning)
+    tests.write_csv(full)
+
+    def settings(path, state):
+        return load_settings(data / "campaign.toml", tests=str(path), out=str(tmp_path / state / "out"),
+                             db=str(tmp_path / state / "g.duckdb"))
+
+    def lone(state) -> set[str]:
+        folder = tmp_path / state / "kept_links"
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        return set(pl.read_parquet(folder / meta["lone"])["record_id"].to_list())
+
+    refresh(settings(morning, "kept"))
+    matches = pl.read_csv(tmp_path / "kept" / "out" / "matches.csv", infer_schema=False)
+    single = matches.filter((pl.col("record_kind") == "test") & (pl.len().over("record_id") == 1)).head(6)
+    verdicts = single.select("record_kind", "record_id", "resident_id", pl.lit(REJECTED).alias("verdict"),
+                             pl.lit("test").alias("source"))
+    before = lone("kept")
+    for state in ("kept", "scratch"):
+        db = Database(settings(full, state).duckdb)
+        try:
+            db.store_feedback(verdicts)
+        finally:
+            db.close()
+    kept = refresh(settings(full, "kept"))
+    scratch = refresh(settings(full, "scratch"))
+    assert kept.linking["sorted_decisions_from"] == "last_copy"
+    assert scratch.linking["sorted_decisions_from"] == "linked_now"
+    assert lone("kept") == lone("scratch")
+    rejected = set(single["record_id"].to_list())
+    left_alone = rejected - set(pl.read_csv(tmp_path / "scratch" / "out" / "matches.csv", infer_schema=False)
+                                ["record_id"].to_list())
+    assert left_alone and left_alone <= lone("kept") and not left_alone & before  # linked again: now with none
+    added = set(tests["record_id"].to_list()[tests.height * 8 // 10:])
+    assert added & lone("kept") and before <= lone("kept")  # added records with none; the morning's stay
+    a, b = tmp_path / "kept" / "out", tmp_path / "scratch" / "out"
+    assert _sorted_csv(a / "unregistered.csv").equals(_sorted_csv(b / "unregistered.csv"))
+    assert pl.read_csv(b / "unregistered.csv", infer_schema=False)["record_id"].is_in(list(added)).any()

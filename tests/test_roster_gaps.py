@@ -26,8 +26,7 @@ def test_a_site_names_its_community_only_when_the_name_is_in_one_street():
         "addr_block": ["b1", "b2", "b3", "b4"],
     })
     tests = _tests(["荔林社区采样点", "科技园社区便民点", "科技园北社区采样屋", "别处采样点"])
-    links = pl.DataFrame(schema={"record_kind": pl.String, "record_id": pl.String})
-    out = unregistered(tests, links, roster_places(roster), SINCE, AS_OF)
+    out = unregistered(tests, tests.select("record_id"), roster_places(roster), SINCE, AS_OF)
     placed = dict(zip(out["record_id"].to_list(), zip(out["street"].to_list(), out["community"].to_list(),
                                                        strict=True), strict=True))
     # 荔林社区 is in two streets: which one is meant cannot be told, so nobody's list gets it.
@@ -44,10 +43,9 @@ def test_a_building_shared_evenly_by_two_grids_goes_to_the_same_grid_whatever_th
         "addr_block": ["b1", "b1", "b1", "b1", "b1"],
     })
     tests = _tests(["别处采样点"]).with_columns(pl.lit("b1").alias("addr_block"))
-    links = pl.DataFrame(schema={"record_kind": pl.String, "record_id": pl.String})
     for seed in range(8):
         shuffled = roster.sample(fraction=1.0, shuffle=True, seed=seed)
-        out = unregistered(tests, links, roster_places(shuffled.lazy() if seed % 2 else shuffled), SINCE, AS_OF)
+        out = unregistered(tests, tests.select("record_id"), roster_places(shuffled.lazy() if seed % 2 else shuffled), SINCE, AS_OF)
         assert out.select("grid_id", "grid_worker").rows() == [("G1", "A")], seed
 
 
