@@ -280,19 +280,50 @@ def test_a_grown_csv_read_on_from_its_end_gives_the_rows_of_a_whole_read(tmp_pat
         full.write_bytes(whole)
 
 
-def test_a_file_s_digest_read_a_block_at_a_time_is_hashlib_s_of_its_bytes(tmp_path, monkeypatch):
+def _refuses_direct(folder: Path) -> bool:
+    import errno
+    import os
+
+    probe = folder / "probe"
+    probe.write_bytes(b"x")
+    try:
+        os.close(os.open(probe, os.O_RDONLY | os.O_DIRECT))
+    except OSError as e:
+        return e.errno == errno.EINVAL
+    return False
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_a_file_s_digest_read_a_block_at_a_time_is_hashlib_s_of_its_bytes(tmp_path, monkeypatch, direct):
     """flows.readers._digest hashes in a thread while it reads and counts: the file's SHA-256, its prefix's, and
     its line breaks (counted after the prefix only when the prefix's are given) must be those of the bytes,
-    wherever the blocks (here 7 bytes) and the prefix fall."""
+    wherever the blocks and the prefix fall: blocks of 4 KiB read past the page cache (O_DIRECT), whose two
+    buffers take turns while one is hashed, or, where the file system refuses that, of 7 bytes read through it."""
+    import errno
     import hashlib
+    import os
 
     import flows.readers as readers
+    import flows.uncached_read as uncached_read
 
-    monkeypatch.setattr(readers, "_UTF8_SLICE", 7)
-    data = "".join(f"T{i:04d},张三{i % 3},\n" for i in range(9)).encode() + b"tail\r\n"
+    block = 4096 if direct else 7
+    monkeypatch.setattr(uncached_read, "BLOCK", block)
+    if not direct:
+        def refuse(path, flags, *args):
+            if flags & getattr(os, "O_DIRECT", 0):
+                raise OSError(errno.EINVAL, "O_DIRECT refused")
+            return os.open(path, flags, *args)
+        monkeypatch.setattr(uncached_read.os, "open", refuse)
+    lines = 2000 if direct else 9
+    data = "".join(f"T{i:04d},张三{i % 3},\n" for i in range(lines)).encode() + b"tail\r\n"
+    assert len(data) > 4 * block and len(data) % block
     path = tmp_path / "export.csv"
     path.write_bytes(data)
-    for prefix in (None, 0, 1, 6, 7, 8, 20, len(data) - 1, len(data)):
+    assert b"".join(bytes(b) for b in uncached_read.uncached_blocks(path)) == data
+    # Past the page cache when asked (a file system without O_DIRECT reads through it: nothing to test then)
+    past_cache = isinstance(next(uncached_read.uncached_blocks(path)), memoryview)
+    assert past_cache or not direct and not past_cache or _refuses_direct(tmp_path)
+    for prefix in (None, 0, 1, block - 1, block, block + 1, 3 * block + 5, len(data) - 1, len(data)):
         for known in ((None,) if prefix is None else (None, data[:prefix].count(b"\n"))):
             seen = readers._digest(path, prefix, known)
             assert (seen.size, seen.sha256, seen.line_breaks, seen.last) == (
