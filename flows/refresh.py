@@ -27,6 +27,7 @@ import flows.sources
 import transforms.linking
 from expectations.suites import SuiteResult, data_docs_site
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
+from flows.csv_aside import AsideCsv, start_aside
 from flows.database import Database
 from flows.kept_links import KeptLinks, key_sums
 from flows.kept_rules import KeptRules, changed_outcomes, rules_key
@@ -523,6 +524,7 @@ def _process(
             people[name] = facts.scan(name)
     t = time.perf_counter()
     db = Database(settings.duckdb)
+    matches: AsideCsv | pl.LazyFrame | None = None
     try:
         # Linking reads the roster's identity columns only; the rules read the rest (addresses as typed, grid,
         # tags, status) when it is done, the linking-only columns left on disk.
@@ -535,6 +537,9 @@ def _process(
         # links: a scan of the sorted copy kept for the next refresh (flows.kept_links); linked_now: the
         # decisions made now (the same scan when every record was linked now).
         linked_now, link_stats, links = linked.pop("linked_now"), linked.pop("stats"), linked.pop("links")
+        # matches.csv is written from now on by a process of its own, at the lowest priority (flows.csv_aside)
+        matches = start_aside(links, settings.out, report.run_id) or links
+        del links
         any_order = linked.pop("links_any_order")  # what the rules read
         lone_tests = linked.pop("lone_tests")  # the test records with no decision: the unregistered list's
         # The rules read the rest of the roster (addresses as typed, grid, tags, status) a part at a time from
@@ -594,7 +599,7 @@ def _process(
         listed, pages = call_list.height, print_pages(call_list, books, as_of_text)
         del call_list
         outputs = RunOutputs(
-            call_list=facts.scan("call_list"), coverage=coverage, matches=links,
+            call_list=facts.scan("call_list"), coverage=coverage, matches=matches,
             quarantine=quarantine, books=books,
             community_books=community_books, tables=tables, report_html=extra["report_html"], report_top_html=extra["report_top_html"],
             print_pages=pages, data_docs=(data_docs_site(docs_root), suites),
@@ -621,6 +626,8 @@ def _process(
         rewrite_run_json(settings.out, report)
     finally:
         db.close()
+        if isinstance(matches, AsideCsv):
+            matches.stop()  # moved into the output when publish got it; else it is not needed now
     logger.info(
         "run %s: %d in scope, %d untested, %d list rows, %.1f s",
         report.run_id, report.coverage["in_scope"], report.coverage["untested"], listed,

@@ -79,6 +79,10 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     run_a = json.loads((a / "run.json").read_text(encoding="utf-8"))
     run_b = json.loads((b / "run.json").read_text(encoding="utf-8"))
     assert run_a["linking"]["decisions"] == run_b["linking"]["decisions"]
+    # matches.csv was written by a process of its own from the end of the link on (flows.csv_aside), and
+    # moved into the output: nothing of it is left beside the output.
+    assert run_a["timings"]["matches_csv_aside"] > 0 and "write_matches_wait" in run_a["timings"]
+    assert not list(a.parent.glob(".out.matches-*")) and not list(b.parent.glob(".out.matches-*"))
     # The sorted decisions: the morning's copy with those made now merged in (flows.kept_links).
     assert incremental.linking["sorted_decisions_from"] == "last_copy"
     assert scratch.linking["sorted_decisions_from"] == "linked_now"

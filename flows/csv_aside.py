@@ -1,0 +1,103 @@
+"""The CSV files of a run, and the biggest of them written by a process of its own, at the lowest CPU priority,
+from the moment its rows are known.
+
+A 20M city's matches.csv (every decision, 72 M rows, 8.6 GB) took 22-27 s to write. Written by a thread of the
+run beside the books and pages, it took the second core from them: the write stage was 36.5 s with it and
+21.0 s without it. Started once the link is done, in a process the kernel runs only when the run's own
+threads leave a core idle (nice 19), it is written during the rules and the sheets; publish waits for it and
+moves it into the output.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+_ROOT = Path(__file__).resolve().parents[1]
+_PREFIX = "matches-"  # ".<out>.matches-<run id>.csv" beside the output
+
+
+def write_csv(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
+    """UTF-8 with a BOM: Excel and WPS then show the Chinese text without an import dialog. A scan (a city's
+    decisions on disk) is streamed to the file, never held whole."""
+    if isinstance(frame, pl.LazyFrame):
+        frame.sink_csv(path, include_bom=True)
+    else:
+        frame.write_csv(path, include_bom=True)
+
+
+class AsideCsv:
+    """A scan written to a CSV file by `python -m flows.csv_aside PATH` (the plan, serialised by polars, on
+    its standard input). wait() gives the file or raises; stop() ends the process and removes the file."""
+
+    def __init__(self, plan: bytes, path: Path) -> None:
+        self.path = path
+        # In the run's folder (a scan's paths may be relative to it), with this code importable from there.
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
+        self._proc = subprocess.Popen([sys.executable, "-m", "flows.csv_aside", str(path)], env=env,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdin, self._proc.stdin = self._proc.stdin, None  # given whole here: communicate() only reads
+        try:
+            stdin.write(plan)
+        except BrokenPipeError:  # it died at once: wait() says why
+            pass
+        finally:
+            stdin.close()
+        self.seconds: float | None = None  # the writer's own time, once it is done
+
+    def wait(self) -> Path:
+        out, err = self._proc.communicate()
+        if self._proc.returncode != 0:
+            self.path.unlink(missing_ok=True)
+            lines = err.decode("utf-8", "replace").strip().splitlines()
+            raise RuntimeError(f"writing {self.path.name} failed (exit {self._proc.returncode}): "
+                               f"{lines[-1] if lines else 'no message'}")
+        self.seconds = float(out.decode().strip() or "nan")
+        return self.path
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        for stream in (self._proc.stdout, self._proc.stderr):
+            if stream is not None:
+                stream.close()
+        self.path.unlink(missing_ok=True)
+
+
+def start_aside(frame: pl.DataFrame | pl.LazyFrame, out: Path, run_id: str) -> AsideCsv | None:
+    """The frame's CSV begun aside for the output folder out, if it is a scan polars can serialise (a scan of
+    Parquet files, as the decisions are); None: write it in the run (write_csv), as a frame held in memory is. The file is written beside
+    out (on its file system: publish moves it in by a rename); what a refresh killed before publishing left
+    there is removed first (one refresh runs at a time)."""
+    if not isinstance(frame, pl.LazyFrame):
+        return None
+    try:
+        plan = frame.serialize()
+    except (pl.exceptions.PolarsError, TypeError, ValueError):  # a plan with Python in it stays in the run
+        return None
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for old in out.parent.glob(f".{glob.escape(out.name)}.{_PREFIX}*.csv"):
+        old.unlink(missing_ok=True)
+    return AsideCsv(plan, out.parent / f".{out.name}.{_PREFIX}{run_id}.csv")
+
+
+def main() -> int:
+    os.nice(19)  # the run's own threads first: this file is written with the cores they leave idle
+    t = time.perf_counter()
+    plan = pl.LazyFrame.deserialize(io.BytesIO(sys.stdin.buffer.read()))
+    write_csv(plan, Path(sys.argv[1]))
+    sys.stdout.write(f"{time.perf_counter() - t:.3f}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

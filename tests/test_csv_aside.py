@@ -1,0 +1,61 @@
+"""flows.csv_aside: matches.csv written by a process of its own from the moment the link is done."""
+
+from __future__ import annotations
+
+import time
+
+import polars as pl
+import pytest
+
+from flows.csv_aside import start_aside, write_csv
+
+
+def _scan(tmp_path, rows: int = 50_000) -> pl.LazyFrame:
+    frame = pl.DataFrame({
+        "record_kind": ["test", "vaccination"] * (rows // 2),
+        "record_id": [f"T{i:07d}" for i in range(rows)],
+        "resident_id": [None if i % 7 == 0 else f"R{i % 997:05d}" for i in range(rows)],
+        "score": [i / 3 for i in range(rows)],
+        "explanation": ["证件号一致，姓名相近" if i % 2 else 'a "quoted", text' for i in range(rows)],
+    }, schema_overrides={"explanation": pl.Categorical})
+    frame.write_parquet(tmp_path / "links.parquet")
+    return pl.scan_parquet(tmp_path / "links.parquet").filter(pl.col("record_kind") == "test").sort("record_id")
+
+
+def test_a_scan_written_aside_is_the_file_the_run_would_write(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a scan of a path relative to the run's folder, as a state folder may be
+    _scan(tmp_path)
+    scan = pl.scan_parquet("links.parquet").filter(pl.col("record_kind") == "test").sort("record_id")
+    out = tmp_path / "out"
+    leftover = tmp_path / ".out.matches-killed-run.csv"  # a refresh killed before it published
+    leftover.write_text("half a file")
+    aside = start_aside(scan, out, "run1")
+    assert aside is not None and not leftover.exists()
+    path = aside.wait()
+    assert path.parent == tmp_path and path.name == ".out.matches-run1.csv"
+    write_csv(scan, tmp_path / "here.csv")
+    assert path.read_bytes() == (tmp_path / "here.csv").read_bytes()
+    assert path.read_bytes().startswith(b"\xef\xbb\xbfrecord_kind,")  # the BOM Excel and WPS need
+    assert aside.seconds is not None and aside.seconds >= 0
+    aside.stop()
+    assert not path.exists()  # stop() after the file was not taken: nothing left beside the output
+
+
+def test_a_frame_in_memory_is_written_in_the_run(tmp_path):
+    assert start_aside(pl.DataFrame({"a": [1, 2]}), tmp_path / "out", "r") is None
+
+
+def test_a_writer_that_fails_says_so_and_one_stopped_leaves_nothing(tmp_path):
+    scan = _scan(tmp_path)
+    (tmp_path / "links.parquet").unlink()  # the scan's file gone: the writer cannot read it
+    aside = start_aside(scan, tmp_path / "out", "r1")
+    with pytest.raises(RuntimeError, match=r"writing \.out\.matches-r1\.csv failed \(exit 1\)"):
+        aside.wait()
+    assert not aside.path.exists()
+    aside.stop()
+
+    big = _scan(tmp_path, 400_000)
+    aside = start_aside(big, tmp_path / "out", "r2")
+    time.sleep(0.05)
+    aside.stop()  # a run that failed before publishing
+    assert not aside.path.exists() and aside._proc.returncode is not None
