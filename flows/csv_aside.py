@@ -1,5 +1,5 @@
-"""The CSV files of a run, and the biggest of them written by a process of its own, at the lowest CPU priority,
-from the moment its rows are known.
+"""How a run's CSV files are written, and the biggest of them written by a process of its own at the lowest
+CPU priority, from the moment its rows are known.
 
 A 20M city's matches.csv (every decision, 72 M rows, 8.6 GB) took 22-27 s to write. Written by a thread of the
 run beside the books and pages, it took the second core from them: the write stage was 36.5 s with it and
@@ -15,6 +15,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,10 +40,11 @@ class AsideCsv:
 
     def __init__(self, plan: bytes, path: Path) -> None:
         self.path = path
+        self._err = tempfile.TemporaryFile()  # a file, not a pipe: a writer saying much can never block on it
         # In the run's folder (a scan's paths may be relative to it), with this code importable from there.
         env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
         self._proc = subprocess.Popen([sys.executable, "-m", "flows.csv_aside", str(path)], env=env,
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err)
         stdin, self._proc.stdin = self._proc.stdin, None  # given whole here: communicate() only reads
         try:
             stdin.write(plan)
@@ -53,10 +55,11 @@ class AsideCsv:
         self.seconds: float | None = None  # the writer's own time, once it is done
 
     def wait(self) -> Path:
-        out, err = self._proc.communicate()
+        out, _ = self._proc.communicate()
         if self._proc.returncode != 0:
             self.path.unlink(missing_ok=True)
-            lines = err.decode("utf-8", "replace").strip().splitlines()
+            self._err.seek(0)
+            lines = self._err.read().decode("utf-8", "replace").strip().splitlines()
             raise RuntimeError(f"writing {self.path.name} failed (exit {self._proc.returncode}): "
                                f"{lines[-1] if lines else 'no message'}")
         self.seconds = float(out.decode().strip() or "nan")
@@ -66,17 +69,17 @@ class AsideCsv:
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
-        for stream in (self._proc.stdout, self._proc.stderr):
-            if stream is not None:
-                stream.close()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._err.close()
         self.path.unlink(missing_ok=True)
 
 
 def start_aside(frame: pl.DataFrame | pl.LazyFrame, out: Path, run_id: str) -> AsideCsv | None:
     """The frame's CSV begun aside for the output folder out, if it is a scan polars can serialise (a scan of
-    Parquet files, as the decisions are); None: write it in the run (write_csv), as a frame held in memory is. The file is written beside
-    out (on its file system: publish moves it in by a rename); what a refresh killed before publishing left
-    there is removed first (one refresh runs at a time)."""
+    Parquet files, as the decisions are); None: write it in the run (write_csv), as a frame held in memory is.
+    The file is written beside out (on its file system: publish moves it in by a rename); what a refresh
+    killed before publishing left there is removed first (one refresh runs at a time)."""
     if not isinstance(frame, pl.LazyFrame):
         return None
     try:
