@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -68,7 +68,7 @@ class LastLinks:
 
     def scan(self) -> pl.LazyFrame:
         """The copy in order (record_kind, record_id)."""
-        return merge_sorted_runs([pl.scan_parquet(f) for f in self.files], self.rows)
+        return _in_order(self.files, self.rows)
 
     def known(self, spill: RecordSpill) -> dict[str, int]:
         """Per kind, how many of the run's first record parts are the very parts of the last refresh (their
@@ -79,6 +79,11 @@ class LastLinks:
             if before and part_identity(parts[:len(before)]) == before:
                 out[kind] = len(before)
         return out
+
+
+def _in_order(files: Iterable[Path], kinds: Iterable[str]) -> pl.LazyFrame:
+    """A copy's files, each sorted, read as one in order (record_kind, record_id)."""
+    return merge_sorted_runs([pl.scan_parquet(f) for f in files], kinds)
 
 
 _LONE_KIND = "test"  # the kind whose records with no decision are kept (the unregistered list reads them)
@@ -248,5 +253,5 @@ class KeptLinks:
         """The saved copy: in order (record_kind, record_id; matches.csv lists them so), or its files one after
         the other, for readers to whom the order does not matter (merging costs each reader about a second at 20M)."""
         if ordered or len(self.files) == 1:
-            return merge_sorted_runs([pl.scan_parquet(f) for f in self.files], self.kinds)
+            return _in_order(self.files, self.kinds)
         return pl.scan_parquet(self.files)

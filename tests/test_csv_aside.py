@@ -10,6 +10,10 @@ import pytest
 from flows.csv_aside import start_aside, write_csv
 
 
+def _tests_of(scan: pl.LazyFrame) -> pl.LazyFrame:
+    return scan.filter(pl.col("record_kind") == "test").sort("record_id")
+
+
 def _scan(tmp_path, rows: int = 50_000) -> pl.LazyFrame:
     frame = pl.DataFrame({
         "record_kind": ["test", "vaccination"] * (rows // 2),
@@ -19,13 +23,13 @@ def _scan(tmp_path, rows: int = 50_000) -> pl.LazyFrame:
         "explanation": ["证件号一致，姓名相近" if i % 2 else 'a "quoted", text' for i in range(rows)],
     }, schema_overrides={"explanation": pl.Categorical})
     frame.write_parquet(tmp_path / "links.parquet")
-    return pl.scan_parquet(tmp_path / "links.parquet").filter(pl.col("record_kind") == "test").sort("record_id")
+    return _tests_of(pl.scan_parquet(tmp_path / "links.parquet"))
 
 
 def test_a_scan_written_aside_is_the_file_the_run_would_write(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a scan of a path relative to the run's folder, as a state folder may be
     _scan(tmp_path)
-    scan = pl.scan_parquet("links.parquet").filter(pl.col("record_kind") == "test").sort("record_id")
+    scan = _tests_of(pl.scan_parquet("links.parquet"))
     out = tmp_path / "out"
     leftover = tmp_path / ".out.matches-killed-run.csv"  # a refresh killed before it published
     leftover.write_text("half a file")
