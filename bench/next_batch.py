@@ -1,0 +1,97 @@
+"""One more two-hour batch appended to the test export of bench/incremental.py's work folder, to measure the
+refresh after many others (the state grown batch by batch, as it does through a round):
+
+    python bench/next_batch.py --work bench/work --residents 20000000 --number N [--newly 600000] [--retests 400000]
+
+Then refresh as bench/incremental.py does (`flows.cli run --tests .../incremental/tests_export.csv --out
+.../incremental/out_refresh --db .../incremental/inc/g.duckdb`, GRIDSWEEP_STATE_DIR=.../incremental/state).
+
+The batch holds, dated in the round's last two hours:
+- newly tested: up to --newly residents on the last refresh's untested call list (a quarter of them, chosen by
+  a hash of the batch number), their names, IDs, phones and addresses as the roster has them;
+- re-tests: --retests of the generated rows of the export, drawn from the whole of it by a hash of the batch
+  number (a different sample of people each batch, with their records' typos), under new record numbers.
+
+Before the twenty-eighth session the re-tests were the same 400,000 rows every batch (a script not kept), so
+the same residents gained a record every two hours: after 34 batches the residents a refresh ruled again held
+12.6 M test records, and the rules spent 11.7 s finding them. This script spreads them as a city's would be.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from transforms.contract import ROSTER  # noqa: E402
+
+_BUCKETS = 1_000_000
+
+
+def _times(n: int, as_of: datetime, seed: int) -> pl.Series:
+    """n sampling times spread over the two hours before as_of."""
+    seconds = pl.int_range(0, n, eager=True).hash(seed=seed) % 7200
+    return (pl.lit(as_of - timedelta(hours=2)) + pl.duration(seconds=seconds)).dt.strftime(
+        "%Y-%m-%d %H:%M:%S").alias("sampled_at")
+
+
+def newly_tested(roster_csv: Path, call_list_csv: Path, number: int, most: int, as_of: datetime) -> pl.DataFrame:
+    untested = (pl.scan_csv(call_list_csv, infer_schema=False)
+                .filter((pl.col("list") == "call") & (pl.col("reason") == "untested")).select("resident_id").unique())
+    chosen = untested.filter(pl.col("resident_id").hash(seed=number) % 4 == 0)
+    zh = {c.name: c.zh for c in ROSTER.columns}  # the generator writes the roster under its Chinese headers
+    wanted = ["resident_id", "name", "id_type", "id_number", "phone", "address"]
+    roster = pl.scan_csv(roster_csv, infer_schema=False).select(pl.col(zh[c]).alias(c) for c in wanted)
+    new = roster.join(chosen, on="resident_id").collect().head(most).with_row_index("i")
+    return new.select(
+        (pl.lit(f"N{number}-") + pl.col("i").cast(pl.String).str.zfill(8)).alias("record_id"), "name", "id_type",
+        "id_number", "phone", _times(new.height, as_of, number), pl.lit("临时采样点").alias("site"), "address")
+
+
+def retests(export: Path, number: int, rows: int, as_of: datetime) -> pl.DataFrame:
+    # The generated rows only, not earlier batches' (their numbers begin N<n> or R<n>): a person is then as
+    # likely to be re-tested as their first records make them, however many batches re-tested them before.
+    scan = pl.scan_csv(export, infer_schema=False).filter(~pl.col("record_id").str.contains(r"^[NR]\d"))
+    lines = scan.select(pl.len()).collect().item()
+    share = min(_BUCKETS, round(rows * _BUCKETS / max(1, lines)))  # about `rows`, from every part of it
+    again = scan.filter(pl.col("record_id").hash(seed=1000 + number) % _BUCKETS < share).collect()
+    return again.with_columns((pl.lit(f"R{number}-") + pl.col("record_id")).alias("record_id"),
+                              _times(again.height, as_of, 1000 + number))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default=str(ROOT / "bench" / "work"))
+    ap.add_argument("--residents", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--number", type=int, required=True, help="the batch's number: a different sample each")
+    ap.add_argument("--newly", type=int, default=600_000)
+    ap.add_argument("--retests", type=int, default=400_000)
+    args = ap.parse_args()
+    work = Path(args.work) / f"n{args.residents}_s{args.seed}"
+    inc = work / "incremental"
+    export = inc / "tests_export.csv"
+    round_ = tomllib.loads((work / "data" / "campaign.toml").read_text(encoding="utf-8"))["round"]
+    as_of = datetime.fromisoformat(round_["as_of"])
+    columns = pl.read_csv(export, n_rows=0).columns
+    new = newly_tested(work / "data" / "roster.csv", inc / "out_refresh" / "call_list.csv", args.number,
+                       args.newly, as_of)
+    again = retests(export, args.number, args.retests, as_of)
+    rows = pl.concat([new.select(columns), again.select(columns)]).sample(fraction=1.0, shuffle=True,
+                                                                          seed=args.number)
+    with open(export, "ab") as fh:
+        rows.write_csv(fh, include_header=False)
+    print(f"batch {args.number}: {new.height} newly tested, {again.height} re-tests "
+          f"({again['id_number'].n_unique()} distinct ID numbers) appended to {export}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
