@@ -32,6 +32,7 @@ from flows.database import Database
 from flows.kept_links import KeptLinks, key_sums
 from flows.kept_rules import KeptRules, changed_outcomes, rules_key
 from flows.loading import LoadingProcess
+from flows.lone_facts import KeptLoneFacts
 from flows.meter import StageMeter, add_time
 from flows.print_pages import print_pages
 from flows.publish import RunOutputs, publish_outputs, rewrite_run_json, run_json
@@ -408,12 +409,13 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
 
 
 @task(cache_policy=NO_CACHE)
-def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], lone_tests: pl.LazyFrame,
+def follow_up(db: Database, lone_tests: pl.LazyFrame, lone_facts: KeptLoneFacts,
               ruled: Ruled, given: RuleInputs, grid_workers: pl.DataFrame, settings: Settings,
               derived: RosterDerived, timings: dict[str, float] | None = None) -> dict:
     """What changed since the last refresh, the roster's gaps (lone_tests: the test records with no decision,
-    as link keeps them), and the report (titled with the streets of grid_workers: street, community, grid_id,
-    grid_worker as the roster assigns them).
+    as link keeps them; lone_facts: what the last refresh kept of their facts, and keeps them for the next),
+    and the report (titled with the streets of grid_workers: street, community, grid_id, grid_worker as the
+    roster assigns them).
     Returns the call list marked with what is new (call_list), the tables to publish (tables), the change
     figures (changes) and the report's pages, in a dict the flow empties: Prefect keeps a task's return value
     until the flow ends, and a frame popped from it can be let go of sooner.
@@ -423,7 +425,8 @@ def follow_up(db: Database, people: dict[str, pl.DataFrame | pl.LazyFrame], lone
     call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off, ruled.ruled_again)
     _timed(timings, "follow_up_changes", t)
     t = time.perf_counter()
-    unlinked = unregistered(people["tests"], lone_tests, derived.places(), settings.since, settings.as_of)
+    unlinked = unregistered(lone_facts.facts(lone_tests), lone_tests, derived.places(), settings.since,
+                            settings.as_of)
     _timed(timings, "follow_up_unregistered", t)
     t = time.perf_counter()
     corrections = order_corrections(ruled.wrong_numbers, derived.duplicates())
@@ -566,7 +569,10 @@ def _process(
         # The duplicates and the buildings' grids depend on the roster alone: kept while its parts are the same.
         derived = RosterDerived(state / "roster_derived", facts.files[ROSTER.name], people["roster"].lazy())
         report.inputs[ROSTER.name]["duplicates_and_places_reused"] = derived.reused
-        extra = follow_up(db, people, lone_tests, ruled, given, grid_workers, settings, derived, report.timings)
+        lone_facts = KeptLoneFacts(state / "lone_facts", facts.files.get("tests", []))
+        extra = follow_up(db, lone_tests, lone_facts, ruled, given, grid_workers, settings, derived,
+                          report.timings)
+        report.linking["unlinked_test_facts"] = lone_facts.figures  # kept, or read from the tests again
         call_list, tables = extra.pop("call_list"), extra.pop("tables")
         _timed(report.timings, "rules_follow_up", follow_t)
         coverage = ruled.coverage

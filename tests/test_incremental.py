@@ -484,9 +484,9 @@ def test_the_unlinked_tests_kept_beside_the_copy_are_those_a_refresh_from_scratc
     data = tmp_path / "data"
     write_synthetic(generate(800, seed=43), data)
     tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
-    morning, full = tmp_path / "morning.csv", tmp_path / "all.csv"
+    # The export grows in place (the same bytes and more), so the refresh after takes what the last one kept.
+    morning = full = tmp_path / "tests.csv"
     tests.head(tests.height * 8 // 10).write_csv(morning)
-    tests.write_csv(full)
 
     def settings(path, state):
         return load_settings(data / "campaign.toml", tests=str(path), out=str(tmp_path / state / "out"),
@@ -503,6 +503,7 @@ def test_the_unlinked_tests_kept_beside_the_copy_are_those_a_refresh_from_scratc
     verdicts = single.select("record_kind", "record_id", "resident_id", pl.lit(REJECTED).alias("verdict"),
                              pl.lit("test").alias("source"))
     before = lone("kept")
+    tests.write_csv(full)
     for state in ("kept", "scratch"):
         db = Database(settings(full, state).duckdb)
         try:
@@ -523,3 +524,9 @@ def test_the_unlinked_tests_kept_beside_the_copy_are_those_a_refresh_from_scratc
     a, b = tmp_path / "kept" / "out", tmp_path / "scratch" / "out"
     assert _sorted_csv(a / "unregistered.csv").equals(_sorted_csv(b / "unregistered.csv"))
     assert pl.read_csv(b / "unregistered.csv", infer_schema=False)["record_id"].is_in(list(added)).any()
+    # Their facts (flows.lone_facts): the morning's kept, the added ones' and the rejected ones' read now.
+    facts = kept.linking["unlinked_test_facts"]
+    assert facts["kept"] == len(before) and facts["read_before"] == len(left_alone)
+    assert facts["read_after"] == len(lone("kept") - before - left_alone) > 0
+    assert scratch.linking["unlinked_test_facts"] == {"kept": 0, "read_after": len(lone("scratch")),
+                                                      "read_before": 0}

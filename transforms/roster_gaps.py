@@ -13,6 +13,8 @@ from transforms.contract import ROSTER_CORRECTIONS, UNREGISTERED
 from transforms.idcard import mask_id
 
 _PLACE = ["street", "community", "grid_id", "grid_worker"]
+# What the unregistered list reads of a test record (flows.lone_facts keeps them for the records with no decision).
+UNREGISTERED_FACTS = ["record_id", "name", "phone", "id_clean", "address", "site", "sampled_at", "addr_block"]
 
 
 @dataclass
@@ -55,7 +57,7 @@ def unregistered(tests: pl.DataFrame | pl.LazyFrame, unlinked: pl.DataFrame | pl
     lone_ids = unlinked.lazy().select("record_id").collect()["record_id"]
     lone = (  # lazy: of a city's tests (perhaps a file on disk) only the round's unlinked ones are held
         tests.lazy()
-        .select("record_id", "name", "phone", "id_clean", "address", "site", "sampled_at", "addr_block")
+        .select(UNREGISTERED_FACTS)
         .filter(pl.col("sampled_at").is_between(since.replace(tzinfo=None), as_of.replace(tzinfo=None))
                 & pl.col("record_id").is_in(lone_ids.implode()))
         .collect()
