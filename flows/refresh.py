@@ -425,8 +425,7 @@ def follow_up(db: Database, lone_tests: pl.LazyFrame, lone_facts: KeptLoneFacts,
     call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off, ruled.ruled_again)
     _timed(timings, "follow_up_changes", t)
     t = time.perf_counter()
-    unlinked = unregistered(lone_facts.facts(lone_tests), lone_tests, derived.places(), settings.since,
-                            settings.as_of)
+    unlinked = unregistered(lone_facts.facts(lone_tests), derived.places(), settings.since, settings.as_of)
     _timed(timings, "follow_up_unregistered", t)
     t = time.perf_counter()
     corrections = order_corrections(ruled.wrong_numbers, derived.duplicates())

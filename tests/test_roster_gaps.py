@@ -26,12 +26,21 @@ def test_a_site_names_its_community_only_when_the_name_is_in_one_street():
         "addr_block": ["b1", "b2", "b3", "b4"],
     })
     tests = _tests(["荔林社区采样点", "科技园社区便民点", "科技园北社区采样屋", "别处采样点"])
-    out = unregistered(tests, tests.select("record_id"), roster_places(roster), SINCE, AS_OF)
+    out = unregistered(tests, roster_places(roster), SINCE, AS_OF)
     placed = dict(zip(out["record_id"].to_list(), zip(out["street"].to_list(), out["community"].to_list(),
                                                        strict=True), strict=True))
     # 荔林社区 is in two streets: which one is meant cannot be told, so nobody's list gets it.
     assert placed == {"T1": ("甲街道", "科技园社区"), "T2": ("甲街道", "科技园北社区")}
     assert out.height == 2
+
+
+def test_only_the_rounds_tests_are_listed():
+    roster = pl.DataFrame({"street": ["甲街道"], "community": ["科技园社区"], "grid_id": ["G3"], "grid_worker": ["C"],
+                           "addr_block": ["b3"]})
+    tests = _tests(["科技园社区采样点"] * 3).with_columns(
+        pl.Series("sampled_at", [datetime(2022, 5, 18, 23), SINCE, datetime(2022, 5, 20, 18, 1)]))
+    out = unregistered(tests, roster_places(roster), SINCE, AS_OF)
+    assert out["record_id"].to_list() == ["T1"]  # the round's; one the day before and one after as_of are not
 
 
 def test_a_building_shared_evenly_by_two_grids_goes_to_the_same_grid_whatever_the_roster_order():
@@ -45,7 +54,7 @@ def test_a_building_shared_evenly_by_two_grids_goes_to_the_same_grid_whatever_th
     tests = _tests(["别处采样点"]).with_columns(pl.lit("b1").alias("addr_block"))
     for seed in range(8):
         shuffled = roster.sample(fraction=1.0, shuffle=True, seed=seed)
-        out = unregistered(tests, tests.select("record_id"), roster_places(shuffled.lazy() if seed % 2 else shuffled), SINCE, AS_OF)
+        out = unregistered(tests, roster_places(shuffled.lazy() if seed % 2 else shuffled), SINCE, AS_OF)
         assert out.select("grid_id", "grid_worker").rows() == [("G1", "A")], seed
 
 

@@ -47,19 +47,19 @@ def unlinked_tests(record_ids: pl.DataFrame | pl.LazyFrame, links: pl.DataFrame 
     return record_ids.lazy().select("record_id").join(linked, on="record_id", how="anti").collect()
 
 
-def unregistered(tests: pl.DataFrame | pl.LazyFrame, unlinked: pl.DataFrame | pl.LazyFrame, places: RosterPlaces,
-                 since: datetime, as_of: datetime) -> pl.DataFrame:
-    """Test records of the round that match no resident (unlinked: unlinked_tests, record_id), whose current
-    address is a building on the roster (-> that building's grid) or whose sampling site is named after one
-    of the roster's communities (-> that community; the grid is left for the community to assign).
-    The unlinked records are given, not found here: the link stage keeps them from one refresh to the next
-    (flows.kept_links), where finding them among a 20M city's 39 M tests and 37 M decisions took 6-8 s."""
-    lone_ids = unlinked.lazy().select("record_id").collect()["record_id"]
-    lone = (  # lazy: of a city's tests (perhaps a file on disk) only the round's unlinked ones are held
-        tests.lazy()
+def unregistered(lone: pl.DataFrame | pl.LazyFrame, places: RosterPlaces, since: datetime, as_of: datetime
+                 ) -> pl.DataFrame:
+    """The test records of the round that match no resident (lone: UNREGISTERED_FACTS of the records
+    unlinked_tests finds), whose current address is a building on the roster (-> that building's grid) or
+    whose sampling site is named after one of the roster's communities (-> that community; the grid is left
+    for the community to assign).
+    The records are given, not found here: at 20M finding them among 39 M tests and 37 M decisions took 6-8 s,
+    and reading their facts among the tests 6 s more (flows.kept_links keeps which they are, flows.lone_facts
+    their facts)."""
+    lone = (
+        lone.lazy()
         .select(UNREGISTERED_FACTS)
-        .filter(pl.col("sampled_at").is_between(since.replace(tzinfo=None), as_of.replace(tzinfo=None))
-                & pl.col("record_id").is_in(lone_ids.implode()))
+        .filter(pl.col("sampled_at").is_between(since.replace(tzinfo=None), as_of.replace(tzinfo=None)))
         .collect()
     )
     buildings, all_communities = places.buildings, places.communities
