@@ -10,7 +10,6 @@ moves it into the output.
 
 from __future__ import annotations
 
-import glob
 import io
 import os
 import subprocess
@@ -21,8 +20,9 @@ from pathlib import Path
 
 import polars as pl
 
+from flows.beside_output import MATCHES, beside, found_beside
+
 _ROOT = Path(__file__).resolve().parents[1]
-_PREFIX = "matches-"  # ".<out>.matches-<run id>.csv" beside the output
 
 
 def write_csv(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
@@ -88,9 +88,9 @@ def start_aside(frame: pl.DataFrame | pl.LazyFrame, out: Path, run_id: str) -> A
         return None
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    for old in out.parent.glob(f".{glob.escape(out.name)}.{_PREFIX}*.csv"):
+    for old in found_beside(out, MATCHES, ".csv"):
         old.unlink(missing_ok=True)
-    return AsideCsv(plan, out.parent / f".{out.name}.{_PREFIX}{run_id}.csv")
+    return AsideCsv(plan, beside(out, MATCHES, run_id, ".csv"))
 
 
 def main() -> int:

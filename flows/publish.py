@@ -24,6 +24,7 @@ import polars as pl
 
 from expectations.docs import export_offline
 from expectations.suites import SuiteResult
+from flows.beside_output import PREVIOUS, RETIRING, STAGING, beside, found_beside
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.csv_aside import AsideCsv, write_csv
 from flows.meter import StageMeter
@@ -41,7 +42,7 @@ def recover_interrupted_swap(out: Path) -> None:
     """If a run died between moving the old outputs aside and moving the new ones in, put the old back."""
     if out.exists():
         return
-    previous = sorted(out.parent.glob(f".{out.name}.previous-*"))
+    previous = found_beside(out, PREVIOUS)
     if previous:
         previous[-1].rename(out)
 
@@ -103,7 +104,7 @@ def publish_outputs(out: Path, outputs: RunOutputs, report: RunReport, started: 
 def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, meter: StageMeter | None,
              spares: SpareFiles) -> Path | None:
     """In the pool's turn: the outputs written into staging and swapped in; returns the replaced output."""
-    staging = out.parent / f".{out.name}.staging-{report.run_id}"
+    staging = beside(out, STAGING, report.run_id)
     t, kernel, user = time.perf_counter(), os.times().system, os.times().user
     laps: dict[str, float] = {}
 
@@ -388,7 +389,7 @@ def _swap(staging: Path, out: Path, run_id: str) -> Path | None:
     """The new outputs in place of the old; returns the old, renamed to be emptied into the pool the next
     output is written into (flows.spare_files: deleting them would slow the next refresh's making of files,
     if it comes soon), or None if there was none."""
-    previous = out.parent / f".{out.name}.previous-{run_id}"
+    previous = beside(out, PREVIOUS, run_id)
     if out.exists():
         out.rename(previous)
     try:
@@ -400,4 +401,4 @@ def _swap(staging: Path, out: Path, run_id: str) -> Path | None:
     if not previous.exists():
         return None
     # Renamed first: recover_interrupted_swap never takes a half-emptied output back for a whole one.
-    return previous.rename(out.parent / f".{out.name}.retiring-{run_id}")
+    return previous.rename(beside(out, RETIRING, run_id))

@@ -34,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+from flows.beside_output import PREVIOUS, RETIRING, found_beside
+
 # The output's folders whose files the publisher writes through CarriedOver, which says which it needs: only
 # these are kept in the pool (the CSVs, the report and the data docs are few, and written by other writers).
 POOLED = ("sheets", "community", "print")
@@ -146,9 +148,9 @@ class SpareFiles:
         """The replaced outputs beside out emptied into the pool: one being emptied when its retirer stopped,
         and (once out is there) one a run moved aside; out is newer than both. Returns how many."""
         out = self.out
-        stale = sorted(out.parent.glob(f".{out.name}.retiring-*"))
+        stale = found_beside(out, RETIRING)
         if out.exists():
-            stale += sorted(out.parent.glob(f".{out.name}.previous-*"))
+            stale += found_beside(out, PREVIOUS)
         for folder in stale:
             self.retire(folder)
         return len(stale)
@@ -244,7 +246,7 @@ def wait_retired(out: Path, timeout: float = 900.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         with pool_turn(out):
-            if not any(out.parent.glob(f".{out.name}.retiring-*")):
+            if not found_beside(out, RETIRING):
                 return
         if time.monotonic() > deadline:
             raise TimeoutError(f"a replaced output beside {out} was not emptied in {timeout:.0f} s")

@@ -151,3 +151,19 @@ def test_a_swap_empties_the_replaced_output_and_a_stopped_runs_leftovers_are_emp
     SpareFiles(out).retire_stale()
     assert (out / "call_list.csv").read_bytes() == b"last good"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.spare", "out"]
+
+
+def test_what_a_run_leaves_beside_its_output_is_found_whatever_the_output_is_called(tmp_path):
+    """Names with glob's own characters (an output folder "输出[2]") are taken as they are."""
+    from flows.beside_output import MATCHES, RETIRING, STAGING, beside, found_beside
+
+    out = tmp_path / "输出[2]"
+    made = [beside(out, RETIRING, "b"), beside(out, RETIRING, "a"), beside(out, STAGING, "a")]
+    for folder in made:
+        folder.mkdir()
+    beside(out, MATCHES, "c", ".csv").write_text("x")
+    (tmp_path / ".输出2.retiring-z").mkdir()  # another output's, which "[2]" as a pattern would take
+    assert found_beside(out, RETIRING) == [made[1], made[0]]
+    assert found_beside(out, MATCHES, ".csv") == [beside(out, MATCHES, "c", ".csv")]
+    assert found_beside(out, MATCHES) == [beside(out, MATCHES, "c", ".csv")]
+    assert found_beside(out, MATCHES, ".parquet") == []
