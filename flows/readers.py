@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from flows.uncached_read import uncached_blocks
+from flows.uncached_read import cached_blocks, uncached_blocks
 from transforms.contract import Contract, fold_header
 from transforms.parsing import LINE
 
@@ -82,10 +82,7 @@ _HINT_BYTES = 1 << 22  # read to guess how many rows a CSV export holds
 
 
 def _blocks(path: Path, start: int = 0) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        while block := fh.read(_UTF8_SLICE):
-            yield block
+    return cached_blocks(path, start, _UTF8_SLICE)  # the slice as it is when called (the tests shrink it)
 
 
 def _decode_error(path: Path, encoding: str, start: int = 0, out: BinaryIO | None = None) -> int | None:

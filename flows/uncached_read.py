@@ -17,10 +17,11 @@ from pathlib import Path
 BLOCK = 1 << 24  # bytes a read: a multiple of any device's logical block size, as O_DIRECT needs
 
 
-def _cached(path: Path, start: int) -> Iterator[bytes]:
+def cached_blocks(path: Path, start: int = 0, size: int = BLOCK) -> Iterator[bytes]:
+    """The file's bytes from start on, size at a time, through the page cache."""
     with open(path, "rb") as fh:
         fh.seek(start)
-        while block := fh.read(BLOCK):
+        while block := fh.read(size):
             yield block
 
 
@@ -37,7 +38,7 @@ def uncached_blocks(path: Path) -> Iterator[memoryview | bytes]:
             raise
         fd = None
     if fd is None:
-        yield from _cached(path, 0)
+        yield from cached_blocks(path)
         return
     buffers = (mmap.mmap(-1, BLOCK), mmap.mmap(-1, BLOCK))  # page-aligned, as O_DIRECT needs
     at, turn = 0, 0
@@ -49,7 +50,7 @@ def uncached_blocks(path: Path) -> Iterator[memoryview | bytes]:
             except OSError as e:
                 if e.errno != errno.EINVAL:
                     raise
-                yield from _cached(path, at)
+                yield from cached_blocks(path, at)
                 return
             if n == 0:
                 return
