@@ -68,8 +68,9 @@ class KeptLoneFacts:
         return out
 
     def _schema(self) -> pl.Schema:
-        return pl.scan_parquet(self.parts).select(UNREGISTERED_FACTS).collect_schema() if self.parts else pl.Schema(
-            dict.fromkeys(UNREGISTERED_FACTS, pl.String))
+        if self.parts:
+            return pl.scan_parquet(self.parts).select(UNREGISTERED_FACTS).collect_schema()
+        return pl.Schema({c: pl.Datetime("us") if c == "sampled_at" else pl.String for c in UNREGISTERED_FACTS})
 
     def _save(self, files: list[Path], everything: pl.DataFrame, new: pl.DataFrame) -> None:
         """The records read now as one more file beside the kept ones; all of them (the records with no

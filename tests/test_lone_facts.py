@@ -123,3 +123,17 @@ def test_the_kept_files_are_written_as_one_when_too_many(tmp_path: Path, monkeyp
         assert len(files) == [1, 2, 1, 2][run], run
         if run == 2:
             assert pl.read_parquet(files[0]).height == lone.height
+
+
+def test_no_test_parts_give_no_facts_of_the_right_types(tmp_path: Path) -> None:
+    """A run whose tests left no part (every row quarantined) still gets a frame the list can filter by time."""
+    from datetime import datetime
+
+    from transforms.roster_gaps import RosterPlaces, unregistered
+
+    got = KeptLoneFacts(tmp_path / "state", []).facts(pl.DataFrame(schema={"record_id": pl.String}))
+    assert got.height == 0 and got.schema["sampled_at"] == pl.Datetime("us")
+    places = RosterPlaces(pl.DataFrame(schema=dict.fromkeys(["addr_block", "street", "community", "grid_id",
+                                                             "grid_worker"], pl.String)),
+                          pl.DataFrame(schema={"street": pl.String, "community": pl.String}))
+    assert unregistered(got, places, datetime(2022, 5, 19), datetime(2022, 5, 20)).height == 0
