@@ -28,7 +28,6 @@ carries the copy on changes them only where it linked or added records.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,11 +36,11 @@ from pathlib import Path
 
 import polars as pl
 
+from flows.kept_meta import read_meta, write_meta
 from flows.record_spill import ROW, RecordSpill
 from transforms.roster_gaps import unlinked_tests
 from transforms.sorted_links import merge_sorted_links, merge_sorted_runs
 
-_META = "meta.json"
 MAX_RUNS = 8  # files a copy may be made of
 MAX_LATER_SHARE = 0.25  # of the decisions in the copy's first file, what its later files may hold together
 
@@ -143,10 +142,7 @@ class KeptLinks:
         self.lone: Path | None = None  # once saved: where they are
 
     def _meta(self) -> dict | None:
-        try:
-            return json.loads((self.folder / _META).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        return read_meta(self.folder)
 
     def load(self, generation: str | None) -> LastLinks | None:
         """The last copy, if it was made from the stored decisions of this generation under this key."""
@@ -235,9 +231,7 @@ class KeptLinks:
                 "files": files, "file_rows": file_rows, "lone": lone_name,
                 "rows": spill.counts(), "sums": {kind: whole for kind, (_, whole) in sums.items()},
                 "parts": {kind: part_identity(parts) for kind, parts in spill.files.items()}}
-        tmp = self.folder / (_META + ".new")
-        tmp.write_text(json.dumps(meta), encoding="utf-8")
-        tmp.replace(self.folder / _META)
+        write_meta(self.folder, meta)
         for other in [*self.folder.glob("links-*.parquet"), *self.folder.glob("lone-*.parquet")]:
             if other.name not in files and other.name != lone_name:
                 other.unlink(missing_ok=True)

@@ -33,9 +33,9 @@ import polars as pl
 
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.kept_links import part_identity
+from flows.kept_meta import read_meta, write_meta
 from transforms.rule_parts import RosterRules, RuleInputs
 
-_META = "meta.json"
 _FRAMES = ("call_list", "measures", "grids", "escalation_inputs", "wrong_numbers")
 
 
@@ -76,10 +76,7 @@ class KeptRules:
         self.facts = {kind: part_identity(parts) for kind, parts in facts.items()}
 
     def _meta(self) -> dict | None:
-        try:
-            return json.loads((self.folder / _META).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        return read_meta(self.folder)
 
     def why_not(self, last_run: str | None, links_from: str | None) -> str | None:
         """Why the kept rulings cannot be used by this refresh (None: they can). last_run: the run id of the
@@ -116,9 +113,7 @@ class KeptRules:
         outcomes.write_parquet(here / "outcomes.parquet", compression="lz4")
         meta = {"key": self.key, "polars": version("polars"), "run_id": run_id, "links_file": links_file,
                 "facts": self.facts, "dir": name}
-        tmp = self.folder / (_META + ".new")
-        tmp.write_text(json.dumps(meta), encoding="utf-8")
-        tmp.replace(self.folder / _META)
+        write_meta(self.folder, meta)
         for other in self.folder.glob("rules-*"):
             if other.name != name:
                 shutil.rmtree(other, ignore_errors=True)

@@ -13,16 +13,15 @@ starts afresh. The facts hold names, IDs, phones and addresses, as the loaded so
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
 import polars as pl
 
 from flows.kept_links import part_identity
+from flows.kept_meta import read_meta, write_meta
 from transforms.roster_gaps import UNREGISTERED_FACTS
 
-_META = "meta.json"
 MAX_FILES = 8  # files the kept facts may be made of before they are written as one again
 
 
@@ -34,9 +33,8 @@ class KeptLoneFacts:
 
     def _kept(self) -> tuple[list[Path], int]:
         """The kept files, and how many of the run's first parts they were read from (0: none usable)."""
-        try:
-            meta = json.loads((self.folder / _META).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        meta = read_meta(self.folder)
+        if meta is None:
             return [], 0
         files = [self.folder / name for name in meta.get("files", [])]
         before = meta.get("parts", [])
@@ -85,9 +83,7 @@ class KeptLoneFacts:
             frame.write_parquet(self.folder / name, compression="lz4")
             files = [*files, self.folder / name]
         meta = {"columns": UNREGISTERED_FACTS, "parts": part_identity(self.parts), "files": [f.name for f in files]}
-        tmp = self.folder / (_META + ".new")
-        tmp.write_text(json.dumps(meta), encoding="utf-8")
-        tmp.replace(self.folder / _META)
+        write_meta(self.folder, meta)
         for other in self.folder.glob("facts-*.parquet"):
             if other not in files:
                 other.unlink(missing_ok=True)
