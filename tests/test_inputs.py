@@ -153,12 +153,15 @@ def test_times_in_every_format_read_as_trying_every_format_on_every_cell():
     cells = [when.strftime(f) for f in ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y%m%d%H%M%S", "%Y年%m月%d日 %H:%M",
                                         "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%Y.%m.%d", "%Y年%m月%d日")]
     cells += ["44700.3542", "44700", "2022-13-40 25:00", "昨天", "", None, "20220519"]
+    # Formats are tried only on cells with their number of colons: cells of one, two and three.
+    cells += ["2022-05-19 08:30", "2022-05-19T08:30:15.250", "2022-05-19 08:30:15:00"]
     values = pl.Series("t", cells * 3, dtype=pl.String)
     expected = pl.DataFrame({"t": values}).select(parse_datetime_expr("t")).to_series()
     got = parse_datetimes(values)
     assert got.to_list() == expected.to_list()
     assert got[0] == when and got[1] == when.replace(second=0) and got[10] is None and got[12] is None
-    assert got.null_count() == expected.null_count() == 4 * 3  # the two wrong cells, the blank and the null
+    assert got[15] == when.replace(second=0) and got[16] == when.replace(microsecond=250_000)
+    assert got.null_count() == expected.null_count() == 5 * 3  # the three wrong cells, the blank and the null
     births = pl.Series("b", ["1980-01-02", "1980/1/2", "19800102 08:00", "1980年1月2日", "02/01/1980", None] * 2)
     assert parse_dates(births).to_list() == pl.DataFrame({"b": births}).select(parse_date_expr("b")).to_series().to_list()
     assert parse_dates(births).null_count() == 4
