@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import threading
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from child_peak import run_measured  # noqa: E402  (bench/, beside this script)
+from child_peak import FoldersAside, run_measured  # noqa: E402  (bench/, beside this script)
 
 
 def run(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -80,9 +79,7 @@ def main() -> int:
         results["generate"] = {"seconds": round(wall, 1), "peak_gib": round(peak, 2)}
     if not args.score_only:
         # A full refresh: a fresh database, so no linking decision or workbook is reused from a last run.
-        shutil.rmtree(state, ignore_errors=True)
-        shutil.rmtree(out, ignore_errors=True)
-        with FolderPeak(state / "duckdb_tmp") as spill:
+        with FoldersAside(state, out), FolderPeak(state / "duckdb_tmp") as spill:
             wall, peak = run([py, "-m", "flows.cli", "run", "--config", str(data / "campaign.toml"), "--out",
                               str(out)], env)
         results["duckdb"] = {"memory_limit": args.duckdb_memory_limit or "default",
