@@ -34,7 +34,7 @@ def run_measured(cmd: list[str], env: dict, cwd: Path, quiet: bool = False) -> t
 class FoldersAside:
     """Folders a bench starts afresh, renamed out of the way now and deleted once the run is over. Deleting
     a refresh's thousands of files just before the next one made ext4 look past every inode freed in the last
-    seconds for each file the run created (recently_deleted in find_inode_bit): at 1M residents the write
+    minute or more for each file the run created (recently_deleted in find_inode_bit): at 1M residents the write
     stage took 4.8 s when the last run's files were gone a minute before and 6.7-8.2 s when they went just
     before, most of the difference kernel time. A scheduled refresh retires its last outputs after writing."""
 
