@@ -116,6 +116,7 @@ def decide_pairs(
     pairs = pairs.sort("_ri")
     numbered = pl.concat([records.select(KEYS).gather(pairs["_li"]),
                           roster.residents.select("resident_id").gather(pairs["_ri"]), pairs], how="horizontal")
+    del pairs
     decided = [pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})]
     # A record's pairs all come from one stage (the exact stage's records are not blocked), so the two are
     # decided apart; the exact stage's pairs need under a third of the columns and comparisons.
@@ -134,8 +135,15 @@ def decide_pairs(
     # fuzzy pairs at 1M, 0.92-0.94 GiB above the inputs one at a time, 0.93-0.94 two at a time (slices of
     # half the size, 0.65, took 4.3-4.7 s against 3.6-3.8, a slice having a fixed cost of about 40 ms).
     # pool.map keeps the slices' order.
-    jobs = [(exact_slice, part) for part in record_slices(numbered.filter(exact), pairs_per_slice)]
-    jobs += [(fuzzy_slice, part) for part in record_slices(numbered.filter(~exact), pairs_per_slice)]
+    # Each stage's pairs cut into slices and let go before the next is taken, and the numbered pairs before
+    # the fuzzy ones are cut: the slices are the one copy of the batch's pairs held while they are decided.
+    stages = [(exact_slice, numbered.filter(exact)), (fuzzy_slice, numbered.filter(~exact))]
+    del numbered
+    jobs = []
+    while stages:
+        decide, chosen = stages.pop(0)
+        jobs += [(decide, part) for part in record_slices(chosen, pairs_per_slice)]
+        del chosen
     with ThreadPoolExecutor(max_workers=2) as pool:
         decided += pool.map(lambda job: job[0](job[1]), jobs)
     return compact_links(pl.concat(decided, how="vertical_relaxed"))
