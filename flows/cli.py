@@ -43,7 +43,8 @@ def _run(args: argparse.Namespace) -> int:
 
     # What the imports made (Prefect, Great Expectations' pieces, polars, DuckDB: about a million objects)
     # lives as long as the process: out of the collector's way, the full collections a refresh's own objects
-    # set off do not walk it each time (0.7 s of a 1M-resident refresh).
+    # set off do not walk it each time (0.7 s of a 1M-resident refresh). Publishing freezes what the flow
+    # made as well, and its unfreeze at the end hands all of it back for the run's record.
     gc.freeze()
     try:
         report = refresh(settings)

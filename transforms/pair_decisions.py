@@ -131,19 +131,16 @@ def decide_pairs(
 
     # Two slices at a time: the byte grids of the edit distances (numpy) and parts of each query run on one
     # core, and one slice after another left the other idle a third of the time (at 1M residents, 8.9 s ->
-    # 5.4 s). The peak is the batch's pairs and their slices, not the slices in flight: on a batch of 2.47 M
-    # fuzzy pairs at 1M, 0.92-0.94 GiB above the inputs one at a time, 0.93-0.94 two at a time (slices of
-    # half the size, 0.65, took 4.3-4.7 s against 3.6-3.8, a slice having a fixed cost of about 40 ms).
-    # pool.map keeps the slices' order.
-    # Each stage's pairs cut into slices and let go before the next is taken, and the numbered pairs before
-    # the fuzzy ones are cut: the slices are the one copy of the batch's pairs held while they are decided.
-    stages = [(exact_slice, numbered.filter(exact)), (fuzzy_slice, numbered.filter(~exact))]
+    # 5.4 s). pool.map keeps the slices' order. The peak is the batch's pairs, not the slices in flight: the
+    # numbered pairs go once each stage's are taken, and each stage's once they are cut, so the slices are
+    # the one copy held while they are decided (on a batch of 2.47 M fuzzy pairs at 1M, 0.93 -> 0.81 GiB
+    # above the inputs; slices of half the size took 4.3-4.7 s against 3.6-3.8, about 40 ms a slice).
+    exact_pairs, fuzzy_pairs = numbered.filter(exact), numbered.filter(~exact)
     del numbered
-    jobs = []
-    while stages:
-        decide, chosen = stages.pop(0)
-        jobs += [(decide, part) for part in record_slices(chosen, pairs_per_slice)]
-        del chosen
+    jobs = [(exact_slice, part) for part in record_slices(exact_pairs, pairs_per_slice)]
+    del exact_pairs
+    jobs += [(fuzzy_slice, part) for part in record_slices(fuzzy_pairs, pairs_per_slice)]
+    del fuzzy_pairs
     with ThreadPoolExecutor(max_workers=2) as pool:
         decided += pool.map(lambda job: job[0](job[1]), jobs)
     return compact_links(pl.concat(decided, how="vertical_relaxed"))

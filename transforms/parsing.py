@@ -117,7 +117,9 @@ def _datetime_candidates(c: pl.Expr) -> list[tuple[pl.Expr, int]]:
     return [*candidates, (excel, 0)]
 
 
-def _date_candidates(c: pl.Expr) -> list[tuple[pl.Expr, int]]:
+def _date_candidates(c: pl.Expr) -> list[tuple[pl.Expr, int | None]]:
+    """Every way a date cell is read; any time in it is cut off first, so a candidate is tried on a cell
+    whatever its colons (None)."""
     c = c.str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
     return [(c.str.to_date(f, strict=False, cache=False), None) for f in _DATE_FORMATS]
 
@@ -139,7 +141,7 @@ def _first_reading(values: pl.Series, candidates: list[tuple[pl.Expr, int | None
     one that reads them all, and a vaccination export's times have no seconds."""
     out = pl.repeat(None, values.len(), dtype=dtype, eager=True).alias(values.name)
     unread = values.is_not_null()
-    colons = values.str.count_matches(":", literal=True)
+    colons = values.str.count_matches(":", literal=True) if any(w is not None for _, w in candidates) else None
     for candidate, wanted in candidates:
         if not unread.any():
             break
