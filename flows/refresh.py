@@ -139,7 +139,7 @@ def load_source(loading: LoadingProcess, name: str, opener: Callable[[], Table],
 HOUSEHOLD_STEPS = ("household_phones", "household_ids")
 # The roster's blocking keys, likewise kept under the same fingerprint (transforms.linking.roster_keys_sql): at
 # 20M residents a two-hourly refresh made them again from an unchanged roster in 7.6 s.
-ROSTER_KEY_STEPS = ("unique_ids", "phone_keys", "name_keys")
+ROSTER_KEY_STEPS = ("unique_residents", "phone_keys", "phone_households", "name_keys")
 
 
 @task(cache_policy=NO_CACHE)
@@ -232,7 +232,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
             del batch
         pending_rows = pl.concat(pending).sort() if pending else pl.Series(ROW, [], dtype=pl.UInt32)
         counts["pending_records"] += pending_rows.len()
-        for part in record_batches(pending_rows.to_frame(), settings.blocking.records_per_batch):
+        for part in record_batches(pending_rows.to_frame(), settings.blocking.pending_per_batch):
             if part.height:
                 counts["blocking_batches"] += 1
                 batch = _read_batch(spill, kind, part[ROW], timings)

@@ -14,6 +14,7 @@ from transforms.linking import (
     exact_stage_sql,
     households_sql,
     roster_keys_sql,
+    rule_text,
 )
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
 from transforms.pair_decisions import decide_pairs, number_records, number_residents, roster_side
@@ -45,8 +46,9 @@ def records_table(rows: list[dict]) -> pl.DataFrame:
     return table(rows, TESTS, {"sampled_at": "2022-05-20 09:00"})
 
 
-def link(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, pairs_per_slice: int = 1_000_000) -> pl.DataFrame:
-    """The production linker end to end on an in-memory DuckDB: SQL stages, comparison, decision."""
+def _stages(roster_rows: pl.DataFrame, test_rows: pl.DataFrame):
+    """The production linking SQL on an in-memory DuckDB: the roster side, and each stage's pairs with the
+    batch of records they number."""
     residents = number_residents(normalise_people(roster_rows, ROSTER).select("resident_id", *IDENTITY_COLUMNS))
     records = number_records(records_for_linking(normalise_people(test_rows, TESTS), None, IDENTITY_COLUMNS))
     con = duckdb.connect()
@@ -73,9 +75,25 @@ def link(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, pairs_per_slice: in
         blocked = con.sql("SELECT * FROM candidate_pairs").pl()
     finally:
         con.close()
+    return roster, ((exact, records), (blocked, pending))
+
+
+def link(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, pairs_per_slice: int = 1_000_000) -> pl.DataFrame:
+    """The production linker end to end on an in-memory DuckDB: SQL stages, comparison, decision."""
+    roster, stages = _stages(roster_rows, test_rows)
     decide = [decide_pairs(pairs, batch, roster, ScoreSettings(), DecisionSettings(), pairs_per_slice)
-              for pairs, batch in ((exact, records), (blocked, pending))]
+              for pairs, batch in stages]
     return pl.concat(decide, how="vertical_relaxed")
+
+
+def blocked_candidates(roster_rows: pl.DataFrame, test_rows: pl.DataFrame) -> dict[tuple[str, str], set[str]]:
+    """The blocking stage's candidates, (record_id, resident_id) -> the rules that proposed the pair, whether
+    or not a decision keeps them."""
+    roster, (_, (blocked, pending)) = _stages(roster_rows, test_rows)
+    pairs = blocked.select(record_id=pending["record_id"].gather(blocked["_li"]),
+                           resident_id=roster.residents["resident_id"].gather(blocked["_ri"]),
+                           rules=rule_text(pl.col("rule_bits")))
+    return {(r, p): set(rules.split("+")) for r, p, rules in pairs.iter_rows()}
 
 
 def decision_for(links: pl.DataFrame, record_id: str) -> tuple[str | None, str | None]:

@@ -68,7 +68,7 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     assert {"household_ids", "household_phones", "keep_households"} <= set(scratch.linking["sql_seconds"])
     assert not {"household_ids", "household_phones", "keep_households"} & set(incremental.linking["sql_seconds"])
     # and its blocking keys (unique IDs, usable phones and names) likewise
-    roster_keys = {"unique_ids", "phone_keys", "name_keys", "keep_roster_keys"}
+    roster_keys = {"unique_residents", "phone_keys", "phone_households", "name_keys", "keep_roster_keys"}
     assert roster_keys <= set(scratch.linking["sql_seconds"]) and not roster_keys & set(incremental.linking["sql_seconds"])
 
     a, b = tmp_path / "incremental" / "out", tmp_path / "scratch" / "out"
@@ -303,7 +303,7 @@ def test_linking_in_small_batches_gives_the_same_links(tmp_path, prefect_server)
 
     def settings(name, per_batch):
         s = load_settings(data / "campaign.toml", out=str(tmp_path / name / "out"), db=str(tmp_path / name / "g.duckdb"))
-        return replace(s, blocking=replace(s.blocking, records_per_batch=per_batch))
+        return replace(s, blocking=replace(s.blocking, records_per_batch=per_batch, pending_per_batch=per_batch))
 
     whole = refresh(settings("whole", 10_000_000))
     batched = refresh(settings("batched", 400))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from helpers import decision_for, link, records_table, roster
+from helpers import blocked_candidates, decision_for, link, records_table, roster
 
 from transforms.idcard import check_digit
 
@@ -56,6 +56,30 @@ CASES = [
 def test_family_traps(what, record, resident, decision):
     links = link(family(), records_table([{"record_id": "T1", **record}]))
     assert decision_for(links, "T1") == (resident, decision), what
+
+
+def test_the_household_and_masked_id_blocks_propose_their_pairs():
+    """A relative's phone leads to the household (the son's own phone is another); a masked ID with both
+    visible ends right to its holder, and one with another region or other last four not by that rule."""
+    people = roster([
+        {"resident_id": "R1", "name": "王建国", "id_number": FATHER, "phone": FAMILY_PHONE,
+         "address": "科苑路一巷3号楼2单元502室"},
+        {"resident_id": "R2", "name": "王小明", "id_number": SON, "phone": "13911112222",
+         "address": "科苑路一巷3号楼2单元502室"},
+    ])
+    masked = FATHER[:6] + "*" * 8 + FATHER[-4:]
+    other_tail = masked[:14] + ("0000" if FATHER[-4:] != "0000" else "1111")
+    records = records_table([
+        {"record_id": "T1", "name": "王小明", "phone": FAMILY_PHONE},
+        {"record_id": "T2", "name": "王建国", "id_number": masked},
+        {"record_id": "T3", "name": "王建国", "id_number": "420106" + masked[6:]},
+        {"record_id": "T4", "name": "王建国", "id_number": other_tail},
+    ])
+    rules = blocked_candidates(people, records)
+    assert rules[("T1", "R2")] >= {"household", "name"} and rules[("T1", "R1")] >= {"household", "phone"}
+    assert rules[("T2", "R1")] == {"masked_id", "name"}
+    # still proposed by the name, not by the masked ID
+    assert rules[("T3", "R1")] == {"name"} and rules[("T4", "R1")] == {"name"}
 
 
 def test_sons_record_is_never_taken_for_the_untested_father():

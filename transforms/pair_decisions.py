@@ -114,29 +114,34 @@ def decide_pairs(
     # In roster order: pair_sides then reads the roster's columns (the larger side) front to back rather
     # than at random, which halves its time; a decision does not depend on the order of the pairs.
     pairs = pairs.sort("_ri")
-    numbered = pl.concat([records.select(KEYS).gather(pairs["_li"]),
-                          roster.residents.select("resident_id").gather(pairs["_ri"]), pairs], how="horizontal")
-    del pairs
     decided = [pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS} | {"score": pl.Float64})]
     # A record's pairs all come from one stage (the exact stage's records are not blocked), so the two are
     # decided apart; the exact stage's pairs need under a third of the columns and comparisons.
     exact = pl.col("stage") == "exact"
 
+    def numbered(part: pl.DataFrame) -> pl.DataFrame:
+        """A slice's pairs with the keys its decisions are written under: taken per slice, so the batch's
+        pairs are cut and held as numbers, never with three strings a pair."""
+        return pl.concat([records.select(KEYS).gather(part["_li"]),
+                          roster.residents.select("resident_id").gather(part["_ri"]), part], how="horizontal")
+
     def exact_slice(part: pl.DataFrame) -> pl.DataFrame:
+        part = numbered(part)
         sides = pair_sides(part, records, roster, EXACT_PAIR_COLUMNS, ["household_phones"])
         return decide_links(score_pairs(compare_exact_pairs(sides), scoring), decision)
 
     def fuzzy_slice(part: pl.DataFrame) -> pl.DataFrame:
-        return decide_links(score_pairs(compare_pairs(pair_sides(part, records, roster)), scoring), decision)
+        return decide_links(score_pairs(compare_pairs(pair_sides(numbered(part), records, roster)), scoring),
+                            decision)
 
     # Two slices at a time: the byte grids of the edit distances (numpy) and parts of each query run on one
     # core, and one slice after another left the other idle a third of the time (at 1M residents, 8.9 s ->
     # 5.4 s). pool.map keeps the slices' order. The peak is the batch's pairs, not the slices in flight: the
-    # numbered pairs go once each stage's are taken, and each stage's once they are cut, so the slices are
+    # sorted pairs go once each stage's are taken, and each stage's once they are cut, so the slices are
     # the one copy held while they are decided (on a batch of 2.47 M fuzzy pairs at 1M, 0.93 -> 0.81 GiB
     # above the inputs; slices of half the size took 4.3-4.7 s against 3.6-3.8, about 40 ms a slice).
-    exact_pairs, fuzzy_pairs = numbered.filter(exact), numbered.filter(~exact)
-    del numbered
+    exact_pairs, fuzzy_pairs = pairs.filter(exact), pairs.filter(~exact)
+    del pairs
     jobs = [(exact_slice, part) for part in record_slices(exact_pairs, pairs_per_slice)]
     del exact_pairs
     jobs += [(fuzzy_slice, part) for part in record_slices(fuzzy_pairs, pairs_per_slice)]
