@@ -77,6 +77,7 @@ from transforms.rule_parts import (
     splice,
 )
 from transforms.sheets import build_community_books, build_worker_books
+from transforms.sorted_links import sorted_column_by_column
 
 
 @dataclass
@@ -263,7 +264,9 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     sums = key_sums(spill, last, known)
     touched = None  # the residents whose decisions may differ from the last copy's, when that is known
     if now == total:  # everything was linked now: the stored state holds nothing else of use
-        source, links = "linked_now", fresh.sort(keys)
+        columns = fresh.get_columns()
+        del fresh  # each column goes once sorted (at 20M the link stage's peak was a sort of 66 M decisions)
+        source, links = "linked_now", sorted_column_by_column(columns)
     elif last is not None and (carried := kept.carried(last, spill, sums, todo, fresh, db.decisions_on)) is not None:
         source, (links, touched) = "last_copy", carried
     else:

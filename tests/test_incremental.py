@@ -409,6 +409,25 @@ def test_decisions_merged_kind_by_kind_are_those_of_one_sort_by_kind_and_record(
     assert merged.equals(pl.concat([base, only_new]).sort("record_kind", "record_id"))
 
 
+def test_decisions_sorted_column_by_column_are_those_of_one_sort():
+    """transforms.sorted_links.sorted_column_by_column gives what a frame's sort gives, and takes the columns it
+    sorted out of the list (so nothing of the unsorted frame stays held by it)."""
+    from transforms.sorted_links import sorted_column_by_column
+
+    rng = np.random.default_rng(7)
+    n = 5_000
+    frame = pl.DataFrame({"record_kind": rng.choice(["vaccination", "test"], n),
+                          "record_id": [f"T{i:05d}" if i % 4 else f"{i}" for i in rng.permutation(n)],
+                          "resident_id": [f"R{i}" for i in rng.integers(0, 900, n)], "score": rng.random(n)})
+    expected = frame.sort("record_kind", "record_id")
+    for given in (frame, frame.sort("record_kind")):  # kinds mixed; made kind after kind (sorted a kind at a time)
+        columns = given.get_columns()
+        out = sorted_column_by_column(columns)
+        assert out.equals(expected) and not out.equals(given)
+        assert columns == []
+    assert sorted_column_by_column(frame.clear().get_columns()).equals(frame.clear())
+
+
 def test_each_refreshs_decisions_are_kept_as_a_file_of_their_own_until_the_copy_is_written_whole(
         tmp_path, prefect_server, monkeypatch):
     """flows.kept_links: when records were only added, the decisions made on them are kept as one more sorted
