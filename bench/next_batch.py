@@ -20,6 +20,7 @@ the same residents gained a record every two hours: after 34 batches the residen
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tomllib
 from datetime import datetime, timedelta
@@ -30,7 +31,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from transforms.contract import ROSTER  # noqa: E402
+from flows.readers import LINE, open_table  # noqa: E402
+from transforms.contract import ROSTER, TESTS  # noqa: E402
 
 _BUCKETS = 1_000_000
 
@@ -55,15 +57,35 @@ def newly_tested(roster_csv: Path, call_list_csv: Path, number: int, most: int, 
         "id_number", "phone", _times(new.height, as_of, number), pl.lit("临时采样点").alias("site"), "address")
 
 
-def retests(export: Path, number: int, rows: int, as_of: datetime) -> pl.DataFrame:
+def _batch_lines(export: Path) -> int:
+    """The export's rows that earlier batches appended (record numbers N<n>- or R<n>-), counted in its bytes."""
+    pattern = re.compile(rb"\n[NR]\d+-")
+    with open(export, "rb") as fh:
+        return sum(len(pattern.findall(block)) for block in iter(lambda: fh.read(1 << 24), b""))
+
+
+def retests(export: Path, table, number: int, rows: int, as_of: datetime) -> pl.DataFrame:
     # The generated rows only, not earlier batches' (their numbers begin N<n> or R<n>): a person is then as
     # likely to be re-tested as their first records make them, however many batches re-tested them before.
-    scan = pl.scan_csv(export, infer_schema=False).filter(~pl.col("record_id").str.contains(r"^[NR]\d"))
-    lines = scan.select(pl.len()).collect().item()
-    share = min(_BUCKETS, round(rows * _BUCKETS / max(1, lines)))  # about `rows`, from every part of it
-    again = scan.filter(pl.col("record_id").hash(seed=1000 + number) % _BUCKETS < share).collect()
+    # Read by the refresh's own reader, whatever the export's encoding and headers (the generator's are
+    # GB18030 and Chinese), a slice at a time (table: flows.readers.open_table of the export).
+    with open(export, "rb") as fh:
+        lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b"")) - 1
+    generated = lines - _batch_lines(export)
+    share = min(_BUCKETS, round(rows * _BUCKETS / max(1, generated)))  # about `rows`, from every part of it
+    chosen = pl.col("record_id").hash(seed=1000 + number) % _BUCKETS < share
+    again = pl.concat([part.drop(LINE).filter(~pl.col("record_id").str.contains(r"^[NR]\d") & chosen)
+                       for part in table.slices(2_000_000)])
     return again.with_columns((pl.lit(f"R{number}-") + pl.col("record_id")).alias("record_id"),
                               _times(again.height, as_of, 1000 + number))
+
+
+def _append(export: Path, table, rows: pl.DataFrame) -> None:
+    """Rows added at the export's end as its own rows are written: its encoding, its columns in its order."""
+    order = [table.mapping[i] for i in sorted(table.mapping)]
+    text = rows.select(order).write_csv(include_header=False)
+    with open(export, "ab") as fh:
+        fh.write(text.encode(table.encoding.removesuffix("-sig")))
 
 
 def main() -> int:
@@ -80,14 +102,14 @@ def main() -> int:
     export = inc / "tests_export.csv"
     round_ = tomllib.loads((work / "data" / "campaign.toml").read_text(encoding="utf-8"))["round"]
     as_of = datetime.fromisoformat(round_["as_of"])
-    columns = pl.read_csv(export, n_rows=0).columns
     new = newly_tested(work / "data" / "roster.csv", inc / "out_refresh" / "call_list.csv", args.number,
                        args.newly, as_of)
-    again = retests(export, args.number, args.retests, as_of)
+    table = open_table(export, TESTS)
+    again = retests(export, table, args.number, args.retests, as_of)
+    columns = again.columns
     rows = pl.concat([new.select(columns), again.select(columns)]).sample(fraction=1.0, shuffle=True,
                                                                           seed=args.number)
-    with open(export, "ab") as fh:
-        rows.write_csv(fh, include_header=False)
+    _append(export, table, rows)
     print(f"batch {args.number}: {new.height} newly tested, {again.height} re-tests "
           f"({again['id_number'].n_unique()} distinct ID numbers) appended to {export}")
     return 0
