@@ -250,21 +250,19 @@ class Database:
         return stored[0][0] if stored else None
 
     def kept_households(self, key: str) -> pl.DataFrame | None:
-        """The households (transforms.linking.households_sql) kept under this linking fingerprint, or None
+        """The households (transforms.pair_decisions.households) kept under this linking fingerprint, or None
         (after open_link_state)."""
         stored = self.con.sql("SELECT key FROM link_households_key").fetchall()
         if not (stored and stored[0][0] == key and self._exists("link_households")):
             return None
         return self.fetch("SELECT * FROM link_households")
 
-    def keep_households(self, key: str, households_sql: str) -> pl.DataFrame:
-        """Makes the households from this run's roster tables, keeps them under key, and returns them (after
-        open_link_state)."""
-        with self.transaction():
-            self.con.execute(f"CREATE OR REPLACE TABLE link_households AS {households_sql}")
+    def keep_households(self, key: str, households: pl.DataFrame) -> None:
+        """Keeps this run's households under key (after open_link_state)."""
+        with self.registered(_households=households), self.transaction():
+            self.con.execute("CREATE OR REPLACE TABLE link_households AS SELECT * FROM _households")
             self.con.execute("DELETE FROM link_households_key")
             self.con.execute("INSERT INTO link_households_key VALUES (?)", [key])
-        return self.fetch("SELECT * FROM link_households")
 
     def kept_roster_keys(self, key: str, names: tuple[str, ...]) -> bool:
         """The roster's blocking keys (the tables of transforms.linking.roster_keys_sql so named) as kept under

@@ -12,12 +12,11 @@ from transforms.linking import (
     BlockingSettings,
     blocking_stage_sql,
     exact_stage_sql,
-    households_sql,
     roster_keys_sql,
     rule_text,
 )
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
-from transforms.pair_decisions import decide_pairs, number_records, number_residents, roster_side
+from transforms.pair_decisions import decide_pairs, households, number_records, number_residents, roster_side
 from transforms.parsing import LINE, parse_rows
 from transforms.record_rows import records_for_linking
 
@@ -64,7 +63,7 @@ def _stages(roster_rows: pl.DataFrame, test_rows: pl.DataFrame):
         settings = BlockingSettings()
         for step in [*roster_keys_sql(settings), *exact_stage_sql()]:
             con.execute(step.sql)
-        roster = roster_side(residents, con.sql(households_sql()).pl())
+        roster = roster_side(residents, households(residents, settings.max_phone_block))
         exact = con.sql("SELECT * FROM candidate_pairs").pl()
         # As the flow does: the records the exact stage left are blocked as a batch of their own.
         left = con.sql("SELECT _li FROM exact_pending ORDER BY _li").pl()["_li"]

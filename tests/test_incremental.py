@@ -65,8 +65,8 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     assert incremental.inputs["tests"]["rows_taken_from_last_load"] == tests.height * 6 // 10
     assert scratch.inputs["tests"]["rows_taken_from_last_load"] == 0
     # The same roster: its households taken from the database, not grouped again.
-    assert {"household_ids", "household_phones", "keep_households"} <= set(scratch.linking["sql_seconds"])
-    assert not {"household_ids", "household_phones", "keep_households"} & set(incremental.linking["sql_seconds"])
+    assert {"households", "keep_households"} <= set(scratch.linking["sql_seconds"])
+    assert not {"households", "keep_households"} & set(incremental.linking["sql_seconds"])
     # and its blocking keys (unique IDs, usable phones and names) likewise
     roster_keys = {"unique_residents", "phone_keys", "phone_households", "name_keys", "keep_roster_keys"}
     assert roster_keys <= set(scratch.linking["sql_seconds"]) and not roster_keys & set(incremental.linking["sql_seconds"])

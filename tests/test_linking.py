@@ -362,3 +362,28 @@ def test_a_flagged_ids_checked_neighbours_are_its_neighbours_whose_check_holds()
     assert len(checked) == len(set(checked))
     assert set(checked) == {(li, probe) for li, probe in every if is_valid_id(probe) and li != len(bodies) - 1}
     assert len(checked) > len(bodies) and len(every) > 8 * len(checked)
+
+
+def test_households_list_each_addresses_phones_and_ids_within_the_cap():
+    """transforms.pair_decisions.households: per address, its residents' distinct mobile phones and checked
+    IDs, sorted; a list is null when its count is 0 or over the cap (the other may still be given), and an
+    address with neither in bounds, or no address, has no row."""
+    from transforms.pair_decisions import households
+
+    def person(addr, phone, flag, id_norm):
+        return {"addr_canon": addr, "phone_norm": phone, "phone_flag": flag, "id_norm": id_norm}
+
+    people = pl.DataFrame([
+        person("A", "139", "mobile", "ID2"), person("A", "138", "mobile", "ID1"), person("A", "138", "mobile", None),
+        person("A", "0755", "landline", "ID3"),
+        *[person("B", f"13{i}", "mobile", None) for i in range(3)],  # three phones, no ID
+        *[person("C", f"15{i}", "mobile", f"C{i}") for i in range(3)], person("C", None, None, "C9"),
+        person(None, "137", "mobile", "ID9"),
+        person("D", None, "missing", None),
+    ])
+    got = households(people, max_members=3).sort("addr_canon")
+    assert got.to_dicts() == [
+        {"addr_canon": "A", "household_phones": ["138", "139"], "household_ids": ["ID1", "ID2", "ID3"]},
+        {"addr_canon": "B", "household_phones": ["130", "131", "132"], "household_ids": None},
+        {"addr_canon": "C", "household_phones": ["150", "151", "152"], "household_ids": None},  # 4 IDs > 3
+    ]

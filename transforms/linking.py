@@ -10,7 +10,8 @@ numbered: `_ri`, a resident's rank by resident_id; `_li`, a record's row in its 
 (transforms.pair_decisions numbers both). Pairs are carried as these two integers from the first join to
 the last, so grouping and ranking millions of pairs hash two integers, not three strings.
 Table written: `candidate_pairs`, one row per (_li, _ri) with the stage and the blocking rules that
-proposed it (as bits, RULE_NAMES); `households_sql` gives what the comparison needs of each address's family.
+proposed it (as bits, RULE_NAMES). What the comparison needs of each address's family is
+transforms.pair_decisions.households'.
 """
 
 from __future__ import annotations
@@ -186,20 +187,6 @@ GROUP BY phone_norm HAVING count(*) <= {settings.max_phone_block}""",
 SELECT DISTINCT h.phone_norm, h.addr_canon FROM residents h SEMI JOIN phone_keys k ON h.phone_norm = k.phone_norm
 WHERE h.addr_canon IS NOT NULL""",
     )
-    households = SqlStep(
-        "household_phones",
-        f"""CREATE OR REPLACE TEMP TABLE household_phones AS
-SELECT addr_canon, list(DISTINCT phone_norm ORDER BY phone_norm) AS phones
-FROM residents WHERE addr_canon IS NOT NULL AND phone_flag = 'mobile'
-GROUP BY addr_canon HAVING count(*) <= {settings.max_phone_block}""",
-    )
-    household_ids = SqlStep(
-        "household_ids",
-        f"""CREATE OR REPLACE TEMP TABLE household_ids AS
-SELECT addr_canon, list(DISTINCT id_norm ORDER BY id_norm) AS ids
-FROM residents WHERE addr_canon IS NOT NULL AND id_norm IS NOT NULL
-GROUP BY addr_canon HAVING count(*) <= {settings.max_phone_block}""",
-    )
     name_ok = SqlStep(
         "name_keys",
         f"""CREATE OR REPLACE TEMP TABLE name_keys AS
@@ -247,8 +234,7 @@ SELECT _li, _ri, bit_or(bit)::USMALLINT AS rule_bits FROM ({union}) GROUP BY _li
 QUALIFY row_number() OVER (PARTITION BY _li ORDER BY bit_count(rule_bits) DESC, _ri) <= {settings.max_candidates}""",
     )
     pending = SqlStep("pending_records", "CREATE OR REPLACE TEMP VIEW pending_records AS SELECT * FROM records")
-    return ([resident_probes, phone_ok, phone_households, households, household_ids, name_ok],
-            [pending, id_probes, proposals])
+    return [resident_probes, phone_ok, phone_households, name_ok], [pending, id_probes, proposals]
 
 
 def candidate_pairs_sql(stage: str) -> SqlStep:
@@ -262,17 +248,9 @@ SELECT _li, _ri, '{stage}' AS stage, {bits} AS rule_bits FROM {source}""",
     )
 
 
-def households_sql() -> str:
-    """Per address with a household (at most max_phone_block people), its members' phones and IDs: the
-    comparison's `household` levels. Kept per address, not per resident, so the roster is not copied."""
-    return """SELECT coalesce(hp.addr_canon, hi.addr_canon) AS addr_canon, hp.phones AS household_phones,
-       hi.ids AS household_ids
-FROM household_phones hp FULL OUTER JOIN household_ids hi ON hp.addr_canon = hi.addr_canon"""
-
-
 def roster_keys_sql(settings: BlockingSettings) -> list[SqlStep]:
-    """What the roster alone decides (unique IDs, usable phones and where they live, usable names,
-    households): built once per run, whatever the number of record batches."""
+    """What the roster alone decides (unique IDs, usable phones and where they live, usable names): built
+    once per run, whatever the number of record batches."""
     return [_unique_residents(), *blocking_sql(settings)[0]]
 
 

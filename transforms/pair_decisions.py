@@ -61,6 +61,25 @@ def number_records(records: pl.DataFrame) -> pl.DataFrame:
     return records.with_row_index("_li").rechunk()
 
 
+def households(residents: pl.DataFrame, max_members: int) -> pl.DataFrame:
+    """Per address with a household (from one to max_members residents with a mobile phone, or with a checked
+    ID), its members' phones and IDs, each distinct and sorted (null where that count is out of bounds): the
+    comparison's `household` levels. Per address, not per resident, so the roster is not copied. Grouped
+    here rather than by DuckDB: at 20M residents 15.7 s, where its two ordered list aggregates and their
+    join took 32.7 (the same table)."""
+    mobile = pl.col("phone_flag") == "mobile"
+    phones, ids = pl.col("_phones").is_between(1, max_members), pl.col("_ids").is_between(1, max_members)
+    return (residents.lazy().filter(pl.col("addr_canon").is_not_null())
+            .group_by("addr_canon")
+            .agg(_phones=mobile.sum(), _ids=pl.col("id_norm").is_not_null().sum(),
+                 household_phones=pl.col("phone_norm").filter(mobile).unique().sort(),
+                 household_ids=pl.col("id_norm").drop_nulls().unique().sort())
+            .filter(phones | ids)
+            .select("addr_canon", pl.when(phones).then("household_phones").alias("household_phones"),
+                    pl.when(ids).then("household_ids").alias("household_ids"))
+            .collect())
+
+
 @dataclass(frozen=True)
 class RosterSide:
     """The roster as the comparison reads it, prepared once per run however many batches of records:
@@ -72,8 +91,7 @@ class RosterSide:
 
 
 def roster_side(residents: pl.DataFrame, households: pl.DataFrame) -> RosterSide:
-    """residents: number_residents(resident_id + identity columns). households: addr_canon,
-    household_phones, household_ids."""
+    """residents: number_residents(resident_id + identity columns). households: households(residents)."""
     households = households.with_row_index("_hi")
     index = residents.select("addr_canon").join(households.select("addr_canon", "_hi"), on="addr_canon",
                                                 how="left", maintain_order="left")["_hi"]
