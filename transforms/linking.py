@@ -10,8 +10,8 @@ numbered: `_ri`, a resident's rank by resident_id; `_li`, a record's row in its 
 (transforms.pair_decisions numbers both). Pairs are carried as these two integers from the first join to
 the last, so grouping and ranking millions of pairs hash two integers, not three strings.
 Table written: `candidate_pairs`, one row per (_li, _ri) with the stage and the blocking rules that
-proposed it (as bits, RULE_NAMES). What the comparison needs of each address's family is
-transforms.pair_decisions.households'.
+proposed it (as bits, RULE_NAMES). Each address's family, which the comparison reads, is grouped by
+transforms.pair_decisions.households.
 """
 
 from __future__ import annotations
