@@ -57,11 +57,16 @@ def newly_tested(roster_csv: Path, call_list_csv: Path, number: int, most: int, 
         "id_number", "phone", _times(new.height, as_of, number), pl.lit("临时采样点").alias("site"), "address")
 
 
-def _batch_lines(export: Path) -> int:
-    """The export's rows that earlier batches appended (record numbers N<n>- or R<n>-), counted in its bytes."""
-    pattern = re.compile(rb"\n[NR]\d+-")
+def _generated_rows(export: Path) -> int:
+    """The export's rows but those earlier batches appended (record numbers N<n>- or R<n>-), counted in its
+    bytes in one pass."""
+    appended = re.compile(rb"\n[NR]\d+-")
+    lines = batches = 0
     with open(export, "rb") as fh:
-        return sum(len(pattern.findall(block)) for block in iter(lambda: fh.read(1 << 24), b""))
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            lines += block.count(b"\n")
+            batches += len(appended.findall(block))
+    return lines - 1 - batches  # the header is a line too
 
 
 def retests(export: Path, table, number: int, rows: int, as_of: datetime) -> pl.DataFrame:
@@ -69,10 +74,7 @@ def retests(export: Path, table, number: int, rows: int, as_of: datetime) -> pl.
     # likely to be re-tested as their first records make them, however many batches re-tested them before.
     # Read by the refresh's own reader, whatever the export's encoding and headers (the generator's are
     # GB18030 and Chinese), a slice at a time (table: flows.readers.open_table of the export).
-    with open(export, "rb") as fh:
-        lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b"")) - 1
-    generated = lines - _batch_lines(export)
-    share = min(_BUCKETS, round(rows * _BUCKETS / max(1, generated)))  # about `rows`, from every part of it
+    share = min(_BUCKETS, round(rows * _BUCKETS / max(1, _generated_rows(export))))  # about `rows`, from every part of it
     chosen = pl.col("record_id").hash(seed=1000 + number) % _BUCKETS < share
     again = pl.concat([part.drop(LINE).filter(~pl.col("record_id").str.contains(r"^[NR]\d") & chosen)
                        for part in table.slices(2_000_000)])

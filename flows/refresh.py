@@ -188,8 +188,8 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     _timed(timings, "expose_roster", t)
     every_roster_step = roster_keys_sql(settings.blocking)
     # The households depend on the roster and the settings alone, as the stored decisions do (key): a
-    # refresh with the same roster takes them from the database (at 20M residents 15.7 s to group again and
-    # 10 s to keep).
+    # refresh with the same roster takes them from the database (at 20M residents 19-20 s to group again and
+    # 7-8 s to keep, in a full refresh).
     households = db.kept_households(key) if reused else None
     keys_kept = reused and db.kept_roster_keys(key, ROSTER_KEY_STEPS)
     timings |= db.run([step for step in every_roster_step if not (keys_kept and step.name in ROSTER_KEY_STEPS)])

@@ -67,7 +67,7 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     # The same roster: its households taken from the database, not grouped again.
     assert {"households", "keep_households"} <= set(scratch.linking["sql_seconds"])
     assert not {"households", "keep_households"} & set(incremental.linking["sql_seconds"])
-    # and its blocking keys (unique IDs, usable phones and names) likewise
+    # and its blocking keys (unique IDs, usable phones and where they live, usable names) likewise
     roster_keys = {"unique_residents", "phone_keys", "phone_households", "name_keys", "keep_roster_keys"}
     assert roster_keys <= set(scratch.linking["sql_seconds"]) and not roster_keys & set(incremental.linking["sql_seconds"])
 
