@@ -234,7 +234,10 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
             typed.append(parsed.alias(col.name))
         elif col.kind is Kind.INT:
             # A dose number is informative only; an odd one is blanked, not a reason to lose the record.
-            number = c.str.extract(r"(\d+)", 1).cast(pl.Int32, strict=False)
+            # Read once into a scratch column: the note and the typed value both read it.
+            frame = frame.with_columns(c.str.extract(r"(\d+)", 1).cast(pl.Int32, strict=False).alias(f"__{col.name}"))
+            scratch.append(f"__{col.name}")
+            number = pl.col(f"__{col.name}")
             in_range = number.is_between(*DOSE_RANGE)
             notes[f"{col.name}_blanked"] = c.is_not_null() & ~in_range.fill_null(False)
             typed.append(pl.when(in_range).then(number).otherwise(None).alias(col.name))
@@ -253,40 +256,43 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
         elif col.name == "gender":
             typed.append(pl.when(c.is_in(list(col.allowed))).then(c).otherwise(None).alias(col.name))
     window = _as_of_window(frame, compared, latest)
-    reason = pl.concat_str([pl.when(bad).then(pl.lit(zh)) for bad, zh, _ in problems], separator="；",
-                           ignore_nulls=True)
-    failed = pl.concat_str([pl.when(bad).then(pl.lit(exp)) for bad, _, exp in problems], separator=";",
-                           ignore_nulls=True)
-    frame = frame.with_columns(reason.alias(REASON), failed.alias(CHECK))
-    bad = pl.col(REASON).is_not_null() & (pl.col(REASON) != "")
-    quarantine = frame.filter(bad)
-    frame = frame.filter(~bad)
+    # Which problems each row has, as booleans; the reasons are written out only for the rows with one (a
+    # few in a thousand): the text for every row cost more than the checks themselves.
+    failing = [f"_problem{i}" for i in range(len(problems))]
+    frame = frame.with_columns(bad.fill_null(False).alias(failing[i]) for i, (bad, _, _) in enumerate(problems))
+    bad = pl.any_horizontal(failing) if failing else pl.lit(False)
+    quarantine = frame.filter(bad).with_columns(
+        pl.concat_str([pl.when(failing[i]).then(pl.lit(zh)) for i, (_, zh, _) in enumerate(problems)],
+                      separator="；", ignore_nulls=True).alias(REASON),
+        pl.concat_str([pl.when(failing[i]).then(pl.lit(exp)) for i, (_, _, exp) in enumerate(problems)],
+                      separator=";", ignore_nulls=True).alias(CHECK),
+    ).drop(failing)
+    frame = frame.filter(~bad).drop(failing)
     if contract.unique_key:
         # Among otherwise good rows the first occurrence is kept, so a duplicate never hides the person.
         # Position, not line number, decides which is first: rows from several files share line numbers.
-        frame = frame.with_row_index("_ord").with_columns(
-            pl.col("_ord").min().over(contract.unique_key).alias("_first_ord"),
-            pl.col(LINE).sort_by("_ord").first().over(contract.unique_key).alias("_first"),
-        )
-        dup = pl.col("_ord") != pl.col("_first_ord")
+        key = contract.unique_key
+        first = frame.select(pl.col(key).is_first_distinct()).to_series()
+        before = None
         if earlier is not None and earlier.height:
-            before = _earlier_with_keys_of(earlier, frame, contract.unique_key).select(
-                contract.unique_key, pl.col(LINE).alias("_before"))
-            frame = frame.join(before, on=contract.unique_key, how="left", maintain_order="left").with_columns(
-                pl.coalesce("_before", "_first").alias("_first"))
-            dup = dup | pl.col("_before").is_not_null()
-            frame = frame.with_columns(dup.alias("_dup")).drop("_before")
-            dup = pl.col("_dup")
-        label = contract.column(contract.unique_key).zh
-        # concat_str, not pl.format: on some slices after the first (a 2M roster's second slice of 1,941 rows)
-        # pl.format panicked in polars 2.1 ("assertion failed: i < self.len()"; tests/test_inputs.py).
-        dups = frame.filter(dup).with_columns(
-            pl.concat_str([pl.lit(f"{label}重复（首次出现在第"), pl.col("_first").cast(pl.String), pl.lit("行）")]
-                          ).alias(REASON),
-            pl.lit(_check("be_unique", contract.unique_key)).alias(CHECK),
-        )
-        frame = frame.filter(~dup).drop("_ord", "_first_ord", "_first", "_dup", strict=False)
-        quarantine = pl.concat([quarantine, dups.select(quarantine.columns)])
+            before = _earlier_with_keys_of(earlier, frame, key).select(key, pl.col(LINE).alias("_first"))
+            first = first & ~frame[key].is_in(before[key].implode())
+        dups = frame.filter(~first)
+        frame = frame.filter(first)
+        if dups.height:
+            # Where each duplicate's key was first met: in an earlier slice, else in this one.
+            seen = frame.filter(pl.col(key).is_in(dups[key].implode())).select(key, pl.col(LINE).alias("_first"))
+            if before is not None:
+                seen = pl.concat([before, seen])
+            label = contract.column(key).zh
+            # concat_str, not pl.format: on some slices after the first (a 2M roster's second slice of 1,941
+            # rows) pl.format panicked in polars 2.1 ("assertion failed: i < self.len()"; tests/test_inputs.py).
+            dups = dups.join(seen, on=key, how="left", maintain_order="left").with_columns(
+                pl.concat_str([pl.lit(f"{label}重复（首次出现在第"), pl.col("_first").cast(pl.String), pl.lit("行）")]
+                              ).alias(REASON),
+                pl.lit(_check("be_unique", key)).alias(CHECK),
+            )
+            quarantine = pl.concat([quarantine, dups.select(quarantine.columns)])
     quarantine = quarantine.sort(carried[::-1]).select(*carried, REASON, CHECK, *contract.names)
     counts = frame.select([e.sum().alias(k) for k, e in notes.items()]).row(0, named=True) if notes else {}
     rows = frame.with_columns(typed).select(*carried, *contract.names)  # drops the scratch columns
