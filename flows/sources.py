@@ -29,6 +29,7 @@ from flows.record_spill import FactSpill, RecordSpill, link_parts
 from flows.settings import Settings
 from flows.slice_overlap import SliceOverlap
 from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
+from transforms.names import NamesMet
 from transforms.normalise import IDENTITY_COLUMNS, INPUT_KEY, normalise_reusing, with_input_key
 from transforms.parsing import LINE, AsOfWindow, SliceParser
 from transforms.record_rows import linking_rows, record_facts, with_row_hash
@@ -302,10 +303,11 @@ class PartNormaliser:
     now and taken from the table."""
 
     def __init__(self, source: str, kept: KeptTable | None, keep: Callable[[pl.DataFrame], None],
-                 carried: dict | None = None) -> None:
+                 carried: dict | None = None, names_met: NamesMet | None = None) -> None:
         """carried: the summary() of the rows before these, whose inputs are all in kept and in the new table
-        (NormalisedStore.writer carrying the kept table on): a grown file read on from where it ended."""
-        self.contract, self.kept, self.keep = INPUTS[source], kept, keep
+        (NormalisedStore.writer carrying the kept table on): a grown file read on from where it ended.
+        names_met: the names normalised before, in this source's earlier parts and the sources before it."""
+        self.contract, self.kept, self.keep, self.names_met = INPUTS[source], kept, keep, names_met
         self.seen = pl.DataFrame(schema=dict.fromkeys(INPUT_KEY, pl.UInt64))
         if carried is not None and kept is not None:
             self.seen = kept.scan().select(INPUT_KEY).collect()
@@ -316,7 +318,8 @@ class PartNormaliser:
 
     def part(self, rows: pl.DataFrame) -> pl.DataFrame:
         keyed = with_input_key(rows, self.contract)
-        people, table, now = normalise_reusing(keyed, self.contract, self.kept and self.kept.holding(keyed))
+        people, table, now = normalise_reusing(keyed, self.contract, self.kept and self.kept.holding(keyed),
+                                               self.names_met)
         del keyed
         # An input met in an earlier part (a person's records typed alike) is kept, and counted, once.
         # The earlier parts' keys that can repeat one of this part's found by a scan of one of their hashes,
@@ -385,6 +388,7 @@ class SourceLoader:
         self._checks: SuiteRunner | None = None  # made when the first suite is due: GE imports meanwhile
         self.previous = last_run(settings)
         self.suites: dict[str, SuiteResult] = {}
+        self.names_met = NamesMet()  # every source's names, for this refresh only
 
     def _lap(self, stage: str, since: float, step: str | None = None) -> float:
         seconds = time.perf_counter() - since
@@ -453,7 +457,7 @@ class SourceLoader:
         # a source refused below leaves the last refresh's table. A grown file's goes on from the last one.
         kept_table = self.store.kept(name)
         with self.store.writer(name, carry=start is not None and kept_table is not None) as keep:
-            normaliser = PartNormaliser(name, kept_table, keep, start and start.summary["flags"])
+            normaliser = PartNormaliser(name, kept_table, keep, start and start.summary["flags"], self.names_met)
             # The next slice is read and the last one written while this one is parsed and normalised: "read"
             # is then the wait for the next slice, and "normalise" holds the wait for the last one's parts.
             # A grown file's added rows in as few slices as slice_rows allows: each slice looks its inputs up in

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from transforms.addresses import canonical_address, chinese_number
 from transforms.contract import Role
 from transforms.idcard import check_digit, is_valid_id, mask_id, normalise_ids, upgrade_15
-from transforms.names import loose_key, normalise_names, pinyin_key
+from transforms.names import NamesMet, loose_key, normalise_names, pinyin_key
 from transforms.phones import normalise_phones
 
 # The sample ID printed in GB 11643-1999's own worked example.
@@ -131,6 +131,26 @@ def test_name_cleaning_middle_dots_spaces_placeholders():
     out = normalise_names(pl.DataFrame({"name": raw}))
     assert out["name_norm"].to_list() == ["买买提·艾力"] * 4 + ["刘娜", "王?明", "王?明"]
     assert out["name_py"][0] == out["name_py"][1] == "maimaitiaili"
+
+
+def test_names_met_before_give_what_normalising_them_again_gives():
+    """A refresh reads each name into pinyin once (transforms.names.NamesMet): a name met in an earlier slice is
+    taken from there, a new one normalised and kept; one that only shares a hash with a kept name is not
+    taken for it."""
+    met, counted = NamesMet(), []
+    first = pl.DataFrame({"n": ["张明", "欧阳 娜", None, "Li Lei"]})
+    second = pl.DataFrame({"n": ["张明", "曾小凡", None, "王?明"]})
+    for part in (first, second):
+        got = met.normalise(part, "n").sort("n", nulls_last=True)
+        assert got.equals(normalise_names(part, col="n").sort("n", nulls_last=True))
+        counted.append(met.known.height)
+    assert counted == [4, 6]  # the second part's new names only: 曾小凡 and 王?明
+    # A kept row forged to share 王明's hash, with another text and wrong keys, is not 王明's.
+    forged = met.known.filter(pl.col("name_norm") == "张明").with_columns(
+        pl.lit("王明").hash(seed=11).alias("_name_hash"), pl.lit("x").alias("name_py"))
+    met.known = pl.concat([met.known, forged])
+    got = met.normalise(pl.DataFrame({"n": ["王明", "张明"]}), "n").sort("n")
+    assert got["name_py"].to_list() == ["zhangming", "wangming"]  # 张明 sorts before 王明
 
 
 @pytest.mark.parametrize(
@@ -315,11 +335,13 @@ def test_records_normalised_in_parts_give_what_normalising_them_whole_gives(tmp_
     from transforms.record_rows import record_facts
 
     store = NormalisedStore(tmp_path / "normalised")
+    names_met = NamesMet()  # as a refresh's loader keeps it across its sources' parts
 
     def normalise_records(rows: pl.DataFrame, spill: RecordSpill, facts: FactSpill) -> tuple[pl.LazyFrame, dict]:
         """As flows.sources.SourceLoader.load does with each slice it has parsed."""
         with store.writer("tests") as keep:
-            normaliser, write = PartNormaliser("tests", store.kept("tests"), keep), record_sink(spill, facts, "tests")
+            normaliser = PartNormaliser("tests", store.kept("tests"), keep, names_met=names_met)
+            write = record_sink(spill, facts, "tests")
             for part in rows.iter_slices(part_rows):
                 write(normaliser.part(part))
         return facts.scan("tests"), normaliser.summary()

@@ -147,3 +147,31 @@ def normalise_names(frame: pl.DataFrame, *, col: str = "name") -> pl.DataFrame:
         _keys_expr(n, table, loose=False).alias("name_py"),
         _keys_expr(n, table, loose=True).alias("name_py_loose"),
     )
+
+
+class NamesMet:
+    """The names normalised so far in one refresh, so a name read into pinyin once is not read again in a later
+    slice or source. Slices are cut by position, so every slice holds the common names: a 20M-resident
+    roster has 0.93 M distinct names but 6.3 M counted slice by slice (2 M rows a slice), and the records
+    repeat them. A name's keys depend on its text alone, so what is taken from here is what normalising it
+    again would give. Held in memory for the refresh: a few million short strings at city scale."""
+
+    _TEXT, _HASH = "_name_text", "_name_hash"
+
+    def __init__(self) -> None:
+        self.known: pl.DataFrame | None = None
+
+    def normalise(self, distinct: pl.DataFrame, col: str) -> pl.DataFrame:
+        """normalise_names(distinct, col=col) for a frame of distinct names (col only), in any row order."""
+        hashed = distinct.with_columns(pl.col(col).hash(seed=11).alias(self._HASH))
+        fresh, found = hashed, None
+        if self.known is not None:
+            # The known names sharing a hash with one of these: all that can be one of them, and few.
+            maybe = self.known.filter(pl.col(self._HASH).is_in(hashed[self._HASH].implode()))
+            found = hashed.join(maybe.rename({self._TEXT: col}), on=[self._HASH, col], how="inner", nulls_equal=True)
+            fresh = hashed.join(found.select(self._HASH, col), on=[self._HASH, col], how="anti", nulls_equal=True)
+        new = normalise_names(fresh, col=col)
+        kept = new.rename({col: self._TEXT})
+        self.known = kept if self.known is None else pl.concat([self.known, kept.select(self.known.columns)])
+        out = new if found is None else pl.concat([found.select(new.columns), new])
+        return out.drop(self._HASH)

@@ -9,7 +9,7 @@ import polars as pl
 from transforms.addresses import normalise_addresses
 from transforms.contract import Contract, Role
 from transforms.idcard import normalise_ids
-from transforms.names import normalise_names
+from transforms.names import NamesMet, normalise_names
 from transforms.phones import normalise_phones
 
 # What the linker sees of a person, from the roster and from a record alike.
@@ -40,8 +40,9 @@ def _by_distinct(frame: pl.DataFrame, col: str, normalise) -> pl.DataFrame:
     return frame.join(distinct, on=col, how="left", nulls_equal=True, maintain_order="left")
 
 
-def normalise_people(rows: pl.DataFrame, contract: Contract) -> pl.DataFrame:
-    """Keeps every input column and adds the identity columns above plus building/unit/room.
+def normalise_people(rows: pl.DataFrame, contract: Contract, names_met: NamesMet | None = None) -> pl.DataFrame:
+    """Keeps every input column and adds the identity columns above plus building/unit/room. names_met: the
+    names normalised earlier in the refresh, taken from there (and the new ones added).
 
     The four normalisers read disjoint columns, so they run side by side on two threads (polars lets go
     of the GIL): one after another they kept one core of two busy while loading."""
@@ -55,7 +56,8 @@ def normalise_people(rows: pl.DataFrame, contract: Contract) -> pl.DataFrame:
         return normalise_ids(rows.select(id_col, type_col), id_col=id_col, type_col=type_col)
 
     def names() -> pl.DataFrame:
-        return _by_distinct(rows.select(name), name, lambda distinct: normalise_names(distinct, col=name))
+        read = names_met.normalise if names_met is not None else lambda d, col: normalise_names(d, col=col)
+        return _by_distinct(rows.select(name), name, lambda distinct: read(distinct, name))
 
     def phones() -> pl.DataFrame:
         return normalise_phones(rows.select(phone), col=phone)
@@ -97,8 +99,8 @@ def with_input_key(rows: pl.DataFrame, contract: Contract) -> pl.DataFrame:
     return rows.with_columns(cells.hash_rows(seed=1).alias(INPUT_KEY[0]), cells.hash_rows(seed=2).alias(INPUT_KEY[1]))
 
 
-def normalise_reusing(keyed: pl.DataFrame, contract: Contract, known: pl.LazyFrame | None
-                      ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+def normalise_reusing(keyed: pl.DataFrame, contract: Contract, known: pl.LazyFrame | None,
+                      names_met: NamesMet | None = None) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """What normalise_people gives for rows (`keyed`: with_input_key's), normalising only the inputs not in
     `known` (INPUT_KEY -> NORMALISED_COLUMNS, kept from the last refresh). Returns the normalised rows, the
     table to keep for the next refresh (the inputs of these rows and nothing else, so it never outgrows the
@@ -113,7 +115,7 @@ def normalise_reusing(keyed: pl.DataFrame, contract: Contract, known: pl.LazyFra
         todo = todo.join(parts[0].select(INPUT_KEY), on=INPUT_KEY, how="anti")
     fresh = todo.height
     if fresh or not parts:
-        parts.append(normalise_people(todo, contract).select(*INPUT_KEY, *NORMALISED_COLUMNS))
+        parts.append(normalise_people(todo, contract, names_met).select(*INPUT_KEY, *NORMALISED_COLUMNS))
     table = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
     out = keyed.join(table, on=INPUT_KEY, how="left", maintain_order="left").drop(INPUT_KEY)
     return out, table, fresh
