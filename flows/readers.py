@@ -7,7 +7,6 @@ opening the file. A problem with the file as a whole raises InputError, naming f
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import io
@@ -22,6 +21,7 @@ from typing import BinaryIO
 
 import polars as pl
 
+from flows.transcode import decode_error, transcode
 from flows.uncached_read import cached_blocks, uncached_blocks
 from transforms.contract import Contract, fold_header
 from transforms.parsing import LINE
@@ -85,22 +85,44 @@ def _blocks(path: Path, start: int = 0) -> Iterator[bytes]:
     return cached_blocks(path, start, _UTF8_SLICE)  # the slice as it is when called (the tests shrink it)
 
 
+class _Seen:
+    """What CsvTable.end says of the file (_Bytes: size, SHA-256, line breaks, last byte, and whether it holds a
+    NUL byte), taken while the pass that checks or transcodes its encoding reads every byte of it anyway: a
+    second pass to hash the exports took 17 s at 20M residents. The hash runs in a thread of its own (hashlib
+    lets go of the GIL) while the next block is read and checked. Use as a context manager; bytes() once the
+    pass has read the whole file."""
+
+    def __init__(self) -> None:
+        self._h, self.size, self.breaks, self.last, self.nul = hashlib.sha256(), 0, 0, b"", False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest")
+        self._hashing = None
+
+    def add(self, block: bytes) -> None:
+        """The next block of the file (a bytes object of its own, not a buffer used again)."""
+        if self._hashing is not None:
+            self._hashing.result()
+        self._hashing = self._pool.submit(self._h.update, block)
+        self.size += len(block)
+        self.breaks += block.count(b"\n")
+        self.nul = self.nul or b"\x00" in block
+        self.last = block[-1:] or self.last
+
+    def bytes(self) -> _Bytes:
+        if self._hashing is not None:
+            self._hashing.result()
+        return _Bytes(self.size, self._h.hexdigest(), self.breaks, self.last, None)
+
+    def __enter__(self) -> _Seen:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)
+
+
 def _decode_error(path: Path, encoding: str, start: int = 0, out: BinaryIO | None = None) -> int | None:
-    """Decodes the file from byte `start` a slice at a time, writing it as UTF-8 to out if given; returns the
-    byte offset of the first sequence that is not valid in encoding, or None. A slice may end inside a
-    character: the decoder carries its first bytes over, and an error is placed where they began."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    at = start
-    for block in [*_blocks(path, start), b""]:
-        pending = len(decoder.getstate()[0])
-        try:
-            text = decoder.decode(block, final=not block)
-        except UnicodeDecodeError as exc:
-            return at - pending + exc.start
-        if out is not None:
-            out.write(text.encode("utf-8"))
-        at += len(block)
-    return None
+    """The byte offset of the first sequence from byte `start` on that is not valid in encoding, or None;
+    the decoded text is written to out as UTF-8 if given (flows.transcode.decode_error)."""
+    return decode_error(_blocks(path, start), encoding, start, out)
 
 
 def _complete(block: bytes) -> int:
@@ -113,11 +135,13 @@ def _complete(block: bytes) -> int:
     return len(block)
 
 
-def _utf8_error(path: Path, start: int = 0) -> int | None:
+def _utf8_error(path: Path, start: int = 0, seen: _Seen | None = None) -> int | None:
     """_decode_error for UTF-8, checked first by polars' validator (twenty times Python's decoder, which a
     city's gigabytes of export spent seconds in); only a file that fails is decoded again to say where."""
     carry = b""
     for block in _blocks(path, start):
+        if seen is not None:
+            seen.add(block)
         block = carry + block
         cut = _complete(block)
         block, carry = block[:cut], block[cut:]
@@ -128,31 +152,38 @@ def _utf8_error(path: Path, start: int = 0) -> int | None:
     return _decode_error(path, "utf-8", start) if carry else None
 
 
-def _text_file(path: Path, temp: Path) -> tuple[Path, str]:
-    """(the file as UTF-8 text on disk, the encoding it came in): the file itself when it is UTF-8 (BOM or
-    not: the CSV reader skips the BOM), else a copy transcoded a slice at a time into temp. GB18030 is a
-    superset of GBK and GB2312."""
+def _text_file(path: Path, temp: Path) -> tuple[Path, str, _Bytes, bool]:
+    """(the file as UTF-8 text on disk, the encoding it came in, what end() says of the file's bytes, whether
+    the text holds a NUL byte): the file itself when it is UTF-8 (BOM or not: the CSV reader skips the BOM),
+    else a copy transcoded a slice at a time into temp. GB18030 is a superset of GBK and GB2312; neither it
+    nor UTF-8 has a zero byte inside a character, so the file's bytes say whether the text has a NUL."""
     with open(path, "rb") as fh:
         head = fh.read(4)
     if head.startswith(_BOM8):
-        bad = _utf8_error(path, 3)
-        if bad is not None:
-            raise InputError(path, f"marked as UTF-8 but byte {bad} is not: truncated or mixed "
-                             "encodings (save the file again as UTF-8)")
-        return path, "utf-8-sig"
+        with _Seen() as seen:
+            seen.add(_BOM8)
+            bad = _utf8_error(path, 3, seen)
+            if bad is not None:
+                raise InputError(path, f"marked as UTF-8 but byte {bad} is not: truncated or mixed "
+                                 "encodings (save the file again as UTF-8)")
+            return path, "utf-8-sig", seen.bytes(), seen.nul
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return _transcoded(path, "utf-16", temp, lambda at: InputError(
-            path, f"truncated or corrupt UTF-16 text (byte {at})")), "utf-16"
-    if _utf8_error(path) is None:
-        return path, "utf-8"
-    return _transcoded(path, "gb18030", temp, lambda at: InputError(
-        path, "unknown text encoding: expected UTF-8 (with or without BOM), UTF-16 or GB18030/GBK")), "gb18030"
+        with _Seen() as seen:
+            text = _transcoded(path, "utf-16", temp, lambda at: InputError(
+                path, f"truncated or corrupt UTF-16 text (byte {at})"), seen)
+            return text, "utf-16", seen.bytes(), any(b"\x00" in block for block in _blocks(text))
+    with _Seen() as seen:
+        if _utf8_error(path, 0, seen) is None:
+            return path, "utf-8", seen.bytes(), seen.nul
+    with _Seen() as seen:
+        text = _transcoded(path, "gb18030", temp, lambda at: InputError(
+            path, "unknown text encoding: expected UTF-8 (with or without BOM), UTF-16 or GB18030/GBK"), seen)
+        return text, "gb18030", seen.bytes(), seen.nul
 
 
-def _transcoded(path: Path, encoding: str, temp: Path, error) -> Path:
+def _transcoded(path: Path, encoding: str, temp: Path, error, seen: _Seen) -> Path:
     text = temp / "utf8.csv"
-    with open(text, "wb") as out:
-        bad = _decode_error(path, encoding, out=out)
+    bad = transcode(path, encoding, text, seen.add, _UTF8_SLICE)
     if bad is not None:
         raise error(bad)
     return text
@@ -271,8 +302,8 @@ class CsvTable:
             return
         if not any(not block.isspace() for block in _blocks(path)):
             raise InputError(path, "the file is empty")
-        self._text, self.encoding = _text_file(path, Path(self._temp.name))
-        if any(b"\x00" in block for block in _blocks(self._text)):  # in UTF-8 a zero byte is only ever NUL
+        self._text, self.encoding, self._bytes, nul = _text_file(path, Path(self._temp.name))
+        if nul:  # in UTF-8 a zero byte is only ever NUL
             raise InputError(path, "the file contains NUL bytes: it is not a text export (binary or truncated file?)")
         self._delimiter = max([",", "\t", ";", "|"], key=_first_line(self._text).count)
         try:
@@ -373,11 +404,12 @@ class CsvTable:
 
     def end(self) -> TextEnd | None:
         """Where this read ended, once every slice is read (None: the forgiving reader read it, whose rows
-        the fast reader's on the added bytes alone could differ from). Hashes the file (1.6 GB/s here)
-        unless grown_table already did."""
+        the fast reader's on the added bytes alone could differ from). The file's bytes were taken in when it
+        was opened (the encoding's pass) or by grown_table."""
         if self._grid is not None:
             return None
-        seen = self._bytes or _digest(self._source)
+        seen = self._bytes
+        assert seen is not None, "the file's bytes were not taken in"
         closed = (seen.last == b"\n" and seen.line_breaks == self.next_line - 1
                   and self.encoding in ("utf-8", "utf-8-sig", "gb18030"))  # a line break is byte 0x0A alone
         return TextEnd(seen.size, seen.sha256, closed, self.encoding, self._delimiter, self._header,

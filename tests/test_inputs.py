@@ -167,11 +167,14 @@ def test_times_in_every_format_read_as_trying_every_format_on_every_cell():
     assert parse_dates(births).null_count() == 4
 
 
-@pytest.mark.parametrize("encoding", ["utf-8-sig", "gb18030", "utf-16"])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030", "utf-16"])
 @pytest.mark.parametrize("size", [1, 2, 3, 1000])
 def test_a_csv_read_a_slice_at_a_time_gives_every_row_once_with_its_line(tmp_path, encoding, size):
     """A city's export is read a slice of rows at a time: the header only in the first slice, a cell with a
-    line break inside one row, blank rows dropped but counted as lines, a long row's extra cell dropped."""
+    line break inside one row, blank rows dropped but counted as lines, a long row's extra cell dropped. Its
+    end names the file's bytes as they are (taken in while its encoding was checked)."""
+    import hashlib
+
     from flows.readers import CsvTable
 
     rows = [
@@ -192,6 +195,9 @@ def test_a_csv_read_a_slice_at_a_time_gives_every_row_once_with_its_line(tmp_pat
     assert got["site"].to_list() == ["广场", "学校", "广场", None]
     assert table.rows == 4 and table.encoding == encoding
     assert got.equals(read_table(p, TESTS).frame)
+    end, data = table.end(), p.read_bytes()
+    assert (end.size, end.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert not end.closed  # a line break inside a cell: more line breaks than lines read
 
 
 def test_an_export_is_read_in_at_least_four_slices_when_they_hold_enough_rows(tmp_path, monkeypatch):
@@ -302,3 +308,39 @@ def test_the_fast_utf8_check_agrees_with_pythons_decoder(tmp_path, monkeypatch, 
     except UnicodeDecodeError as exc:
         expected = exc.start
     assert readers._utf8_error(p) == expected
+
+
+@pytest.mark.parametrize("bad_in", [None, "first", "second"])
+@pytest.mark.parametrize("slice_bytes", [5, 1 << 24])
+def test_a_gb18030_export_transcoded_in_two_halves_reads_as_in_one(tmp_path, monkeypatch, bad_in, slice_bytes):
+    """A large GB18030 export is transcoded by two processes, each taking half (flows.transcode): its rows are
+    those of the same text in UTF-8, the file's end is its own bytes, and a byte that is not GB18030 is named
+    where Python's decoder of the whole file finds it, in either half."""
+    import hashlib
+
+    import flows.readers as readers
+    import flows.transcode as transcode
+    from flows.readers import CsvTable
+
+    monkeypatch.setattr(transcode, "MIN_SPLIT", 0)
+    monkeypatch.setattr(readers, "_UTF8_SLICE", slice_bytes)
+    rows = [f'T{i},"张{i}\n三",,1380013{i:04d},2022-05-20 09:00:00,广场{"𠀀" if i % 7 == 0 else ""}' for i in range(300)]
+    text = "\n".join([HEADER_ZH, *rows]) + "\n"
+    data = text.encode("gb18030")
+    assert len(transcode.halves(write(tmp_path, "g.csv", text, "gb18030"), "gb18030")) == 2
+    if bad_in is None:
+        table = CsvTable(tmp_path / "g.csv", TESTS)
+        got = pl.concat(list(table.slices(1000)))
+        assert got.equals(read_table(write(tmp_path, "u.csv", text, "utf-8"), TESTS).frame)
+        end = table.end()
+        assert (end.size, end.sha256, table.encoding) == (len(data), hashlib.sha256(data).hexdigest(), "gb18030")
+        return
+    at = data.index("张10\n".encode("gb18030") if bad_in == "first" else "张290\n".encode("gb18030"))
+    (tmp_path / "bad.csv").write_bytes(data[:at] + b"\xff" + data[at + 1:])  # 0xFF begins no GB18030 character
+    with pytest.raises(UnicodeDecodeError) as whole:
+        (tmp_path / "bad.csv").read_bytes().decode("gb18030")
+    # Neither UTF-8 nor GB18030: refused, the transcoder having found the byte where the whole decode does.
+    assert transcode.transcode(tmp_path / "bad.csv", "gb18030", tmp_path / "out.csv", lambda b: None,
+                               slice_bytes) == whole.value.start
+    with pytest.raises(InputError, match="unknown text encoding"):
+        CsvTable(tmp_path / "bad.csv", TESTS)
