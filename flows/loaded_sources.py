@@ -41,7 +41,8 @@ from transforms.parsing import AsOfWindow
 
 # Everything a source's parts depend on but the file: the readers, the loader, the spills' layout, and the
 # transforms they import (parsing, the contract, the normalisers, the evidence columns), found from the source.
-_LOADING_MODULES = ("flows/readers.py", "flows/uncached_read.py", "flows/sources.py", "flows/record_spill.py")
+_LOADING_MODULES = ("flows/readers.py", "flows/transcode.py", "flows/uncached_read.py", "flows/sources.py",
+                    "flows/record_spill.py")
 _LIBRARIES = ("polars", "pypinyin")
 MANIFEST = "manifest.json"
 
