@@ -60,6 +60,13 @@ def _load(name: str, opener: Callable[[], Table]) -> dict:
     }
 
 
+def _finish() -> dict:
+    loader = _loader
+    loader.timings.clear()
+    loader.finish()
+    return {"timings": dict(loader.timings), "peaks": dict(loader.peaks)}
+
+
 def _context() -> multiprocessing.context.BaseContext:
     """The fork server's context. The preload takes effect when the server starts (the first refresh)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # as expectations.suites imports it
@@ -118,11 +125,23 @@ class LoadingProcess:
         spill, facts = loaded.pop("spills")
         self.spill.adopt(spill)
         self.facts.adopt(facts)
-        for stage, seconds in loaded.pop("timings").items():
-            add_time(timings, stage, seconds)
-        for stage, peak in loaded.pop("peaks").items():
-            peaks[stage] = max(peaks.get(stage, 0.0), peak)
+        self._add(loaded, timings, peaks)
         return loaded
+
+    def finish(self, timings: dict[str, float], peaks: dict[str, float]) -> None:
+        """Once every source is loaded: what the child makes of them all (the suites' Data Docs)."""
+        try:
+            done = self._pool.submit(_finish).result()
+        except BrokenProcessPool as exc:
+            raise RuntimeError("the loading process ended before it was done (killed, or out of memory?); "
+                               "nothing was linked or written") from exc
+        self._add(done, timings, peaks)
+
+    def _add(self, done: dict, timings: dict[str, float], peaks: dict[str, float]) -> None:
+        for stage, seconds in done.pop("timings").items():
+            add_time(timings, stage, seconds)
+        for stage, peak in done.pop("peaks").items():
+            peaks[stage] = max(peaks.get(stage, 0.0), peak)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -528,6 +528,7 @@ def _process(
             }
             logger.info("%s: %d rows read, %d used, %d quarantined", name, table.rows, used, quarantine[name].height)
             people[name] = facts.scan(name)
+        loading.finish(report.timings, report.peak_memory_gib)
     t = time.perf_counter()
     db = Database(settings.duckdb)
     matches: AsideCsv | pl.LazyFrame | None = None

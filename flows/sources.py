@@ -529,11 +529,19 @@ class SourceLoader:
                 "rows_used": summary["rows_used"],
                 "notes": summary["notes"], "flags": flags}
 
+    def finish(self) -> None:
+        """Once every source is in: the Data Docs of their suites, which the refresh publishes."""
+        t = time.perf_counter()
+        if self._checks is not None:
+            self._checks.build_docs()
+        self._lap("validate", t, "validate_expectations")
+
     def _check(self, name: str, facts: TableFacts, sample: RowSample, t: float) -> None:
         """The source's expectation suite on its sample; a failure stops the refresh when the settings say so."""
         self._checks = self._checks or SuiteRunner(self.docs_root, self.settings.as_of)
         self.suites[name] = suite = self._checks.check(name, sample, INPUTS[name])
         self._lap("validate", t, "validate_expectations")
         if not suite.success and self.settings.stop_on_failed_expectations:
+            self._checks.build_docs()
             export_offline(data_docs_site(self.docs_root), self.failed_docs, self.suites)
             raise expectation_error(facts.path, INPUTS[name], suite, self.failed_docs)
