@@ -344,3 +344,16 @@ def test_a_gb18030_export_transcoded_in_two_halves_reads_as_in_one(tmp_path, mon
                                slice_bytes) == whole.value.start
     with pytest.raises(InputError, match="unknown text encoding"):
         CsvTable(tmp_path / "bad.csv", TESTS)
+
+
+def test_blank_rows_are_dropped_and_blank_cells_read_as_missing(tmp_path):
+    """A row blank throughout (spaces, an ideographic space, nothing) is formatting and is dropped, its line
+    still counted; a row whose first cell only is blank is a person's row with a missing number (quarantined
+    by the parser, not dropped); a blank cell is missing once parsed."""
+    rows = ["T1,张三,,13800138000,2022-05-20 09:00:00, ", " ,\u3000,,  ,,", "  ,李四,,,2022-05-20 10:00,学校", ",,,,,"]
+    p = write(tmp_path, "t.csv", "\n".join([HEADER_ZH, *rows]) + "\n", "utf-8")
+    raw = read_table(p, TESTS)
+    assert raw.frame["_line"].to_list() == [2, 4] and raw.rows == 2
+    parsed = parse_rows(raw.frame, TESTS)
+    assert parsed.rows["record_id"].to_list() == ["T1"] and parsed.rows["site"].to_list() == [None]
+    assert parsed.quarantine["_line"].to_list() == [4] and "采样编号" in parsed.quarantine["reason"][0]
