@@ -154,7 +154,9 @@ class NamesMet:
     slice or source. Slices are cut by position, so every slice holds the common names: a 20M-resident
     roster has 0.93 M distinct names but 6.3 M counted slice by slice (2 M rows a slice), and the records
     repeat them. A name's keys depend on its text alone, so what is taken from here is what normalising it
-    again would give. Held in memory for the refresh: a few million short strings at city scale."""
+    again would give. Held in memory for the refresh: a few million short strings at city scale. It saves
+    about 30 % of the names' time in a district's slices (250,000-500,000 rows); in a city's slices of 2 M
+    the distinct values and joining them back cost more than the pinyin, and it saves little."""
 
     _TEXT, _HASH = "_name_text", "_name_hash"
 
