@@ -357,3 +357,14 @@ def test_blank_rows_are_dropped_and_blank_cells_read_as_missing(tmp_path):
     parsed = parse_rows(raw.frame, TESTS)
     assert parsed.rows["record_id"].to_list() == ["T1"] and parsed.rows["site"].to_list() == [None]
     assert parsed.quarantine["_line"].to_list() == [4] and "采样编号" in parsed.quarantine["reason"][0]
+
+
+def test_the_quarantine_of_stored_rows_keeps_the_order_the_files_came_in():
+    """The inbox's stored rows carry their file's hash (_file) and come file by file in the order the files
+    came: a slice's quarantine keeps that order, whatever the hashes, so where slices are cut changes nothing."""
+    cells = {"record_id": ["T1", "T2", "T1", "T3"], "name": ["张三", None, "李四", None],
+             "sampled_at": ["2022-05-20 09:00"] * 4}
+    raw = pl.DataFrame(cells | {"_line": [2, 3, 2, 3], "_file": ["ff", "ff", "00", "00"]})
+    parsed = parse_rows(raw, TESTS)
+    assert parsed.quarantine.select("_file", "_line").rows() == [("ff", 3), ("00", 2), ("00", 3)]
+    assert "重复" in parsed.quarantine["reason"][1]  # the second file's T1 repeats the first file's

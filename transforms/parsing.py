@@ -26,6 +26,7 @@ CARRIED = ("_file",)  # which stored file a row came from, when rows come from t
 REASON = "reason"
 CHECK = "expectation"  # the contract expectation a quarantined row failed, e.g. expect_column_values_to_not_be_null(name)
 QUARANTINE_COLUMNS = [LINE, REASON, CHECK]
+_POSITION = "_position"  # a row's place in the slice parsed
 
 _DATETIME_FORMATS = (
     "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y-%m-%dT%H:%M:%S",
@@ -179,7 +180,7 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
     carried = [LINE, *[c for c in CARRIED if c in raw.columns]]
     frame = raw.with_columns(
         [pl.lit(None, dtype=pl.String).alias(c) for c in contract.names if c not in raw.columns]
-    ).select(*carried, *contract.names)
+    ).select(*carried, *contract.names).with_row_index(_POSITION)
     # Blank-looking cells are missing values. Stripped first, as columns: inside one when/then each cell was
     # stripped twice.
     frame = frame.with_columns(pl.col(c).str.strip_chars() for c in contract.names).with_columns(
@@ -293,7 +294,10 @@ def parse_rows(raw: pl.DataFrame, contract: Contract, as_of: datetime | None = N
                 pl.lit(_check("be_unique", key)).alias(CHECK),
             )
             quarantine = pl.concat([quarantine, dups.select(quarantine.columns)])
-    quarantine = quarantine.sort(carried[::-1]).select(*carried, REASON, CHECK, *contract.names)
+    # In the order the rows came (the duplicates were put after the others): by line in a file; by file, in
+    # the order the files came, then line, in the inbox's stored rows (not by the files' hashes, which made
+    # the order of a slice that spans two files depend on where the slices were cut).
+    quarantine = quarantine.sort(_POSITION).select(*carried, REASON, CHECK, *contract.names)
     counts = frame.select([e.sum().alias(k) for k, e in notes.items()]).row(0, named=True) if notes else {}
     rows = frame.with_columns(typed).select(*carried, *contract.names)  # drops the scratch columns
     return Parsed(rows=rows, quarantine=quarantine, notes={k: int(v or 0) for k, v in counts.items()}, window=window)
