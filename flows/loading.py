@@ -117,31 +117,28 @@ class LoadingProcess:
              peaks: dict[str, float]) -> dict:
         """SourceLoader.load's dict (its table as TableFacts) plus "suite"; the stages' seconds are added to
         timings and their peaks (the child's memory) kept in peaks. An InputError in the child is raised here."""
-        try:
-            loaded = self._pool.submit(_load, name, opener).result()
-        except BrokenProcessPool as exc:
-            raise RuntimeError(f"the process loading {name} ended before it was done (killed, or out of memory?); "
-                               "nothing was linked or written") from exc
+        loaded = self._run(f"loading {name}", timings, peaks, _load, name, opener)
         spill, facts = loaded.pop("spills")
         self.spill.adopt(spill)
         self.facts.adopt(facts)
-        self._add(loaded, timings, peaks)
         return loaded
 
     def finish(self, timings: dict[str, float], peaks: dict[str, float]) -> None:
         """Once every source is loaded: what the child makes of them all (the suites' Data Docs)."""
-        try:
-            done = self._pool.submit(_finish).result()
-        except BrokenProcessPool as exc:
-            raise RuntimeError("the loading process ended before it was done (killed, or out of memory?); "
-                               "nothing was linked or written") from exc
-        self._add(done, timings, peaks)
+        self._run("making the suites' Data Docs", timings, peaks, _finish)
 
-    def _add(self, done: dict, timings: dict[str, float], peaks: dict[str, float]) -> None:
+    def _run(self, doing: str, timings: dict[str, float], peaks: dict[str, float], job: Callable, *args) -> dict:
+        """job(*args) in the child; its stages' seconds added to timings and their peaks kept in peaks."""
+        try:
+            done = self._pool.submit(job, *args).result()
+        except BrokenProcessPool as exc:
+            raise RuntimeError(f"the process {doing} ended before it was done (killed, or out of memory?); "
+                               "nothing was linked or written") from exc
         for stage, seconds in done.pop("timings").items():
             add_time(timings, stage, seconds)
         for stage, peak in done.pop("peaks").items():
             peaks[stage] = max(peaks.get(stage, 0.0), peak)
+        return done
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
