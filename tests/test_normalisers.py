@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from transforms.addresses import canonical_address, chinese_number
+from transforms.addresses import _ADMIN, canonical_address, chinese_number, normalise_addresses
 from transforms.contract import Role
 from transforms.idcard import check_digit, is_valid_id, mask_id, normalise_ids, upgrade_15
 from transforms.names import NamesMet, loose_key, normalise_names, pinyin_key
@@ -202,6 +204,39 @@ def test_name_normalisation_is_idempotent(raw):
 def test_address_canonical_form_is_idempotent(raw):
     canon = canonical_address(raw)[0]
     assert canonical_address(canon)[0] == canon
+
+
+def _prefixes_cut_one_by_one(address: str) -> str:
+    """The prefix rule as written, address by address: each administrative prefix in turn, twice round,
+    cut where at least 4 characters remain; then a community before a number."""
+    for _ in range(2):
+        for pattern in _ADMIN:
+            cut = re.sub(pattern, "", address, count=1)
+            address = cut if len(cut) >= 4 else address
+    return re.sub(r"^[^\d]*?社区(.*\d)", r"\1", address, count=1)
+
+
+@pytest.mark.parametrize(("raw", "canon"), [
+    ("广东省深圳市南山区粤海街道科技园社区科苑路1巷", "科苑路1巷"),
+    ("广东省深圳市", "广东省深圳市"),  # cutting 广东省 would leave 3 characters
+    ("深圳市南山区1", "南山区1"),
+    ("小区12", "小区12"),  # 小区 is a housing estate, not a district
+    ("科技园社区", "科技园社区"),  # no number after the community: nothing to keep it from
+    ("科技园社区3", "3"),
+])
+def test_administrative_prefixes_are_cut_where_enough_is_left(raw, canon):
+    assert canonical_address(raw)[0] == canon
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(alphabet="广东省深圳市南山区小粤海街道科技园社区镇乡县自治区路12", max_size=16), max_size=40))
+def test_prefixes_cut_from_the_heads_are_those_cut_address_by_address(raws):
+    """The prefixes are cut once per distinct text before the first digit: each address still gets what the
+    rule gives it alone, whatever the other addresses are (the alphabet has nothing the earlier steps change)."""
+    got = normalise_addresses(pl.DataFrame({"address": raws}, schema={"address": pl.String}))
+    assert got["addr_canon"].to_list() == [_prefixes_cut_one_by_one(raw) if raw else raw for raw in raws]
+    assert got["addr_place"].to_list() == [re.match(r"[^\d]*", c).group(0) if c is not None else None
+                                           for c in got["addr_canon"].to_list()]
 
 
 def test_a_building_word_then_a_dash_reads_as_building_and_room():
