@@ -387,3 +387,57 @@ def test_households_list_each_addresses_phones_and_ids_within_the_cap():
         {"addr_canon": "B", "household_phones": ["130", "131", "132"], "household_ids": None},
         {"addr_canon": "C", "household_phones": ["150", "151", "152"], "household_ids": None},  # 4 IDs > 3
     ]
+
+
+def test_each_level_is_read_from_its_own_pair_among_others():
+    """Every ID and name level in one frame of pairs, as the blocking mixes them: the columns a later branch
+    reads (birth segments, whether names begin alike, their distance) are worked out only for the pairs
+    that can get there, and each pair still gets its own level."""
+    from transforms.comparison import compare_pairs
+    from transforms.idcard import normalise_ids
+    from transforms.names import normalise_names
+
+    bad_check = SON[:17] + ("0" if SON[17] != "0" else "1")
+    same_birth_other_tail = SON[:14] + "9999"  # check digit fails, birth segment kept
+    other_birth = SON[:6] + "19900101" + "9999"
+    masked = SON[:6] + "*" * 8 + SON[-4:]
+    masked_other = FATHER[:6] + "*" * 8 + "0000"
+    one_typo = SON[:10] + ("9" if SON[10] != "9" else "8") + SON[11:]
+    cases = [  # (record name, record ID, resident name, resident ID, ID level, name level)
+        ("王小明", SON, "王小明", SON, "exact", "exact"),
+        ("王晓明", None, "王小明", SON, "missing", "homophone"),
+        ("王?明", None, "王小明", SON, "missing", "wildcard"),
+        ("王晓敏", None, "王小明", SON, "missing", "loose"),
+        ("王明", None, "王小明", SON, "missing", "dropped"),
+        ("王大明", None, "王小明", SON, "missing", "similar"),
+        ("张小明", None, "王小明", SON, "missing", "different"),  # one character off, but not the surname
+        ("李大伟", None, "王小明", SON, "missing", "different"),
+        ("王小明", FATHER, "王小明", SON, "household", "exact"),
+        ("王小明", one_typo, "王小明", SON, "one_edit", "exact"),
+        ("王小明", masked, "王小明", SON, "masked_agree", "exact"),
+        ("王小明", masked_other, "王小明", SON, "mismatch", "exact"),
+        ("王小明", TWIN_A, "王小明", SON, "mismatch", "exact"),  # both checked, far apart
+        ("王小明", same_birth_other_tail, "王小明", SON, "birth_segment", "exact"),
+        ("王小明", other_birth, "王小明", SON, "mismatch", "exact"),
+        ("王晓明", bad_check, "王小明", SON, "one_edit", "homophone"),
+        (None, None, "王小明", SON, "missing", "different"),
+    ]
+
+    def side(names, ids_, suffix):
+        frame = pl.concat([normalise_names(pl.DataFrame({"name": names}, schema={"name": pl.String})),
+                           normalise_ids(pl.DataFrame({"id_number": ids_, "id_type": [None] * len(ids_)},
+                                                      schema={"id_number": pl.String, "id_type": pl.String}))],
+                          how="horizontal")
+        frame = frame.select("name_norm", "name_py", "name_py_loose", "id_norm", "id_body", "id_flag", "id_birth_raw",
+                             pl.col("id_birth_raw").alias("birth"), pl.lit(None, pl.String).alias("sex"),
+                             pl.lit(None, pl.String).alias("phone_norm"), pl.lit(None, pl.String).alias("addr_canon"),
+                             pl.lit(None, pl.String).alias("addr_block"))
+        return frame.rename({c: f"{c}_{suffix}" for c in frame.columns})
+
+    pairs = pl.concat([side([c[0] for c in cases], [c[1] for c in cases], "l"),
+                       side([c[2] for c in cases], [c[3] for c in cases], "r"),
+                       pl.DataFrame({"household_phones_r": [[]] * len(cases), "household_ids_r": [[SON, FATHER]] * len(cases)},
+                                    schema={"household_phones_r": pl.List(pl.String),
+                                            "household_ids_r": pl.List(pl.String)})], how="horizontal")
+    got = compare_pairs(pairs)
+    assert [(r["id_level"], r["name_level"]) for r in got.iter_rows(named=True)] == [(c[4], c[5]) for c in cases]

@@ -106,15 +106,23 @@ def _phone_level() -> pl.Expr:
     )
 
 
+def _only_where(where: pl.Series, compute, otherwise: bool = False) -> pl.Series:
+    """compute(rows) for the rows `where` says (a null counts as no), `otherwise` for the others: a level
+    that reads a column only in one of its later branches need not have it worked out for every pair."""
+    rows = where.fill_null(False).arg_true()
+    return pl.repeat(otherwise, len(where), eager=True).scatter(rows, compute(rows).fill_null(otherwise))
+
+
 def _visible_agree(left: pl.Series, right: pl.Series, where: pl.Series, parts: tuple[tuple[int, int], ...]) -> pl.Series:
     """Whether two strings agree on each (offset, length) part, for the pairs `where` says (masked ones: few)
     and false for the others, whose parts are never cut out."""
-    rows = where.arg_true()
-    left, right = left.gather(rows), right.gather(rows)
-    agree = pl.repeat(True, len(rows), eager=True)
-    for offset, length in parts:
-        agree = agree & (left.str.slice(offset, length) == right.str.slice(offset, length))
-    return pl.repeat(False, len(where), eager=True).scatter(rows, agree.fill_null(False))
+    def agree(rows: pl.Series) -> pl.Series:
+        these_l, these_r = left.gather(rows), right.gather(rows)
+        out = pl.repeat(True, len(rows), eager=True)
+        for offset, length in parts:
+            out = out & (these_l.str.slice(offset, length) == these_r.str.slice(offset, length))
+        return out
+    return _only_where(where, agree)
 
 
 def _address_level() -> pl.Expr:
@@ -156,11 +164,12 @@ def compare_exact_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     ).drop(_PHONE_HELPERS)
 
 
-def _name_edits(names_l: pl.Series, names_r: pl.Series, first_alike: pl.Series, placeholders: pl.Series) -> pl.Series:
-    """The names' distance where they hold a placeholder, capped at 2 where they begin alike and hold none,
-    0 where they are equal, null elsewhere."""
+def _name_edits(names_l: pl.Series, names_r: pl.Series, first_alike: pl.Series, placeholders: pl.Series,
+                read: pl.Series) -> pl.Series:
+    """The names' distance where they hold a placeholder, capped at 2 where they begin alike, hold none and
+    `read` says a level may read it, 0 where they are equal, null elsewhere."""
     edits = osa_distances(names_l, names_r, where=placeholders > 0)
-    close = (first_alike & (placeholders == 0)).fill_null(False).arg_true()
+    close = (first_alike & (placeholders == 0) & read).fill_null(False).arg_true()
     return edits.scatter(close, osa_within_one(names_l.gather(close), names_r.gather(close)))
 
 
@@ -174,19 +183,29 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     # The ID and phone levels ask only whether the distance is at most one; the name levels read it only
     # where the names begin alike or hold a placeholder (wildcard, dropped, similar), and only the wildcard
     # level, for names with a placeholder, reads more than whether it is at most one. What several levels
-    # read is computed once, as a column: a when/then chain evaluates every branch for every pair. The
-    # visible parts of masked IDs and phones are cut out for the few pairs with one.
+    # read is computed once, as a column: a when/then chain evaluates every branch for every pair. What only
+    # a later branch reads is worked out only for the pairs that can get there: the visible parts of masked
+    # IDs and phones; the birth segments of IDs that do not both pass their check digit; whether names begin
+    # alike, and their distance, where they differ and do not read alike (a homophone or loose level comes
+    # first; most of the blocking's pairs are found by their names and read alike).
     names_l, names_r = pairs["name_norm_l"], pairs["name_norm_r"]
-    first_alike = names_l.str.slice(0, 1) == names_r.str.slice(0, 1)
+    sounds_alike = ((pairs["name_py_l"] == pairs["name_py_r"]).fill_null(False)
+                    | (pairs["name_py_loose_l"] == pairs["name_py_loose_r"]).fill_null(False))
+    read_edits = ~sounds_alike & (names_l != names_r)
+    first_alike = _only_where(read_edits, lambda rows: names_l.gather(rows).str.slice(0, 1)
+                              == names_r.gather(rows).str.slice(0, 1))
     placeholders = names_l.str.count_matches("?", literal=True) + names_r.str.count_matches("?", literal=True)
     bodies_l, bodies_r = pairs["id_body_l"], pairs["id_body_r"]
     masked = (bodies_l.str.contains("*", literal=True) | bodies_r.str.contains("*", literal=True)).fill_null(False)
+    valid = (pairs["id_flag_l"].is_in(_VALID_ID) & pairs["id_flag_r"].is_in(_VALID_ID)).fill_null(False)
+    segment = _only_where(bodies_l.is_not_null() & bodies_r.is_not_null() & ~valid, lambda rows: (
+        bodies_l.gather(rows).str.slice(6, 8) == bodies_r.gather(rows).str.slice(6, 8)))
     c = pl.col
     p = pairs.with_columns(
-        osa_within_one(bodies_l, bodies_r).alias("_id_dist"),
+        osa_within_one(bodies_l, bodies_r).alias("_id_dist"), segment.alias("_birth_segment"),
         masked.alias("_masked_id"), _visible_agree(bodies_l, bodies_r, masked, _ID_VISIBLE).alias("_id_visible_agree"),
         *_phone_columns(pairs),
-        _name_edits(names_l, names_r, first_alike, placeholders).alias("_name_edit"),
+        _name_edits(names_l, names_r, first_alike, placeholders, read_edits).alias("_name_edit"),
         first_alike.alias("_first_alike"), placeholders.alias("_placeholders"),
         names_l.str.len_chars().cast(pl.Int32).alias("_len_l"), names_r.str.len_chars().cast(pl.Int32).alias("_len_r"),
         # Birth date and sex of a record come from its ID: a relative's ID says nothing about this person's.
@@ -209,7 +228,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         # alike their birth segments: in a city of 20M, 5,325 visitors sharing a resident's name and birth date
         # were linked to that resident on the birth segment (a wrong "tested").
         .when(c("id_flag_l").is_in(_VALID_ID) & c("id_flag_r").is_in(_VALID_ID)).then(id_lv("mismatch"))
-        .when(c("id_body_l").str.slice(6, 8) == c("id_body_r").str.slice(6, 8)).then(id_lv("birth_segment"))
+        .when(c("_birth_segment")).then(id_lv("birth_segment"))
         .otherwise(id_lv("mismatch"))
     )
     wildcard = (c("_placeholders") > 0) & (c("_len_l") == c("_len_r")) & (c("_name_edit") <= c("_placeholders"))
@@ -246,7 +265,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     return p.with_columns(
         id_level.alias("id_level"), name_level.alias("name_level"), phone_level.alias("phone_level"),
         birth_level.alias("birth_level"), sex_level.alias("sex_level"), address_level.alias("address_level"),
-    ).drop("_id_dist", "_masked_id", "_id_visible_agree", *_PHONE_HELPERS, "_name_edit", "_first_alike", "_placeholders",
+    ).drop("_id_dist", "_birth_segment", "_masked_id", "_id_visible_agree", *_PHONE_HELPERS, "_name_edit", "_first_alike", "_placeholders",
            "_len_l", "_len_r", "_relatives")
 
 
