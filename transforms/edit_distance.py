@@ -87,8 +87,9 @@ def _chars_within_one(a: pl.Series, b: pl.Series, chars: pl.Series, width: int) 
 def _grid_within_one(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """1 or 2 for differing rows of characters (rows x characters x bytes): one character differs, or two
     neighbours are swapped."""
-    differs = (left != right).any(axis=2)
-    count = differs.sum(axis=1)
+    differs = left != right
+    differs = differs[:, :, 0] if differs.shape[2] == 1 else differs.any(axis=2)  # one byte a character: as is
+    count = np.count_nonzero(differs, axis=1)
     out = np.where(count == 1, 1, 2)
     two = np.flatnonzero(count == 2)
     if len(two):
