@@ -441,3 +441,20 @@ def test_each_level_is_read_from_its_own_pair_among_others():
                                             "household_ids_r": pl.List(pl.String)})], how="horizontal")
     got = compare_pairs(pairs)
     assert [(r["id_level"], r["name_level"]) for r in got.iter_rows(named=True)] == [(c[4], c[5]) for c in cases]
+
+
+def test_each_pair_is_explained_by_its_own_levels_among_many():
+    """Explanations are put together once per combination of levels and taken to the pairs by number: in a
+    frame of many mixed combinations (some levels missing), each pair reads as it does alone."""
+    import random
+
+    from transforms.comparison import LEVEL_TYPES, LEVELS, explain_levels
+
+    rng = random.Random(7)
+    rows = [{f"{f}_level": (None if rng.random() < 0.05 else rng.choice(levels)) for f, levels in LEVELS.items()}
+            for _ in range(400)]
+    frame = pl.DataFrame(rows, schema={f"{f}_level": LEVEL_TYPES[f] for f in LEVELS})
+    together = explain_levels(frame)["explanation"].to_list()
+    alone = [explain_levels(frame.slice(i, 1))["explanation"].item() for i in range(frame.height)]
+    assert together == alone
+    assert len(set(together)) > 50  # many combinations, not a few repeated
