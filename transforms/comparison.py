@@ -297,9 +297,9 @@ def score_pairs(compared: pl.DataFrame, settings: ScoreSettings) -> pl.DataFrame
 
 def explain_levels(scored: pl.DataFrame) -> pl.DataFrame:
     """Adds explanation: the levels in Chinese words, birth and sex only where the ID did not speak. Put
-    together once per combination of levels (a few dozen among a slice's quarter of a million pairs) and
-    taken to each pair by its combination's number: word by word for every pair it was a quarter of deciding
-    the exact stage's pairs."""
+    together once per combination of levels (dozens to a few hundred among a slice's quarter of a million
+    pairs) and taken to each pair by its combination's number: word by word for every pair it was a quarter
+    of deciding the exact stage's pairs."""
     c = pl.col
 
     def words(fieldname: str, only: pl.Expr | None = None) -> pl.Expr:
