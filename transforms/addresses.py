@@ -80,11 +80,10 @@ def _without_prefixes(frame: pl.DataFrame) -> pl.DataFrame:
     a = pl.col("addr_canon")
     head = pl.col("_head")
     out = frame.with_columns(a.str.extract(r"^([^\d]*)", 1).alias("_head")).with_columns(
-        (a.str.len_chars() - head.str.len_chars()).alias("_tail"))
-    # How much the rest adds to the length that must remain (only "4 or more" matters).
-    rest = pl.min_horizontal(pl.col("_tail"), pl.lit(4, dtype=pl.UInt32)).alias("_rest")
-    heads = out.select(head, rest).unique()
-    cut = heads.with_columns(head.alias("addr_place"))
+        (a.str.len_chars() - head.str.len_chars()).alias("_tail")).with_columns(
+        # How much the rest adds to the length that must remain (only "4 or more" matters).
+        pl.min_horizontal(pl.col("_tail"), pl.lit(4, dtype=pl.UInt32)).alias("_rest"))
+    cut = out.select(head, "_rest").unique().with_columns(head.alias("addr_place"))
     place = pl.col("addr_place")
     for _ in range(2):
         for pattern in _ADMIN:
@@ -95,7 +94,7 @@ def _without_prefixes(frame: pl.DataFrame) -> pl.DataFrame:
     # 社区 and what comes before it go where a number follows (the rest is a number onwards, if any).
     cut = cut.with_columns(pl.when(pl.col("_rest") > 0).then(place.str.replace(r"^[^\d]*?社区", "")).otherwise(place)
                            .alias("addr_place"))
-    out = out.with_columns(rest).join(cut, on=["_head", "_rest"], how="left", maintain_order="left")
+    out = out.join(cut, on=["_head", "_rest"], how="left", maintain_order="left")
     return out.with_columns(pl.concat_str([place, a.str.tail(pl.col("_tail"))]).alias("addr_canon")).drop(
         "_head", "_tail", "_rest")
 

@@ -203,7 +203,8 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         bodies_l.gather(rows).str.slice(6, 8) == bodies_r.gather(rows).str.slice(6, 8)))
     c = pl.col
     p = pairs.with_columns(
-        osa_within_one(bodies_l, bodies_r).alias("_id_dist"), segment.alias("_birth_segment"),
+        osa_within_one(bodies_l, bodies_r).alias("_id_dist"), valid.alias("_both_valid"),
+        segment.alias("_birth_segment"),
         masked.alias("_masked_id"), _visible_agree(bodies_l, bodies_r, masked, _ID_VISIBLE).alias("_id_visible_agree"),
         *_phone_columns(pairs),
         _name_edits(names_l, names_r, first_alike, placeholders, read_edits).alias("_name_edit"),
@@ -228,7 +229,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
         # Two IDs that both pass their check digit and differ by more than a typo are two people's, however
         # alike their birth segments: in a city of 20M, 5,325 visitors sharing a resident's name and birth date
         # were linked to that resident on the birth segment (a wrong "tested").
-        .when(c("id_flag_l").is_in(_VALID_ID) & c("id_flag_r").is_in(_VALID_ID)).then(id_lv("mismatch"))
+        .when(c("_both_valid")).then(id_lv("mismatch"))
         .when(c("_birth_segment")).then(id_lv("birth_segment"))
         .otherwise(id_lv("mismatch"))
     )
@@ -266,7 +267,7 @@ def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     return p.with_columns(
         id_level.alias("id_level"), name_level.alias("name_level"), phone_level.alias("phone_level"),
         birth_level.alias("birth_level"), sex_level.alias("sex_level"), address_level.alias("address_level"),
-    ).drop("_id_dist", "_birth_segment", "_masked_id", "_id_visible_agree", *_PHONE_HELPERS, "_name_edit", "_first_alike", "_placeholders",
+    ).drop("_id_dist", "_both_valid", "_birth_segment", "_masked_id", "_id_visible_agree", *_PHONE_HELPERS, "_name_edit", "_first_alike", "_placeholders",
            "_len_l", "_len_r", "_relatives")
 
 
