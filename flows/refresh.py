@@ -310,7 +310,7 @@ def linking_code_fingerprint() -> str:
     are not reused."""
     root = Path(transforms.linking.__file__).parent
     seeds = [root / f"{m}.py" for m in ("linking", "pair_decisions", "decision", "feedback")]
-    return code_fingerprint(with_transforms_they_import(seeds), ("polars", "duckdb", "rapidfuzz"))
+    return code_fingerprint(with_transforms_they_import(seeds), ("polars", "duckdb", "rapidfuzz", "numba"))
 
 
 def linking_fingerprint(residents: pl.DataFrame, settings: Settings) -> str:

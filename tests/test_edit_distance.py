@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import polars as pl
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rapidfuzz.distance import OSA
 
-from transforms.edit_distance import osa_distances, osa_within_one
+from transforms.edit_distance import arrow_within_one, osa_distances, osa_within_one
 
 # Digits and X as in IDs, * as in masked ones, a space, and characters of two, three and four bytes (names,
 # typos; a two- and a four-byte character make three bytes a character on average, as Chinese names do).
@@ -84,3 +85,23 @@ def test_chinese_names_one_typo_apart():
     assert osa_within_one(names, pl.Series(list(typed), dtype=pl.String)).to_list() == list(typed.values())
     # 明 and 昏 share their first two bytes: one edit, whichever bytes differ inside it
     assert osa_within_one(pl.Series(["明明", "明"]), pl.Series(["昏明", None])).to_list() == [1, 1]
+
+
+def test_within_one_reads_slices_and_chunks_with_nulls():
+    """The strings are read from their Arrow buffers: a slice of a longer series (its first string not at the
+    start of the validity bitmap) and a series of several chunks give what the same strings alone give."""
+    left = ["王小明", None, "110101199003071234", "", "138****5678", None, "明明", "ab", "x" * 9, "王晓明"]
+    right = ["王晓明", "a", None, "", "138****5687", None, "昏明", "ba", "x" * 11, "王明"]
+    want = [min(_osa(x, y), 2) for x, y in zip(left, right, strict=True)]
+    a, b = pl.Series(left, dtype=pl.String), pl.Series(right, dtype=pl.String)
+    for start in range(len(left)):
+        assert osa_within_one(a.slice(start), b.slice(start)).to_list() == want[start:], start
+    chunked_a = pl.concat([a.slice(0, 3), a.slice(3)], rechunk=False)
+    chunked_b = pl.concat([b.slice(0, 7), b.slice(7)], rechunk=False)
+    assert chunked_a.n_chunks() == 2
+    assert osa_within_one(chunked_a, chunked_b).to_list() == want
+    assert osa_within_one(a.slice(3, 0), b.slice(3, 0)).to_list() == []
+    # Arrow arrays sliced in place (an offset into their buffers and bitmap), as polars does not hand them out
+    arrow_a, arrow_b = pa.array(left, pa.string()), pa.array(right, pa.large_string())
+    for start in range(len(left)):
+        assert arrow_within_one(arrow_a.slice(start), arrow_b.slice(start)).tolist() == want[start:], start
