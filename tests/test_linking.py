@@ -389,6 +389,56 @@ def test_households_list_each_addresses_phones_and_ids_within_the_cap():
     ]
 
 
+def test_a_pair_reads_its_own_residents_household():
+    """roster_side numbers the households in the order their first resident comes (the households table
+    comes in any order) and a pair reads its resident's household by that number: every resident's phones
+    and IDs are its own address's, and pairs compared through it get the levels they get carrying the lists."""
+    import random
+
+    from transforms.comparison import LEVEL_COLUMNS, compare_pairs
+    from transforms.pair_decisions import households, number_residents, pair_sides, roster_side
+
+    rng = random.Random(7)
+    people = []
+    for n in range(60):
+        addr = None if n % 13 == 0 else f"A{rng.randrange(12)}"
+        people.append({"resident_id": f"R{n:03d}", "name_norm": "王小明", "name_py": "wangxiaoming",
+                       "name_py_loose": "wangxiaoming", "id_norm": f"ID{rng.randrange(40)}", "id_body": None,
+                       "id_flag": "ok", "id_birth_raw": None, "birth": None, "sex": None,
+                       "phone_norm": f"138{rng.randrange(30):08d}", "phone_flag": "mobile", "addr_canon": addr,
+                       "addr_block": None})
+    residents = number_residents(pl.DataFrame(people, schema_overrides=dict.fromkeys(
+        ("id_body", "id_birth_raw", "birth", "sex", "addr_block"), pl.String)))
+    table = households(residents, max_members=6).sample(fraction=1.0, shuffle=True, seed=3)
+    side = roster_side(residents, table)
+    res = side.residents
+    first_seen = list(dict.fromkeys(h for h in res["_hi"].to_list() if h is not None))
+    assert first_seen == list(range(len(first_seen))) == list(range(table.height))
+    in_order = list(dict.fromkeys(a for a in res["addr_canon"].to_list() if a in set(table["addr_canon"])))
+    assert table["addr_canon"].to_list() != in_order  # the table came in another order
+    by_address = {r["addr_canon"]: r for r in table.iter_rows(named=True)}
+    for what, col in (("phones", "phone_norm"), ("ids", "id_norm")):
+        for values in (res[col], res[col].shift(1), res[col].shift(-5)):  # its own, and others'
+            got = getattr(side.households, what).holds(values, res["_hi"]).tolist()
+            want = [v in ((by_address.get(a) or {}).get(f"household_{what}") or [])
+                    for v, a in zip(values, res["addr_canon"], strict=True)]
+            assert got == want
+            assert any(got) and not all(got)
+    # Pairs of every record with every resident: through the households or carrying the lists, one answer.
+    records = residents.drop("resident_id", "_ri").with_columns(
+        pl.col("phone_norm").shift(1), pl.col("id_norm").shift(2)).with_row_index("_li").with_columns(
+        pl.lit("test").alias("record_kind"), pl.col("_li").cast(pl.String).alias("record_id"))
+    pairs = pl.DataFrame({"_li": [li for li in range(60) for _ in range(60)],
+                          "_ri": [ri for _ in range(60) for ri in range(60)]}, schema={"_li": pl.UInt32, "_ri": pl.UInt32})
+    sides = pair_sides(pairs, records, side)
+    lists = residents.select("addr_canon").join(table, on="addr_canon", how="left", maintain_order="left")
+    carried = sides.drop("_hi_r").with_columns(lists["household_phones"].gather(pairs["_ri"]).alias("household_phones_r"),
+                                               lists["household_ids"].gather(pairs["_ri"]).alias("household_ids_r"))
+    through = compare_pairs(sides, side.households).select(LEVEL_COLUMNS)
+    assert through.equals(compare_pairs(carried).select(LEVEL_COLUMNS))
+    assert set(through["phone_level"]) >= {"exact", "household"} and "household" in set(through["id_level"])
+
+
 def test_each_level_is_read_from_its_own_pair_among_others():
     """Every ID and name level in one frame of pairs, as the blocking mixes them: the columns a later branch
     reads (birth segments, whether names begin alike, their distance) are worked out only for the pairs
