@@ -391,8 +391,8 @@ def test_households_list_each_addresses_phones_and_ids_within_the_cap():
 
 def test_a_pair_reads_its_own_residents_household():
     """roster_side numbers the households in the order their first resident comes (the households table
-    comes in any order) and a pair reads its resident's household by that number: every resident's phones
-    and IDs are its own address's, and pairs compared through it get the levels they get carrying the lists."""
+    comes in any order): every resident's household row holds its own address's phones and IDs, and the
+    pairs' levels are those of the lists joined to each resident by address."""
     import random
 
     from transforms.comparison import LEVEL_COLUMNS, compare_pairs
@@ -417,14 +417,13 @@ def test_a_pair_reads_its_own_residents_household():
     in_order = list(dict.fromkeys(a for a in res["addr_canon"].to_list() if a in set(table["addr_canon"])))
     assert table["addr_canon"].to_list() != in_order  # the table came in another order
     by_address = {r["addr_canon"]: r for r in table.iter_rows(named=True)}
-    for what, col in (("phones", "phone_norm"), ("ids", "id_norm")):
-        for values in (res[col], res[col].shift(1), res[col].shift(-5)):  # its own, and others'
-            got = getattr(side.households, what).holds(values, res["_hi"]).tolist()
-            want = [v in ((by_address.get(a) or {}).get(f"household_{what}") or [])
-                    for v, a in zip(values, res["addr_canon"], strict=True)]
-            assert got == want
-            assert any(got) and not all(got)
-    # Pairs of every record with every resident: through the households or carrying the lists, one answer.
+    for addr, hi in zip(res["addr_canon"], res["_hi"], strict=True):
+        own = by_address.get(addr)
+        if own is None:
+            assert hi is None
+        else:
+            assert side.households.row(hi, named=True) == {k: own[k] for k in ("household_phones", "household_ids")}
+    # Pairs of every record with every resident, their lists taken by household row or joined by address.
     records = residents.drop("resident_id", "_ri").with_columns(
         pl.col("phone_norm").shift(1), pl.col("id_norm").shift(2)).with_row_index("_li").with_columns(
         pl.lit("test").alias("record_kind"), pl.col("_li").cast(pl.String).alias("record_id"))
@@ -432,10 +431,10 @@ def test_a_pair_reads_its_own_residents_household():
                           "_ri": [ri for _ in range(60) for ri in range(60)]}, schema={"_li": pl.UInt32, "_ri": pl.UInt32})
     sides = pair_sides(pairs, records, side)
     lists = residents.select("addr_canon").join(table, on="addr_canon", how="left", maintain_order="left")
-    carried = sides.drop("_hi_r").with_columns(lists["household_phones"].gather(pairs["_ri"]).alias("household_phones_r"),
-                                               lists["household_ids"].gather(pairs["_ri"]).alias("household_ids_r"))
-    through = compare_pairs(sides, side.households).select(LEVEL_COLUMNS)
-    assert through.equals(compare_pairs(carried).select(LEVEL_COLUMNS))
+    joined = sides.with_columns(lists["household_phones"].gather(pairs["_ri"]).alias("household_phones_r"),
+                                lists["household_ids"].gather(pairs["_ri"]).alias("household_ids_r"))
+    through = compare_pairs(sides).select(LEVEL_COLUMNS)
+    assert through.equals(compare_pairs(joined).select(LEVEL_COLUMNS))
     assert set(through["phone_level"]) >= {"exact", "household"} and "household" in set(through["id_level"])
 
 

@@ -12,7 +12,6 @@ from functools import partial
 
 import polars as pl
 
-from transforms.arrow_strings import StringLists
 from transforms.edit_distance import osa_distances, osa_within_one
 from transforms.idcard import ID_OK, ID_UPGRADED
 
@@ -82,49 +81,25 @@ class ScoreSettings:
 # The visible parts of a masked ID (region, last four) and of a masked phone (first three, last four).
 _ID_VISIBLE = ((0, 6), (14, 4))
 _PHONE_VISIBLE = ((0, 3), (-4, 4))
-_PHONE_HELPERS = ["_phone_dist", "_phone_masked", "_phone_visible_agree", "_phone_household"]
+_PHONE_HELPERS = ["_phone_dist", "_phone_masked", "_phone_visible_agree"]
 
 
-@dataclass(frozen=True)
-class Households:
-    """The phones and IDs of each household (transforms.pair_decisions.households), read by the household's
-    row, which a pair carries as _hi_r: a list per pair, copied to every pair of a slice, cost as much as
-    the rest of the pair's columns together."""
-
-    phones: StringLists
-    ids: StringLists
-
-    @classmethod
-    def of(cls, households: pl.DataFrame) -> Households:
-        return cls(StringLists.of(households["household_phones"]), StringLists.of(households["household_ids"]))
-
-
-def _in_household(pairs: pl.DataFrame, households: Households | None, what: str, values: pl.Series) -> pl.Series:
-    """Whether each record's value is one of its resident's household's phones or IDs (`what`): looked up by
-    the pair's _hi_r in households, or, without them, in the pair's own household_<what>_r list."""
-    if households is None:
-        return pl.Series(StringLists.of(pairs[f"household_{what}_r"]).holds(values))
-    return pl.Series(getattr(households, what).holds(values, pairs["_hi_r"]))
-
-
-def _phone_columns(pairs: pl.DataFrame, households: Households | None) -> list[pl.Series]:
-    """What _phone_level reads besides the phones: _phone_dist, _phone_masked, _phone_visible_agree,
-    _phone_household (the record's phone is one of the resident's household's)."""
+def _phone_columns(pairs: pl.DataFrame) -> list[pl.Series]:
+    """What _phone_level reads besides the phones: _phone_dist, _phone_masked, _phone_visible_agree."""
     phones_l, phones_r = pairs["phone_norm_l"], pairs["phone_norm_r"]
     masked = (phones_l.str.contains("*", literal=True) | phones_r.str.contains("*", literal=True)).fill_null(False)
     return [osa_within_one(phones_l, phones_r).alias("_phone_dist"), masked.alias("_phone_masked"),
-            _visible_agree(phones_l, phones_r, masked, _PHONE_VISIBLE).alias("_phone_visible_agree"),
-            _in_household(pairs, households, "phones", phones_l).alias("_phone_household")]
+            _visible_agree(phones_l, phones_r, masked, _PHONE_VISIBLE).alias("_phone_visible_agree")]
 
 
 def _phone_level() -> pl.Expr:
-    """Reads phone_norm_l/_r and _phone_columns."""
+    """Reads phone_norm_l/_r, household_phones_r and _phone_columns."""
     c = pl.col
     phones = c("phone_norm_l").is_not_null() & c("phone_norm_r").is_not_null()
     return (
         pl.when(~phones).then(phone_lv("missing"))
         .when(c("phone_norm_l") == c("phone_norm_r")).then(phone_lv("exact"))
-        .when(c("_phone_household")).then(phone_lv("household"))
+        .when(c("household_phones_r").list.contains(c("phone_norm_l")).fill_null(False)).then(phone_lv("household"))
         .when(c("_phone_masked")).then(
             pl.when(c("_phone_visible_agree")).then(phone_lv("masked_agree")).otherwise(phone_lv("different")))
         .when(c("_phone_dist") <= 1).then(phone_lv("one_edit"))
@@ -169,7 +144,7 @@ def _address_level() -> pl.Expr:
 EXACT_PAIR_COLUMNS = ["name_norm", "phone_norm", "addr_canon", "addr_block"]
 
 
-def compare_exact_pairs(pairs: pl.DataFrame, households: Households | None = None) -> pl.DataFrame:
+def compare_exact_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     """compare_pairs for the exact stage's pairs, which hold a third of all pairs: the same ID (checked, unique
     on the roster) and a name that reads the same. Their ID level is exact and their name level exact or
     homophone by construction, and birth and sex do not count once the ID has spoken (score_pairs,
@@ -178,7 +153,7 @@ def compare_exact_pairs(pairs: pl.DataFrame, households: Households | None = Non
     if pairs.height == 0:
         return compare_pairs(pairs)
     c = pl.col
-    p = pairs.with_columns(_phone_columns(pairs, households))
+    p = pairs.with_columns(_phone_columns(pairs))
     return p.with_columns(
         id_lv("exact").alias("id_level"),
         pl.when(c("name_norm_l") == c("name_norm_r")).then(name_lv("exact")).otherwise(name_lv("homophone"))
@@ -199,11 +174,9 @@ def _name_edits(names_l: pl.Series, names_r: pl.Series, first_alike: pl.Series, 
     return edits.scatter(close, osa_within_one(names_l.gather(close), names_r.gather(close)))
 
 
-def compare_pairs(pairs: pl.DataFrame, households: Households | None = None) -> pl.DataFrame:
+def compare_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     """Adds one level column per field: id_level, name_level, phone_level, birth_level, sex_level,
-    address_level (each an Enum of its LEVELS). Pure: same pairs in, same levels out, whatever the order.
-    households: where the resident's household (_hi_r) is read; without them, each pair carries its own
-    household_phones_r and household_ids_r lists."""
+    address_level (each an Enum of its LEVELS). Pure: same pairs in, same levels out, whatever the order."""
     if pairs.height == 0:
         return pairs.with_columns(
             [pl.lit(None, dtype=LEVEL_TYPES[f]).alias(f"{f}_level") for f in LEVELS]
@@ -233,13 +206,13 @@ def compare_pairs(pairs: pl.DataFrame, households: Households | None = None) -> 
         osa_within_one(bodies_l, bodies_r).alias("_id_dist"), valid.alias("_both_valid"),
         segment.alias("_birth_segment"),
         masked.alias("_masked_id"), _visible_agree(bodies_l, bodies_r, masked, _ID_VISIBLE).alias("_id_visible_agree"),
-        *_phone_columns(pairs, households),
+        *_phone_columns(pairs),
         _name_edits(names_l, names_r, first_alike, placeholders, read_edits).alias("_name_edit"),
         first_alike.alias("_first_alike"), placeholders.alias("_placeholders"),
         names_l.str.len_chars().cast(pl.Int32).alias("_len_l"), names_r.str.len_chars().cast(pl.Int32).alias("_len_r"),
         # Birth date and sex of a record come from its ID: a relative's ID says nothing about this person's.
-        (_in_household(pairs, households, "ids", pairs["id_norm_l"])
-         & (pairs["id_norm_l"] != pairs["id_norm_r"]).fill_null(True)).alias("_relatives"),
+        (c("household_ids_r").list.contains(c("id_norm_l")).fill_null(False)
+         & (c("id_norm_l") != c("id_norm_r")).fill_null(True)).alias("_relatives"),
     )
     has_id = (c("id_body_l").is_not_null() | c("id_norm_l").is_not_null()) & (
         c("id_body_r").is_not_null() | c("id_norm_r").is_not_null()

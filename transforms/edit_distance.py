@@ -17,8 +17,6 @@ import pyarrow as pa
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-from transforms.arrow_strings import arrow, same_bytes, span, string_buffers
-
 
 def osa_distances(a: pl.Series, b: pl.Series, where: pl.Series | None = None) -> pl.Series:
     """Optimal string alignment distance of each pair (null reads as ""); null where `where` is false: not
@@ -37,7 +35,7 @@ def osa_distances(a: pl.Series, b: pl.Series, where: pl.Series | None = None) ->
 def osa_within_one(a: pl.Series, b: pl.Series) -> pl.Series:
     """The optimal string alignment distance of each pair capped at 2 (null reads as ""): 0 equal, 1 one
     substitution, insertion, deletion or swap of neighbouring characters apart, 2 anything further."""
-    return pl.Series(arrow_within_one(arrow(a.cast(pl.String)), arrow(b.cast(pl.String))))
+    return pl.Series(arrow_within_one(_arrow(a), _arrow(b)))
 
 
 def arrow_within_one(a: pa.Array, b: pa.Array) -> np.ndarray:
@@ -45,8 +43,32 @@ def arrow_within_one(a: pa.Array, b: pa.Array) -> np.ndarray:
     if len(a) != len(b):
         raise ValueError(f"{len(a)} strings against {len(b)}")
     out = np.empty(len(a), dtype=np.int64)
-    _within_one(*string_buffers(a), *string_buffers(b), out)
+    _within_one(*_buffers(a), *_buffers(b), out)
     return out
+
+
+def _arrow(s: pl.Series) -> pa.Array:
+    arr = s.cast(pl.String).to_arrow()
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """UTF-8 bytes, offsets (n + 1), and the validity bitmap with the bit the first string is at (an empty
+    bitmap: none is null)."""
+    arr = arr.cast(pa.large_string())
+    valid, offsets, data = arr.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    data = np.zeros(0, np.uint8) if data is None else np.frombuffer(data, dtype=np.uint8)
+    valid = np.zeros(0, np.uint8) if valid is None or not arr.null_count else np.frombuffer(valid, dtype=np.uint8)
+    return data, offsets, valid, arr.offset
+
+
+@numba.njit(nogil=True, cache=True)
+def _span(offsets: np.ndarray, valid: np.ndarray, first: int, i: int) -> tuple[int, int]:
+    """Where the i-th string's bytes are; a null's are none, whatever its offsets say."""
+    if len(valid) and not (valid[(first + i) >> 3] >> ((first + i) & 7)) & 1:
+        return 0, 0
+    return offsets[i], offsets[i + 1]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -63,14 +85,24 @@ def _char(data: np.ndarray, at: int) -> tuple[int, int]:
 
 
 @numba.njit(nogil=True, cache=True)
+def _same(data_a: np.ndarray, a0: int, a1: int, data_b: np.ndarray, b0: int, b1: int) -> bool:
+    if a1 - a0 != b1 - b0:
+        return False
+    for k in range(a1 - a0):
+        if data_a[a0 + k] != data_b[b0 + k]:
+            return False
+    return True
+
+
+@numba.njit(nogil=True, cache=True)
 def _within_one(data_a, offsets_a, valid_a, first_a, data_b, offsets_b, valid_b, first_b, out):
     """out[i]: 0, 1 or 2 for the i-th pair, as osa_within_one says. Past the first character the two differ
     in, one edit apart means the rest is the same after one of them (a substitution), after the longer's
     (one character more), or after two swapped ones; UTF-8 from a character on is equal as bytes where it is
     equal as characters, so the rests are compared as bytes, and most pairs are told apart in a byte or two."""
     for i in range(len(out)):
-        a, a1 = span(offsets_a, valid_a, first_a, i)
-        b, b1 = span(offsets_b, valid_b, first_b, i)
+        a, a1 = _span(offsets_a, valid_a, first_a, i)
+        b, b1 = _span(offsets_b, valid_b, first_b, i)
         # The bytes in common, then back to the start of the character they part in (equal bytes before it).
         n, k = min(a1 - a, b1 - b), 0
         while k < n and data_a[a + k] == data_b[b + k]:
@@ -89,13 +121,13 @@ def _within_one(data_a, offsets_a, valid_a, first_a, data_b, offsets_b, valid_b,
             out[i] = 1 if b + _char(data_b, b)[1] == b1 else 2
         elif b == b1:
             out[i] = 1 if a + _char(data_a, a)[1] == a1 else 2
-        elif (same_bytes(data_a, a + sa, a1, data_b, b + sb, b1) or same_bytes(data_a, a + sa, a1, data_b, b, b1)
-              or same_bytes(data_a, a, a1, data_b, b + sb, b1)):
+        elif (_same(data_a, a + sa, a1, data_b, b + sb, b1) or _same(data_a, a + sa, a1, data_b, b, b1)
+              or _same(data_a, a, a1, data_b, b + sb, b1)):
             out[i] = 1
         elif a + sa < a1 and b + sb < b1:
             ca2, sa2 = _char(data_a, a + sa)
             cb2, sb2 = _char(data_b, b + sb)
             swapped = ca == cb2 and ca2 == cb
-            out[i] = 1 if swapped and same_bytes(data_a, a + sa + sa2, a1, data_b, b + sb + sb2, b1) else 2
+            out[i] = 1 if swapped and _same(data_a, a + sa + sa2, a1, data_b, b + sb + sb2, b1) else 2
         else:
             out[i] = 2

@@ -16,7 +16,6 @@ import polars as pl
 
 from transforms.comparison import (
     EXACT_PAIR_COLUMNS,
-    Households,
     ScoreSettings,
     compare_exact_pairs,
     compare_pairs,
@@ -89,14 +88,13 @@ class RosterSide:
     row (_hi) in households."""
 
     residents: pl.DataFrame  # _ri, resident_id, identity columns, _hi
-    households: Households  # phones and IDs of each address's household, by row
+    households: pl.DataFrame  # household_phones, household_ids; one row per address
 
 
 def roster_side(residents: pl.DataFrame, households: pl.DataFrame) -> RosterSide:
     """residents: number_residents(resident_id + identity columns). households: households(residents).
     The households are numbered in the order their first resident comes: a slice's pairs go through the
-    residents in order, so their households are read nearly front to back, not at random (the membership
-    tests of a 246,000-pair slice: 63 -> 20 ms)."""
+    residents in order, so their households' lists are taken nearly front to back, not at random."""
     found = residents.select("addr_canon").join(households.select("addr_canon").with_row_index("_at"),
                                                 on="addr_canon", how="left", maintain_order="left")["_at"]
     order = found.drop_nulls().unique(maintain_order=True)
@@ -104,19 +102,21 @@ def roster_side(residents: pl.DataFrame, households: pl.DataFrame) -> RosterSide
     renumbered[order.to_numpy()] = np.arange(len(order), dtype=np.uint32)
     index = pl.Series("_hi", renumbered).gather(found)  # null where the resident has no household
     return RosterSide(residents=residents.with_columns(index).rechunk(),
-                      households=Households.of(households.select(pl.col("household_phones", "household_ids").gather(order))))
+                      households=households.select(pl.col("household_phones", "household_ids").gather(order)).rechunk())
 
 
 def pair_sides(pairs: pl.DataFrame, records: pl.DataFrame, roster: RosterSide,
-               columns: list[str] | None = None) -> pl.DataFrame:
+               columns: list[str] | None = None, households: list[str] | None = None) -> pl.DataFrame:
     """Pairs with the record's columns suffixed _l and the resident's suffixed _r, as compare_pairs reads
-    (only `columns` of the identity columns, when given), and the resident's household row _hi_r (read in
-    roster.households); the pair's numbers stay for decide_links.
+    (only `columns` of the identity columns, and the `households` lists, when given); the pair's numbers
+    stay for decide_links.
     pairs carry the row numbers _li (in records) and _ri (in residents): taking rows by number costs the
     slice's size, where a join would hash the whole of records and residents again for every slice."""
     left = (records.select(columns) if columns else records.drop(*KEYS, "_li")).gather(pairs["_li"])
     right = roster.residents.select(*(columns or roster.residents.drop("_ri", "resident_id", "_hi").columns), "_hi")
     right = right.gather(pairs["_ri"])
+    family = (roster.households.select(households) if households else roster.households).gather(right["_hi"])
+    right = pl.concat([right.drop("_hi"), family], how="horizontal")
     return pl.concat([
         pairs,
         left.rename({c: f"{c}_l" for c in left.columns}),
@@ -151,12 +151,12 @@ def decide_pairs(
 
     def exact_slice(part: pl.DataFrame) -> pl.DataFrame:
         part = numbered(part)
-        sides = pair_sides(part, records, roster, EXACT_PAIR_COLUMNS)
-        return decide_links(score_pairs(compare_exact_pairs(sides, roster.households), scoring), decision)
+        sides = pair_sides(part, records, roster, EXACT_PAIR_COLUMNS, ["household_phones"])
+        return decide_links(score_pairs(compare_exact_pairs(sides), scoring), decision)
 
     def fuzzy_slice(part: pl.DataFrame) -> pl.DataFrame:
-        sides = pair_sides(numbered(part), records, roster)
-        return decide_links(score_pairs(compare_pairs(sides, roster.households), scoring), decision)
+        return decide_links(score_pairs(compare_pairs(pair_sides(numbered(part), records, roster)), scoring),
+                            decision)
 
     # Two slices at a time: the byte grids of the edit distances (numpy) and parts of each query run on one
     # core, and one slice after another left the other idle a third of the time (at 1M residents, 8.9 s ->
