@@ -96,10 +96,11 @@ def _same(data_a: np.ndarray, a0: int, a1: int, data_b: np.ndarray, b0: int, b1:
 
 @numba.njit(nogil=True, cache=True)
 def _within_one(data_a, offsets_a, valid_a, first_a, data_b, offsets_b, valid_b, first_b, out):
-    """out[i]: 0, 1 or 2 for the i-th pair, as osa_within_one says. Past the first character the two differ
-    in, one edit apart means the rest is the same after one of them (a substitution), after the longer's
-    (one character more), or after two swapped ones; UTF-8 from a character on is equal as bytes where it is
-    equal as characters, so the rests are compared as bytes, and most pairs are told apart in a byte or two."""
+    """out[i]: 0, 1 or 2 for the i-th pair, as osa_within_one says. From the first character the two differ
+    in, one edit apart means what follows it is the same in both (a substitution), what follows it in one is
+    the other from there (one character more), or the two characters there are swapped and what follows them
+    is the same; UTF-8 from a character on is equal as bytes where it is equal as characters, so what follows
+    is compared as bytes, and most pairs are told apart in a byte or two."""
     for i in range(len(out)):
         a, a1 = _span(offsets_a, valid_a, first_a, i)
         b, b1 = _span(offsets_b, valid_b, first_b, i)
