@@ -158,9 +158,10 @@ def decide_pairs(
     # Two slices at a time: the compiled edit-distance loop (transforms/edit_distance.py) and parts of each
     # query run on one core, and one slice after another left the other idle a third of the time (at 1M
     # residents, 8.9 s -> 5.4 s, when the edit distances were numpy byte grids). pool.map keeps the slices'
-    # order. The peak is the batch's pairs, not the slices in flight: the sorted pairs go once each stage's are taken, and each stage's once they are cut, so the slices are
-    # the one copy held while they are decided (on a batch of 2.47 M fuzzy pairs at 1M, 0.93 -> 0.81 GiB
-    # above the inputs; slices of half the size took 4.3-4.7 s against 3.6-3.8, about 40 ms a slice).
+    # order. The peak is the batch's pairs, not the slices in flight: the sorted pairs go once each stage's
+    # are taken, and each stage's once they are cut, so the slices are the one copy held while they are
+    # decided (on a batch of 2.47 M fuzzy pairs at 1M, 0.93 -> 0.81 GiB above the inputs; slices of half the
+    # size took 4.3-4.7 s against 3.6-3.8, about 40 ms a slice).
     exact_pairs, fuzzy_pairs = pairs.filter(exact), pairs.filter(~exact)
     del pairs
     jobs = [(exact_slice, part) for part in record_slices(exact_pairs, pairs_per_slice)]
