@@ -52,6 +52,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"gridsweep: bad input: {exc}", file=sys.stderr)
         print("gridsweep: nothing was written; the previous outputs are unchanged.", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from flows.disk_space import disk_full_message, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        print(disk_full_message(settings.out, settings.duckdb.path.parent), file=sys.stderr)
+        return 3
     cov = report.coverage
     rate = cov["coverage_rate"]
     print(

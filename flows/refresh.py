@@ -29,6 +29,7 @@ from expectations.suites import SuiteResult, data_docs_site
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.csv_aside import AsideCsv, start_aside
 from flows.database import Database
+from flows.disk_space import disk_full_message, is_disk_full
 from flows.kept_links import KeptLinks, key_sums
 from flows.kept_rules import KeptRules, changed_outcomes, rules_key
 from flows.loading import LoadingProcess
@@ -482,6 +483,10 @@ def process(settings: Settings, sources: Sources, report: RunReport, started: fl
             get_run_logger().warning("removed what killed refreshes left in %s: %s", temp,
                                      ", ".join(report.removed_abandoned))
         return _process(settings, sources, report, started, docs_root, meter, spill, facts)
+    except Exception as exc:
+        if is_disk_full(exc):  # said in words in the flow run's log (the scheduled refresh), then raised
+            get_run_logger().error(disk_full_message(settings.out, settings.duckdb.path.parent))
+        raise
     finally:
         meter.stop()
         spill.remove()

@@ -265,3 +265,32 @@ def test_a_failed_link_leaves_no_records_on_disk(first_run, monkeypatch):
     assert set(settings.duckdb.temp_directory.glob("records-*")) == spills
     assert not killed.exists()  # removed when the refresh began, before it failed
     assert (settings.out / "run.json").read_bytes() == before
+
+
+def test_a_full_disk_while_writing_is_told_in_words(first_run, monkeypatch):
+    """The books fill the disk part way: the refresh stops, the last output stays, and what data staff are
+    told (flows.disk_space) measures that output and the free space."""
+    import errno
+    import os
+
+    import flows.publish
+    from flows.disk_space import disk_full_message, is_disk_full, tree_bytes
+    from flows.refresh import refresh
+
+    settings, _ = first_run
+    before = (settings.out / "run.json").read_bytes()
+    real = flows.publish.write_workbooks
+
+    def full(jobs, workers):
+        real(jobs[:2], 1)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "sheets/街道/社区/张三_G1.xlsx")
+
+    monkeypatch.setattr(flows.publish, "write_workbooks", full)
+    with pytest.raises(OSError) as raised:
+        refresh(settings)
+    assert is_disk_full(raised.value)
+    assert (settings.out / "run.json").read_bytes() == before
+    size = tree_bytes(settings.out)
+    assert size > 100_000  # a 3,000-resident city's books, pages and CSVs
+    text = disk_full_message(settings.out, settings.duckdb.path.parent)
+    assert f"the last output in {settings.out.resolve()} ({size / 1e6:.1f} MB) is unchanged" in text
