@@ -159,7 +159,6 @@ def main() -> int:
             "print_pages_reused": report["lists"].get("print_pages_reused"),
             "report_png": report["lists"].get("report_png"),
             "files_from_spares": report["lists"].get("files_from_spares"),
-            "normalised_now": {k: v.get("normalised_now") for k, v in report["inputs"].items()},
             "unchanged_sources": [k for k, v in report["inputs"].items() if v.get("unchanged_since_last_load")],
             "rows_taken_from_last_load": {k: v.get("rows_taken_from_last_load") for k, v in report["inputs"].items()},
         }

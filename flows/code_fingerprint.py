@@ -1,8 +1,8 @@
 """Fingerprints of the code a kept result was made by: a new release that changes that code starts afresh.
 
-Three things are kept between refreshes because they cost most of a refresh to make again, and each depends
-on code as much as on data: the normalised inputs (flows.normalised_store), each source as loaded
-(flows.loaded_sources) and each record's link decision (flows.refresh.link). A result kept under another
+Two things are kept between refreshes because they cost most of a refresh to make again, and each depends
+on code as much as on data: each source as loaded (flows.loaded_sources) and each record's link decision
+(flows.refresh.link). A result kept under another
 fingerprint is never used.
 """
 

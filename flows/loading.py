@@ -3,7 +3,7 @@
 Reading, parsing, checking and normalising a city's exports leaves the allocators holding memory the run no
 longer uses: at 5M residents 4.8 GiB stayed resident after loading with no frame alive (4.3 GiB after
 malloc_trim), and linking, the rules and the sheets each carried it on top of their own. Everything loading
-makes is on disk (the normalised roster, records and facts in the run's spills, the kept normalised tables,
+makes is on disk (the normalised roster, records and facts in the run's spills,
 the suites' data docs) but the figures, the quarantined rows and the suites' verdicts, which come back over
 a pipe; when the child ends, what it held goes back to the system with it.
 
@@ -28,7 +28,6 @@ from pathlib import Path
 from expectations.suites import import_in_background
 from flows.loaded_sources import LoadedSources
 from flows.meter import StageMeter, add_time
-from flows.normalised_store import NormalisedStore
 from flows.record_spill import FactSpill, RecordSpill
 from flows.settings import Settings
 from flows.sources import SourceLoader, Table
@@ -43,11 +42,11 @@ ALLOCATOR_VARIABLE = "_RJEM_MALLOC_CONF"
 LOADING_ALLOCATOR = "dirty_decay_ms:10000,muzzy_decay_ms:10000"
 
 
-def _start(settings: Settings, docs_root: Path, failed_docs: Path, store: Path, spill: RecordSpill,
+def _start(settings: Settings, docs_root: Path, failed_docs: Path, spill: RecordSpill,
            facts: FactSpill, slice_rows: int, loaded: Path | None) -> None:
     global _loader
     import_in_background()  # Great Expectations (3 s) imports while the roster is read
-    _loader = SourceLoader(settings, docs_root, failed_docs, NormalisedStore(store), spill, facts, StageMeter(),
+    _loader = SourceLoader(settings, docs_root, failed_docs, spill, facts, StageMeter(),
                            {}, {}, slice_rows, LoadedSources(loaded) if loaded is not None else None)
 
 
@@ -104,14 +103,14 @@ class LoadingProcess:
     into their folders is theirs once each load returns. Use as a context manager: the child ends with it,
     also when a source is refused."""
 
-    def __init__(self, settings: Settings, docs_root: Path, failed_docs: Path, store: Path, spill: RecordSpill,
+    def __init__(self, settings: Settings, docs_root: Path, failed_docs: Path, spill: RecordSpill,
                  facts: FactSpill, slice_rows: int, loaded: Path | None = None) -> None:
         self.spill, self.facts = spill, facts
         context = _context()
         _ensure_server()
         self._pool = ProcessPoolExecutor(
             max_workers=1, mp_context=context, initializer=_start,
-            initargs=(settings, docs_root, failed_docs, store, spill, facts, slice_rows, loaded))
+            initargs=(settings, docs_root, failed_docs, spill, facts, slice_rows, loaded))
 
     def load(self, name: str, opener: Callable[[], Table], timings: dict[str, float],
              peaks: dict[str, float]) -> dict:

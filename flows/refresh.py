@@ -512,7 +512,10 @@ def _process(
     people: dict[str, pl.DataFrame | pl.LazyFrame] = {}  # on disk: the roster until link is done, the facts
     suites: dict[str, SuiteResult] = {}
     state = settings.duckdb.path.parent
-    with LoadingProcess(settings, docs_root, state / "failed_validation" / report.run_id, state / "normalised",
+    # Versions before the thirty-fourth session kept each source's normalised inputs here for the next refresh
+    # (7.2 GB at 20M residents), which cost more to write and look up than normalising again: gone.
+    shutil.rmtree(state / "normalised", ignore_errors=True)
+    with LoadingProcess(settings, docs_root, state / "failed_validation" / report.run_id,
                         spill, facts, flows.sources.SLICE_ROWS, state / "loaded_sources") as loading:
         for name, opener in sources.items():
             loaded = load_source(loading, name, opener, report)

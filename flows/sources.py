@@ -1,8 +1,14 @@
 """The sources of a refresh, taken in one at a time and a slice of rows at a time: each slice read, parsed,
 normalised and written to disk before the next is read, so neither a city's exports (gigabytes of text) nor
 their parsed rows are ever in memory whole. A source's expectation suite runs on a sample drawn while its
-slices pass; one that fails stops the refresh before anything is linked or written, and leaves the last
-refresh's kept normalised table as it was.
+slices pass; one that fails stops the refresh before anything is linked or written.
+
+Each slice is normalised from its cells (names read into pinyin once per refresh, transforms.names.NamesMet).
+Until the thirty-fourth session every source's normalised inputs were kept for the next refresh to look up
+instead: writing them cost a sixth of loading (1M residents: 21.5 -> 18.1 s in-process without), and a 20M
+refresh that found all but 0.1 M of its 89 M inputs there normalised in 242 s against 260 from nothing. An
+unchanged source is taken whole from its last load (flows.loaded_sources) and a grown one is read on from
+where it ended, so only a re-exported file is normalised again in full.
 """
 
 from __future__ import annotations
@@ -23,14 +29,13 @@ from expectations.suites import RowSample, SuiteResult, SuiteRunner, checked_col
 from flows.database import Database
 from flows.loaded_sources import Kept, LoadedSources
 from flows.meter import StageMeter, add_time
-from flows.normalised_store import KeptTable, NormalisedStore
 from flows.readers import InputError, TextEnd, grown_table, open_table
 from flows.record_spill import FactSpill, RecordSpill, link_parts
 from flows.settings import Settings
 from flows.slice_overlap import SliceOverlap
 from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
 from transforms.names import NamesMet
-from transforms.normalise import IDENTITY_COLUMNS, INPUT_KEY, normalise_reusing, with_input_key
+from transforms.normalise import IDENTITY_COLUMNS, normalise_people
 from transforms.parsing import LINE, AsOfWindow, SliceParser
 from transforms.record_rows import linking_rows, record_facts, with_row_hash
 
@@ -297,50 +302,24 @@ def record_sink(spill: RecordSpill, facts: FactSpill, source: str) -> Callable[[
 
 
 class PartNormaliser:
-    """Normalises one source a part at a time: what the last refresh normalised (kept) is taken from its
-    table (flows.normalised_store), and this refresh's table is handed to keep, each input once though it
-    recurs across parts. summary() gives the identity flags and how many distinct inputs were normalised
-    now and taken from the table."""
+    """Normalises one source a part at a time and counts its identity flags; summary() gives them, with
+    those of the rows before these (carried: a grown file read on from where it ended)."""
 
-    def __init__(self, source: str, kept: KeptTable | None, keep: Callable[[pl.DataFrame], None],
-                 carried: dict | None = None, names_met: NamesMet | None = None) -> None:
-        """carried: the summary() of the rows before these, whose inputs are all in kept and in the new table
-        (NormalisedStore.writer carrying the kept table on): a grown file read on from where it ended.
-        names_met: the names normalised before, in this source's earlier parts and the sources before it."""
-        self.contract, self.kept, self.keep, self.names_met = INPUTS[source], kept, keep, names_met
-        self.seen = pl.DataFrame(schema=dict.fromkeys(INPUT_KEY, pl.UInt64))
-        if carried is not None and kept is not None:
-            self.seen = kept.scan().select(INPUT_KEY).collect()
+    def __init__(self, source: str, carried: dict | None = None, names_met: NamesMet | None = None) -> None:
+        """names_met: the names normalised before, in this source's earlier parts and the sources before it."""
+        self.contract, self.names_met = INPUTS[source], names_met
         carried = carried or {}
-        # Every input of the rows before these is in kept: taken from it, as a whole read now would.
-        self.fresh, self.reused = 0, carried.get("normalised_now", 0) + carried.get("normalised_reused", 0)
         self.flags: dict[str, Counter] = {name: Counter(carried.get(name, {})) for name in ("id_flags", "phone_flags")}
 
     def part(self, rows: pl.DataFrame) -> pl.DataFrame:
-        keyed = with_input_key(rows, self.contract)
-        people, table, now = normalise_reusing(keyed, self.contract, self.kept and self.kept.holding(keyed),
-                                               self.names_met)
-        del keyed
-        # An input met in an earlier part (a person's records typed alike) is kept, and counted, once.
-        # The earlier parts' keys that can repeat one of this part's found by a scan of one of their hashes,
-        # so each part costs a scan of what came before, not a hash table built over all of it again.
-        if self.seen.height:
-            again = self.seen.filter(pl.col(INPUT_KEY[0]).is_in(table[INPUT_KEY[0]].implode()))
-            table = (table.with_row_index("_at").join(again, on=INPUT_KEY, how="anti")
-                     .with_columns(pl.col("_at") >= table.height - now))  # normalise_reusing puts the new last
-            now = int(table["_at"].sum())
-            table = table.drop("_at")
-        self.fresh, self.reused = self.fresh + now, self.reused + table.height - now
-        self.keep(table)
-        self.seen = pl.concat([self.seen, table.select(INPUT_KEY)])
+        people = normalise_people(rows, self.contract, self.names_met)
         for name, counts in identity_flags(people).items():
             self.flags[name].update(counts)
         return people
 
     def summary(self) -> dict:
         in_order = lambda item: (item[0] is not None, item[0] or "")  # noqa: E731  (as polars sorts: null first)
-        return {name: dict(sorted(c.items(), key=in_order)) for name, c in self.flags.items()} | {
-            "normalised_now": self.fresh, "normalised_reused": self.reused}
+        return {name: dict(sorted(c.items(), key=in_order)) for name, c in self.flags.items()}
 
 
 @dataclass
@@ -373,16 +352,15 @@ class Carried:
 
 class SourceLoader:
     """Takes the sources of one refresh in, one at a time; holds what they share (the suites' context, the
-    kept normalised tables, the spills, the memory meter, and run.json's timings and peaks per stage, which
+    spills, the memory meter, and run.json's timings and peaks per stage, which
     add up and keep the highest over the sources and slices). With `loaded`, a source unchanged since the
     last refresh is taken from there (flows.loaded_sources) and one read now is kept there."""
 
-    def __init__(self, settings: Settings, docs_root: Path, failed_docs: Path, store: NormalisedStore,
-                 spill: RecordSpill, facts: FactSpill, meter: StageMeter, timings: dict[str, float],
+    def __init__(self, settings: Settings, docs_root: Path, failed_docs: Path, spill: RecordSpill, facts: FactSpill, meter: StageMeter, timings: dict[str, float],
                  peaks: dict[str, float], slice_rows: int | None = None,
                  loaded: LoadedSources | None = None) -> None:
         self.settings, self.docs_root, self.failed_docs = settings, docs_root, failed_docs
-        self.store, self.spill, self.facts, self.loaded = store, spill, facts, loaded
+        self.spill, self.facts, self.loaded = spill, facts, loaded
         self.meter, self.timings, self.peaks = meter, timings, peaks
         self.slice_rows = slice_rows or SLICE_ROWS
         self._checks: SuiteRunner | None = None  # made when the first suite is due: GE imports meanwhile
@@ -453,44 +431,35 @@ class SourceLoader:
         # Everything normalised goes to disk as it is made: the roster too, whose linking columns link reads
         # and whose other columns the rules read (5M residents' roster held 4 GiB while the records were read).
         each = partial(self.facts.write, name) if name == ROSTER.name else record_sink(self.spill, self.facts, name)
-        # The kept table is written as the parts pass and swapped in only if the source is taken in whole:
-        # a source refused below leaves the last refresh's table. A grown file's goes on from the last one.
-        kept_table = self.store.kept(name)
-        with self.store.writer(name, carry=start is not None and kept_table is not None) as keep:
-            normaliser = PartNormaliser(name, kept_table, keep, start and start.summary["flags"], self.names_met)
-            # The next slice is read and the last one written while this one is parsed and normalised: "read"
-            # is then the wait for the next slice, and "normalise" holds the wait for the last one's parts.
-            # A grown file's added rows in as few slices as slice_rows allows: each slice looks its inputs up in
-            # the kept table, and two hours of re-tests from a whole city find them in every part of it (at 20M,
-            # 2-2.5 s a slice, the million rows of a batch cut in four: 10 of the 12.5 s normalising took).
-            rows = self.slice_rows if start is not None and kept_table is not None else slice_size(
-                table, self.slice_rows)
-            with SliceOverlap(table.slices(rows), each) as slices:
-                for raw in slices:
-                    t = self._lap("read", t)
-                    parsed = parser.parse(raw)
-                    del raw
-                    quarantine.append(parsed.quarantine)
-                    notes.update(parsed.notes)
-                    sample.add(parsed.rows)
-                    used += parsed.rows.height
-                    t = self._lap("validate", t, "validate_parse")
-                    slices.write(normaliser.part(parsed.rows))
-                    del parsed
-                    t = self._lap("normalise", t)
-            t = self._lap("normalise", t)
-            window = parser.window
-            keys = None if parser.earlier is None else parser.earlier.slice(given)
-            del parser  # the earlier slices' keys
-            facts = TableFacts.of(table)
-            if start is not None:
-                facts.rows += start.summary["table"]["rows"]
-            check_row_count(settings, name, facts, self.previous)
-            quarantined = pl.concat(quarantine)
-            if facts.rows != used + quarantined.height:
-                raise RuntimeError(f"row accounting failed for {name}: some input rows were neither used nor "
-                                   "quarantined")
-            self._check(name, facts, sample, t)
+        normaliser = PartNormaliser(name, start and start.summary["flags"], self.names_met)
+        # The next slice is read and the last one written while this one is parsed and normalised: "read"
+        # is then the wait for the next slice, and "normalise" holds the wait for the last one's parts.
+        with SliceOverlap(table.slices(slice_size(table, self.slice_rows)), each) as slices:
+            for raw in slices:
+                t = self._lap("read", t)
+                parsed = parser.parse(raw)
+                del raw
+                quarantine.append(parsed.quarantine)
+                notes.update(parsed.notes)
+                sample.add(parsed.rows)
+                used += parsed.rows.height
+                t = self._lap("validate", t, "validate_parse")
+                slices.write(normaliser.part(parsed.rows))
+                del parsed
+                t = self._lap("normalise", t)
+        t = self._lap("normalise", t)
+        window = parser.window
+        keys = None if parser.earlier is None else parser.earlier.slice(given)
+        del parser  # the earlier slices' keys
+        facts = TableFacts.of(table)
+        if start is not None:
+            facts.rows += start.summary["table"]["rows"]
+        check_row_count(settings, name, facts, self.previous)
+        quarantined = pl.concat(quarantine)
+        if facts.rows != used + quarantined.height:
+            raise RuntimeError(f"row accounting failed for {name}: some input rows were neither used nor "
+                               "quarantined")
+        self._check(name, facts, sample, t)
         ended = getattr(table, "end", None)
         t = time.perf_counter()
         end = ended and ended()
@@ -517,9 +486,7 @@ class SourceLoader:
         summary = kept.summary
         facts = TableFacts(**summary["table"])
         quarantined = kept.quarantine()
-        flags = dict(summary["flags"])  # nothing normalised now: every input was, in the load kept
-        flags["normalised_reused"] += flags["normalised_now"]
-        flags["normalised_now"] = 0
+        flags = dict(summary["flags"])
         t = self._lap("read", t, "reuse_unchanged")
         t = self._lap("normalise", t)  # nothing to normalise: the stage is in run.json all the same
         check_row_count(self.settings, name, facts, self.previous)

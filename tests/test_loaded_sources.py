@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from flows.generate import write_synthetic
 from flows.loaded_sources import LoadedSources
 from flows.meter import StageMeter
-from flows.normalised_store import NormalisedStore
 from flows.readers import InputError, read_table
 from flows.record_spill import FactSpill, RecordSpill
 from flows.settings import SAMPLES, load_settings
@@ -58,8 +57,7 @@ def _load(campaign: Path, state: Path, run: str, *, cache: bool = True, as_of: d
 
 def _load_sources(settings, sources: dict, state: Path, run: str, *, cache: bool = True) -> dict:
     spill, facts = RecordSpill(state / f"records-{run}"), FactSpill(state / f"facts-{run}")
-    loader = SourceLoader(settings, state / f"docs-{run}", state / "failed", NormalisedStore(state / "normalised"),
-                          spill, facts, StageMeter(), {}, {}, 500,
+    loader = SourceLoader(settings, state / f"docs-{run}", state / "failed", spill, facts, StageMeter(), {}, {}, 500,
                           LoadedSources(state / "loaded_sources") if cache else None)
     loaded = {name: loader.load(name, opener) | {"suite": loader.suites[name]}
               for name, opener in sources.items()}
@@ -85,9 +83,7 @@ def assert_same_load(a: dict, b: dict) -> None:
         assert (x["suite"].success, x["suite"].rows_total, x["suite"].rows_checked) == (
             y["suite"].success, y["suite"].rows_total, y["suite"].rows_checked), name
         assert x["suite"].expectations == y["suite"].expectations, name
-        flags = lambda f: (json.dumps({k: v for k, v in f.items() if not k.startswith("normalised")}, default=str),  # noqa: E731
-                           f["normalised_now"] + f["normalised_reused"])
-        assert flags(x["flags"]) == flags(y["flags"]), name
+        assert json.dumps(x["flags"], default=str) == json.dumps(y["flags"], default=str), name
 
 
 def test_an_unchanged_source_is_taken_from_the_last_load_as_reading_it_again_would_give(city, tmp_path):
@@ -96,7 +92,6 @@ def test_an_unchanged_source_is_taken_from_the_last_load_as_reading_it_again_wou
     assert _reused(first) == {"roster": False, "tests": False, "vaccinations": False}
     again = _load(campaign, tmp_path / "state", "2")
     assert _reused(again) == {"roster": True, "tests": True, "vaccinations": True}
-    assert all(x["flags"]["normalised_now"] == 0 for x in again["loaded"].values())
     assert sum(x["quarantine"].height for x in again["loaded"].values()) > 0
     assert again["written"]["RecordSpill/test"].height > 1200
     assert_same_load(first, again)
@@ -367,9 +362,6 @@ def test_an_export_grown_at_its_end_is_read_on_from_the_last_load_as_reading_it_
     assert_same_load(whole, noon_load)
     reasons = whole["loaded"]["tests"]["quarantine"]
     assert reasons.height > first["loaded"]["tests"]["quarantine"].height + 1  # the duplicate and the bad time
-    # Only the added rows' new inputs were normalised now; a whole read from nothing normalised them all.
-    assert 0 < noon_load["loaded"]["tests"]["flags"]["normalised_now"] < whole["loaded"]["tests"]["flags"][
-        "normalised_now"]
     # And again in the evening, on from the noon load.
     _append(grown, evening, encoding)
     evening_load = _load(campaign, state, "3", only=TESTS_ONLY)
@@ -444,33 +436,3 @@ def test_the_inbox_exports_are_read_on_from_the_files_of_the_last_load(city, tmp
     assert whole["loaded"]["tests"]["quarantine"].height > morning["loaded"]["tests"]["quarantine"].height
     # Nothing new: taken whole from the last load.
     assert load(state, "3")["loaded"]["tests"]["reused"] is True
-
-
-def test_a_grown_exports_added_rows_are_normalised_in_as_few_slices_as_they_fit(city, tmp_path, monkeypatch):
-    """A whole read is cut in at least MIN_SLICES slices (read, parse and write overlap); the rows added to a
-    grown export are not, as each slice looks its inputs up in the whole kept table. The load is the same."""
-    import flows.sources
-    from flows.sources import PartNormaliser
-
-    monkeypatch.setattr(flows.sources, "MIN_SLICE_ROWS", 20)
-    slices: list[int] = []
-    part = PartNormaliser.part
-    monkeypatch.setattr(PartNormaliser, "part", lambda self, rows: slices.append(rows.height) or part(self, rows))
-    campaign = _campaign(city, tmp_path / "city")
-    tests = campaign / "tests.csv"
-    lines = tests.read_bytes().decode("gb18030").splitlines()
-    half = len(lines) // 2
-    tests.write_bytes(("\n".join(lines[:half]) + "\n").encode("utf-8"))
-    _load(campaign, tmp_path / "state", "1", only=TESTS_ONLY)
-    assert len(slices) >= 4  # a whole read, in four slices or more
-    added = lines[half: half + 400]
-    _append(tests, added)
-    slices.clear()
-    grown = _load(campaign, tmp_path / "state", "2", only=TESTS_ONLY)
-    assert grown["loaded"]["tests"]["rows_carried"] > 0
-    assert len(slices) == 1 and len(added) - 10 < slices[0] <= len(added)  # one slice (500 rows here); a few
-    # of the added rows are quarantined (the generator types some wrong)
-    slices.clear()
-    whole = _load(campaign, tmp_path / "fresh", "1", cache=False, only=TESTS_ONLY)
-    assert len(slices) >= 4
-    assert_same_load(whole, grown)

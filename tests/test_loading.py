@@ -14,7 +14,6 @@ import pytest
 from flows.generate import write_synthetic
 from flows.loading import ALLOCATOR_VARIABLE, LOADING_ALLOCATOR, LoadingProcess
 from flows.meter import StageMeter
-from flows.normalised_store import NormalisedStore
 from flows.readers import InputError, open_table
 from flows.record_spill import FactSpill, RecordSpill
 from flows.settings import load_settings
@@ -49,15 +48,13 @@ def test_the_loading_process_gives_back_what_loading_here_gives(campaign, tmp_pa
     loaded_here, loaded_there = {}, {}
     spill, facts = _spills(here)
     settings = _settings(campaign, here)
-    loader = SourceLoader(settings, here / "docs", here / "failed", NormalisedStore(here / "normalised"), spill,
-                          facts, StageMeter(), {}, {}, 700)
+    loader = SourceLoader(settings, here / "docs", here / "failed", spill, facts, StageMeter(), {}, {}, 700)
     for name, opener in file_sources(settings).items():
         loaded_here[name] = loader.load(name, opener) | {"suite": loader.suites[name]}
     child_spill, child_facts = _spills(there)
     settings = _settings(campaign, there)
     timings, peaks = {"read": 1.0}, {}
-    with LoadingProcess(settings, there / "docs", there / "failed", there / "normalised", child_spill, child_facts,
-                        700) as loading:
+    with LoadingProcess(settings, there / "docs", there / "failed", child_spill, child_facts, 700) as loading:
         for name, opener in file_sources(settings).items():
             loaded_there[name] = loading.load(name, opener, timings, peaks)
     assert multiprocessing.active_children() == []  # the child has ended
@@ -85,7 +82,7 @@ def test_a_refused_file_is_raised_in_the_flow_with_its_file_and_column(campaign,
     bad = tmp_path / "tests.csv"
     bad.write_text("采样编号,手机号码\nT1,138\n", encoding="utf-8")
     spill, facts = _spills(tmp_path)
-    with LoadingProcess(settings, tmp_path / "docs", tmp_path / "failed", tmp_path / "normalised", spill, facts,
+    with LoadingProcess(settings, tmp_path / "docs", tmp_path / "failed", spill, facts,
                         700) as loading:
         loading.load("roster", file_sources(settings)["roster"], {}, {})
         with pytest.raises(InputError) as err:
@@ -106,7 +103,7 @@ def test_an_input_error_pickles_with_its_parts():
 def test_a_loading_process_that_dies_is_an_error_that_says_so(campaign, tmp_path):
     settings = _settings(campaign, tmp_path)
     spill, facts = _spills(tmp_path)
-    with LoadingProcess(settings, tmp_path / "docs", tmp_path / "failed", tmp_path / "normalised", spill, facts,
+    with LoadingProcess(settings, tmp_path / "docs", tmp_path / "failed", spill, facts,
                         700) as loading:
         with pytest.raises(RuntimeError, match="the process loading roster ended before it was done"):
             loading.load("roster", partial(os._exit, 9), {}, {})  # as the kernel's OOM killer would end it
@@ -119,7 +116,7 @@ def test_the_loading_child_keeps_freed_pages_for_its_next_slices_and_the_flow_ke
     given = os.environ.get(ALLOCATOR_VARIABLE)  # polars' own defaults, put there when it was imported
     settings = _settings(campaign, tmp_path)
     spill, facts = _spills(tmp_path)
-    with LoadingProcess(settings, tmp_path / "docs", tmp_path / "failed", tmp_path / "normalised", spill, facts,
+    with LoadingProcess(settings, tmp_path / "docs", tmp_path / "failed", spill, facts,
                         700) as loading:
         in_child = loading._pool.submit(os.getenv, ALLOCATOR_VARIABLE).result()
     # The child's polars puts its defaults first again; the allocator takes the last value of each option.

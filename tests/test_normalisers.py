@@ -287,121 +287,36 @@ def test_each_row_is_normalised_from_its_own_cells(source):
     assert set(ADDRESS_COLUMNS) <= set(each[3].columns)
 
 
-@pytest.mark.parametrize("source", ["roster", "tests"])
-def test_normalising_only_new_inputs_gives_what_normalising_all_gives(source):
-    """The last refresh's table stands in for normalising again: whichever rows it covered, the result equals
-    normalising every row, only unseen inputs are normalised, and the table keeps exactly this run's inputs."""
-    from transforms.contract import INPUTS
-    from transforms.normalise import normalise_people, normalise_reusing, normaliser_inputs, with_input_key
-
-    contract = INPUTS[source]
-    rows = _sample(source)
-    expected = normalise_people(rows, contract)
-    _, known, fresh = normalise_reusing(with_input_key(rows.head(rows.height // 2), contract), contract, None)
-    known = known.lazy()  # as the store hands it over
-    assert fresh == rows.head(rows.height // 2).select(normaliser_inputs(contract)).unique().height
-    # A row the last refresh saw but this one does not (a record since withdrawn) leaves the table.
-    got, table, fresh = normalise_reusing(with_input_key(rows.tail(rows.height - 10), contract), contract, known)
-    assert got.equals(expected.tail(rows.height - 10))
-    distinct = rows.tail(rows.height - 10).select(normaliser_inputs(contract)).unique().height
-    assert table.height == distinct and 0 < fresh < distinct
-    # A changed cell makes a new input: normalised again, never taken from the table.
-    edited = rows.with_columns(pl.col(contract.by_role(Role.NAME)).str.replace(r"^(.)", "欧阳"))
-    again, _, fresh = normalise_reusing(with_input_key(edited, contract), contract, table.lazy())
-    assert again.equals(normalise_people(edited, contract)) and fresh > 0
-
-
-def test_the_normalised_table_is_kept_per_normaliser_version(tmp_path, monkeypatch):
-    import flows.normalised_store as store_module
-    from flows.normalised_store import NormalisedStore
-
-    table = pl.DataFrame({"_input_h1": [1, 2], "_input_h2": [3, 4], "name_py": ["a", "b"]},
-                         schema_overrides={"_input_h1": pl.UInt64, "_input_h2": pl.UInt64})
-    store = NormalisedStore(tmp_path / "normalised")
-    assert store.kept("tests") is None
-    with store.writer("tests") as keep:  # a table in two parts reads back whole
-        keep(table.head(1))
-        keep(table.tail(1))
-    assert store.kept("tests").scan().collect().equals(table) and store.kept("roster") is None
-    monkeypatch.setattr(store_module, "normaliser_fingerprint", lambda: "changed")
-    assert store.kept("tests") is None  # changed normaliser code: nothing from the old one is used
-    with store.writer("tests") as keep:
-        keep(table.head(1))
-    assert [p.name for p in (tmp_path / "normalised").iterdir()] == ["tests-changed"]
-    # A failed write leaves the table that was there.
-    with pytest.raises(RuntimeError), store.writer("tests") as keep:
-        keep(table)
-        raise RuntimeError("disk full")
-    assert store.kept("tests").scan().collect().equals(table.head(1))
-    assert [p.name for p in (tmp_path / "normalised").iterdir()] == ["tests-changed"]
-
-
-def test_a_part_reads_only_the_kept_parts_that_hold_its_inputs(tmp_path):
-    from flows.normalised_store import NormalisedStore
-
-    key = {"_input_h1": pl.UInt64, "_input_h2": pl.UInt64}
-    table = pl.DataFrame({"_input_h1": [1, 2, 3, 4], "_input_h2": [5, 6, 7, 8], "name_py": list("abcd")},
-                         schema_overrides=key)
-    store = NormalisedStore(tmp_path / "normalised")
-    with store.writer("tests") as keep:
-        for part in table.iter_slices(1):
-            keep(part)
-    kept = store.kept("tests")
-
-    def holding(*h1: int) -> pl.DataFrame | None:
-        keys = pl.DataFrame({"_input_h1": h1, "_input_h2": [9] * len(h1)}, schema=key)
-        scan = kept.holding(keys)
-        return None if scan is None else scan.collect()
-
-    assert holding(3)["name_py"].to_list() == ["c"]
-    assert holding(4, 2, 4)["name_py"].to_list() == ["b", "d"]  # the parts in order, each once
-    assert holding(99) is None
-
-
 @pytest.mark.parametrize("part_rows", [50, 1_000_000])
 def test_records_normalised_in_parts_give_what_normalising_them_whole_gives(tmp_path, part_rows):
-    """Parts change nothing a refresh reads: the linking rows (numbered across the parts), the facts, the
-    flags, and the table kept for the next refresh (each input once, though it recurs across parts)."""
-    from flows.normalised_store import NormalisedStore
+    """Parts change nothing a refresh reads: the linking rows (numbered across the parts), the facts and the
+    flags, with the names met in earlier parts taken from there."""
     from flows.record_spill import ROW, FactSpill, RecordSpill
     from flows.sources import PartNormaliser, record_sink
     from transforms.contract import INPUTS
-    from transforms.normalise import normalise_people, normaliser_inputs
+    from transforms.normalise import normalise_people
     from transforms.record_rows import record_facts
 
-    store = NormalisedStore(tmp_path / "normalised")
     names_met = NamesMet()  # as a refresh's loader keeps it across its sources' parts
-
-    def normalise_records(rows: pl.DataFrame, spill: RecordSpill, facts: FactSpill) -> tuple[pl.LazyFrame, dict]:
-        """As flows.sources.SourceLoader.load does with each slice it has parsed."""
-        with store.writer("tests") as keep:
-            normaliser = PartNormaliser("tests", store.kept("tests"), keep, names_met=names_met)
-            write = record_sink(spill, facts, "tests")
-            for part in rows.iter_slices(part_rows):
-                write(normaliser.part(part))
-        return facts.scan("tests"), normaliser.summary()
-
     rows = _sample("tests")
     rows = pl.concat([rows, rows.head(5)])  # inputs that recur, in different parts when parts are small
     spill, facts = RecordSpill(tmp_path / "spill"), FactSpill(tmp_path / "facts")
-    scan, flags = normalise_records(rows, spill, facts)
+    normaliser = PartNormaliser("tests", names_met=names_met)  # as flows.sources.SourceLoader.load does
+    write = record_sink(spill, facts, "tests")
+    for part in rows.iter_slices(part_rows):
+        write(normaliser.part(part))
+    flags = normaliser.summary()
     whole = normalise_people(rows, INPUTS["tests"])
-    assert scan.collect().equals(record_facts(whole))
+    assert facts.scan("tests").collect().equals(record_facts(whole))
     assert len(spill.files["test"]) == -(-rows.height // part_rows)
     linking = spill.read("test", spill.keys()[ROW])
     assert linking[ROW].to_list() == list(range(rows.height))
     assert linking["record_id"].equals(whole["record_id"]) and linking["id_norm"].equals(whole["id_norm"])
     assert flags["id_flags"] == dict(whole.group_by("id_flag").len().sort("id_flag").iter_rows())
-    table = store.kept("tests").scan().collect()
-    assert table.height == table.select("_input_h1", "_input_h2").unique().height
-    assert table.height == rows.select(normaliser_inputs(INPUTS["tests"])).unique().height
-    # The next refresh, with new rows after the old: every part finds its old inputs in the kept parts it
-    # reads, normalises only the new ones, and gives what normalising everything gives.
-    name = INPUTS["tests"].by_role(Role.NAME)
-    more = pl.concat([rows, rows.tail(3).with_columns(pl.col(name) + "新")])
-    facts = FactSpill(tmp_path / "facts2")
-    scan, flags = normalise_records(more, RecordSpill(tmp_path / "spill2"), facts)
-    assert scan.collect().equals(record_facts(normalise_people(more, INPUTS["tests"])))
-    inputs = normaliser_inputs(INPUTS["tests"])
-    assert flags["normalised_now"] == more.select(inputs).unique().join(rows.select(inputs), on=inputs,
-                                                                        how="anti", nulls_equal=True).height
+    assert flags["phone_flags"] == dict(whole.group_by("phone_flag").len().sort("phone_flag").iter_rows())
+    # A grown file read on from where it ended: the flags go on from the rows before.
+    more = PartNormaliser("tests", carried=flags, names_met=names_met)
+    more.part(rows.head(7))
+    head = normalise_people(rows.head(7), INPUTS["tests"])
+    assert more.summary()["id_flags"] == dict(
+        pl.concat([whole, head]).group_by("id_flag").len().sort("id_flag").iter_rows())

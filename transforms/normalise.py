@@ -21,9 +21,6 @@ IDENTITY_COLUMNS = [
 NORMALISED_COLUMNS = ["id_clean", "id_flag", "id_norm", "id_body", "id_birth", "id_sex", "id_birth_raw", "name_norm",
                       "name_py", "name_py_loose", "phone_norm", "phone_flag", "addr_canon", "addr_place", "building",
                       "unit", "room", "addr_block", "birth", "sex"]
-# The input roles normalise_people reads: a row's normalised columns depend on these cells and nothing else.
-NORMALISER_ROLES = (Role.ID_NUMBER, Role.ID_TYPE, Role.NAME, Role.PHONE, Role.ADDRESS, Role.BIRTH_DATE, Role.GENDER)
-INPUT_KEY = ["_input_h1", "_input_h2"]  # a 128-bit key of a row's normaliser inputs, as two 64-bit hashes
 # What normalise_addresses adds (all null where a source has no address).
 ADDRESS_COLUMNS = ["addr_canon", "addr_place", "building", "unit", "room", "addr_block"]
 # Of the roster's normalised columns, those only linking reads: dropped once it is done, so the resident
@@ -83,39 +80,3 @@ def normalise_people(rows: pl.DataFrame, contract: Contract, names_met: NamesMet
         # The ID is the more reliable source of sex; the typed gender fills in where there is none.
         sex = pl.coalesce(sex, pl.col(gender_col))
     return out.with_columns(birth.alias("birth"), sex.alias("sex"))
-
-
-def normaliser_inputs(contract: Contract) -> list[str]:
-    return [c for c in (contract.by_role(r) for r in NORMALISER_ROLES) if c is not None]
-
-
-def with_input_key(rows: pl.DataFrame, contract: Contract) -> pl.DataFrame:
-    """The rows with INPUT_KEY, the key normalise_reusing looks their inputs up by.
-
-    A 128-bit hash of the inputs, not the inputs themselves: a join on five text columns cost 4.6 s per
-    million rows, on the hash 0.6 s. Two distinct inputs share a key with a chance of about n^2 / 2^129
-    (1e-24 for 26 million)."""
-    cells = rows.select(normaliser_inputs(contract))
-    return rows.with_columns(cells.hash_rows(seed=1).alias(INPUT_KEY[0]), cells.hash_rows(seed=2).alias(INPUT_KEY[1]))
-
-
-def normalise_reusing(keyed: pl.DataFrame, contract: Contract, known: pl.LazyFrame | None,
-                      names_met: NamesMet | None = None) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """What normalise_people gives for rows (`keyed`: with_input_key's), normalising only the inputs not in
-    `known` (INPUT_KEY -> NORMALISED_COLUMNS, kept from the last refresh). Returns the normalised rows, the
-    table to keep for the next refresh (the inputs of these rows and nothing else, so it never outgrows the
-    current exports), and how many distinct inputs were normalised now. A two-hourly refresh thus normalises
-    only new records."""
-    todo = keyed.select(*INPUT_KEY, *normaliser_inputs(contract)).unique(subset=INPUT_KEY)
-    parts = []
-    if known is not None:
-        # Lazy: only the rows still wanted are ever materialised, not the whole table and then its part.
-        parts.append(known.join(todo.select(INPUT_KEY).lazy(), on=INPUT_KEY, how="semi")
-                     .select(*INPUT_KEY, *NORMALISED_COLUMNS).collect())
-        todo = todo.join(parts[0].select(INPUT_KEY), on=INPUT_KEY, how="anti")
-    fresh = todo.height
-    if fresh or not parts:
-        parts.append(normalise_people(todo, contract, names_met).select(*INPUT_KEY, *NORMALISED_COLUMNS))
-    table = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
-    out = keyed.join(table, on=INPUT_KEY, how="left", maintain_order="left").drop(INPUT_KEY)
-    return out, table, fresh
