@@ -3,9 +3,9 @@
 Reading, parsing, checking and normalising a city's exports leaves the allocators holding memory the run no
 longer uses: at 5M residents 4.8 GiB stayed resident after loading with no frame alive (4.3 GiB after
 malloc_trim), and linking, the rules and the sheets each carried it on top of their own. Everything loading
-makes is on disk (the normalised roster, records and facts in the run's spills,
-the suites' data docs) but the figures, the quarantined rows and the suites' verdicts, which come back over
-a pipe; when the child ends, what it held goes back to the system with it.
+makes is on disk (the normalised roster, records and facts in the run's spills, the suites' data docs) but
+the figures, the quarantined rows and the suites' verdicts, which come back over a pipe; when the child ends,
+what it held goes back to the system with it.
 
 The child is not forked from the flow's process, which runs Prefect's threads and polars' thread pool that a
 fork would copy mid-flight: it is forked by multiprocessing's fork server, a clean process started (by exec)

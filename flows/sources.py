@@ -352,13 +352,13 @@ class Carried:
 
 class SourceLoader:
     """Takes the sources of one refresh in, one at a time; holds what they share (the suites' context, the
-    spills, the memory meter, and run.json's timings and peaks per stage, which
-    add up and keep the highest over the sources and slices). With `loaded`, a source unchanged since the
-    last refresh is taken from there (flows.loaded_sources) and one read now is kept there."""
+    spills, the memory meter, and run.json's timings and peaks per stage, which add up and keep the highest
+    over the sources and slices). With `loaded`, a source unchanged since the last refresh is taken from there
+    (flows.loaded_sources) and one read now is kept there."""
 
-    def __init__(self, settings: Settings, docs_root: Path, failed_docs: Path, spill: RecordSpill, facts: FactSpill, meter: StageMeter, timings: dict[str, float],
-                 peaks: dict[str, float], slice_rows: int | None = None,
-                 loaded: LoadedSources | None = None) -> None:
+    def __init__(self, settings: Settings, docs_root: Path, failed_docs: Path, spill: RecordSpill,
+                 facts: FactSpill, meter: StageMeter, timings: dict[str, float], peaks: dict[str, float],
+                 slice_rows: int | None = None, loaded: LoadedSources | None = None) -> None:
         self.settings, self.docs_root, self.failed_docs = settings, docs_root, failed_docs
         self.spill, self.facts, self.loaded = spill, facts, loaded
         self.meter, self.timings, self.peaks = meter, timings, peaks

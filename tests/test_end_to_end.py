@@ -109,7 +109,11 @@ def test_a_refresh_read_a_slice_at_a_time_gives_what_reading_each_source_whole_g
     monkeypatch.setattr(flows.sources, "SLICE_ROWS", 700)
     sliced = load_settings(campaign / "campaign.toml", out=str(tmp_path / "out"),
                            db=str(tmp_path / "state" / "gridsweep.duckdb"))
+    old_table = tmp_path / "state" / "normalised" / "tests-0123abcd"  # as versions before 0ab2752 left it
+    old_table.mkdir(parents=True)
+    (old_table / "part-00000.parquet").write_bytes(b"PAR1")
     report = refresh(sliced)
+    assert not old_table.parent.exists()  # removed: nothing reads it now
     assert report.inputs["roster"]["rows"] > 2800 and report.accounting["tests"]["rows_quarantined"] > 0
     files = ["call_list.csv", "matches.csv", "coverage.csv", "escalation.csv", "unregistered.csv",
              "roster_corrections.csv", *(f"quarantine/{name}.csv" for name in first.inputs)]
