@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from transforms.pair_decisions import KEYS
+from transforms.record_rows import KEYS
 
 ROW = "_row"  # a record's row in its kind's file: how a batch is read back without a join over the file
 ROW_GROUP = 100_000

@@ -21,8 +21,7 @@ from transforms.comparison import (
     score_pairs,
 )
 from transforms.decision import LINK_COLUMNS, DecisionSettings, compact_links, decide_links
-
-KEYS = ["record_kind", "record_id"]
+from transforms.record_rows import KEYS
 
 
 def slice_count(n_pairs: int, pairs_per_slice: int) -> int:

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import polars as pl
 
+# A record's key, on disk and through linking. Here, not with the linking code that reads it: the loaded
+# sources' fingerprint covers what the loading modules import (flows.record_spill writes the key), and a
+# change to how pairs are compared must relink the records, not make a refresh read a city's exports again.
+KEYS = ["record_kind", "record_id"]
 # What the rules, the verify list and the unregistered list read of a test or vaccination record once it
 # is linked. A city's records are tens of millions of rows: the raw ID, its parts, the parsed address and
 # the line number (kept by quarantine, not needed by a used row) are dropped as soon as they are not needed.
