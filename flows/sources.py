@@ -486,7 +486,6 @@ class SourceLoader:
         summary = kept.summary
         facts = TableFacts(**summary["table"])
         quarantined = kept.quarantine()
-        flags = dict(summary["flags"])
         t = self._lap("read", t, "reuse_unchanged")
         t = self._lap("normalise", t)  # nothing to normalise: the stage is in run.json all the same
         check_row_count(self.settings, name, facts, self.previous)
@@ -494,7 +493,7 @@ class SourceLoader:
         self._check(name, facts, sample, t)
         return {"table": facts, "quarantine": quarantined, "reused": True, "rows_carried": facts.rows,
                 "rows_used": summary["rows_used"],
-                "notes": summary["notes"], "flags": flags}
+                "notes": summary["notes"], "flags": summary["flags"]}
 
     def finish(self) -> None:
         """Once every source is in: the Data Docs of their suites, which the refresh publishes."""
