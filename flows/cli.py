@@ -53,11 +53,11 @@ def _run(args: argparse.Namespace) -> int:
         print("gridsweep: nothing was written; the previous outputs are unchanged.", file=sys.stderr)
         return 2
     except Exception as exc:
-        from flows.disk_space import disk_full_message, is_disk_full
+        from flows.disk_space import is_disk_full, tell
 
         if not is_disk_full(exc):
             raise
-        print(disk_full_message(settings.out, settings.duckdb.path.parent), file=sys.stderr)
+        print(tell(exc, settings.out, settings.duckdb.path.parent), file=sys.stderr)  # as the flow logged it
         return 3
     cov = report.coverage
     rate = cov["coverage_rate"]

@@ -29,7 +29,7 @@ from expectations.suites import SuiteResult, data_docs_site
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.csv_aside import AsideCsv, start_aside
 from flows.database import Database
-from flows.disk_space import disk_full_message, is_disk_full
+from flows.disk_space import is_disk_full, tell
 from flows.kept_links import KeptLinks, key_sums
 from flows.kept_rules import KeptRules, changed_outcomes, rules_key
 from flows.loading import LoadingProcess
@@ -485,7 +485,7 @@ def process(settings: Settings, sources: Sources, report: RunReport, started: fl
         return _process(settings, sources, report, started, docs_root, meter, spill, facts)
     except Exception as exc:
         if is_disk_full(exc):  # said in words in the flow run's log (the scheduled refresh), then raised
-            get_run_logger().error(disk_full_message(settings.out, settings.duckdb.path.parent))
+            get_run_logger().error(tell(exc, settings.out, settings.duckdb.path.parent))
         raise
     finally:
         meter.stop()

@@ -83,6 +83,28 @@ def test_the_command_line_says_it_and_exits_3(tmp_path, monkeypatch, capsys):
     assert (out / "run.json").read_text(encoding="utf-8") == "{}"
 
 
+def test_the_command_line_prints_what_the_flow_logged_without_measuring_again(tmp_path, monkeypatch, capsys):
+    import flows.disk_space
+
+    logged = flows.disk_space.disk_full_message(tmp_path / "out", tmp_path / "state")
+
+    def full(settings):
+        exc = _full()
+        exc.add_note(logged)  # as flows.refresh.process leaves it
+        raise exc
+
+    def walked(folder):
+        raise AssertionError("the output measured again")
+
+    monkeypatch.setattr(flows.cli, "_prefect_environment", lambda state: None)
+    monkeypatch.setattr(flows.loading, "start_fork_server", lambda: None)
+    monkeypatch.setattr(flows.refresh, "refresh", full)
+    monkeypatch.setattr(flows.disk_space, "tree_bytes", walked)
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    code = flows.cli.main(["run", "--out", str(tmp_path / "out"), "--db", str(tmp_path / "state" / "g.duckdb")])
+    assert code == 3 and capsys.readouterr().err == logged + "\n"
+
+
 def test_other_failures_still_raise_from_the_command_line(tmp_path, monkeypatch):
     def broken(settings):
         raise OSError(errno.EACCES, "Permission denied", str(settings.out))

@@ -296,3 +296,5 @@ def test_a_full_disk_while_writing_is_told_in_words(first_run, monkeypatch):
     assert size > 100_000  # a 3,000-resident city's books, pages and CSVs
     text = disk_full_message(settings.out, settings.duckdb.path.parent)
     assert f"the last output in {settings.out.resolve()} ({size / 1e6:.1f} MB) is unchanged" in text
+    # The flow logged it and left it on the exception, for the command line to print without measuring again.
+    assert raised.value.__notes__ == [text]
