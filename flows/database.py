@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from flows import decision_history
 from flows.settings import DuckDBSettings
 from transforms.changes import EARLIER
 from transforms.linking import SqlStep
@@ -34,6 +35,10 @@ _STORED_LINKS = ("SELECT d.record_kind, d.record_id, resident_id, method, score,
 CALL_HISTORY = ["resident_id", "grid_id", "list", "reason"]
 # The run ids whose call lists the history keeps (parameter: how many).
 _KEPT_RUNS = "SELECT run_id FROM runs ORDER BY recorded_at DESC, run_id DESC LIMIT ?"
+# A run_decisions row's columns, typed, for the view over no run yet.
+_NO_DECISION = ("NULL::VARCHAR AS record_kind, NULL::VARCHAR AS record_id, NULL::VARCHAR AS resident_id, "
+                "NULL::VARCHAR AS method, NULL::DOUBLE AS score, NULL::VARCHAR AS decision, "
+                "NULL::VARCHAR AS explanation, NULL::VARCHAR AS run_id")
 # The decisions of a save_link_state / save_fresh_link_state, from the frame registered as _links.
 _INSERT_LINKS = ("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, score, decision, "
                  "explanation FROM _links")
@@ -115,17 +120,23 @@ class Database:
         return rows[0][0] if rows else None
 
     def record_run(self, run_id: str, since_iso: str, tables: dict[str, pl.DataFrame | pl.LazyFrame],
-                   run_json: Callable[[], str]) -> None:
+                   run_json: Callable[[], str], decisions: list[Path] | pl.DataFrame | None = None) -> None:
         """Appends this run's outputs, keyed by run id, so later refreshes and reports can compare; run_json is
-        asked for last, so the record can say how long taking it took. Linking decisions go in as the run made
-        them (run_decisions): a city's every decision again on each two-hourly run would add tens of millions
-        of rows a run, while the decisions of all runs so far tell the same. A call list keeps CALL_HISTORY
-        columns for the last keep_call_lists runs, and its untested residents are counted in untested_tally.
-        A table given as a scan (a full run's decisions, on disk) goes in a million rows at a time."""
+        asked for last, so the record can say how long taking it took. A call list keeps CALL_HISTORY columns
+        for the last keep_call_lists runs, and its untested residents are counted in untested_tally. A table
+        given as a scan goes in a million rows at a time.
+        decisions: the linking decisions as the run made them (files on disk: a full run's sorted copy; or a
+        frame), kept as files beside the database (flows.decision_history) and read through the view
+        run_decisions: a city's every decision again on each two-hourly run would add tens of millions of rows
+        a run, while the decisions of all runs so far tell the same."""
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR PRIMARY KEY, recorded_at TIMESTAMP, run JSON)"
         )
         self._compact_call_lists()
+        history = decision_history.folder_beside(self.settings.path)
+        decision_history.remove_unrecorded(history, {r[0] for r in self.con.execute("SELECT run_id FROM runs").fetchall()})
+        if decisions is not None:
+            decision_history.keep(history, run_id, decisions)
         with self.transaction():
             for name, table in tables.items():
                 if name == "call_list":
@@ -137,6 +148,27 @@ class Database:
             self.con.execute("INSERT INTO runs VALUES (?, now(), ?)", [run_id, run_json()])
             if "call_list" in tables:
                 self._forget_old_call_lists()
+            self._decisions_view(history)
+
+    def _decisions_view(self, history: Path) -> None:
+        """run_decisions: every recorded run's decisions, from its files (the run id is in the file's name),
+        and from the table that held them before 2026-12-05, kept as it was under another name."""
+        kinds = dict(self.con.sql("SELECT table_name, table_type FROM information_schema.tables "
+                                  "WHERE table_catalog = current_database() AND table_schema = 'main'").fetchall())
+        if kinds.get("run_decisions") == "BASE TABLE":
+            self.con.execute("ALTER TABLE run_decisions RENAME TO run_decisions_before")
+            kinds["run_decisions_before"] = "BASE TABLE"
+        parts = []
+        if any(history.glob("*.parquet")):
+            glob = str(history.resolve() / "*.parquet").replace("'", "''")
+            run = f"split_part(parse_filename(filename), '{decision_history.RUN_SEP}', 1)"
+            parts.append(f"SELECT * EXCLUDE (filename), {run} AS run_id FROM read_parquet('{glob}', filename = true, "
+                         f"union_by_name = true) WHERE {run} IN (SELECT run_id FROM runs)")
+        if "run_decisions_before" in kinds:
+            parts.append("SELECT * FROM run_decisions_before")
+        if not parts:
+            parts.append(f"SELECT {_NO_DECISION} WHERE false")
+        self.con.execute("CREATE OR REPLACE VIEW run_decisions AS " + " UNION ALL BY NAME ".join(parts))
 
     def _append(self, table: str, part: pl.DataFrame) -> None:
         with self.registered(_incoming=part):

@@ -149,7 +149,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     {"links": every record's decision (sorted by record, as matches.csv lists them: a scan of the copy kept
     for the next refresh, flows.kept_links), "links_any_order": the same in no set order, "lone_tests": the
     test records with no decision (record_id, kept with the copy), "linked_now": the
-    decisions made now (the same scan when everything was linked now), "stats": the figures, "lineage":
+    decisions made now (the copy's files when everything was linked now), "stats": the figures, "lineage":
     which residents' decisions may differ from the last refresh's copy, that copy's name and the new copy's
     (flows.kept_rules)}: a dict the flow empties, as Prefect keeps a task's return value until the flow ends.
     Links only what it has not linked before. A record's decision depends on nothing
@@ -275,8 +275,6 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
         source, links = "database", db.stored_links(spill.paths(), compact_links)
     links = kept.save(links, spill, sums, db.link_generation())
     any_order = kept.scan(ordered=False)  # for the readers to whom the order does not matter
-    if now == total:
-        fresh = links
     _timed(timings, "sorted_links", t)
     t = time.perf_counter()
     decisions, confirmed = _decision_counts(any_order, totals)
@@ -300,7 +298,9 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     # What the rules need to rule only the residents these decisions changed (flows.kept_rules): which
     # residents, and which copy of the decisions they differ from and which they are now.
     lineage = {"touched": touched, "from": last.path.name if touched is not None else None, "to": kept.saved}
-    return {"links": links, "links_any_order": any_order, "lone_tests": kept.lone_tests(), "linked_now": fresh,
+    # The run's record keeps a full run's decisions as the copy's files, linked (flows.decision_history).
+    linked_now = list(kept.files) if now == total else fresh
+    return {"links": links, "links_any_order": any_order, "lone_tests": kept.lone_tests(), "linked_now": linked_now,
             "stats": stats, "lineage": lineage}
 
 
@@ -640,7 +640,7 @@ def _process(
             return run_json(report)
 
         db.record_run(report.run_id, settings.since.isoformat(),
-                      {"call_list": facts.scan("call_list"), "coverage": coverage, "decisions": linked_now}, recorded)
+                      {"call_list": facts.scan("call_list"), "coverage": coverage}, recorded, decisions=linked_now)
         rewrite_run_json(settings.out, report)
     finally:
         db.close()

@@ -7,6 +7,7 @@ import json
 
 import duckdb
 import polars as pl
+import pytest
 
 from flows.database import CALL_HISTORY, Database
 from flows.settings import DuckDBSettings
@@ -16,28 +17,109 @@ SINCE = "2022-05-20T00:00:00+08:00"
 
 def test_a_scan_goes_in_whole_in_parts_and_an_empty_one_still_makes_its_table(tmp_path):
     n = 2_500_001  # three parts of a million
-    decisions = pl.DataFrame({"record_id": pl.int_range(n, eager=True).cast(pl.String),
-                              "score": pl.int_range(n, eager=True).cast(pl.Float64) / 7})
-    decisions.write_parquet(tmp_path / "decisions.parquet")
-    decisions.head(0).write_parquet(tmp_path / "none.parquet")
+    table = pl.DataFrame({"level": pl.int_range(n, eager=True).cast(pl.String)})
+    table.write_parquet(tmp_path / "table.parquet")
+    table.head(0).write_parquet(tmp_path / "none.parquet")
     db = Database(DuckDBSettings(path=tmp_path / "g.duckdb"))
     try:
-        db.record_run("r1", SINCE, {"decisions": pl.scan_parquet(tmp_path / "decisions.parquet"),
-                                    "nothing": pl.scan_parquet(tmp_path / "none.parquet"),
-                                    "coverage": pl.DataFrame({"level": ["total"]})}, lambda: "{}")
-        db.record_run("r2", SINCE, {"decisions": decisions.head(3), "nothing": pl.scan_parquet(tmp_path / "none.parquet")},
-                      lambda: "{}")
+        db.record_run("r1", SINCE, {"coverage": pl.scan_parquet(tmp_path / "table.parquet"),
+                                    "nothing": pl.scan_parquet(tmp_path / "none.parquet")}, lambda: "{}")
     finally:
         db.close()
     con = duckdb.connect(str(tmp_path / "g.duckdb"), read_only=True)
     try:
-        kept = con.sql("SELECT record_id, score FROM run_decisions WHERE run_id = 'r1'").pl()
-        assert kept.sort("score").equals(decisions)
-        assert con.execute("SELECT count(*) FROM run_decisions WHERE run_id = 'r2'").fetchall()[0][0] == 3
+        assert con.sql("SELECT level FROM run_coverage WHERE run_id = 'r1' ORDER BY level").pl().equals(table.sort("level"))
         assert con.execute("SELECT count(*) FROM run_nothing").fetchall()[0][0] == 0
-        assert con.execute("SELECT count(*) FROM run_coverage").fetchall()[0][0] == 1
     finally:
         con.close()
+
+
+def _decisions(n: int, kind: str = "test") -> pl.DataFrame:
+    return pl.DataFrame({
+        "record_kind": [kind] * n, "record_id": [f"{kind}{i}" for i in range(n)],
+        "resident_id": [f"R{i % 7}" for i in range(n)], "method": pl.Series(["fuzzy"] * n, dtype=pl.Categorical),
+        "score": [i / 7 for i in range(n)], "decision": pl.Series(["match"] * n, dtype=pl.Categorical),
+        "explanation": pl.Series(["姓名相同"] * n, dtype=pl.Categorical)})
+
+
+def _history(path) -> pl.DataFrame:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.sql("SELECT * FROM run_decisions ORDER BY run_id, record_kind, record_id").pl()
+    finally:
+        con.close()
+
+
+def test_a_full_runs_decisions_are_its_copys_files_linked_and_an_incremental_runs_a_file_of_its_own(tmp_path):
+    copy = tmp_path / "kept_links"
+    copy.mkdir()
+    full = [_decisions(5), _decisions(4, "vaccination")]
+    for i, frame in enumerate(full):
+        frame.write_parquet(copy / f"links-{i}.parquet")
+    db = Database(DuckDBSettings(path=tmp_path / "state" / "g.duckdb"))
+    try:
+        assert _history_empty(db)
+        db.record_run("r1", SINCE, {}, lambda: "{}", decisions=sorted(copy.glob("*.parquet")))
+        db.record_run("r2", SINCE, {}, lambda: "{}", decisions=_decisions(2).with_columns(pl.lit(0.5).alias("score")))
+        db.record_run("r3", SINCE, {}, lambda: "{}")  # no decisions given: nothing kept for it
+    finally:
+        db.close()
+    kept = sorted((tmp_path / "state" / "run_decisions").glob("*.parquet"))
+    assert [p.name.split("--")[0] for p in kept] == ["r1", "r1", "r2"]
+    linked = {p.stat().st_ino for p in kept if p.name.startswith("r1")}
+    assert linked == {p.stat().st_ino for p in copy.glob("*.parquet")}  # the same files, no byte copied
+    for p in copy.glob("*.parquet"):
+        p.unlink()  # the next refresh replaces the copy: the history keeps its files
+    got = _history(tmp_path / "state" / "g.duckdb")
+    want = pl.concat([
+        *(f.with_columns(pl.lit("r1").alias("run_id")) for f in full),
+        _decisions(2).with_columns(pl.lit(0.5).alias("score"), pl.lit("r2").alias("run_id"))],
+        how="vertical_relaxed").with_columns(pl.col("method", "decision", "explanation").cast(pl.String))
+    assert got.select(want.columns).equals(want.sort("run_id", "record_kind", "record_id"))
+
+
+def _history_empty(db: Database) -> bool:
+    db.record_run("r0", SINCE, {}, lambda: "{}")
+    return db.fetch("SELECT * FROM run_decisions").height == 0 and "run_id" in db.fetch("SELECT * FROM run_decisions").columns
+
+
+def test_files_of_a_record_that_failed_are_never_read_and_go_at_the_next_record(tmp_path):
+    db = Database(DuckDBSettings(path=tmp_path / "g.duckdb"))
+    try:
+        db.record_run("r1", SINCE, {}, lambda: "{}", decisions=_decisions(3))
+
+        def fails() -> str:
+            raise RuntimeError("the record stops here")
+
+        with pytest.raises(RuntimeError):
+            db.record_run("r2", SINCE, {}, fails, decisions=_decisions(4))
+        assert db.fetch("SELECT DISTINCT run_id FROM run_decisions")["run_id"].to_list() == ["r1"]
+        assert db.fetch("SELECT count(*) AS n FROM run_decisions")["n"].item() == 3
+        db.record_run("r3", SINCE, {}, lambda: "{}", decisions=_decisions(1))
+    finally:
+        db.close()
+    names = sorted(p.name.split("--")[0] for p in (tmp_path / "run_decisions").glob("*.parquet"))
+    assert names == ["r1", "r3"]  # r2's file removed
+    assert _history(tmp_path / "g.duckdb")["run_id"].to_list() == ["r1"] * 3 + ["r3"]
+
+
+def test_the_table_of_decisions_from_before_is_kept_under_the_view(tmp_path):
+    path = tmp_path / "g.duckdb"
+    con = duckdb.connect(str(path))
+    old = _decisions(2).with_columns(pl.col("method", "decision", "explanation").cast(pl.String),
+                                     pl.lit("r0").alias("run_id"))
+    con.execute("CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, recorded_at TIMESTAMP, run JSON)")
+    con.execute("INSERT INTO runs VALUES ('r0', now(), '{}')")
+    con.execute("CREATE TABLE run_decisions AS SELECT * FROM old")
+    con.close()
+    db = Database(DuckDBSettings(path=path))
+    try:
+        db.record_run("r1", SINCE, {}, lambda: "{}", decisions=_decisions(1, "vaccination"))
+    finally:
+        db.close()
+    got = _history(path)
+    assert got["run_id"].to_list() == ["r0", "r0", "r1"]
+    assert got.filter(pl.col("run_id") == "r0").select(old.columns).equals(old)
 
 
 def _call_list(untested: list[str], vaccination: list[str]) -> pl.DataFrame:
