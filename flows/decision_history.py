@@ -14,11 +14,12 @@ files of a run whose record failed are never read, and the next record removes t
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from pathlib import Path
 
 import polars as pl
+
+from flows.record_spill import hard_link
 
 RUN_SEP = "--"  # <run_id>--<part>.parquet
 
@@ -27,23 +28,17 @@ def folder_beside(database: Path) -> Path:
     return database.parent / "run_decisions"
 
 
-def keep(folder: Path, run_id: str, decisions: list[Path] | pl.DataFrame) -> list[str]:
-    """The run's decisions in the folder under its run id (files on disk linked, a frame written); returns the
-    names. A file system that cannot link them (another device) gets a copy."""
+def keep(folder: Path, run_id: str, decisions: list[Path] | pl.DataFrame) -> None:
+    """The run's decisions in the folder under its run id: files on disk linked (flows.record_spill.hard_link),
+    a frame written under another name first, so the view's glob never meets a file half written."""
     folder.mkdir(parents=True, exist_ok=True)
-    names = []
     if isinstance(decisions, pl.DataFrame):
-        name = f"{run_id}{RUN_SEP}{uuid.uuid4().hex}.parquet"
-        decisions.write_parquet(folder / name, compression="lz4")
-        return [name]
+        name = f"{run_id}{RUN_SEP}{uuid.uuid4().hex}"
+        decisions.write_parquet(folder / f".{name}.writing", compression="lz4")
+        os.replace(folder / f".{name}.writing", folder / f"{name}.parquet")
+        return
     for path in decisions:
-        name = f"{run_id}{RUN_SEP}{uuid.uuid4().hex}.parquet"
-        try:
-            os.link(path, folder / name)
-        except OSError:
-            shutil.copyfile(path, folder / name)
-        names.append(name)
-    return names
+        hard_link(path, folder / f"{run_id}{RUN_SEP}{uuid.uuid4().hex}.parquet")
 
 
 def run_of(name: str) -> str:
@@ -51,8 +46,9 @@ def run_of(name: str) -> str:
 
 
 def remove_unrecorded(folder: Path, recorded: set[str]) -> None:
-    """Files of runs the database never recorded (a record that failed after its files were kept)."""
+    """Files of runs the database never recorded (a record that failed after its files were kept, or while
+    one was written)."""
     if folder.is_dir():
-        for path in folder.glob("*.parquet"):
-            if run_of(path.name) not in recorded:
+        for path in [*folder.glob("*.parquet"), *folder.glob(".*.writing")]:
+            if path.suffix == ".writing" or run_of(path.name) not in recorded:
                 path.unlink(missing_ok=True)

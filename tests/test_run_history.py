@@ -95,11 +95,14 @@ def test_files_of_a_record_that_failed_are_never_read_and_go_at_the_next_record(
             db.record_run("r2", SINCE, {}, fails, decisions=_decisions(4))
         assert db.fetch("SELECT DISTINCT run_id FROM run_decisions")["run_id"].to_list() == ["r1"]
         assert db.fetch("SELECT count(*) AS n FROM run_decisions")["n"].item() == 3
+        # a file a killed record was writing: never read, removed at the next record
+        (tmp_path / "run_decisions" / ".r9--x.writing").write_bytes(b"PAR1 cut short")
+        assert db.fetch("SELECT count(*) AS n FROM run_decisions")["n"].item() == 3
         db.record_run("r3", SINCE, {}, lambda: "{}", decisions=_decisions(1))
     finally:
         db.close()
-    names = sorted(p.name.split("--")[0] for p in (tmp_path / "run_decisions").glob("*.parquet"))
-    assert names == ["r1", "r3"]  # r2's file removed
+    names = sorted(p.name.split("--")[0] for p in (tmp_path / "run_decisions").iterdir())
+    assert names == ["r1", "r3"]  # r2's file and the one cut short removed
     assert _history(tmp_path / "g.duckdb")["run_id"].to_list() == ["r1"] * 3 + ["r3"]
 
 
