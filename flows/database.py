@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from flows import decision_history
+from flows import history_files
 from flows.settings import DuckDBSettings
 from transforms.changes import EARLIER
 from transforms.linking import SqlStep
@@ -35,10 +36,11 @@ _STORED_LINKS = ("SELECT d.record_kind, d.record_id, resident_id, method, score,
 CALL_HISTORY = ["resident_id", "grid_id", "list", "reason"]
 # The run ids whose call lists the history keeps (parameter: how many).
 _KEPT_RUNS = "SELECT run_id FROM runs ORDER BY recorded_at DESC, run_id DESC LIMIT ?"
-# A run_decisions row's columns, typed, for the view over no run yet.
+# A run_decisions row's and a run_call_list row's columns, typed, for the views over no run yet.
 _NO_DECISION = ("NULL::VARCHAR AS record_kind, NULL::VARCHAR AS record_id, NULL::VARCHAR AS resident_id, "
                 "NULL::VARCHAR AS method, NULL::DOUBLE AS score, NULL::VARCHAR AS decision, "
                 "NULL::VARCHAR AS explanation, NULL::VARCHAR AS run_id")
+_NO_CALL_LIST = ", ".join(f"NULL::VARCHAR AS {c}" for c in [*CALL_HISTORY, "run_id"])
 # The decisions of a save_link_state / save_fresh_link_state, from the frame registered as _links.
 _INSERT_LINKS = ("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, score, decision, "
                  "explanation FROM _links")
@@ -122,53 +124,70 @@ class Database:
     def record_run(self, run_id: str, since_iso: str, tables: dict[str, pl.DataFrame | pl.LazyFrame],
                    run_json: Callable[[], str], decisions: list[Path] | pl.DataFrame | None = None) -> None:
         """Appends this run's outputs, keyed by run id, so later refreshes and reports can compare; run_json is
-        asked for last, so the record can say how long taking it took. A call list keeps CALL_HISTORY columns
-        for the last keep_call_lists runs, and its untested residents are counted in untested_tally. A table
-        given as a scan goes in a million rows at a time.
-        decisions: the linking decisions as the run made them (files on disk: a full run's sorted copy; or a
-        frame), kept as files beside the database (flows.decision_history) and read through the view
-        run_decisions: a city's every decision again on each two-hourly run would add tens of millions of rows
-        a run, while the decisions of all runs so far tell the same."""
+        asked for last, so the record can say how long taking it took. A table given as a scan goes in a
+        million rows at a time. The bulk is kept as files beside the database (flows.history_files), each
+        read through a view: a call list's CALL_HISTORY columns (run_call_list) for the last keep_call_lists
+        runs, its untested residents counted in untested_tally; and decisions, the linking decisions as the
+        run made them (files on disk: a full run's sorted copy; or a frame: run_decisions). A city's every
+        decision again on each two-hourly run would add tens of millions of rows a run, while the decisions
+        of all runs so far tell the same."""
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR PRIMARY KEY, recorded_at TIMESTAMP, run JSON)"
         )
         self._compact_call_lists()
-        history = decision_history.folder_beside(self.settings.path)
-        decision_history.remove_unrecorded(history, {r[0] for r in self.con.execute("SELECT run_id FROM runs").fetchall()})
+        recorded = {r[0] for r in self.con.execute("SELECT run_id FROM runs").fetchall()}
+        history_files.remove_all_but(self._beside(history_files.DECISIONS), recorded)
         if decisions is not None:
-            decision_history.keep(history, run_id, decisions)
+            history_files.keep(self._beside(history_files.DECISIONS), run_id, decisions)
+        call_list = tables.get("call_list")
+        if call_list is not None:
+            history_files.keep(self._beside(history_files.CALL_LISTS), run_id, call_list.lazy().select(CALL_HISTORY))
         with self.transaction():
             for name, table in tables.items():
-                if name == "call_list":
-                    table = table.lazy().select(CALL_HISTORY)
-                for part in _parts(table):
-                    self._append(f"run_{name}", part.with_columns(pl.lit(run_id).alias("run_id")))
-            if "call_list" in tables:
+                if name != "call_list":
+                    for part in _parts(table):
+                        self._append(f"run_{name}", part.with_columns(pl.lit(run_id).alias("run_id")))
+            if call_list is not None:
                 self._count_untested(run_id, since_iso)
             self.con.execute("INSERT INTO runs VALUES (?, now(), ?)", [run_id, run_json()])
-            if "call_list" in tables:
-                self._forget_old_call_lists()
-            self._decisions_view(history)
+        kept = {r[0] for r in self.con.execute(_KEPT_RUNS, [self.settings.keep_call_lists]).fetchall()}
+        history_files.remove_all_but(self._beside(history_files.CALL_LISTS), kept)
+        self._views()
 
-    def _decisions_view(self, history: Path) -> None:
-        """run_decisions: every recorded run's decisions, from its files (the run id is in the file's name),
-        and from the table that held them before 2026-12-05, kept as it was under another name."""
-        kinds = dict(self.con.sql("SELECT table_name, table_type FROM information_schema.tables "
-                                  "WHERE table_catalog = current_database() AND table_schema = 'main'").fetchall())
+    def _beside(self, kind: str) -> Path:
+        return history_files.folder_beside(self.settings.path, kind)
+
+    def _kinds(self) -> dict[str, str]:
+        return dict(self.con.sql("SELECT table_name, table_type FROM information_schema.tables "
+                                 "WHERE table_catalog = current_database() AND table_schema = 'main'").fetchall())
+
+    def _views(self) -> None:
+        """run_decisions: every recorded run's decisions, from its files and from the table that held them
+        before 2026-12-05 (kept as it was under another name); run_call_list: the kept runs' call lists.
+        Made after the record is committed: a file DuckDB cannot read (damaged on disk) leaves the views as
+        they were, said in the log, and never fails the refresh that kept the history."""
+        try:
+            self._make_views()
+        except duckdb.Error as exc:
+            logging.getLogger(__name__).warning("the history's views were not made again: %s", exc)
+
+    def _make_views(self) -> None:
+        kinds = self._kinds()
         if kinds.get("run_decisions") == "BASE TABLE":
             self.con.execute("ALTER TABLE run_decisions RENAME TO run_decisions_before")
             kinds["run_decisions_before"] = "BASE TABLE"
-        parts = []
-        if any(history.glob("*.parquet")):
-            glob = str(history.resolve() / "*.parquet").replace("'", "''")
-            run = f"split_part(parse_filename(filename), '{decision_history.RUN_SEP}', 1)"
-            parts.append(f"SELECT * EXCLUDE (filename), {run} AS run_id FROM read_parquet('{glob}', filename = true, "
-                         f"union_by_name = true) WHERE {run} IN (SELECT run_id FROM runs)")
+        parts = [history_files.view_sql(self._beside(history_files.DECISIONS), "SELECT run_id FROM runs")]
         if "run_decisions_before" in kinds:
             parts.append("SELECT * FROM run_decisions_before")
-        if not parts:
-            parts.append(f"SELECT {_NO_DECISION} WHERE false")
-        self.con.execute("CREATE OR REPLACE VIEW run_decisions AS " + " UNION ALL BY NAME ".join(parts))
+        self._view("run_decisions", [p for p in parts if p], _NO_DECISION)
+        if kinds.get("run_call_list") != "BASE TABLE":  # a table from before goes at the next compaction
+            kept = _KEPT_RUNS.replace("?", str(int(self.settings.keep_call_lists)))
+            self._view("run_call_list", [history_files.view_sql(self._beside(history_files.CALL_LISTS), kept)],
+                       _NO_CALL_LIST)
+
+    def _view(self, name: str, parts: list[str | None], empty: str) -> None:
+        parts = [p for p in parts if p] or [f"SELECT {empty} WHERE false"]
+        self.con.execute(f"CREATE OR REPLACE VIEW {name} AS " + " UNION ALL BY NAME ".join(parts))
 
     def _append(self, table: str, part: pl.DataFrame) -> None:
         with self.registered(_incoming=part):
@@ -188,43 +207,44 @@ class Database:
             [table]).fetchall()]
 
     def _compact_call_lists(self) -> None:
-        """A history written before CALL_HISTORY kept every call list whole (names, phones, addresses: at 20M
-        a gigabyte a refresh): the untested tally is counted from it once, and it keeps CALL_HISTORY of the
-        runs that keep_call_lists keeps."""
-        if not self._exists("run_call_list") or self._columns("run_call_list") == [*CALL_HISTORY, "run_id"]:
+        """A history written before 2026-12-05 kept the call lists in a table, and before CALL_HISTORY every
+        list whole (names, phones, addresses: at 20M a gigabyte a refresh): the untested tally is counted from
+        whole lists once, and the runs that keep_call_lists keeps go to files (a one-time cost), the table
+        dropped."""
+        if self._kinds().get("run_call_list") != "BASE TABLE":
             return
         with self.transaction():
-            if not self._exists("untested_tally"):
+            if not self._exists("untested_tally") and self._columns("run_call_list") != [*CALL_HISTORY, "run_id"]:
                 self.con.execute(
                     "CREATE TABLE untested_tally AS SELECT json_extract_string(r.run, '$.parameters.since') AS since, "
                     "c.resident_id, CAST(count(DISTINCT c.run_id) AS UINTEGER) AS refreshes, "
                     "min(r.recorded_at) AS first_listed "
                     "FROM run_call_list c JOIN runs r USING (run_id) WHERE c.reason = 'untested' GROUP BY ALL")
-            kept = ", ".join(CALL_HISTORY)
-            self.con.execute(f"CREATE TABLE _call_history AS SELECT {kept}, run_id FROM run_call_list "
-                             f"WHERE run_id IN ({_KEPT_RUNS})", [self.settings.keep_call_lists])
+            folder = self._beside(history_files.CALL_LISTS)
+            for (run_id,) in self.con.execute(_KEPT_RUNS, [self.settings.keep_call_lists]).fetchall():
+                rows = self.con.sql(f"SELECT {', '.join(CALL_HISTORY)} FROM run_call_list WHERE run_id = ?",
+                                    params=[run_id]).pl()
+                if rows.height:
+                    history_files.keep(folder, run_id, rows)
             self.con.execute("DROP TABLE run_call_list")
-            self.con.execute("ALTER TABLE _call_history RENAME TO run_call_list")
+        self._views()
 
     def _count_untested(self, run_id: str, since_iso: str) -> None:
-        """Adds one to the count of each resident this run lists untested, and notes when a resident was first
-        listed (the run's record time, as runs.recorded_at): what escalation reads, counted as runs go so that
-        no refresh reads every earlier list again."""
+        """Adds one to the count of each resident this run lists untested (its call list's file), and notes
+        when a resident was first listed (the run's record time, as runs.recorded_at): what escalation reads,
+        counted as runs go so that no refresh reads every earlier list again."""
         self.con.execute("CREATE TABLE IF NOT EXISTS untested_tally "
                          "(since VARCHAR, resident_id VARCHAR, refreshes UINTEGER, first_listed TIMESTAMP)")
+        files = [str(p) for p in history_files.files_of(self._beside(history_files.CALL_LISTS), run_id)]
         self.con.execute(
             "CREATE TABLE _tally AS SELECT since, resident_id, CAST(sum(refreshes) AS UINTEGER) AS refreshes, "
             "min(first_listed) AS first_listed FROM "
             "(SELECT since, resident_id, refreshes, first_listed FROM untested_tally UNION ALL "
-            " SELECT DISTINCT ?::VARCHAR, resident_id, 1, now()::TIMESTAMP FROM run_call_list "
-            " WHERE run_id = ? AND reason = 'untested') "
-            "GROUP BY since, resident_id", [since_iso, run_id])
+            " SELECT DISTINCT $since::VARCHAR, resident_id, 1, now()::TIMESTAMP FROM read_parquet($files) "
+            " WHERE reason = 'untested') "
+            "GROUP BY since, resident_id", {"since": since_iso, "files": files})
         self.con.execute("DROP TABLE untested_tally")
         self.con.execute("ALTER TABLE _tally RENAME TO untested_tally")
-
-    def _forget_old_call_lists(self) -> None:
-        self.con.execute(f"DELETE FROM run_call_list WHERE run_id NOT IN ({_KEPT_RUNS})",
-                         [self.settings.keep_call_lists])
 
     # --- what the grid workers settled on verify rows --------------------------------------------
     def ensure_feedback(self) -> None:
@@ -420,6 +440,9 @@ class Database:
         last = self.last_run_id()
         if last is None or not self._exists("run_call_list"):
             return None
+        files = history_files.files_of(self._beside(history_files.CALL_LISTS), last)
+        if files:  # read from its file, not through the view's glob of the day's lists
+            return pl.read_parquet(files, columns=["resident_id", "reason", "list"])
         return self.con.sql(
             "SELECT resident_id, reason, list FROM run_call_list WHERE run_id = ?", params=[last]).pl()
 

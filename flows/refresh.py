@@ -298,7 +298,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     # What the rules need to rule only the residents these decisions changed (flows.kept_rules): which
     # residents, and which copy of the decisions they differ from and which they are now.
     lineage = {"touched": touched, "from": last.path.name if touched is not None else None, "to": kept.saved}
-    # The run's record keeps a full run's decisions as the copy's files, linked (flows.decision_history).
+    # The run's record keeps a full run's decisions as the copy's files, linked (flows.history_files).
     linked_now = list(kept.files) if now == total else fresh
     return {"links": links, "links_any_order": any_order, "lone_tests": kept.lone_tests(), "linked_now": linked_now,
             "stats": stats, "lineage": lineage}

@@ -104,6 +104,14 @@ def test_files_of_a_record_that_failed_are_never_read_and_go_at_the_next_record(
     names = sorted(p.name.split("--")[0] for p in (tmp_path / "run_decisions").iterdir())
     assert names == ["r1", "r3"]  # r2's file and the one cut short removed
     assert _history(tmp_path / "g.duckdb")["run_id"].to_list() == ["r1"] * 3 + ["r3"]
+    # a recorded run's file damaged on disk: the history cannot be read through the view, but refreshes go on
+    (tmp_path / "run_decisions" / "r3--damaged.parquet").write_bytes(b"not parquet")
+    db = Database(DuckDBSettings(path=tmp_path / "g.duckdb"))
+    try:
+        db.record_run("r4", SINCE, {}, lambda: "{}", decisions=_decisions(2))
+        assert db.last_run_id() == "r4"
+    finally:
+        db.close()
 
 
 def test_the_table_of_decisions_from_before_is_kept_under_the_view(tmp_path):
@@ -208,5 +216,43 @@ def test_a_history_of_whole_call_lists_is_counted_once_and_cut_down(tmp_path):
             "r3", "r4", "r5"]
         db.record_run("r6", SINCE, {"call_list": _call_list(["e5"], [])}, lambda: "{}")
         assert _first_listed(db, SINCE) == {"a1": "r1", "b2": "r1", "c3": "r1", "e5": "r6"}
+    finally:
+        db.close()
+
+
+def test_the_call_lists_are_files_the_last_runs_kept_and_a_table_from_before_goes_to_files(tmp_path):
+    """The short lists of the version before (a table of CALL_HISTORY) become the kept runs' files at the
+    first record; from then on each run's list is a file and the oldest goes when the history is full."""
+    path = tmp_path / "g.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, recorded_at TIMESTAMP, run JSON)")
+    con.execute("CREATE TABLE untested_tally (since VARCHAR, resident_id VARCHAR, refreshes UINTEGER, "
+                "first_listed TIMESTAMP)")
+    for i, (run_id, (since, frame)) in enumerate(list(LISTS.items())[:2]):
+        con.execute("INSERT INTO runs VALUES (?, TIMESTAMP '2022-05-20 08:00' + INTERVAL (?) HOUR, ?)",
+                    [run_id, 2 * i, json.dumps({"parameters": {"since": since}})])
+        tagged = frame.select(CALL_HISTORY).with_columns(pl.lit(run_id).alias("run_id"))  # noqa: F841
+        con.execute("INSERT INTO run_call_list SELECT * FROM tagged" if i else
+                    "CREATE TABLE run_call_list AS SELECT * FROM tagged")
+    con.close()
+    folder = tmp_path / "run_call_lists"
+    db = Database(DuckDBSettings(path=path, keep_call_lists=2))
+    try:
+        assert db.previous_call_list().sort("resident_id", "reason").equals(  # from the table, before any record
+            LISTS["r2"][1].select("resident_id", "reason", "list").sort("resident_id", "reason"))
+        db.record_run("r3", "2022-05-27T00:00:00+08:00", {"call_list": LISTS["r3"][1]}, lambda: "{}")
+        assert "run_call_list" not in dict(db.con.sql(
+            "SELECT table_name, table_type FROM information_schema.tables WHERE table_type = 'BASE TABLE'").fetchall())
+        assert sorted(p.name.split("--")[0] for p in folder.glob("*.parquet")) == ["r2", "r3"]
+        (folder / "r9--x.parquet").write_bytes(b"")  # a run never recorded: not read, removed at the next record
+        db.record_run("r4", SINCE, {"call_list": LISTS["r4"][1]}, lambda: "{}")
+        assert sorted(p.name.split("--")[0] for p in folder.glob("*.parquet")) == ["r3", "r4"]
+        kept = db.fetch("SELECT * FROM run_call_list ORDER BY run_id, resident_id, reason")
+        assert kept.columns == [*CALL_HISTORY, "run_id"]
+        assert kept.drop("run_id").equals(pl.concat([LISTS[r][1].select(CALL_HISTORY).sort("resident_id", "reason")
+                                                     for r in ("r3", "r4")]))
+        assert db.previous_call_list().sort("resident_id").equals(
+            LISTS["r4"][1].select("resident_id", "reason", "list").sort("resident_id"))
+        assert _counts(db, SINCE) == {"a1": 1}  # counted from r4's file (the tally of r1, r2 was not made here)
     finally:
         db.close()
