@@ -179,7 +179,7 @@ class Database:
         parts = [history_files.view_sql(self._beside(history_files.DECISIONS), "SELECT run_id FROM runs")]
         if "run_decisions_before" in kinds:
             parts.append("SELECT * FROM run_decisions_before")
-        self._view("run_decisions", [p for p in parts if p], _NO_DECISION)
+        self._view("run_decisions", parts, _NO_DECISION)
         if kinds.get("run_call_list") != "BASE TABLE":  # a table from before goes at the next compaction
             kept = _KEPT_RUNS.replace("?", str(int(self.settings.keep_call_lists)))
             self._view("run_call_list", [history_files.view_sql(self._beside(history_files.CALL_LISTS), kept)],
@@ -224,6 +224,8 @@ class Database:
             for (run_id,) in self.con.execute(_KEPT_RUNS, [self.settings.keep_call_lists]).fetchall():
                 rows = self.con.sql(f"SELECT {', '.join(CALL_HISTORY)} FROM run_call_list WHERE run_id = ?",
                                     params=[run_id]).pl()
+                for stale in history_files.files_of(folder, run_id):  # of a compaction that did not commit
+                    stale.unlink()
                 if rows.height:
                     history_files.keep(folder, run_id, rows)
             self.con.execute("DROP TABLE run_call_list")
