@@ -15,6 +15,7 @@ import polars as pl
 from flows import history_files
 from flows.settings import DuckDBSettings
 from transforms.changes import EARLIER
+from transforms.decision import LINK_COLUMNS
 from transforms.linking import SqlStep
 
 
@@ -37,9 +38,7 @@ CALL_HISTORY = ["resident_id", "grid_id", "list", "reason"]
 # The run ids whose call lists the history keeps (parameter: how many).
 _KEPT_RUNS = "SELECT run_id FROM runs ORDER BY recorded_at DESC, run_id DESC LIMIT ?"
 # A run_decisions row's and a run_call_list row's columns, typed, for the views over no run yet.
-_NO_DECISION = ("NULL::VARCHAR AS record_kind, NULL::VARCHAR AS record_id, NULL::VARCHAR AS resident_id, "
-                "NULL::VARCHAR AS method, NULL::DOUBLE AS score, NULL::VARCHAR AS decision, "
-                "NULL::VARCHAR AS explanation, NULL::VARCHAR AS run_id")
+_NO_DECISION = ", ".join(f"NULL::{'DOUBLE' if c == 'score' else 'VARCHAR'} AS {c}" for c in [*LINK_COLUMNS, "run_id"])
 _NO_CALL_LIST = ", ".join(f"NULL::VARCHAR AS {c}" for c in [*CALL_HISTORY, "run_id"])
 # The decisions of a save_link_state / save_fresh_link_state, from the frame registered as _links.
 _INSERT_LINKS = ("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, score, decision, "
@@ -86,8 +85,7 @@ class Database:
     def drop_temp(self, names: list[str]) -> None:
         """Drops the working tables and views the linking steps made, so DuckDB's memory goes back before
         the rules run (at millions of records they hold more than a gigabyte)."""
-        kinds = dict(self.con.sql("SELECT table_name, table_type FROM information_schema.tables "
-                                  "WHERE table_catalog = 'temp'").fetchall())
+        kinds = self._kinds("'temp'")
         for name in names:
             if name in kinds:
                 self.con.execute(f"DROP {'VIEW' if kinds[name] == 'VIEW' else 'TABLE'} temp.main.{name}")
@@ -157,9 +155,10 @@ class Database:
     def _beside(self, kind: str) -> Path:
         return history_files.folder_beside(self.settings.path, kind)
 
-    def _kinds(self) -> dict[str, str]:
+    def _kinds(self, catalog: str = "current_database()") -> dict[str, str]:
+        """Table or view, by name, of the database's own tables (or of catalog's: "'temp'")."""
         return dict(self.con.sql("SELECT table_name, table_type FROM information_schema.tables "
-                                 "WHERE table_catalog = current_database() AND table_schema = 'main'").fetchall())
+                                 f"WHERE table_catalog = {catalog} AND table_schema = 'main'").fetchall())
 
     def _views(self) -> None:
         """run_decisions: every recorded run's decisions, from its files and from the table that held them
