@@ -25,8 +25,11 @@ def main() -> int:
     args = ap.parse_args()
 
 
+    import polars as pl
+
     from flows.database import Database
     from flows.evaluate import misses_by_noise, score_run
+    from flows.kept_rules import KeptRules
     from flows.meter import StageMeter, current_rss
     from flows.readers import read_table
     from flows.record_spill import RecordSpill
@@ -35,6 +38,7 @@ def main() -> int:
     from flows.sources import spill_linking_rows
     from transforms.contract import INPUTS
     from transforms.normalise import IDENTITY_COLUMNS, normalise_people
+    from transforms.outcomes import outcome_summary
     from transforms.parsing import parse_rows
     from transforms.record_rows import records_for_linking
     from transforms.rule_parts import RuleInputs
@@ -77,8 +81,14 @@ def main() -> int:
     link_peak = meter.mark("link")
     meter.stop()
 
-    given = RuleInputs(round=settings.round, rules=settings.rules, escalation=settings.escalation)
-    call_list = apply_rules.fn(people, links, given).call_list
+    no_calls = pl.DataFrame(schema={"resident_id": pl.String, "reason": pl.String, "outcome": pl.String,
+                                    "grid_worker": pl.String, "recorded_at": pl.Datetime("us")})
+    given = RuleInputs(round=settings.round, rules=settings.rules, escalation=settings.escalation,
+                       outcomes=outcome_summary(no_calls))
+    # Every resident ruled, as in a first refresh: no rulings kept from a run before (lineage unknown).
+    kept = KeptRules(out / "kept_rules", "bench", {})
+    lineage = {"touched": None, "from": None, "to": None}
+    call_list = apply_rules.fn(people, links, given, kept, lineage, None, "bench").call_list
     call_list.write_csv(out / "call_list.csv")
     links.select("record_kind", "record_id", "resident_id", "method", "score", "decision").write_csv(
         out / "matches.csv")
