@@ -1,6 +1,6 @@
 """The side-by-side linking bench (bench/link_compare.py, run by bench/accuracy.py) on the bundled samples:
 it calls the refresh's own link and rules, so a change to their signatures breaks it: the rules gained
-their kept state in f159740 and the bench failed at that call, unnoticed, until 2026-12-06."""
+their kept state in f159740 and the bench failed at that call, unnoticed, until 2026-12-05."""
 
 from __future__ import annotations
 
