@@ -52,3 +52,23 @@ class FoldersAside:
     def __exit__(self, *exc: object) -> None:
         for moved in self.aside:
             shutil.rmtree(moved, ignore_errors=True)
+
+
+def refresh_figures(report: dict, wall: float, peak: float) -> dict:
+    """What the benches print of one refresh: its run.json (report) with the wall time and peak of its process."""
+    return {
+        "wall_seconds": round(wall, 1), "peak_gib": round(peak, 2), "stages": report["timings"],
+        "stage_peak_gib": report.get("peak_memory_gib", {}),
+        "records_linked_now": report["linking"]["records_linked_now"],
+        "records_reused": report["linking"]["records_reused"],
+        "residents_ruled": report.get("rules", {}).get("residents_ruled"),
+        "workbooks_written": report["lists"].get("workbooks_written"),
+        "workbooks_reused": report["lists"].get("workbooks_reused"),
+        "sheets_kept_in_books_written": report["lists"].get("sheets_kept_in_books_written"),
+        "print_pages_written": report["lists"].get("print_pages_written"),
+        "print_pages_reused": report["lists"].get("print_pages_reused"),
+        "report_png": report["lists"].get("report_png"),
+        "files_from_spares": report["lists"].get("files_from_spares"),
+        "unchanged_sources": [k for k, v in report["inputs"].items() if v.get("unchanged_since_last_load")],
+        "rows_taken_from_last_load": {k: v.get("rows_taken_from_last_load") for k, v in report["inputs"].items()},
+    }

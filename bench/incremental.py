@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from child_peak import run_measured  # noqa: E402  (bench/, beside this script)
+from child_peak import refresh_figures, run_measured  # noqa: E402  (bench/, beside this script)
 
 from flows.spare_files import wait_retired  # noqa: E402
 
@@ -145,23 +145,8 @@ def main() -> int:
         t = time.perf_counter()
         wait_retired(out)
         report = json.loads((out / "run.json").read_text(encoding="utf-8"))
-        results[name] = {
-            "retirer_after_run_seconds": round(time.perf_counter() - t, 1),
-            "wall_seconds": round(wall, 1), "peak_gib": round(peak, 2), "stages": report["timings"],
-            "stage_peak_gib": report.get("peak_memory_gib", {}),
-            "records_linked_now": report["linking"]["records_linked_now"],
-            "records_reused": report["linking"]["records_reused"],
-            "residents_ruled": report.get("rules", {}).get("residents_ruled"),
-            "workbooks_written": report["lists"].get("workbooks_written"),
-            "workbooks_reused": report["lists"].get("workbooks_reused"),
-            "sheets_kept_in_books_written": report["lists"].get("sheets_kept_in_books_written"),
-            "print_pages_written": report["lists"].get("print_pages_written"),
-            "print_pages_reused": report["lists"].get("print_pages_reused"),
-            "report_png": report["lists"].get("report_png"),
-            "files_from_spares": report["lists"].get("files_from_spares"),
-            "unchanged_sources": [k for k, v in report["inputs"].items() if v.get("unchanged_since_last_load")],
-            "rows_taken_from_last_load": {k: v.get("rows_taken_from_last_load") for k, v in report["inputs"].items()},
-        }
+        results[name] = {"retirer_after_run_seconds": round(time.perf_counter() - t, 1)} | refresh_figures(
+            report, wall, peak)
         if args.lean_disk and name != plan[-1][0]:  # what the next refresh does not read of the last output
             # (it reads books.json, the books and the print pages); the last refresh's stays whole, to be scored
             (out / "matches.csv").unlink(missing_ok=True)

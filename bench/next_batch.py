@@ -2,9 +2,15 @@
 refresh after many others (the state grown batch by batch, as it does through a round):
 
     python bench/next_batch.py --work bench/work --residents 20000000 --number N [--newly 600000] [--retests 400000]
+                               [--refresh [--state DIR]]
 
-Then refresh as bench/incremental.py does (`flows.cli run --tests .../incremental/tests_export.csv --out
-.../incremental/out_refresh --db .../incremental/inc/g.duckdb`, GRIDSWEEP_STATE_DIR=.../incremental/state).
+With --refresh it then refreshes on the grown export, as the two-hourly refresh would, and prints the run's
+figures (as bench/incremental.py does for its refreshes): `flows.cli run --tests .../incremental/tests_export.csv
+--out .../incremental/out_refresh`, with GRIDSWEEP_STATE_DIR the state to refresh (--state: by default
+.../incremental/state, bench/incremental.py's, with its database .../incremental/inc/g.duckdb; a full refresh's
+state from bench/refresh_1m.py is .../state, with the database in it). The incremental folder is
+bench/incremental.py's, or one seeded from a full refresh: its tests_export.csv a copy of data/tests.csv
+and its out_refresh that refresh's output.
 
 The batch holds, dated in the round's last two hours:
 - newly tested: up to --newly residents on the last refresh's untested call list (a quarter of them, chosen by
@@ -20,6 +26,8 @@ the same residents gained a record every two hours: after 34 batches the residen
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import sys
 import tomllib
@@ -31,7 +39,10 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from child_peak import refresh_figures, run_measured  # noqa: E402  (bench/, beside this script)
+
 from flows.readers import LINE, open_table  # noqa: E402
+from flows.spare_files import wait_retired  # noqa: E402
 from transforms.contract import ROSTER, TESTS  # noqa: E402
 
 _BUCKETS = 1_000_000
@@ -98,6 +109,8 @@ def main() -> int:
     ap.add_argument("--number", type=int, required=True, help="the batch's number: a different sample each")
     ap.add_argument("--newly", type=int, default=600_000)
     ap.add_argument("--retests", type=int, default=400_000)
+    ap.add_argument("--refresh", action="store_true", help="then refresh on the grown export and print its figures")
+    ap.add_argument("--state", help="the state to refresh (GRIDSWEEP_STATE_DIR); default: bench/incremental.py's")
     args = ap.parse_args()
     work = Path(args.work) / f"n{args.residents}_s{args.seed}"
     inc = work / "incremental"
@@ -113,8 +126,25 @@ def main() -> int:
                                                                           seed=args.number)
     _append(export, table, rows)
     print(f"batch {args.number}: {new.height} newly tested, {again.height} re-tests "
-          f"({again['id_number'].n_unique()} distinct ID numbers) appended to {export}")
+          f"({again['id_number'].n_unique()} distinct ID numbers) appended to {export}", flush=True)
+    if args.refresh:
+        refresh(work, export, args.state)
     return 0
+
+
+def refresh(work: Path, export: Path, state: str | None) -> None:
+    """The two-hourly refresh on the grown export, into the output the last one wrote, timed once the output it
+    replaced is emptied (as bench/incremental.py times its refreshes)."""
+    inc, out = work / "incremental", work / "incremental" / "out_refresh"
+    cmd = [sys.executable, "-m", "flows.cli", "run", "--config", str(work / "data" / "campaign.toml"), "--tests",
+           str(export), "--out", str(out)]
+    if state is None:  # bench/incremental.py's layout
+        state, cmd = str(inc / "state"), [*cmd, "--db", str(inc / "inc" / "g.duckdb")]
+    wall, peak = run_measured(cmd, dict(os.environ, PYTHONPATH=str(ROOT), GRIDSWEEP_STATE_DIR=state), ROOT,
+                              quiet=True)
+    wait_retired(out)
+    report = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    print(json.dumps(refresh_figures(report, wall, peak)))
 
 
 if __name__ == "__main__":
