@@ -13,6 +13,7 @@ import duckdb
 import polars as pl
 
 from flows import history_files
+from flows.record_spill import hard_link
 from flows.settings import DuckDBSettings
 from transforms.changes import EARLIER
 from transforms.decision import LINK_COLUMNS
@@ -28,9 +29,14 @@ def _spilled(records: list[Path]) -> tuple[str, dict | None]:
             "NULL::UINTEGER AS _row WHERE false)", None)
 
 
-# The stored decisions as LINK_COLUMNS, for a query to choose from (stored_links, decisions_on).
-_STORED_LINKS = ("SELECT d.record_kind, d.record_id, resident_id, method, score, decision, explanation "
-                 "FROM link_decisions d")
+# The stored decisions saved one by one (link_decisions), as LINK_COLUMNS.
+_ADDED_LINKS = "SELECT record_kind, record_id, resident_id, method, score, decision, explanation FROM link_decisions"
+# A full refresh's decisions, the sorted copy's files (flows.kept_links) linked into this folder beside the
+# database (their names in link_base_files), but for the records linked again since (link_overridden).
+LINK_BASE = "link_decisions_base"
+_BASE_LINKS = ("SELECT b.record_kind, b.record_id, b.resident_id, b.method::VARCHAR AS method, b.score, "
+               "b.decision::VARCHAR AS decision, b.explanation::VARCHAR AS explanation FROM read_parquet($base) b "
+               "ANTI JOIN link_overridden o ON b.record_kind = o.record_kind AND b.record_id = o.record_id")
 # What the history keeps of a run's call list: who was listed, in which grid, on which list and why. The
 # names, phones and addresses are the roster's to keep, not the history's (at 20M residents the whole list
 # again every refresh added a gigabyte to the database each time).
@@ -43,6 +49,11 @@ _NO_CALL_LIST = ", ".join(f"NULL::VARCHAR AS {c}" for c in [*CALL_HISTORY, "run_
 # The decisions of a save_link_state / save_fresh_link_state, from the frame registered as _links.
 _INSERT_LINKS = ("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, score, decision, "
                  "explanation FROM _links")
+
+
+def new_generation() -> str:
+    """A mark for a change of the stored decisions (Database._new_generation)."""
+    return uuid.uuid4().hex
 
 
 class Database:
@@ -281,21 +292,30 @@ class Database:
         self.con.execute("CREATE TABLE IF NOT EXISTS link_households_key (key VARCHAR)")  # keep_households
         self.con.execute("CREATE TABLE IF NOT EXISTS link_roster_keys_key (key VARCHAR)")  # keep_roster_keys
         self.con.execute("CREATE TABLE IF NOT EXISTS link_generation (generation VARCHAR)")  # _new_generation
+        self.con.execute("CREATE TABLE IF NOT EXISTS link_base_files (file VARCHAR)")  # save_fresh_link_state
+        self.con.execute("CREATE TABLE IF NOT EXISTS link_overridden (record_kind VARCHAR, record_id VARCHAR)")
         stored = self.con.sql("SELECT key FROM link_meta").fetchall()
         if stored and stored[0][0] == key:
-            return True
+            missing = [f for f in self._base_files() if not Path(f).exists()]
+            if not missing:
+                return True
+            # The database without the folder beside it (copied alone): its decisions are not all there.
+            logging.getLogger(__name__).warning(
+                "the stored decisions' files are missing beside the database (%s, %d files): every record is linked "
+                "again", self._beside(LINK_BASE), len(missing))
         with self.transaction():
-            for table in ("link_meta", "link_records", "link_decisions"):
+            for table in ("link_meta", "link_records", "link_decisions", "link_base_files", "link_overridden"):
                 self.con.execute(f"DELETE FROM {table}")
             self.con.execute("INSERT INTO link_meta VALUES (?)", [key])
             self._new_generation()
+        self._remove_unused_base()
         return False
 
-    def _new_generation(self) -> None:
+    def _new_generation(self, generation: str | None = None) -> None:
         """Marks a change of the stored decisions (inside the transaction that makes it), so a copy of them
-        made before (flows.kept_links) is known to be out of date."""
+        made before (flows.kept_links) is known to be out of date. generation: the mark, when the caller chose it."""
         self.con.execute("DELETE FROM link_generation")
-        self.con.execute("INSERT INTO link_generation VALUES (?)", [uuid.uuid4().hex])
+        self.con.execute("INSERT INTO link_generation VALUES (?)", [generation or new_generation()])
 
     def link_generation(self) -> str | None:
         """The stored decisions' generation (after open_link_state)."""
@@ -361,29 +381,77 @@ class Database:
         return pl.concat([new, again.join(new, on=["record_kind", "record_id"], how="anti")], how="vertical_relaxed")
 
     def save_link_state(self, records: pl.DataFrame, links: pl.DataFrame) -> None:
-        """Replaces the state of exactly these records, in one transaction."""
+        """Replaces the state of exactly these records, in one transaction: a full refresh's decision on one of
+        them is overridden from now on, whether it has a decision now or not."""
         with self.registered(_records=records, _links=links), self.transaction():
             for table in ("link_records", "link_decisions"):
                 self.con.execute(f"DELETE FROM {table} t USING _records r "
                                  "WHERE t.record_kind = r.record_kind AND t.record_id = r.record_id")
             self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM _records")
             self.con.execute(_INSERT_LINKS)
+            if self._base_files():
+                self.con.execute(
+                    "INSERT INTO link_overridden SELECT DISTINCT r.record_kind, r.record_id FROM _records r "
+                    "ANTI JOIN link_overridden o ON o.record_kind = r.record_kind AND o.record_id = r.record_id")
             self._new_generation()
 
-    def save_fresh_link_state(self, records: list[Path], links: pl.DataFrame) -> None:
+    def save_fresh_link_state(self, records: list[Path], links: pl.DataFrame | list[Path],
+                              generation: str | None = None) -> None:
         """The state of a run that linked every record, the tables emptied by open_link_state: the records'
-        keys read by DuckDB from the run's Parquet (flows.record_spill.RecordSpill.paths), never into memory."""
+        keys read by DuckDB from the run's Parquet (flows.record_spill.RecordSpill.paths), never into memory.
+        links: the decisions as a frame, inserted; or as the sorted copy's files (flows.kept_links), linked
+        into the folder beside the database and read from there (at 20M residents, inserting the same 64 M
+        decisions took 23 s and 0.9 GiB of the database). generation: the mark of the change, when the
+        caller chose it (the copy's meta names it before this commits)."""
         source, params = _spilled(records)
-        with self.registered(_links=links), self.transaction():
+        names = []
+        if isinstance(links, list):
+            folder = self._beside(LINK_BASE)
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in links:
+                names.append(f"{uuid.uuid4().hex}.parquet")
+                hard_link(path, folder / names[-1])
+        frames = {"_links": links} if isinstance(links, pl.DataFrame) else {}
+        with self.registered(**frames), self.transaction():
             self.con.execute(f"INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM {source}", params)
-            self.con.execute(_INSERT_LINKS)
-            self._new_generation()
+            if frames:
+                self.con.execute(_INSERT_LINKS)
+            for table in ("link_base_files", "link_overridden"):
+                self.con.execute(f"DELETE FROM {table}")
+            for name in names:
+                self.con.execute("INSERT INTO link_base_files VALUES (?)", [name])
+            self._new_generation(generation)
+        self._remove_unused_base()
+
+    def _base_files(self) -> list[str]:
+        """The files of the full refresh's decisions the state holds (after open_link_state)."""
+        folder = self._beside(LINK_BASE)
+        return [str(folder / name) for (name,) in self.con.execute("SELECT file FROM link_base_files").fetchall()]
+
+    def _remove_unused_base(self) -> None:
+        """Files in the base folder the state does not name: a replaced base's, or a save that did not commit."""
+        folder = self._beside(LINK_BASE)
+        if folder.exists():
+            used = {Path(f).name for f in self._base_files()}
+            for path in folder.iterdir():
+                if path.name not in used:
+                    path.unlink(missing_ok=True)
+
+    def _stored_links(self) -> tuple[str, dict]:
+        """The stored decisions (LINK_COLUMNS) as a relation named d for a query to choose from, and its
+        parameters: those saved one by one, and a full refresh's but for the records linked again since."""
+        base = self._base_files()
+        if not base:
+            return f"({_ADDED_LINKS}) d", {}
+        return f"({_ADDED_LINKS} UNION ALL {_BASE_LINKS}) d", {"base": base}
 
     def decisions_on(self, keys: pl.DataFrame) -> pl.DataFrame:
         """The stored decisions on these records (record_kind, record_id), LINK_COLUMNS."""
+        stored, params = self._stored_links()
         with self.registered(_keys=keys.select("record_kind", "record_id")):
-            return self.fetch(
-                f"{_STORED_LINKS} SEMI JOIN _keys k ON d.record_kind = k.record_kind AND d.record_id = k.record_id")
+            return self.con.sql(
+                f"SELECT d.* FROM {stored} SEMI JOIN _keys k ON d.record_kind = k.record_kind "
+                "AND d.record_id = k.record_id", params=params or None).pl()
 
     def stored_links(self, records: list[Path], each: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
         """The stored decisions on the records in the run's Parquet (record_kind, record_id read by DuckDB from
@@ -393,10 +461,11 @@ class Database:
         there); DuckDB sorts within its memory limit, spilling, and gives the memory back when the flow
         reconnects after linking. Never fetched whole as text: at 5M residents that held 4.9 GiB more."""
         source, params = _spilled(records)
+        stored, base = self._stored_links()
         reader = self.con.sql(
-            f"{_STORED_LINKS} SEMI JOIN {source} k ON d.record_kind = k.record_kind AND d.record_id = k.record_id "
-            "ORDER BY d.record_kind, d.record_id",
-            params=params,
+            f"SELECT d.* FROM {stored} SEMI JOIN {source} k ON d.record_kind = k.record_kind "
+            "AND d.record_id = k.record_id ORDER BY d.record_kind, d.record_id",
+            params=(params or {}) | base or None,
         ).to_arrow_reader(1_000_000)
         parts = [each(pl.from_arrow(batch)) for batch in reader]
         return pl.concat(parts) if parts else each(pl.from_arrow(reader.schema.empty_table()))

@@ -28,7 +28,7 @@ import transforms.linking
 from expectations.suites import SuiteResult, data_docs_site
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.csv_aside import AsideCsv, start_aside
-from flows.database import Database
+from flows.database import Database, new_generation
 from flows.disk_space import is_disk_full, tell
 from flows.kept_links import KeptLinks, key_sums
 from flows.kept_rules import KeptRules, changed_outcomes, rules_key
@@ -253,9 +253,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
         fresh = apply_confirmations(fresh, feedback, todo)
     fresh = compact_links(fresh.select(LINK_COLUMNS))
     decided.remove()
-    if everything:
-        db.save_fresh_link_state(spill.paths(), fresh)
-    else:
+    if not everything:  # a run that linked everything stores its decisions as the sorted copy's files, below
         db.save_link_state(todo.select(*keys, "row_hash"), fresh)
     total = sum(totals.values())
     now = total if everything else todo.height
@@ -273,9 +271,17 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
         source, (links, touched) = "last_copy", carried
     else:
         source, links = "database", db.stored_links(spill.paths(), compact_links)
-    links = kept.save(links, spill, sums, db.link_generation())
+    # The copy names the stored decisions' generation it was made from; a run that linked everything makes
+    # that generation with it: the copy is written first, then stored as the decisions of record in one
+    # transaction with the records' keys (a copy whose generation never committed is never used).
+    generation = new_generation() if everything else db.link_generation()
+    links = kept.save(links, spill, sums, generation)
     any_order = kept.scan(ordered=False)  # for the readers to whom the order does not matter
     _timed(timings, "sorted_links", t)
+    if everything:
+        t = time.perf_counter()
+        db.save_fresh_link_state(spill.paths(), list(kept.files), generation)
+        _timed(timings, "store_links", t)
     t = time.perf_counter()
     decisions, confirmed = _decision_counts(any_order, totals)
     _timed(timings, "decision_counts", t)
