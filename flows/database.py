@@ -383,16 +383,21 @@ class Database:
     def save_link_state(self, records: pl.DataFrame, links: pl.DataFrame) -> None:
         """Replaces the state of exactly these records, in one transaction: a full refresh's decision on one of
         them is overridden from now on, whether it has a decision now or not."""
+        on = "WHERE t.record_kind = r.record_kind AND t.record_id = r.record_id"
         with self.registered(_records=records, _links=links), self.transaction():
-            for table in ("link_records", "link_decisions"):
-                self.con.execute(f"DELETE FROM {table} t USING _records r "
-                                 "WHERE t.record_kind = r.record_kind AND t.record_id = r.record_id")
+            # The records stored before (linked again: changed, or judged by a worker), not the new ones: only
+            # they can have a decision in the full refresh's files (a two-hour refresh's million new records
+            # would otherwise be added to link_overridden every time).
+            before = self.con.sql(f"DELETE FROM link_records t USING _records r {on} RETURNING t.record_kind, "
+                                  "t.record_id").pl()
+            self.con.execute(f"DELETE FROM link_decisions t USING _records r {on}")
             self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM _records")
             self.con.execute(_INSERT_LINKS)
-            if self._base_files():
-                self.con.execute(
-                    "INSERT INTO link_overridden SELECT DISTINCT r.record_kind, r.record_id FROM _records r "
-                    "ANTI JOIN link_overridden o ON o.record_kind = r.record_kind AND o.record_id = r.record_id")
+            if before.height and self._base_files():
+                with self.registered(_before=before):
+                    self.con.execute(
+                        "INSERT INTO link_overridden SELECT DISTINCT b.record_kind, b.record_id FROM _before b "
+                        "ANTI JOIN link_overridden o ON o.record_kind = b.record_kind AND o.record_id = b.record_id")
             self._new_generation()
 
     def save_fresh_link_state(self, records: list[Path], links: pl.DataFrame | list[Path],

@@ -63,6 +63,11 @@ def test_a_full_runs_decisions_are_its_copys_files_and_later_links_override_them
         db.save_link_state(again, pl.concat([_decided(["T001"], "R2", 10.0), _decided(["T009"], "R3")]))
         db.save_link_state(again.head(1), _decided(["T001"], "R2", 10.0))  # the same record overridden again
         assert db.count("link_overridden") == 3
+        # A record new to the state (a two-hour batch's) overrides nothing: only records stored before are kept.
+        db.save_link_state(pl.DataFrame({"record_kind": ["test"], "record_id": ["T010"],
+                                         "row_hash": pl.Series([110], dtype=pl.UInt64)}), _decided(["T010"], "R4"))
+        assert db.count("link_overridden") == 3 and db.count("link_records") == 11
+        assert _stored(db, ["T010"])["resident_id"].to_list() == ["R4"]
         got = _stored(db, ids)
         assert got.select("record_id", "resident_id").rows() == [
             ("T000", "R1"), ("T001", "R2"), ("T003", "R1"), ("T004", "R1"), ("T005", "R1"), ("T006", "R1"),
