@@ -153,8 +153,9 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     which residents' decisions may differ from the last refresh's copy, that copy's name and the new copy's
     (flows.kept_rules)}: a dict the flow empties, as Prefect keeps a task's return value until the flow ends.
     Links only what it has not linked before. A record's decision depends on nothing
-    but the record, the roster and the settings, so decisions are kept in the database (keyed by a
-    fingerprint of roster and settings, and by each record's content) and a refresh links the new records,
+    but the record, the roster and the settings, so decisions are kept with the database (keyed by a
+    fingerprint of roster and settings, and by each record's content; a full refresh's as the files of its
+    sorted copy, flows.database.Database.save_fresh_link_state) and a refresh links the new records,
     those whose content changed, and those a worker gave a verdict on. A new roster or new settings start
     from scratch."""
     timings: dict[str, float] = {}
