@@ -25,8 +25,6 @@ def main() -> int:
     args = ap.parse_args()
 
 
-    import polars as pl
-
     from flows.database import Database
     from flows.evaluate import misses_by_noise, score_run
     from flows.kept_rules import KeptRules
@@ -38,7 +36,6 @@ def main() -> int:
     from flows.sources import spill_linking_rows
     from transforms.contract import INPUTS
     from transforms.normalise import IDENTITY_COLUMNS, normalise_people
-    from transforms.outcomes import outcome_summary
     from transforms.parsing import parse_rows
     from transforms.record_rows import records_for_linking
     from transforms.rule_parts import RuleInputs
@@ -81,10 +78,7 @@ def main() -> int:
     link_peak = meter.mark("link")
     meter.stop()
 
-    no_calls = pl.DataFrame(schema={"resident_id": pl.String, "reason": pl.String, "outcome": pl.String,
-                                    "grid_worker": pl.String, "recorded_at": pl.Datetime("us")})
-    given = RuleInputs(round=settings.round, rules=settings.rules, escalation=settings.escalation,
-                       outcomes=outcome_summary(no_calls))
+    given = RuleInputs(round=settings.round, rules=settings.rules, escalation=settings.escalation)
     # Every resident ruled, as in a first refresh: no rulings kept from a run before (lineage unknown).
     kept = KeptRules(out / "kept_rules", "bench", {})
     lineage = {"touched": None, "from": None, "to": None}

@@ -48,6 +48,12 @@ def attempts_from_sheet(sheet: pl.DataFrame, *, sheet_name: str, grid_worker: st
     return out.select(ATTEMPT_COLUMNS)
 
 
+def no_outcomes() -> pl.DataFrame:
+    """outcome_summary before any call is made (a first refresh, a new round)."""
+    return outcome_summary(pl.DataFrame(schema={"resident_id": pl.String, "reason": pl.String,
+                                                "outcome": pl.String, "recorded_at": pl.Datetime("us")}))
+
+
 def outcome_summary(attempts: pl.DataFrame) -> pl.DataFrame:
     """Per resident, over the round's attempts (resident_id, reason, outcome, recorded_at): the latest
     testing outcome, how many calls, how many unreachable, whether they refused or the number is wrong."""

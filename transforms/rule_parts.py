@@ -17,13 +17,13 @@ roster position, and every grid count is a sum, so the old residents' part is ta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from transforms.changes import EARLIER, ESCALATION_INPUTS, escalation_rows, order_escalation
 from transforms.coverage import GRID, grid_measures, grid_totals, measures_by_grid, resident_measures, roll_up
-from transforms.outcomes import EscalationSettings
+from transforms.outcomes import EscalationSettings, no_outcomes
 from transforms.roster_gaps import wrong_numbers
 from transforms.rules import Round, RuleSettings, build_call_list, resident_status
 
@@ -40,7 +40,7 @@ class RuleInputs:
     round: Round
     rules: RuleSettings
     escalation: EscalationSettings
-    outcomes: pl.DataFrame | None = None  # transforms.outcomes.outcome_summary; None: no calls made yet
+    outcomes: pl.DataFrame = field(default_factory=no_outcomes)  # transforms.outcomes.outcome_summary
     previous: pl.DataFrame | None = None  # the last refresh's call list (resident_id, reason, list); None: first run
     earlier: pl.DataFrame | None = None  # transforms.changes.EARLIER; None: no earlier refresh
 

@@ -20,7 +20,7 @@ from transforms.contract import (
     VACCINES,
 )
 from transforms.idcard import mask_id
-from transforms.outcomes import apply_outcomes, outcome_summary
+from transforms.outcomes import apply_outcomes, no_outcomes
 
 DEFAULT_SERIES = VACCINES["北京生物"]  # an unknown product is treated as the common two-dose inactivated series
 
@@ -166,8 +166,7 @@ def resident_status(
     vacc = vaccination_status(base, vacc_links, rnd, settings).drop("resident_id", "birth", "tags", "in_scope")
     status = base.hstack(tests.get_columns() + vacc.get_columns())
     if outcomes is None:
-        outcomes = outcome_summary(pl.DataFrame(schema={"resident_id": pl.String, "reason": pl.String,
-                                                        "outcome": pl.String, "recorded_at": pl.Datetime("us")}))
+        outcomes = no_outcomes()
     return apply_outcomes(status, outcomes)
 
 
