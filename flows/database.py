@@ -46,7 +46,7 @@ _KEPT_RUNS = "SELECT run_id FROM runs ORDER BY recorded_at DESC, run_id DESC LIM
 # A run_decisions row's and a run_call_list row's columns, typed, for the views over no run yet.
 _NO_DECISION = ", ".join(f"NULL::{'DOUBLE' if c == 'score' else 'VARCHAR'} AS {c}" for c in [*LINK_COLUMNS, "run_id"])
 _NO_CALL_LIST = ", ".join(f"NULL::VARCHAR AS {c}" for c in [*CALL_HISTORY, "run_id"])
-# The decisions of a save_link_state / save_fresh_link_state, from the frame registered as _links.
+# The decisions of a save_link_state, from the frame registered as _links.
 _INSERT_LINKS = ("INSERT INTO link_decisions SELECT record_kind, record_id, resident_id, method, score, decision, "
                  "explanation FROM _links")
 
@@ -400,27 +400,21 @@ class Database:
                         "ANTI JOIN link_overridden o ON o.record_kind = b.record_kind AND o.record_id = b.record_id")
             self._new_generation()
 
-    def save_fresh_link_state(self, records: list[Path], links: pl.DataFrame | list[Path],
-                              generation: str | None = None) -> None:
+    def save_fresh_link_state(self, records: list[Path], links: list[Path], generation: str) -> None:
         """The state of a run that linked every record, the tables emptied by open_link_state: the records'
-        keys read by DuckDB from the run's Parquet (flows.record_spill.RecordSpill.paths), never into memory.
-        links: the decisions as a frame, inserted; or as the sorted copy's files (flows.kept_links), linked
-        into the folder beside the database and read from there (at 20M residents, inserting the same 64 M
-        decisions took 23 s and 0.9 GiB of the database). generation: the mark of the change, when the
-        caller chose it (the copy's meta names it before this commits)."""
+        keys read by DuckDB from the run's Parquet (flows.record_spill.RecordSpill.paths), never into memory;
+        the decisions, the sorted copy's files (flows.kept_links), linked into the folder beside the database
+        and read from there (at 20M residents, inserting the same 64 M decisions took 23 s and 0.9 GiB of the
+        database). generation: the mark of the change, chosen by the caller (the copy's meta names it before
+        this commits)."""
         source, params = _spilled(records)
-        names = []
-        if isinstance(links, list):
-            folder = self._beside(LINK_BASE)
-            folder.mkdir(parents=True, exist_ok=True)
-            for path in links:
-                names.append(f"{uuid.uuid4().hex}.parquet")
-                hard_link(path, folder / names[-1])
-        frames = {"_links": links} if isinstance(links, pl.DataFrame) else {}
-        with self.registered(**frames), self.transaction():
+        folder = self._beside(LINK_BASE)
+        folder.mkdir(parents=True, exist_ok=True)
+        names = [f"{uuid.uuid4().hex}.parquet" for _ in links]
+        for path, name in zip(links, names, strict=True):
+            hard_link(path, folder / name)
+        with self.transaction():
             self.con.execute(f"INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM {source}", params)
-            if frames:
-                self.con.execute(_INSERT_LINKS)
             for table in ("link_base_files", "link_overridden"):
                 self.con.execute(f"DELETE FROM {table}")
             for name in names:
