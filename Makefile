@@ -27,7 +27,7 @@ run: $(STAMP) system-deps
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check flows transforms expectations tests bench
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/refresh_1m.py

@@ -31,7 +31,8 @@ def main() -> int:
     from flows.meter import StageMeter, current_rss
     from flows.readers import read_table
     from flows.record_spill import RecordSpill
-    from flows.refresh import apply_rules, link
+    from flows.refresh import link
+    from flows.ruling import apply_rules
     from flows.settings import load_settings
     from flows.sources import spill_linking_rows
     from transforms.contract import INPUTS

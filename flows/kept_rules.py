@@ -39,12 +39,18 @@ from transforms.rule_parts import RosterRules, RuleInputs
 _FRAMES = ("call_list", "measures", "grids", "escalation_inputs", "wrong_numbers")
 
 
+def rules_code_files() -> list[Path]:
+    """The source files whose code a ruling is made by."""
+    root = Path(__file__).resolve().parents[1]
+    # The rules task's module, not the flow's: the flow imports the books' and the report's transforms too.
+    seeds = [root / "transforms" / "rule_parts.py", root / "transforms" / "evidence.py", root / "flows" / "ruling.py",
+             Path(__file__).resolve()]
+    return with_transforms_they_import(seeds)
+
+
 @cache
 def _code() -> str:
-    root = Path(__file__).resolve().parents[1]
-    seeds = [root / "transforms" / "rule_parts.py", root / "transforms" / "evidence.py", root / "flows" / "refresh.py",
-             Path(__file__).resolve()]
-    return code_fingerprint(with_transforms_they_import(seeds), ("polars",))
+    return code_fingerprint(rules_code_files(), ("polars",))
 
 
 def rules_key(roster_parts: list[Path], given: RuleInputs) -> str:

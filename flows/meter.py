@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -56,3 +57,8 @@ def add_time(timings: dict[str, float], name: str, seconds: float) -> None:
     """Adds seconds to a step's time in run.json's timings: a step met more than once (a batch, a slice)
     adds up."""
     timings[name] = round(timings.get(name, 0.0) + seconds, 3)
+
+
+def time_since(timings: dict[str, float], name: str, since: float) -> None:
+    """add_time of the seconds since a time.perf_counter() reading."""
+    add_time(timings, name, time.perf_counter() - since)

@@ -125,12 +125,19 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
         (staging / "quarantine").mkdir()
         carried = CarriedOver(out, staging, spares)
         quarantine_books = []  # written with the other books, in parallel; unchanged ones linked
+        csvs_written = 0
         for name, frame in outputs.quarantine.items():
-            write_csv(frame.rename({"_line": "line"}), staging / "quarantine" / f"{name}.csv")
+            digest = _frame_digest(frame, name)
+            # The CSV as the book: linked while the rows are the same (a 20M city's vaccination export's
+            # 1.1 M quarantined rows made a 357 MB CSV at every refresh).
+            if not carried.over(f"quarantine/{name}.csv", digest):
+                write_csv(frame.rename({"_line": "line"}), staging / "quarantine" / f"{name}.csv")
+                csvs_written += 1
             rel = f"quarantine/{name}.xlsx"
-            if not carried.over(rel, _frame_digest(frame, name)):
+            if not carried.over(rel, digest):
                 quarantine_books.append((QuarantineBook(frame, name), carried.path(rel)))
         report.lists["quarantine_books_written"] = len(quarantine_books)
+        report.lists["quarantine_csvs_written"] = csvs_written
         s = lap("write_quarantine_csv", s)
         if outputs.data_docs is not None:
             export_offline(outputs.data_docs[0], staging / "data_docs", outputs.data_docs[1])
@@ -275,12 +282,18 @@ MANIFEST = "books.json"
 _CODE = "_code"  # the manifest's entry for the code the files were laid out by
 
 
+def layout_code_files() -> list[Path]:
+    """The code that lays out the books, the pages and the quarantined rows' CSVs."""
+    root = Path(__file__).resolve().parents[1]
+    seeds = [root / "flows" / "workbooks.py", root / "flows" / "xlsx.py", root / "transforms" / "print_sheet.py",
+             root / "flows" / "csv_aside.py"]  # write_csv: the quarantined rows' CSVs are carried over too
+    return with_transforms_they_import(seeds)
+
+
 @cache
 def layout_fingerprint() -> str:
-    """The code that lays out the books and pages: a new layout writes every file again."""
-    root = Path(__file__).resolve().parents[1]
-    seeds = [root / "flows" / "workbooks.py", root / "flows" / "xlsx.py", root / "transforms" / "print_sheet.py"]
-    return code_fingerprint(with_transforms_they_import(seeds), ("polars",))
+    """A new layout writes every file again."""
+    return code_fingerprint(layout_code_files(), ("polars",))
 
 
 def _frame_digest(frame: pl.DataFrame, label: str) -> str:

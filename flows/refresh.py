@@ -14,7 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -31,22 +31,21 @@ from flows.csv_aside import AsideCsv, start_aside
 from flows.database import Database, new_generation
 from flows.disk_space import is_disk_full, tell
 from flows.kept_links import KeptLinks, key_sums
-from flows.kept_rules import KeptRules, changed_outcomes, rules_key
+from flows.kept_rules import KeptRules, rules_key
 from flows.loading import LoadingProcess
 from flows.lone_facts import KeptLoneFacts
-from flows.meter import StageMeter, add_time
+from flows.meter import StageMeter, add_time, time_since
 from flows.print_pages import print_pages
 from flows.publish import RunOutputs, publish_outputs, rewrite_run_json, run_json
 from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
 from flows.roster_derived import RosterDerived
+from flows.ruling import apply_rules
 from flows.run_claim import RunClaim, remove_abandoned
 from flows.settings import Settings
 from flows.sources import Sources, Table, file_sources, validation_summary
 from transforms.changes import mark_changes
 from transforms.contract import ROSTER
-from transforms.coverage import GRID
 from transforms.decision import LINK_COLUMNS, compact_links
-from transforms.evidence import test_evidence, vaccination_evidence
 from transforms.feedback import CONFIRMED, REJECTED, apply_confirmations, reject_pairs_sql
 from transforms.linking import SqlStep, blocking_stage_sql, exact_stage_sql, roster_keys_sql
 from transforms.normalise import (
@@ -66,18 +65,7 @@ from transforms.pair_decisions import (
 from transforms.pair_decisions import households as household_table  # `households` is the link's frame
 from transforms.report import coverage_report_pages
 from transforms.roster_gaps import order_corrections, unregistered
-from transforms.rule_parts import (
-    POS,
-    Ruled,
-    RuleInputs,
-    came_off_of,
-    finish,
-    gather,
-    numbered_by_part,
-    of_part,
-    rule_part,
-    splice,
-)
+from transforms.rule_parts import Ruled, RuleInputs
 from transforms.sheets import build_community_books, build_worker_books
 from transforms.sorted_links import sorted_column_by_column
 
@@ -101,14 +89,10 @@ class RunReport:
     removed_abandoned: list = field(default_factory=list)  # folders of killed refreshes removed (flows.run_claim)
 
 
-def _timed(timings: dict[str, float], name: str, since: float) -> None:
-    add_time(timings, name, time.perf_counter() - since)
-
-
 def _read_batch(spill: RecordSpill, kind: str, rows: pl.Series, timings: dict) -> pl.DataFrame:
     t = time.perf_counter()
     batch = number_records(spill.read(kind, rows).drop("row_hash"))
-    _timed(timings, "read_batches", t)
+    time_since(timings, "read_batches", t)
     return batch
 
 
@@ -120,13 +104,13 @@ def _link_batch(db: Database, steps: list[SqlStep], batch: pl.DataFrame, sides: 
         add_time(timings, name, seconds)
     t = time.perf_counter()
     pairs = db.fetch("SELECT * FROM candidate_pairs")
-    _timed(timings, "fetch_pairs", t)
+    time_since(timings, "fetch_pairs", t)
     counts["candidate_pairs"] += pairs.height
     counts["chunks"] += slice_count(pairs.height, settings.blocking.pairs_per_chunk)
     t = time.perf_counter()
     decided = decide_pairs(pairs, batch.drop(ROW), sides, settings.scoring, settings.decision,
                            settings.blocking.pairs_per_chunk)
-    _timed(timings, "compare_score_decide", t)
+    time_since(timings, "compare_score_decide", t)
     return decided
 
 
@@ -161,11 +145,11 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     timings: dict[str, float] = {}
     t = time.perf_counter()
     residents = residents.lazy().select("resident_id", *IDENTITY_COLUMNS).collect().rechunk()
-    _timed(timings, "read_roster", t)
+    time_since(timings, "read_roster", t)
     feedback = db.feedback()  # creates the table reject_pairs_sql reads, on a new database
     t = time.perf_counter()
     key = linking_fingerprint(residents, settings)
-    _timed(timings, "fingerprint", t)
+    time_since(timings, "fingerprint", t)
     reused = db.open_link_state(key)
     kept = KeptLinks(settings.duckdb.path.parent / "kept_links", key)
     last = kept.load(db.link_generation()) if reused else None  # before this run changes the stored decisions
@@ -183,11 +167,11 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
         t = time.perf_counter()
         unknown = [p for kind, parts in spill.files.items() for p in parts[known.get(kind, 0):]]
         todo = db.records_to_link(spill.paths(), feedback.select(keys).unique(), unknown)
-        _timed(timings, "records_to_link", t)
+        time_since(timings, "records_to_link", t)
     t = time.perf_counter()
     residents = number_residents(residents)
     db.expose("residents", residents)
-    _timed(timings, "expose_roster", t)
+    time_since(timings, "expose_roster", t)
     every_roster_step = roster_keys_sql(settings.blocking)
     # The households depend on the roster and the settings alone, as the stored decisions do (key): a
     # refresh with the same roster takes them from the database (at 20M residents 19-20 s to group again and
@@ -198,14 +182,14 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     if not keys_kept:
         t = time.perf_counter()
         db.keep_roster_keys(key, ROSTER_KEY_STEPS)
-        _timed(timings, "keep_roster_keys", t)
+        time_since(timings, "keep_roster_keys", t)
     if households is None:
         t = time.perf_counter()
         households = household_table(residents, settings.blocking.max_phone_block)
-        _timed(timings, "households", t)
+        time_since(timings, "households", t)
         t = time.perf_counter()
         db.keep_households(key, households)
-        _timed(timings, "keep_households", t)
+        time_since(timings, "keep_households", t)
     sides = roster_side(residents, households)
     del households
     del residents
@@ -258,7 +242,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
         db.save_link_state(todo.select(*keys, "row_hash"), fresh)
     total = sum(totals.values())
     now = total if everything else todo.height
-    _timed(timings, "store_links", t)
+    time_since(timings, "store_links", t)
     # One sorted copy of every decision for everything after (matches.csv lists them in this order), kept
     # for the next refresh (flows.kept_links): the last one's with the decisions made now, when it can be.
     t = time.perf_counter()
@@ -278,14 +262,14 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     generation = new_generation() if everything else db.link_generation()
     links = kept.save(links, spill, sums, generation)
     any_order = kept.scan(ordered=False)  # for the readers to whom the order does not matter
-    _timed(timings, "sorted_links", t)
+    time_since(timings, "sorted_links", t)
     if everything:
         t = time.perf_counter()
         db.save_fresh_link_state(spill.paths(), list(kept.files), generation)
-        _timed(timings, "store_links", t)
+        time_since(timings, "store_links", t)
     t = time.perf_counter()
     decisions, confirmed = _decision_counts(any_order, totals)
-    _timed(timings, "decision_counts", t)
+    time_since(timings, "decision_counts", t)
     stats = {
         "records": total,
         "records_linked_now": now,
@@ -311,14 +295,17 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
             "stats": stats, "lineage": lineage}
 
 
+def linking_code_files() -> list[Path]:
+    """The code a decision is made by: blocking's SQL, the comparison, the scores, the decision rules, the
+    feedback's effect, and what they import."""
+    root = Path(transforms.linking.__file__).parent
+    return with_transforms_they_import([root / f"{m}.py" for m in ("linking", "pair_decisions", "decision", "feedback")])
+
+
 @cache
 def linking_code_fingerprint() -> str:
-    """The code a decision is made by: blocking's SQL, the comparison, the scores, the decision rules, the
-    feedback's effect, what they import, and the libraries they run on. Stored decisions made by other code
-    are not reused."""
-    root = Path(transforms.linking.__file__).parent
-    seeds = [root / f"{m}.py" for m in ("linking", "pair_decisions", "decision", "feedback")]
-    return code_fingerprint(with_transforms_they_import(seeds), ("polars", "duckdb", "rapidfuzz", "numba"))
+    """linking_code_files and the libraries they run on: stored decisions made by other code are not reused."""
+    return code_fingerprint(linking_code_files(), ("polars", "duckdb", "rapidfuzz", "numba"))
 
 
 def linking_fingerprint(residents: pl.DataFrame, settings: Settings) -> str:
@@ -346,80 +333,6 @@ def _decision_counts(links: pl.LazyFrame, totals: dict[str, int]) -> tuple[dict,
     return out, int(counts.filter(pl.col("confirmed"))["n"].sum())
 
 
-# Residents ruled at once: memory holds one part's status (sixty columns a resident), not a city's.
-RULES_PART_ROWS = 1_000_000
-
-
-@task(cache_policy=NO_CACHE)
-def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame | pl.LazyFrame,
-                given: RuleInputs, kept: KeptRules, lineage: dict, last_run: str | None, run_id: str,
-                timings: dict[str, float] | None = None, figures: dict | None = None) -> Ruled:
-    """The call list, coverage, escalation and wrong numbers of the whole roster, ruled RULES_PART_ROWS
-    residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a
-    time). When the last refresh's rulings are kept and hold (flows.kept_rules), only the residents whose
-    decisions (lineage: from link) or call outcomes changed are ruled, and put in place of their old rows.
-    timings: where the rules' steps' seconds are added (rules_kept, _evidence, _parts, _combine, _keep);
-    figures: where it says how many residents it ruled, and why all of them if it did."""
-    timings = {} if timings is None else timings
-    figures = {} if figures is None else figures
-    roster = people["roster"].lazy()
-    t = time.perf_counter()
-    why = kept.why_not(last_run, lineage["from"])  # lineage["from"] is None when touched is not known
-    base = again = None
-    positions = roster.select("resident_id").with_row_index(POS)  # whole: a slice of it would read from the start
-    if why is None:
-        base = kept.load()
-        changed = pl.concat([lineage["touched"], changed_outcomes(base.outcomes, given.outcomes)]).unique()
-        positions = positions.join(changed.lazy(), on="resident_id", how="semi").collect()
-        again = positions.select("resident_id")
-        # Their decisions taken out of the city's once, in memory (at 20M, 1.7 M of 68 M): as a plan, the tests'
-        # evidence and the vaccinations' each read the whole copy again (7.1 -> 4.4 s measured apart; inside
-        # the runs, this step and the evidence together did not come out faster).
-        links = links.lazy().filter(pl.col("resident_id").is_in(again["resident_id"].implode())).collect()
-    _timed(timings, "rules_kept", t)
-    t = time.perf_counter()
-    tests_ev = numbered_by_part(test_evidence(links, people["tests"]), positions, RULES_PART_ROWS)
-    vacc_ev = numbered_by_part(vaccination_evidence(links, people.get("vaccinations")), positions, RULES_PART_ROWS)
-    _timed(timings, "rules_evidence", t)  # found and numbered by part in one plan each
-    t = time.perf_counter()
-    residents = roster.select(pl.len()).collect().item()
-    parts, wanted = [], None
-    if again is not None:
-        # Only the residents ruled again are read, by a filter in the scan: their rows alone of the other
-        # columns are decoded (a two-hourly refresh at 20M rules about 5 % of the roster), each with its place.
-        columns = roster.collect_schema().names()
-        wanted = (roster.filter(pl.col("resident_id").is_in(again["resident_id"].implode())).collect()
-                  .join(positions, on="resident_id", how="inner", validate="1:1").sort(POS).select(POS, *columns))
-    for i, offset in enumerate(range(0, max(residents, 1), RULES_PART_ROWS)):
-        if wanted is None:
-            # Numbered once read: a scan numbered first is read from its start for every slice (20 s at 20M).
-            chunk = roster.slice(offset, RULES_PART_ROWS).collect().with_row_index(POS, offset=offset)
-        else:
-            chunk = wanted.filter(pl.col(POS).is_between(offset, offset + RULES_PART_ROWS, closed="left"))
-        parts.append(rule_part(chunk, of_part(tests_ev, i), of_part(vacc_ev, i),
-                               given if base is None else replace(given, previous=None)))
-    del tests_ev, vacc_ev
-    _timed(timings, "rules_parts", t)
-    t = time.perf_counter()
-    rules, came_off = gather(parts)
-    del parts
-    if base is not None:
-        rules = splice(base.rules, wanted.select(POS, *GRID), rules)
-        wanted = None  # their roster rows (916,417 at 20M) are not held through the rest of the rules
-        # The last refresh's list is the one its rulings kept (the same run: KeptRules.why_not); only the
-        # residents ruled again can have come off it.
-        came_off = came_off_of(base.rules.call_list.join(again, on="resident_id", how="semi"), rules.measures)
-        del base
-    ruled = finish(rules, came_off, given, again)
-    _timed(timings, "rules_combine", t)
-    t = time.perf_counter()
-    kept.save(run_id, lineage["to"], rules, given.outcomes)
-    _timed(timings, "rules_keep", t)
-    figures |= {"residents": residents, "residents_ruled": residents if again is None else again.height,
-                "ruled_from_kept": why is None, "why_all": why}
-    return ruled
-
-
 @task(cache_policy=NO_CACHE)
 def follow_up(db: Database, lone_tests: pl.LazyFrame, lone_facts: KeptLoneFacts,
               ruled: Ruled, given: RuleInputs, grid_workers: pl.DataFrame, settings: Settings,
@@ -435,13 +348,13 @@ def follow_up(db: Database, lone_tests: pl.LazyFrame, lone_facts: KeptLoneFacts,
     timings = {} if timings is None else timings
     t = time.perf_counter()
     call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off, ruled.ruled_again)
-    _timed(timings, "follow_up_changes", t)
+    time_since(timings, "follow_up_changes", t)
     t = time.perf_counter()
     unlinked = unregistered(lone_facts.facts(lone_tests), derived.places(), settings.since, settings.as_of)
-    _timed(timings, "follow_up_unregistered", t)
+    time_since(timings, "follow_up_unregistered", t)
     t = time.perf_counter()
     corrections = order_corrections(ruled.wrong_numbers, derived.duplicates())
-    _timed(timings, "follow_up_corrections", t)
+    time_since(timings, "follow_up_corrections", t)
     tables = {"escalation": ruled.escalation, "unregistered": unlinked, "roster_corrections": corrections}
     t = time.perf_counter()
     coverage = ruled.coverage
@@ -453,7 +366,7 @@ def follow_up(db: Database, lone_tests: pl.LazyFrame, lone_facts: KeptLoneFacts,
     streets = "、".join(sorted(grid_workers["street"].unique().drop_nulls().to_list()))
     whole, top = coverage_report_pages(coverage, call_list, points, changes, title=f"{streets} 核酸检测与疫苗接种进度",
                                        as_of_text=as_of_text)
-    _timed(timings, "follow_up_report", t)
+    time_since(timings, "follow_up_report", t)
     return {"call_list": call_list, "tables": tables, "changes": changes, "report_html": whole, "report_top_html": top}
 
 
@@ -509,7 +422,7 @@ def _process(
     logger = get_run_logger()
 
     def lap(name: str, t0: float) -> float:
-        _timed(report.timings, name, t0)
+        time_since(report.timings, name, t0)
         report.peak_memory_gib[name] = meter.mark(name)
         return time.perf_counter()
 
@@ -577,7 +490,7 @@ def _process(
             outcomes=outcome_summary(db.attempts_since(settings.since)), previous=db.previous_call_list(),
             earlier=db.earlier_untested_counts(settings.since.isoformat()))
         db.release_memory()  # the pages read for them (and for a history's one-time compaction) go
-        _timed(report.timings, "rules_inputs", given_t)  # the last list, the calls, the earlier rounds
+        time_since(report.timings, "rules_inputs", given_t)  # the last list, the calls, the earlier rounds
         kept_rules = KeptRules(state / "kept_rules", rules_key(facts.files[ROSTER.name], given),
                                {kind: facts.files[kind] for kind in ("tests", "vaccinations") if kind in facts.files})
         ruled = apply_rules(people, any_order, given, kept_rules, linked.pop("lineage"), db.last_run_id(),
@@ -593,7 +506,7 @@ def _process(
                           report.timings)
         report.linking["unlinked_test_facts"] = lone_facts.figures  # kept, or read from the tests again
         call_list, tables = extra.pop("call_list"), extra.pop("tables")
-        _timed(report.timings, "rules_follow_up", follow_t)
+        time_since(report.timings, "rules_follow_up", follow_t)
         coverage = ruled.coverage
         ruled.let_go()
         report.changes = extra["changes"]

@@ -170,6 +170,8 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
     first = refresh(s)
     books = sorted((tmp_path / "out" / "sheets").rglob("*.xlsx"))
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in books}
+    csvs = sorted((tmp_path / "out" / "quarantine").glob("*.csv"))
+    csvs_before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in csvs}
     second = refresh(s)
     assert first.lists["workbooks_written"] == len(books) + first.lists["community_workbooks"]
     assert second.lists["workbooks_written"] == 0
@@ -180,6 +182,11 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
     quarantined = sorted((tmp_path / "out" / "quarantine").glob("*.xlsx"))
     assert first.lists["quarantine_books_written"] == len(quarantined) >= 2
     assert second.lists["quarantine_books_written"] == 0
+    # and their CSVs: the same files
+    assert first.lists["quarantine_csvs_written"] == len(csvs) == len(quarantined)
+    assert second.lists["quarantine_csvs_written"] == 0
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in csvs} == csvs_before
+    quarantined += csvs
     q_before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in quarantined}
 
     # One test record more: only the books whose rows change are written.
@@ -196,7 +203,7 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
     third = refresh(load_settings(data / "campaign.toml", tests=str(more), out=str(tmp_path / "out"),
                                   db=str(tmp_path / "g.duckdb")))
     assert third.linking["records_linked_now"] == 1
-    assert third.lists["quarantine_books_written"] == 0  # the added row was not quarantined
+    assert third.lists["quarantine_books_written"] == third.lists["quarantine_csvs_written"] == 0  # not quarantined
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in quarantined} == q_before
     assert 1 <= third.lists["workbooks_written"] < first.lists["workbooks_written"] / 2
 
@@ -260,6 +267,13 @@ def test_unchanged_workbooks_are_not_written_again(tmp_path, prefect_server):
             encoding="utf-8")
         assert ("数据截至 2022-05-20 18:00" in mine) == (p in kept) and "数据截至 2022-05-20 20:00" in theirs
         assert mine.replace("2022-05-20 18:00", "2022-05-20 20:00") == theirs, p.name
+    # The quarantined rows' files, carried over or written again, hold what a refresh from scratch writes.
+    for p in sorted((out / "quarantine").iterdir()):
+        theirs = tmp_path / "fresh" / "quarantine" / p.name
+        if p.suffix == ".csv":
+            assert p.read_bytes() == theirs.read_bytes(), p.name
+        else:  # a zip's entries carry the time they were written
+            assert _cells(p) == _cells(theirs), p.name
 
 
 def _cells(path) -> dict[str, list[tuple]]:

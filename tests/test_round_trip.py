@@ -87,7 +87,7 @@ class _Cells(HTMLParser):
 
 
 def test_outcomes_changes_escalation_gaps_and_report(campaign, prefect_server, tmp_path, monkeypatch):
-    import flows.refresh
+    import flows.ruling
     from flows.refresh import refresh
 
     settings = load_settings(campaign / "campaign.toml", out=str(tmp_path / "out"), db=str(tmp_path / "g.duckdb"))
@@ -196,8 +196,8 @@ def test_outcomes_changes_escalation_gaps_and_report(campaign, prefect_server, t
 
     # The same third refresh with the roster ruled 300 residents at a time (a city's is ruled a million at a
     # time): every list, its order and every figure as when the roster was ruled whole.
-    assert first.inputs["roster"]["rows"] < flows.refresh.RULES_PART_ROWS
-    monkeypatch.setattr(flows.refresh, "RULES_PART_ROWS", 300)
+    assert first.inputs["roster"]["rows"] < flows.ruling.RULES_PART_ROWS
+    monkeypatch.setattr(flows.ruling, "RULES_PART_ROWS", 300)
     in_parts = refresh(load_settings(campaign / "campaign.toml", tests=str(later), out=str(tmp_path / "parts_out"),
                                      db=str(tmp_path / "parts" / settings.duckdb.path.name)))
     for name in ("call_list.csv", "coverage.csv", "escalation.csv", "roster_corrections.csv", "unregistered.csv",

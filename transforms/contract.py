@@ -50,6 +50,8 @@ DOSE_RANGE = (1, 5)
 VERDICT_SAME = "是本人"
 VERDICT_OTHER = "不是本人"
 VERDICTS = (VERDICT_SAME, VERDICT_OTHER)
+# The verify sheet's column a worker writes one of VERDICTS in, read back by transforms.feedback.
+VERDICT_HEADER = "核实结论"
 # What a worker writes in 联系结果 after a call; the next refresh acts on each (transforms/outcomes.py).
 CONTACTED = "已联系-将检测"
 TESTED_ELSEWHERE = "已在外地检测"
@@ -58,6 +60,9 @@ REFUSED = "拒绝"
 UNREACHABLE = "无法联系"
 WRONG_NUMBER = "号码错误"
 CONTACT_OUTCOMES = (CONTACTED, TESTED_ELSEWHERE, AWAY, REFUSED, UNREACHABLE, WRONG_NUMBER, "其他")
+# The columns a worker fills in on the call sheets, and the returned sheets are read by.
+OUTCOME_HEADER = "联系结果"
+NOTE_HEADER = "备注"
 
 
 @dataclass(frozen=True)

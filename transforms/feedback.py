@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms.contract import CALL_LIST, VERDICT_OTHER, VERDICT_SAME
+from transforms.contract import CALL_LIST, VERDICT_HEADER, VERDICT_OTHER, VERDICT_SAME
 from transforms.decision import LINK_COLUMNS
-
-# The verify sheet's column a worker writes VERDICT_SAME or VERDICT_OTHER in. Declared here, with the code
-# that reads it back, not with the sheets' layout (transforms.sheets): what the linking code imports is in
-# the fingerprint that decides whether a city's stored decisions are reused.
-VERDICT_HEADER = "核实结论"
 
 CONFIRMED = "confirmed"
 REJECTED = "rejected"

@@ -13,8 +13,16 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from transforms.contract import AWAY, CALL_LIST, REASON_ZH, REFUSED, UNREACHABLE, WRONG_NUMBER
-from transforms.sheets import NOTE_HEADER, OUTCOME_HEADER
+from transforms.contract import (
+    AWAY,
+    CALL_LIST,
+    NOTE_HEADER,
+    OUTCOME_HEADER,
+    REASON_ZH,
+    REFUSED,
+    UNREACHABLE,
+    WRONG_NUMBER,
+)
 
 ATTEMPT_COLUMNS = ["resident_id", "reason", "outcome", "note", "grid_worker", "source"]
 _ZH = {c.name: c.zh for c in CALL_LIST.columns}

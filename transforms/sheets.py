@@ -20,14 +20,14 @@ from transforms.contract import (
     CONTACT_OUTCOMES,
     ESCALATION,
     LIST_ZH,
+    NOTE_HEADER,
+    OUTCOME_HEADER,
     REASON_ZH,
     ROSTER_CORRECTIONS,
     UNREGISTERED,
+    VERDICT_HEADER,
 )
-from transforms.feedback import VERDICT_HEADER
 
-OUTCOME_HEADER = "联系结果"
-NOTE_HEADER = "备注"
 FILLABLE = (OUTCOME_HEADER, NOTE_HEADER)
 # Columns other sheets leave blank for a person to fill in (verify rows, the community's sheets).
 CHECKED_HEADER = "核实情况"

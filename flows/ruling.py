@@ -1,0 +1,106 @@
+"""The rules task: the whole roster's rulings, or only the residents whose inputs changed.
+
+In a module of its own because the kept rulings (flows.kept_rules) are keyed by the code that makes them:
+this module, what it imports of transforms, and the rules' own modules. When it lived in flows/refresh.py,
+a change to any part of the flow (or to the books' or the report's transforms, which the flow imports)
+made the next refresh rule every resident again: at 20M residents three minutes or more.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from flows.kept_rules import KeptRules, changed_outcomes
+from flows.meter import time_since
+from transforms.coverage import GRID
+from transforms.evidence import test_evidence, vaccination_evidence
+from transforms.rule_parts import (
+    POS,
+    Ruled,
+    RuleInputs,
+    came_off_of,
+    finish,
+    gather,
+    numbered_by_part,
+    of_part,
+    rule_part,
+    splice,
+)
+
+# Residents ruled at once: memory holds one part's status (sixty columns a resident), not a city's.
+RULES_PART_ROWS = 1_000_000
+
+
+@task(cache_policy=NO_CACHE)
+def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFrame | pl.LazyFrame,
+                given: RuleInputs, kept: KeptRules, lineage: dict, last_run: str | None, run_id: str,
+                timings: dict[str, float] | None = None, figures: dict | None = None) -> Ruled:
+    """The call list, coverage, escalation and wrong numbers of the whole roster, ruled RULES_PART_ROWS
+    residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a
+    time). When the last refresh's rulings are kept and hold (flows.kept_rules), only the residents whose
+    decisions (lineage: from link) or call outcomes changed are ruled, and put in place of their old rows.
+    timings: where the rules' steps' seconds are added (rules_kept, _evidence, _parts, _combine, _keep);
+    figures: where it says how many residents it ruled, and why all of them if it did."""
+    timings = {} if timings is None else timings
+    figures = {} if figures is None else figures
+    roster = people["roster"].lazy()
+    t = time.perf_counter()
+    why = kept.why_not(last_run, lineage["from"])  # lineage["from"] is None when touched is not known
+    base = again = None
+    positions = roster.select("resident_id").with_row_index(POS)  # whole: a slice of it would read from the start
+    if why is None:
+        base = kept.load()
+        changed = pl.concat([lineage["touched"], changed_outcomes(base.outcomes, given.outcomes)]).unique()
+        positions = positions.join(changed.lazy(), on="resident_id", how="semi").collect()
+        again = positions.select("resident_id")
+        # Their decisions taken out of the city's once, in memory (at 20M, 1.7 M of 68 M): as a plan, the tests'
+        # evidence and the vaccinations' each read the whole copy again (7.1 -> 4.4 s measured apart; inside
+        # the runs, this step and the evidence together did not come out faster).
+        links = links.lazy().filter(pl.col("resident_id").is_in(again["resident_id"].implode())).collect()
+    time_since(timings, "rules_kept", t)
+    t = time.perf_counter()
+    tests_ev = numbered_by_part(test_evidence(links, people["tests"]), positions, RULES_PART_ROWS)
+    vacc_ev = numbered_by_part(vaccination_evidence(links, people.get("vaccinations")), positions, RULES_PART_ROWS)
+    time_since(timings, "rules_evidence", t)  # found and numbered by part in one plan each
+    t = time.perf_counter()
+    residents = roster.select(pl.len()).collect().item()
+    parts, wanted = [], None
+    if again is not None:
+        # Only the residents ruled again are read, by a filter in the scan: their rows alone of the other
+        # columns are decoded (a two-hourly refresh at 20M rules about 5 % of the roster), each with its place.
+        columns = roster.collect_schema().names()
+        wanted = (roster.filter(pl.col("resident_id").is_in(again["resident_id"].implode())).collect()
+                  .join(positions, on="resident_id", how="inner", validate="1:1").sort(POS).select(POS, *columns))
+    for i, offset in enumerate(range(0, max(residents, 1), RULES_PART_ROWS)):
+        if wanted is None:
+            # Numbered once read: a scan numbered first is read from its start for every slice (20 s at 20M).
+            chunk = roster.slice(offset, RULES_PART_ROWS).collect().with_row_index(POS, offset=offset)
+        else:
+            chunk = wanted.filter(pl.col(POS).is_between(offset, offset + RULES_PART_ROWS, closed="left"))
+        parts.append(rule_part(chunk, of_part(tests_ev, i), of_part(vacc_ev, i),
+                               given if base is None else replace(given, previous=None)))
+    del tests_ev, vacc_ev
+    time_since(timings, "rules_parts", t)
+    t = time.perf_counter()
+    rules, came_off = gather(parts)
+    del parts
+    if base is not None:
+        rules = splice(base.rules, wanted.select(POS, *GRID), rules)
+        wanted = None  # their roster rows (916,417 at 20M) are not held through the rest of the rules
+        # The last refresh's list is the one its rulings kept (the same run: KeptRules.why_not); only the
+        # residents ruled again can have come off it.
+        came_off = came_off_of(base.rules.call_list.join(again, on="resident_id", how="semi"), rules.measures)
+        del base
+    ruled = finish(rules, came_off, given, again)
+    time_since(timings, "rules_combine", t)
+    t = time.perf_counter()
+    kept.save(run_id, lineage["to"], rules, given.outcomes)
+    time_since(timings, "rules_keep", t)
+    figures |= {"residents": residents, "residents_ruled": residents if again is None else again.height,
+                "ruled_from_kept": why is None, "why_all": why}
+    return ruled
