@@ -44,7 +44,7 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a
     time). When the last refresh's rulings are kept and hold (flows.kept_rules), only the residents whose
     decisions (lineage: from link) or call outcomes changed are ruled, and put in place of their old rows.
-    timings: where the rules' steps' seconds are added (rules_kept, _evidence, _parts, _combine, _keep);
+    timings: where the rules' steps' seconds are added (rules_kept, _evidence, _parts, _combine);
     figures: where it says how many residents it ruled, and why all of them if it did."""
     timings = {} if timings is None else timings
     figures = {} if figures is None else figures
@@ -98,9 +98,7 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
         del base
     ruled = finish(rules, came_off, given, again)
     time_since(timings, "rules_combine", t)
-    t = time.perf_counter()
-    kept.save(run_id, lineage["to"], rules, given.outcomes)
-    time_since(timings, "rules_keep", t)
+    kept.save_aside(run_id, lineage["to"], rules, given.outcomes)  # the flow waits for it before publishing
     figures |= {"residents": residents, "residents_ruled": residents if again is None else again.height,
                 "ruled_from_kept": why is None, "why_all": why}
     return ruled

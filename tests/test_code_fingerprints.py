@@ -4,9 +4,11 @@ city's next refresh redo minutes of work after an unrelated fix."""
 
 from __future__ import annotations
 
+from flows.generate import write_synthetic
 from flows.kept_rules import rules_code_files
 from flows.publish import layout_code_files
 from flows.refresh import linking_code_files
+from transforms.synthetic import generate
 
 
 def _names(paths) -> set[str]:
@@ -34,3 +36,35 @@ def test_the_decisions_are_keyed_by_the_linking_code_not_the_sheets_or_the_rules
     assert {"transforms/linking.py", "transforms/pair_decisions.py", "transforms/decision.py",
             "transforms/comparison.py", "transforms/feedback.py"} <= files
     assert not files & {"transforms/sheets.py", "transforms/rules.py", "transforms/rule_parts.py"}
+
+
+def test_the_rosters_part_of_the_linking_key_is_kept_while_it_is_read_from_the_same_files(tmp_path, monkeypatch):
+    import os
+
+    import polars as pl
+
+    import flows.refresh
+    from flows.settings import load_settings
+
+    data = tmp_path / "data"
+    write_synthetic(generate(300, seed=5), data)
+    settings = load_settings(data / "campaign.toml", out=str(tmp_path / "out"), db=str(tmp_path / "state" / "g.duckdb"))
+    (tmp_path / "state").mkdir()
+    roster = pl.DataFrame({"resident_id": ["R1", "R2"], "name_py": ["zhang san", "li si"]})
+    parts = [tmp_path / "part-0.parquet", tmp_path / "part-1.parquet"]
+    roster[:1].write_parquet(parts[0])
+    roster[1:].write_parquet(parts[1])
+
+    first = flows.refresh.linking_fingerprint(roster, settings, parts)
+    assert (tmp_path / "state" / "roster_rows.json").exists()
+    hashed = []
+    real = flows.refresh._rows_summary
+    monkeypatch.setattr(flows.refresh, "_rows_summary", lambda frame: hashed.append(1) or real(frame))
+    assert flows.refresh.linking_fingerprint(roster, settings, parts) == first and not hashed  # kept
+    assert flows.refresh.linking_fingerprint(roster, settings) == first and hashed  # as hashing gives
+    hashed.clear()
+    # Another file in a part's place (a roster read again) is hashed again, and its rows decide.
+    changed = roster.with_columns(pl.Series("name_py", ["zhang san", "li shi"]))
+    changed[1:].write_parquet(parts[1])
+    os.utime(parts[1], ns=(1, 1))
+    assert flows.refresh.linking_fingerprint(changed, settings, parts) != first and hashed
