@@ -143,7 +143,8 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     fingerprint of roster and settings, and by each record's content; a full refresh's as the files of its
     sorted copy, flows.database.Database.save_fresh_link_state) and a refresh links the new records,
     those whose content changed, and those a worker gave a verdict on. A new roster or new settings start
-    from scratch."""
+    from scratch. roster_parts: the files `residents` scans, when it scans them whole (the roster's part of
+    the key is then kept while they are the same files: linking_fingerprint)."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     residents = residents.lazy().select("resident_id", *IDENTITY_COLUMNS).collect().rechunk()
