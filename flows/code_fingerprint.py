@@ -1,9 +1,12 @@
 """Fingerprints of the code a kept result was made by: a new release that changes that code starts afresh.
 
-Two things are kept between refreshes because they cost most of a refresh to make again, and each depends
-on code as much as on data: each source as loaded (flows.loaded_sources) and each record's link decision
-(flows.refresh.link). A result kept under another
-fingerprint is never used.
+What is kept between refreshes costs much of a refresh to make again and depends on code as much as on
+data: each source as loaded (flows.loaded_sources), each record's link decision (flows.refresh.link), the
+rulings (flows.kept_rules), the roster's duplicates and places (flows.roster_derived), the books and pages
+(flows.publish.layout_fingerprint). A result kept under another fingerprint is never used; a fingerprint
+that covers more code than the result depends on throws results away for nothing (at 20M residents, minutes
+of work), so each is seeded with the modules that make its result, not the flow that calls them
+(tests/test_code_fingerprints.py).
 """
 
 from __future__ import annotations
