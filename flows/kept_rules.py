@@ -23,9 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib.metadata import version
@@ -82,8 +82,7 @@ class KeptRules:
     def __init__(self, folder: Path, key: str, facts: dict[str, list[Path]]):
         self.folder, self.key = folder, key
         self.facts = {kind: part_identity(parts) for kind, parts in facts.items()}
-        self._saving: threading.Thread | None = None
-        self._failed: BaseException | None = None
+        self._saving: Future | None = None
         self.saved_in = 0.0  # seconds save_aside's thread took
 
     def _meta(self) -> dict | None:
@@ -134,20 +133,15 @@ class KeptRules:
         idle much of the time (at 20M residents saving took 3.9-7.5 s of a two-hour refresh); wait() joins it."""
         def save() -> None:
             t = time.perf_counter()
-            try:
-                self.save(run_id, links_file, rules, outcomes)
-            except BaseException as e:  # raised again by wait(), in the flow
-                self._failed = e
+            self.save(run_id, links_file, rules, outcomes)
             self.saved_in = time.perf_counter() - t
 
-        self._saving = threading.Thread(target=save, name="kept-rules", daemon=False)
-        self._saving.start()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kept-rules")
+        self._saving = pool.submit(save)
+        pool.shutdown(wait=False)  # its thread ends when the save does; not a `with`, which would wait here
 
     def wait(self) -> None:
         """Until save_aside's rulings are kept; raises what saving them raised."""
-        if self._saving is not None:
-            self._saving.join()
-            self._saving = None
-        if self._failed is not None:
-            failed, self._failed = self._failed, None
-            raise failed
+        saving, self._saving = self._saving, None
+        if saving is not None:
+            saving.result()

@@ -32,6 +32,7 @@ from flows.csv_aside import AsideCsv, start_aside
 from flows.database import Database, new_generation
 from flows.disk_space import is_disk_full, tell
 from flows.kept_links import KeptLinks, key_sums, part_identity
+from flows.kept_meta import read_meta, write_meta
 from flows.kept_rules import KeptRules, rules_key
 from flows.loading import LoadingProcess
 from flows.lone_facts import KeptLoneFacts
@@ -316,20 +317,16 @@ def _rows_summary(residents: pl.DataFrame) -> list[int]:
     return [residents.height, int(rows.sum()), int(rows.max() or 0), int(rows.min() or 0)]
 
 
-def _kept_rows_summary(residents: pl.DataFrame, parts: list[Path], path: Path) -> list[int]:
-    """_rows_summary, kept in path while residents is read from the same files (parts): a two-hour refresh
-    reads an unchanged roster, and at 20M residents hashing it took 1.0-1.7 s."""
+def _kept_rows_summary(residents: pl.DataFrame, parts: list[Path], folder: Path) -> list[int]:
+    """_rows_summary, kept in folder (flows.kept_meta) while residents is read from the same files (parts): a
+    two-hour refresh reads an unchanged roster, and at 20M residents hashing it took 1.0-1.7 s."""
     key = {"parts": part_identity(parts), "columns": residents.columns, "polars": version("polars")}
-    try:
-        kept = json.loads(path.read_text(encoding="utf-8"))
-        if kept["key"] == key:
-            return kept["summary"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    kept = read_meta(folder)
+    if isinstance(kept, dict) and kept.get("key") == key:
+        return kept["summary"]
     summary = _rows_summary(residents)
-    fresh = path.with_name(path.name + ".new")
-    fresh.write_text(json.dumps({"key": key, "summary": summary}), encoding="utf-8")
-    fresh.replace(path)
+    folder.mkdir(exist_ok=True)
+    write_meta(folder, {"key": key, "summary": summary})
     return summary
 
 
@@ -337,7 +334,7 @@ def linking_fingerprint(residents: pl.DataFrame, settings: Settings, roster_part
     """Changes when anything a decision depends on changes, other than the record itself. roster_parts: the
     files residents was read whole from, when it was (its rows' summary is then kept in the state folder)."""
     summary = (_rows_summary(residents) if roster_parts is None else
-               _kept_rows_summary(residents, roster_parts, settings.duckdb.path.parent / "roster_rows.json"))
+               _kept_rows_summary(residents, roster_parts, settings.duckdb.path.parent / "roster_rows"))
     parts = {
         "residents": summary,
         "blocking": settings.blocking.fingerprint(), "scoring": asdict(settings.scoring),

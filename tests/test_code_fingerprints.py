@@ -56,7 +56,7 @@ def test_the_rosters_part_of_the_linking_key_is_kept_while_it_is_read_from_the_s
     roster[1:].write_parquet(parts[1])
 
     first = flows.refresh.linking_fingerprint(roster, settings, parts)
-    assert (tmp_path / "state" / "roster_rows.json").exists()
+    assert (tmp_path / "state" / "roster_rows" / "meta.json").exists()
     hashed = []
     real = flows.refresh._rows_summary
     monkeypatch.setattr(flows.refresh, "_rows_summary", lambda frame: hashed.append(1) or real(frame))

@@ -92,4 +92,3 @@ def test_changed_outcomes_names_residents_with_a_new_gone_or_different_summary()
     assert sorted(changed_outcomes(before, now)["resident_id"].to_list()) == ["R3", "R4"]
     assert sorted(changed_outcomes(now, before)["resident_id"].to_list()) == ["R3", "R4"]
     assert changed_outcomes(now, now).height == 0  # nulls compare equal: R5 is unchanged
-
