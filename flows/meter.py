@@ -59,6 +59,9 @@ def add_time(timings: dict[str, float], name: str, seconds: float) -> None:
     timings[name] = round(timings.get(name, 0.0) + seconds, 3)
 
 
-def time_since(timings: dict[str, float], name: str, since: float) -> None:
-    """add_time of the seconds since a time.perf_counter() reading."""
-    add_time(timings, name, time.perf_counter() - since)
+def time_since(timings: dict[str, float], name: str, since: float) -> float:
+    """add_time of the seconds since a time.perf_counter() reading; the reading now, where a next step's
+    time begins."""
+    now = time.perf_counter()
+    add_time(timings, name, now - since)
+    return now
