@@ -551,15 +551,19 @@ def _process(
         del ruled
         people.clear()
         as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
+        s = time.perf_counter()  # the sheets stage's steps, each timed apart
         books = build_worker_books(call_list, coverage, grid_workers, as_of_text=as_of_text,
                                    unregistered=tables["unregistered"])
+        s = time_since(report.timings, "sheets_worker_books", s)
         community_books = build_community_books(
             tables["escalation"], tables["unregistered"], tables["roster_corrections"], grid_workers,
             as_of_text=as_of_text)
+        s = time_since(report.timings, "sheets_community_books", s)
         # Once the books are made, the call list waits on disk for call_list.csv and the run's record; the
         # printable pages hold it in memory until the last is written, then it goes, before the workbooks.
         facts.write("call_list", call_list)
-        listed, pages = call_list.height, print_pages(call_list, books, as_of_text)
+        time_since(report.timings, "sheets_call_list_kept", s)
+        listed, pages = call_list.height, print_pages(call_list, books, as_of_text)  # rendered as publish asks
         del call_list
         outputs = RunOutputs(
             call_list=facts.scan("call_list"), coverage=coverage, matches=matches,
