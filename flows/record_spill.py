@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -59,21 +57,6 @@ class Spill:
 
     def scan(self, kind: str) -> pl.LazyFrame:
         return pl.scan_parquet(self.files[kind])
-
-    def write_aside(self, kind: str, frame: pl.DataFrame, timings: dict[str, float], label: str) -> Future:
-        """write() by a thread of its own, its seconds in timings[label]; the Future gives scan(kind) once the
-        part is on disk, or raises what the write raised. Whoever removes the folder waits for it first."""
-        def written() -> pl.LazyFrame:
-            t = time.perf_counter()
-            self.write(kind, frame)
-            timings[label] = round(time.perf_counter() - t, 3)
-            return self.scan(kind)
-
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spill-{kind}")
-        try:
-            return pool.submit(written)
-        finally:
-            pool.shutdown(wait=False)  # its one thread ends with the write
 
     def take(self, kind: str, parts: list[Path]) -> None:
         """Appends parts written before (flows.loaded_sources), hard-linked into the folder: this spill removes

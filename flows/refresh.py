@@ -47,6 +47,7 @@ from flows.ruling import apply_rules
 from flows.run_claim import RunClaim, remove_abandoned
 from flows.settings import Settings
 from flows.sources import Sources, Table, file_sources, validation_summary
+from flows.spill_aside import write_aside
 from transforms.changes import mark_changes
 from transforms.contract import ROSTER
 from transforms.decision import LINK_COLUMNS, compact_links
@@ -566,7 +567,7 @@ def _process(
         # there by a thread while the pages are made and the publishing begins (at 20M, 9.5 M rows took the
         # sheets stage 4.0 s); the printable pages hold it in memory until the last is written, then it goes,
         # before the workbooks.
-        call_list_kept = facts.write_aside("call_list", call_list, report.timings, "call_list_kept_aside")
+        call_list_kept = write_aside(facts, "call_list", call_list, report.timings, "call_list_kept_aside")
         listed, pages = call_list.height, print_pages(call_list, books, as_of_text)  # rendered as publish asks
         del call_list
         outputs = RunOutputs(
