@@ -68,3 +68,25 @@ def test_the_rosters_part_of_the_linking_key_is_kept_while_it_is_read_from_the_s
     changed[1:].write_parquet(parts[1])
     os.utime(parts[1], ns=(1, 1))
     assert flows.refresh.linking_fingerprint(changed, settings, parts) != first and hashed
+
+
+def test_a_fingerprint_follows_the_code_not_its_docstrings_comments_or_layout(tmp_path):
+    # Sessions fix docstrings often; when the source text was hashed, each such fix in a keyed module made
+    # a 20M city's next refresh redo that result (every resident ruled again, every source loaded again).
+    from flows.code_fingerprint import code_fingerprint
+
+    module = tmp_path / "rules_like.py"
+
+    def fingerprint(text: str) -> str:
+        module.write_text(text, encoding="utf-8")
+        return code_fingerprint([module], ("polars",))
+
+    base = fingerprint('"""Rules."""\n\nLIMIT = 3\n\n\ndef due(n):\n    """True when due."""\n    return n >= LIMIT\n')
+    explained = fingerprint('"""The rules, explained anew."""\n\n# a comment\nLIMIT = 3\n\n\ndef due(n):\n'
+                            '    """True when the resident is due, said better."""\n\n    return n >= LIMIT  # why\n')
+    assert explained == base
+    assert fingerprint('"""Rules."""\n\nLIMIT = 4\n\n\ndef due(n):\n    """True when due."""\n    return n >= LIMIT\n') != base
+    assert fingerprint('"""Rules."""\n\nLIMIT = 3\n\n\ndef due(n):\n    """True when due."""\n    return n > LIMIT\n') != base
+    # A text that is not a docstring is code: a SQL string, or a message, changes the fingerprint.
+    assert fingerprint('"""Rules."""\n\nLIMIT = 3\nSQL = "SELECT 1"\n\n\ndef due(n):\n    return n >= LIMIT\n') != \
+        fingerprint('"""Rules."""\n\nLIMIT = 3\nSQL = "SELECT 2"\n\n\ndef due(n):\n    return n >= LIMIT\n')
