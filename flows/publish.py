@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cache, lru_cache, partial
 from pathlib import Path
@@ -64,7 +64,7 @@ class PrintPage:
 class RunOutputs:
     """Everything one run publishes, decided before anything is written."""
 
-    call_list: pl.DataFrame | pl.LazyFrame | Future  # a Future: the scan of it on disk, once written there
+    call_list: pl.DataFrame
     coverage: pl.DataFrame
     # a scan of the decisions on disk in a refresh, or their CSV being written aside (flows.csv_aside)
     matches: pl.DataFrame | pl.LazyFrame | AsideCsv
@@ -214,8 +214,7 @@ def rewrite_run_json(out: Path, report: RunReport) -> None:
 
 def _write_csvs(staging: Path, outputs: RunOutputs, laps: dict[str, float]) -> None:
     s = time.perf_counter()
-    call_list = outputs.call_list
-    write_csv(call_list.result() if isinstance(call_list, Future) else call_list, staging / "call_list.csv")
+    write_csv(outputs.call_list, staging / "call_list.csv")
     write_csv(outputs.coverage, staging / "coverage.csv")
     for name, frame in outputs.tables.items():
         write_csv(frame, staging / f"{name}.csv")

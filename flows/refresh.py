@@ -14,8 +14,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cache
@@ -47,7 +45,6 @@ from flows.ruling import apply_rules
 from flows.run_claim import RunClaim, remove_abandoned
 from flows.settings import Settings
 from flows.sources import Sources, Table, file_sources, validation_summary
-from flows.spill_aside import write_aside
 from transforms.changes import mark_changes
 from transforms.contract import ROSTER
 from transforms.decision import LINK_COLUMNS, compact_links
@@ -488,7 +485,6 @@ def _process(
     db = Database(settings.duckdb)
     matches: AsideCsv | pl.LazyFrame | None = None
     kept_rules: KeptRules | None = None
-    call_list_kept: Future | None = None
     try:
         # Linking reads the roster's identity columns only; the rules read the rest (addresses as typed, grid,
         # tags, status) when it is done, the linking-only columns left on disk.
@@ -562,16 +558,17 @@ def _process(
         community_books = build_community_books(
             tables["escalation"], tables["unregistered"], tables["roster_corrections"], grid_workers,
             as_of_text=as_of_text)
-        time_since(report.timings, "sheets_community_books", s)
-        # Once the books are made, the call list waits on disk for call_list.csv and the run's record, written
-        # there by a thread while the pages are made and the publishing begins (at 20M, 9.5 M rows took the
-        # sheets stage 4.0 s); the printable pages hold it in memory until the last is written, then it goes,
-        # before the workbooks.
-        call_list_kept = write_aside(facts, "call_list", call_list, report.timings, "call_list_kept_aside")
+        s = time_since(report.timings, "sheets_community_books", s)
+        # Once the books are made, the call list waits on disk for call_list.csv and the run's record; the
+        # printable pages hold it in memory until the last is written, then it goes, before the workbooks.
+        # (Written by a thread while the pages were made, at 20M it took 4 s off this stage and put 3 s on
+        # publishing's first step, both cores being busy there: taken out, bench/HISTORY.md, fortieth session.)
+        facts.write("call_list", call_list)
+        time_since(report.timings, "sheets_call_list_kept", s)
         listed, pages = call_list.height, print_pages(call_list, books, as_of_text)  # rendered as publish asks
         del call_list
         outputs = RunOutputs(
-            call_list=call_list_kept, coverage=coverage, matches=matches,
+            call_list=facts.scan("call_list"), coverage=coverage, matches=matches,
             quarantine=quarantine, books=books,
             community_books=community_books, tables=tables, report_html=extra["report_html"], report_top_html=extra["report_top_html"],
             print_pages=pages, data_docs=(data_docs_site(docs_root), suites),
@@ -598,11 +595,9 @@ def _process(
             return run_json(report)
 
         db.record_run(report.run_id, settings.since.isoformat(),
-                      {"call_list": call_list_kept.result(), "coverage": coverage}, recorded, decisions=linked_now)
+                      {"call_list": facts.scan("call_list"), "coverage": coverage}, recorded, decisions=linked_now)
         rewrite_run_json(settings.out, report)
     finally:
-        if call_list_kept is not None:
-            futures_wait([call_list_kept])  # done with the run's folder before it is removed
         if kept_rules is not None:
             try:  # a run failing on the way is not held up by, nor told about, a failed keeping of its rulings
                 kept_rules.wait()

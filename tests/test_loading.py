@@ -18,7 +18,6 @@ from flows.readers import InputError, open_table
 from flows.record_spill import FactSpill, RecordSpill
 from flows.settings import load_settings
 from flows.sources import SourceLoader, file_sources
-from flows.spill_aside import write_aside
 from transforms.contract import TESTS
 from transforms.synthetic import generate
 
@@ -123,19 +122,3 @@ def test_the_loading_child_keeps_freed_pages_for_its_next_slices_and_the_flow_ke
     # The child's polars puts its defaults first again; the allocator takes the last value of each option.
     assert in_child.endswith("," + LOADING_ALLOCATOR)
     assert os.getenv(ALLOCATOR_VARIABLE) == given and LOADING_ALLOCATOR not in (given or "")
-
-
-def test_a_part_written_aside_is_scanned_once_on_disk_and_its_failure_is_raised(tmp_path):
-    """The call list goes to disk by a thread (flows.spill_aside) while the pages are made: what is read back
-    is the frame, its seconds are timed, and a write that fails raises from the Future, not into the void."""
-    frame = pl.DataFrame({"resident_id": [f"R{i:05d}" for i in range(5000)], "reason": ["untested", "dose_due"] * 2500})
-    timings: dict[str, float] = {}
-    facts = FactSpill(tmp_path / "facts")
-    scan = write_aside(facts, "call_list", frame, timings, "call_list_kept_aside").result(timeout=60)
-    assert scan.collect().equals(frame) and facts.files["call_list"][0].exists()
-    assert timings["call_list_kept_aside"] >= 0
-
-    (tmp_path / "taken").write_text("a file where the folder should be")
-    broken = FactSpill(tmp_path / "taken")
-    with pytest.raises(OSError):
-        write_aside(broken, "call_list", frame, {}, "call_list_kept_aside").result(timeout=60)
