@@ -45,7 +45,8 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     residents at a time (people["roster"] may be a scan of the roster on disk: one part of it is read at a
     time). When the last refresh's rulings are kept and hold (flows.kept_rules), only the residents whose
     decisions (lineage: from link) or call outcomes changed are ruled, and put in place of their old rows.
-    timings: where the rules' steps' seconds are added (rules_kept, _evidence, _parts, _combine);
+    timings: where the rules' steps' seconds are added (rules_kept, _evidence, _parts, _combine, and
+    _combine's steps: _gather, _splice, _came_off, _finish);
     figures: where it says how many residents it ruled, and why all of them if it did."""
     timings = {} if timings is None else timings
     figures = {} if figures is None else figures
