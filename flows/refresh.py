@@ -41,6 +41,7 @@ from flows.print_pages import print_pages
 from flows.publish import RunOutputs, publish_outputs, rewrite_run_json, run_json
 from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
 from flows.roster_derived import RosterDerived
+from flows.roster_read import RosterRead
 from flows.ruling import apply_rules
 from flows.run_claim import RunClaim, remove_abandoned
 from flows.settings import Settings
@@ -129,10 +130,10 @@ ROSTER_KEY_STEPS = ("unique_residents", "phone_keys", "phone_households", "name_
 
 
 @task(cache_policy=NO_CACHE)
-def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpill, settings: Settings,
+def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spill: RecordSpill, settings: Settings,
          roster_parts: list[Path] | None = None) -> dict:
-    """Links the records in `spill` to `residents` (the roster, or a scan of it: its resident_id and
-    IDENTITY_COLUMNS are read in one chunk here, and let go before the decisions are put together). Returns
+    """Links the records in `spill` to `residents` (the roster, a scan of it, or its read begun earlier: its
+    resident_id and IDENTITY_COLUMNS are read in one chunk, and let go before the decisions are put together). Returns
     {"links": every record's decision (sorted by record, as matches.csv lists them: a scan of the copy kept
     for the next refresh, flows.kept_links), "links_any_order": the same in no set order, "lone_tests": the
     test records with no decision (record_id, kept with the copy), "linked_now": the
@@ -148,7 +149,10 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     the key is then kept while they are the same files: linking_fingerprint)."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    residents = residents.lazy().select("resident_id", *IDENTITY_COLUMNS).collect().rechunk()
+    if isinstance(residents, RosterRead):  # what the link waits for it; its own time is read_roster_aside
+        residents = residents.take()
+    else:
+        residents = roster_identity(residents).collect().rechunk()
     time_since(timings, "read_roster", t)
     feedback = db.feedback()  # creates the table reject_pairs_sql reads, on a new database
     t = time.perf_counter()
@@ -297,6 +301,11 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame, spill: RecordSpil
     linked_now = list(kept.files) if now == total else fresh
     return {"links": links, "links_any_order": any_order, "lone_tests": kept.lone_tests(), "linked_now": linked_now,
             "stats": stats, "lineage": lineage}
+
+
+def roster_identity(roster: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    """What linking reads of the roster."""
+    return roster.lazy().select("resident_id", *IDENTITY_COLUMNS)
 
 
 def linking_code_files() -> list[Path]:
@@ -454,6 +463,7 @@ def _process(
     # memory together, and a source that fails its checks stops the run before anything is linked or written.
     quarantine: dict[str, pl.DataFrame] = {}
     people: dict[str, pl.DataFrame | pl.LazyFrame] = {}  # on disk: the roster until link is done, the facts
+    roster_read: RosterRead | None = None
     suites: dict[str, SuiteResult] = {}
     state = settings.duckdb.path.parent
     # Versions before the thirty-fourth session kept each source's normalised inputs here for the next refresh
@@ -480,6 +490,8 @@ def _process(
             }
             logger.info("%s: %d rows read, %d used, %d quarantined", name, table.rows, used, quarantine[name].height)
             people[name] = facts.scan(name)
+            if name == ROSTER.name:  # linking's read of it begins now, beside the loading of the records
+                roster_read = RosterRead(roster_identity(people[name]))
         loading.finish(report.timings, report.peak_memory_gib)
     t = time.perf_counter()
     db = Database(settings.duckdb)
@@ -489,7 +501,10 @@ def _process(
         # Linking reads the roster's identity columns only; the rules read the rest (addresses as typed, grid,
         # tags, status) when it is done, the linking-only columns left on disk.
         roster = people.pop(ROSTER.name)
-        linked = link(db, roster, spill, settings, facts.files[ROSTER.name])
+        linked = link(db, roster_read or roster, spill, settings, facts.files[ROSTER.name])
+        if roster_read is not None:  # the read's own time, begun once the roster was loaded
+            report.timings["read_roster_aside"] = roster_read.seconds
+        del roster_read
         spill.remove()
         db.release_memory()
         # The decisions (16 M at 5M residents) wait on disk until the rules, the unregistered list, matches.csv
