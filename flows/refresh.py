@@ -490,8 +490,10 @@ def _process(
             }
             logger.info("%s: %d rows read, %d used, %d quarantined", name, table.rows, used, quarantine[name].height)
             people[name] = facts.scan(name)
-            if name == ROSTER.name:  # linking's read of it begins now, beside the loading of the records
-                roster_read = RosterRead(roster_identity(people[name]))
+            if name != ROSTER.name and roster_read is None and ROSTER.name in people:
+                # Linking's read of the roster begins once the first record source is in, beside the others'
+                # loading and the suites' docs (flows.roster_read says why not sooner).
+                roster_read = RosterRead(roster_identity(people[ROSTER.name]))
         loading.finish(report.timings, report.peak_memory_gib)
     t = time.perf_counter()
     db = Database(settings.duckdb)
