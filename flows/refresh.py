@@ -504,7 +504,7 @@ def _process(
         # tags, status) when it is done, the linking-only columns left on disk.
         roster = people.pop(ROSTER.name)
         linked = link(db, roster_read or roster, spill, settings, facts.files[ROSTER.name])
-        if roster_read is not None:  # the read's own time, begun once the roster was loaded
+        if roster_read is not None:  # the read's own time, begun once the first record source was in
             report.timings["read_roster_aside"] = roster_read.seconds
         del roster_read
         spill.remove()
