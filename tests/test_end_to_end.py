@@ -238,8 +238,8 @@ def test_data_docs_render_offline_and_hold_no_personal_data(first_run, campaign)
         assert "<link" not in lowered and 'src="//' not in lowered, page
         assert not any(v in text for v in ids + phones), page
     assert "validate_expectations" in run["timings"]
-    # Linking's read of the roster was begun once the roster was loaded; the link waited for it at most as
-    # long as it took.
+    # Linking's read of the roster was begun once the first record source was loaded; the link waited for it
+    # at most as long as it took.
     assert run["timings"]["read_roster_aside"] > 0
     assert run["linking"]["sql_seconds"]["read_roster"] <= run["timings"]["read_roster_aside"] + 0.05
     # Where the rules' time goes, in steps that fit inside the stage.
