@@ -332,8 +332,9 @@ def test_the_reports_picture_is_taken_of_its_top_and_a_failed_picture_does_not_s
 
 
 def test_the_books_digests_taken_together_are_each_book_s_own():
-    """book_digests hashes all books' rows of a sheet layout at once: each digest must be the one the book
-    alone gives, and must change with any row of the book, and only of that book."""
+    """The sheets of all books are cut from one frame per sheet and their digests made for all books at once:
+    each book's sheets must be its own rows (序号 from 1, in walking order), each digest the one the book gets
+    when built alone, changing with any row of the book, its order or its owner, and only for that book."""
     from transforms.sheets import book_digests
 
     rows = call_rows()
@@ -341,29 +342,49 @@ def test_the_books_digests_taken_together_are_each_book_s_own():
                             "grid_id": [f"G{i}" for i in range(5)], "grid_worker": [f"网格员{i}" for i in range(5)]})
     calls = pl.concat([rows.head(6 - i).with_columns(pl.lit(f"G{i}").alias("grid_id"),
                                                      pl.lit(f"网格员{i}").alias("grid_worker")) for i in range(4)])
-    books = build_worker_books(calls, build_coverage(status_rows()), workers, as_of_text="2022-05-20 18:00")
+    coverage = build_coverage(status_rows())
+    books = build_worker_books(calls, coverage, workers, as_of_text="2022-05-20 18:00")
     digests = book_digests(books)
-    assert digests == [book_digests([b])[0] for b in books] and len(set(digests)) == len(books)
-    # The row hashes taken when the sheets were made are the ones hashing the sheets apart gives.
-    assert sum(len(b.row_hashes) for b in books) >= 4
-    assert book_digests([replace(b, row_hashes={}) for b in books]) == digests
-    # The columns the builders give for each sheet are its frame's: the digests are those its frames give.
-    assert all(b.columns[name] == tuple(frame.columns) for b in books for name, frame in b.sheets.items())
-    assert book_digests([replace(b, row_hashes={}, columns={}) for b in books]) == digests
+    assert len(set(digests)) == len(books) == 5
+    for i, book in enumerate(books):  # each book's rows, and only its own, however the city's were cut
+        alone = build_worker_books(calls.filter(pl.col("grid_id") == f"G{i}"), coverage,
+                                   workers.filter(pl.col("grid_id") == f"G{i}"), as_of_text="2022-05-20 20:00")
+        assert book_digests(alone) == [digests[i]]
+        for name, frame in book.sheets.items():
+            assert frame.equals(alone[0].sheets[name]) and frame.columns == books[4].sheets[name].columns
+            assert frame["序号"].to_list() == [str(n) for n in range(1, frame.height + 1)]
+            assert set(frame["网格编号"]) <= {f"G{i}"} and book.sheets.height(name) == frame.height
+        assert sum(frame.height for frame in book.sheets.values()) == calls.filter(
+            pl.col("grid_id") == f"G{i}").height
     communities = build_community_books(
         pl.DataFrame(schema=dict.fromkeys(ESCALATION.names, pl.String)),
         pl.DataFrame(schema=dict.fromkeys(UNREGISTERED.names, pl.String)).vstack(pl.DataFrame(
             [{c: f"{c}-{i}" for c in UNREGISTERED.names} | {"street": "粤海街道", "community": "科技园社区"}
              for i in range(3)])),
         pl.DataFrame(schema=dict.fromkeys(ROSTER_CORRECTIONS.names, pl.String)), workers, as_of_text="x")
-    assert communities[0].row_hashes and book_digests(communities) == book_digests(
-        [replace(b, row_hashes={}, columns={}) for b in communities])
-    assert all(b.columns[name] == tuple(frame.columns) for b in communities for name, frame in b.sheets.items())
+    assert [b.sheets.height(name) for b in communities for name in b.sheets] == [0, 3, 0]
     changed = calls.with_columns(pl.when((pl.col("grid_id") == "G2") & (pl.col("resident_id") == "R2"))
                                  .then(pl.lit("13900000002")).otherwise(pl.col("phone")).alias("phone"))
-    again = book_digests(build_worker_books(changed, build_coverage(status_rows()), workers,
-                                            as_of_text="2022-05-20 20:00"))
+    again = book_digests(build_worker_books(changed, coverage, workers, as_of_text="2022-05-20 20:00"))
     assert [a != b for a, b in zip(digests, again, strict=True)] == [b.grid_ids == ("G2",) for b in books]
+    assert [a.sheets != b.sheets for a, b in zip(digests, again, strict=True)] == [
+        b.grid_ids == ("G2",) for b in books]
+    # The same rows in another order: the sheet shows them so, and its digest says so (the rows' places weigh).
+    from transforms.sheet_rows import sheet_rows
+
+    two = pl.DataFrame({"k": ["a", "a", "b"], "v": ["x", "y", "z"]})
+    forth, back = (sheet_rows(frame, ["k"], [pl.col("v")]).spans for frame in (two, two[[1, 0, 2]]))
+    assert forth["_s1"][0] != back["_s1"][0] and forth["_s2"][0] != back["_s2"][0]
+    assert forth.select("_n", "_s1", "_s2").row(1) == back.select("_n", "_s1", "_s2").row(1)
+    apart = sheet_rows(pl.DataFrame({"k": ["a", "b", "a"], "v": ["x", "z", "y"]}), ["k"], [pl.col("v")])
+    assert apart.spans.equals(forth) and apart.rows.equals(sheet_rows(two, ["k"], [pl.col("v")]).rows)
+    # The same rows under another worker's name: the page header shows the owner, so the sheets differ.
+    renamed = build_worker_books(calls.with_columns(pl.col("grid_worker").replace("网格员0", "网格员9")), coverage,
+                                 workers.with_columns(pl.col("grid_worker").replace("网格员0", "网格员9")),
+                                 as_of_text="x")
+    named = [b for b in renamed if b.grid_worker == "网格员9"][0]
+    assert all(a.equals(b) for a, b in zip(named.sheets.values(), books[0].sheets.values(), strict=True))
+    assert set(book_digests([named])[0].sheets[1:]).isdisjoint(digests[0].sheets[1:])
 
 
 def test_stored_parts_are_read_alike_from_our_packages_and_from_any_zip(tmp_path):

@@ -6,13 +6,12 @@ top to bottom. The workbook writer in flows/ only renders what this module decid
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import NamedTuple
 
-import numpy as np
 import polars as pl
 
 from transforms.contract import (
@@ -27,6 +26,7 @@ from transforms.contract import (
     UNREGISTERED,
     VERDICT_HEADER,
 )
+from transforms.sheet_rows import SheetRows, books_sheets, sheet_rows
 
 FILLABLE = (OUTCOME_HEADER, NOTE_HEADER)
 # Columns other sheets leave blank for a person to fill in (verify rows, the community's sheets).
@@ -70,11 +70,10 @@ class CommunityBook:
 
     street: str
     community: str
-    sheets: dict[str, pl.DataFrame]
+    sheets: Mapping[str, pl.DataFrame]
     summary: list[tuple[str, str]]
+    digests: tuple[str, ...]  # each sheet's, as transforms.sheet_rows.books_sheets makes them
     grid_worker: str = "社区汇总"
-    row_hashes: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)  # see _sheets_by
-    columns: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)  # see book_digests
 
     @property
     def file_name(self) -> str:
@@ -87,12 +86,10 @@ class WorkerBook:
     community: str
     grid_worker: str
     grid_ids: tuple[str, ...]
-    sheets: dict[str, pl.DataFrame]  # sheet name -> rows, Chinese headers, '序号' first, fillable columns last
+    # sheet name -> rows, Chinese headers, '序号' first, fillable columns last (cut when asked: SlicedSheets)
+    sheets: Mapping[str, pl.DataFrame]
     summary: list[tuple[str, str]]
-    row_hashes: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)  # see _sheets_by
-    # Each sheet's columns, as its frame has them: the same for every book (one dict for all), known when the
-    # sheets were made; asking each of a city's 385,000 frames for them was a third of the books' digests.
-    columns: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    digests: tuple[str, ...]  # each sheet's, as transforms.sheet_rows.books_sheets makes them
 
     @property
     def file_name(self) -> str:
@@ -107,48 +104,17 @@ class BookDigest(NamedTuple):
     sheets: tuple[str, ...]
 
 
-@functools.lru_cache(maxsize=256)
-def _listed(columns: tuple[str, ...]) -> str:
-    return repr(list(columns))
-
-
 def book_digests(books: list[WorkerBook | CommunityBook]) -> list[BookDigest]:
     """Per book, digests that change whenever anything the workbook, or one of its sheets, shows changes,
     except the time it was made: a book with the same digest as last time is not written again (its rows are
     what a fresh one would hold), so a two-hourly refresh rewrites only the grids where something happened,
-    and in a book written again a sheet with the same digest is copied from the last one. The rows of all
-    books' sheets of one layout are hashed in one pass: book by book, a 20M city's 77,481 books (385,000
-    sheets) took 25.0 s, together 14.8 s, most of it per-call overhead."""
-    layouts: dict[tuple, list[tuple[int, str, pl.DataFrame]]] = {}
-    row_hashes: dict[tuple[int, str], np.ndarray] = {}
-    for i, book in enumerate(books):
-        for name, frame in book.sheets.items():
-            if name in book.row_hashes:  # hashed when the sheets were made
-                row_hashes[(i, name)] = book.row_hashes[name]
-            elif frame.height:
-                # every sheet of one name and columns is text (_sheets_by), so they concatenate as they are
-                layouts.setdefault((name, tuple(frame.columns)), []).append((i, name, frame))
-    for group in layouts.values():
-        hashes = pl.concat([frame for _, _, frame in group], how="vertical").hash_rows(seed=0).to_numpy()
-        ends = np.cumsum([frame.height for _, _, frame in group])[:-1]
-        for (i, name, _), part in zip(group, np.split(hashes, ends), strict=True):
-            row_hashes[(i, name)] = part
+    and in a book written again a sheet with the same digest is copied from the last one. The sheets' digests
+    were made with the sheets (transforms.sheet_rows), for all books at once."""
     digests = []
-    for i, book in enumerate(books):
+    for book in books:
         whole = hashlib.sha256(repr([item for item in book.summary if item[0] != AS_OF_LABEL]).encode())
-        sheets = []
-        owner = f"({book.street!r}, {book.community!r}, {book.grid_worker!r}, "
-        # the sheet's place in the book and the book's owner, which its page header shows: the text is
-        # repr((street, community, grid_worker, at, name, columns as a list, height)), put together in parts
-        for at, (name, frame) in enumerate(book.sheets.items(), start=1):
-            columns = book.columns.get(name)
-            shown = f"{owner}{at!r}, {name!r}, {_listed(columns or tuple(frame.columns))}, {frame.height!r})"
-            one = hashlib.sha256(shown.encode())
-            if frame.height:
-                one.update(row_hashes[(i, name)].tobytes())
-            sheets.append(one.hexdigest()[:32])
-            whole.update(sheets[-1].encode())
-        digests.append(BookDigest(whole.hexdigest(), ("", *sheets)))
+        whole.update("|".join(book.digests).encode())
+        digests.append(BookDigest(whole.hexdigest(), ("", *book.digests)))
     return digests
 
 
@@ -175,34 +141,11 @@ def walk_order(frame: pl.DataFrame, first: tuple[str, ...] | list[str] = ()) -> 
     )
 
 
-def _sheets_by(rows: pl.DataFrame, by: list[str], cols: list[str], fillable: tuple[str, ...],
-               hashes: dict | None = None) -> dict:
+def _sheet_rows(rows: pl.DataFrame, by: list[str], cols: list[str], fillable: tuple[str, ...]) -> SheetRows:
     """One sheet per `by` key: Chinese headers, 序号 from 1 within each, fillable columns blank, all text.
-    Done once for all keys: a district has thousands of workers, and a per-worker pass costs seconds.
-    hashes: filled with each key's row hashes, as book_digests takes them (hashing the sheets of a 20M
-    city's 77,481 books once they were apart meant putting 385,000 small frames together again)."""
-    number = pl.int_range(1, pl.len() + 1)
-    sheet = rows.select(
-        *by, (number.over(by) if by else number).cast(pl.String).alias("序号"),
-        *[pl.col(c).alias(_ZH.get(c, "原因" if c == "reason_zh" else c)) for c in cols],
-        *[pl.lit("").alias(h) for h in fillable],
-    ).with_columns(pl.exclude(by).cast(pl.String).fill_null(""))
-    if not by:
-        return {(): sheet}
-    if hashes is not None and sheet.height:
-        # Put together by key (the keys in the order they first come, each key's rows in theirs) and cut with
-        # numpy: a partition of small frames per key only to take a column of each cost twice the sheets.
-        keyed = sheet.select(by).with_columns(sheet.drop(by).hash_rows(seed=0).alias("_h")).with_row_index(
-            "_first").with_columns(pl.col("_first").min().over(by))
-        keyed = keyed.sort("_first", maintain_order=True)
-        counts = keyed.group_by("_first", maintain_order=True).agg(*(pl.col(c).first() for c in by), pl.len())
-        parts = np.split(keyed["_h"].to_numpy(), np.cumsum(counts["len"].to_numpy())[:-1])
-        hashes.update(zip(counts.select(by).iter_rows(), parts, strict=True))
-    return sheet.partition_by(by, as_dict=True, include_key=False, maintain_order=True)
-
-
-def _sheet(rows: pl.DataFrame, cols: list[str], fillable: tuple[str, ...]) -> pl.DataFrame:
-    return _sheets_by(rows, [], cols, fillable)[()]
+    Done once for all keys: a district has thousands of workers, and a per-worker pass costs seconds."""
+    return sheet_rows(rows, by, [*[pl.col(c).alias(_ZH.get(c, "原因" if c == "reason_zh" else c)) for c in cols],
+                                 *[pl.lit("").alias(h) for h in fillable]])
 
 
 def build_community_books(escalation: pl.DataFrame, unregistered: pl.DataFrame, corrections: pl.DataFrame,
@@ -214,22 +157,16 @@ def build_community_books(escalation: pl.DataFrame, unregistered: pl.DataFrame, 
               UNREGISTERED_SHEET: (unregistered, UNREGISTERED, (CHECKED_HEADER, NOTE_HEADER)),
               CORRECTIONS_SHEET: (corrections, ROSTER_CORRECTIONS, (CORRECTED_HEADER,))}
     # Every community's sheets of a table in one pass (sheets made one community at a time took 30 s for a
-    # 20M city's 11,070 communities), and the empty sheet a community without rows gets.
-    by_place, empty, hashes = {}, {}, {name: {} for name in tables}
-    for name, (rows, contract, fillable) in tables.items():
-        cols = [c for c in contract.names if c not in place]
-        by_place[name] = _sheets_by(rows, place, cols, fillable, hashes[name])
-        empty[name] = _sheet(rows.clear(), cols, fillable)
-    columns = {name: tuple(frame.columns) for name, frame in empty.items()}  # every community's, as _sheets_by made them
-    for street, community in communities.select(*place).unique().sort(*place).iter_rows():
-        key = (street, community)
-        sheets = {name: by_place[name].get(key, empty[name]) for name in tables}
-        esc, unr, cor = (sheets[n].height for n in tables)
-        summary = [("街道", str(street)), ("社区", str(community)), (AS_OF_LABEL, as_of_text),
+    # 20M city's 11,070 communities); a community without rows gets the sheet's header alone.
+    layouts = {name: _sheet_rows(rows, place, [c for c in contract.names if c not in place], fillable)
+               for name, (rows, contract, fillable) in tables.items()}
+    owners = communities.select(pl.col(place).cast(pl.String)).unique().sort(place)
+    for (street, community), (sheets, digests) in zip(owners.iter_rows(), books_sheets(owners, layouts), strict=True):
+        esc, unr, cor = (sheets.height(n) for n in tables)
+        summary = [("街道", street), ("社区", community), (AS_OF_LABEL, as_of_text),
                    ("需升级处理（人）", str(esc)), ("疑似未登记人员（条）", str(unr)),
                    ("需更正登记（条）", str(cor))]
-        mine = {name: hashes[name][key] for name in tables if key in hashes[name]}
-        books.append(CommunityBook(str(street), str(community), sheets, summary, row_hashes=mine, columns=columns))
+        books.append(CommunityBook(street, community, sheets, summary, digests))
     return books
 
 
@@ -249,44 +186,37 @@ def build_worker_books(
     )
     books: list[WorkerBook] = []
     keys = ["street", "community", "grid_worker"]
-    by_sheet, hashes = {}, {}
+    layouts = {}
     for sheet, (pred, cols) in SHEETS.items():
         fillable = (VERDICT_HEADER, *FILLABLE) if sheet == LIST_ZH["verify"] else FILLABLE
         # Each sheet's rows put in walking order after they are chosen (the sort is stable, so the order is
-        # the whole list's): a walk-ordered copy of the whole list beside it was the sheets stage's peak.
-        hashes[sheet] = {}
-        by_sheet[sheet] = (_sheets_by(walk_order(cl.filter(pred)), keys, cols, fillable, hashes[sheet]),
-                           _sheet(cl.clear(), cols, fillable))
+        # the whole list's), each worker's together: a walk-ordered copy of the whole list beside it was the
+        # sheets stage's peak.
+        layouts[sheet] = _sheet_rows(walk_order(cl.filter(pred), first=keys), keys, cols, fillable)
     new_rows = {(a, b, c): n for a, b, c, n in
                 cl.filter(pl.col("new_since_last") == "是").group_by(keys).len().iter_rows()}
     if unregistered is not None:  # a worker's grids' rows, in the order of the table
         mine = unregistered.drop("grid_worker", strict=False).join(
             workers, on=["street", "community", "grid_id"], how="inner", maintain_order="left")
-        hashes[UNREGISTERED_SHEET] = {}
-        by_sheet[UNREGISTERED_SHEET] = (_sheets_by(mine, keys, _UNREGISTERED_COLS, (CHECKED_HEADER, NOTE_HEADER),
-                                                   hashes[UNREGISTERED_SHEET]),
-                                        _sheet(unregistered.clear(), _UNREGISTERED_COLS, (CHECKED_HEADER, NOTE_HEADER)))
+        layouts[UNREGISTERED_SHEET] = _sheet_rows(mine, keys, _UNREGISTERED_COLS, (CHECKED_HEADER, NOTE_HEADER))
     # Each worker's figures from their grids' coverage rows, for every worker in one query.
     figures = {
         (a, b, c): (residents, in_scope, tested) for a, b, c, residents, in_scope, tested in
         workers.join(grids, on=["street", "community", "grid_id"], how="inner").group_by(keys).agg(
             pl.col("residents", "in_scope", "tested").sum().cast(pl.Int64)).iter_rows()
     }
-    columns = {sheet: tuple(empty.columns) for sheet, (_, empty) in by_sheet.items()}  # every worker's, as made
-    for street, community, worker, grid_ids in workers.group_by(keys, maintain_order=True).agg(
-            pl.col("grid_id").sort()).iter_rows():
+    owners = workers.group_by(keys, maintain_order=True).agg(pl.col("grid_id").sort())
+    for (street, community, worker, grid_ids), (sheets, digests) in zip(
+            owners.iter_rows(), books_sheets(owners.select(pl.col(keys).cast(pl.String)), layouts), strict=True):
         grid_ids, key = tuple(grid_ids), (street, community, worker)
-        sheets: dict[str, pl.DataFrame] = {sheet: parts.get(key, empty) for sheet, (parts, empty) in by_sheet.items()}
         residents, in_scope, tested = figures.get(key, (0, 0, 0))
         summary = [
             ("街道", str(street)), ("社区", str(community)), ("网格员", str(worker)), ("网格", "、".join(grid_ids)),
             (AS_OF_LABEL, as_of_text), ("在册人数", str(residents)), ("在住人数", str(in_scope)),
             ("本轮已检测", str(tested)), ("本轮未检测", str(in_scope - tested)),
             ("检测覆盖率", f"{tested / in_scope:.1%}" if in_scope else "—"),
-        ] + [(f"{name}（人）", str(frame.height)) for name, frame in sheets.items()] + [
+        ] + [(f"{name}（人）", str(sheets.height(name))) for name in sheets] + [
             ("较上次刷新新增（条）", str(new_rows.get(key, 0))),
         ]
-        mine = {sheet: hashes[sheet][key] for sheet in by_sheet if key in hashes[sheet]}
-        books.append(WorkerBook(str(street), str(community), str(worker), grid_ids, sheets, summary, row_hashes=mine,
-                                columns=columns))
+        books.append(WorkerBook(str(street), str(community), str(worker), grid_ids, sheets, summary, digests))
     return books
