@@ -10,7 +10,7 @@ import polars as pl
 
 from flows.publish import PrintPage
 from transforms.print_sheet import WORKER, page_bodies, page_digest, page_html, person_lines, row_digests
-from transforms.sheets import WALK_COLUMNS, walk_order
+from transforms.sheets import walk_positions
 
 # Communities whose pages are rendered together: one query for each of a 20M city's 11,070 communities cost
 # more than the rendering. Consecutive communities up to this many call-list rows are one query, and one such
@@ -18,14 +18,16 @@ from transforms.sheets import WALK_COLUMNS, walk_order
 PAGE_BLOCK_ROWS = 100_000
 
 
-def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str) -> Iterator[PrintPage]:
+def print_pages(call_list: pl.DataFrame, books: list, as_of_text: str, walk: pl.Series | None = None
+                ) -> Iterator[PrintPage]:
     """One printable page per worker book, rows in walking order, each with its digest; a page is rendered
     only when asked (publish renders the ones whose digest changed), a block of communities at a time, so
     neither a city's pages nor its rendered lines are ever in memory at once. The walking order is kept as
-    the rows' positions, not as a sorted copy of the call list held beside it until the last page."""
+    the rows' positions, not as a sorted copy of the call list held beside it until the last page.
+    walk: transforms.sheets.walk_positions of the call list, if the caller has them (the books' sheets do)."""
     # Positions by worker and then walking order: a community's rows are one span of them, a worker's a
     # span of that.
-    order = walk_order(call_list.select(*WORKER, *WALK_COLUMNS).with_row_index("_at"), first=WORKER)["_at"]
+    order = walk_positions(call_list) if walk is None else walk
     digests = row_digests(call_list).gather(order)
     keys = call_list.select(WORKER).with_columns(pl.all().gather(order))
 

@@ -69,7 +69,7 @@ from transforms.pair_decisions import households as household_table  # `househol
 from transforms.report import coverage_report_pages
 from transforms.roster_gaps import order_corrections, unregistered
 from transforms.rule_parts import Ruled, RuleInputs
-from transforms.sheets import build_community_books, build_worker_books
+from transforms.sheets import build_community_books, build_worker_books, walk_positions
 from transforms.sorted_links import sorted_column_by_column
 
 
@@ -569,8 +569,9 @@ def _process(
         people.clear()
         as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
         s = time.perf_counter()  # the sheets stage's steps, each timed apart
+        walk = walk_positions(call_list)  # sorted once for the books' sheets and the printable pages
         books = build_worker_books(call_list, coverage, grid_workers, as_of_text=as_of_text,
-                                   unregistered=tables["unregistered"])
+                                   unregistered=tables["unregistered"], walk=walk)
         s = time_since(report.timings, "sheets_worker_books", s)
         community_books = build_community_books(
             tables["escalation"], tables["unregistered"], tables["roster_corrections"], grid_workers,
@@ -582,8 +583,8 @@ def _process(
         # publishing's first step, both cores being busy there: taken out, bench/HISTORY.md, fortieth session.)
         facts.write("call_list", call_list)
         time_since(report.timings, "sheets_call_list_kept", s)
-        listed, pages = call_list.height, print_pages(call_list, books, as_of_text)  # rendered as publish asks
-        del call_list
+        listed, pages = call_list.height, print_pages(call_list, books, as_of_text, walk)  # rendered as publish asks
+        del call_list, walk
         outputs = RunOutputs(
             call_list=facts.scan("call_list"), coverage=coverage, matches=matches,
             quarantine=quarantine, books=books,

@@ -4,7 +4,6 @@ as the single source every output column comes from."""
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from datetime import datetime
 
 import polars as pl
