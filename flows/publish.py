@@ -149,7 +149,9 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
         jobs = [(book, f"sheets/{safe_name(book.street)}/{safe_name(book.community)}/{book.file_name}")
                 for book in outputs.books]
         jobs += [(book, f"community/{safe_name(book.street)}/{book.file_name}") for book in outputs.community_books]
+        digested = time.perf_counter()
         digests = book_digests([book for book, _ in jobs])
+        laps["write_book_digests"] = round(time.perf_counter() - digested, 3)  # a part of write_carry_over
         todo = [(book, carried.path(rel), carried.keep(rel, digest.sheets))
                 for (book, rel), digest in zip(jobs, digests, strict=True)
                 if not carried.over(rel, digest.book, digest.sheets)]
