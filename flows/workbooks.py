@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 
 from flows.xlsx import Entry, Sheet, Validation, read_entries, render_rows, sheet_part, write_xlsx
 from transforms.contract import INPUTS, VERDICTS
+from transforms.sheet_rows import SlicedSheets, taken_together
 from transforms.sheets import (
     EXTRA_FILLABLE,
     FILLABLE,
@@ -107,8 +108,22 @@ def _kept_entries(keep: Keep | None) -> dict[int, Entry]:
     return {i: stored[sheet_part(i)] for i in keep.sheets} if len(stored) == len(keep.sheets) else {}
 
 
+def _own_copies(jobs: list[Job]) -> list[Job]:
+    """The batch's books with each sheet layout's rows in a copy of the batch's own (taken_together)."""
+    layouts: dict[tuple[str, ...], list[int]] = {}
+    for i, (book, *_) in enumerate(jobs):
+        if isinstance(getattr(book, "sheets", None), SlicedSheets):
+            layouts.setdefault(tuple(book.sheets), []).append(i)
+    jobs = list(jobs)
+    for at in layouts.values():
+        for i, sheets in zip(at, taken_together([jobs[i][0].sheets for i in at]), strict=True):
+            jobs[i] = (replace(jobs[i][0], sheets=sheets), *jobs[i][1:])
+    return jobs
+
+
 def _write_batch(jobs: list[Job]) -> int:
     books = []
+    jobs = _own_copies(jobs)
     for book, path, *rest in jobs:
         sheets = quarantine_sheets(book.frame, INPUTS[book.source]) if isinstance(book, QuarantineBook) else book_sheets(book)
         kept = _kept_entries(rest[0] if rest else None)

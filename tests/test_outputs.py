@@ -447,3 +447,23 @@ def test_a_book_written_again_with_the_last_books_unchanged_sheets_is_the_book_w
                 assert z.testzip() is None and z.namelist() == fresh.namelist()
                 assert all(z.read(p) == fresh.read(p) for p in z.namelist() if p != "docProps/core.xml"), name
     assert load_workbook(tmp_path / "kept.xlsx")["汇总"]["A1"].value.endswith("工作名单")
+
+
+def test_a_writers_batch_takes_its_books_rows_in_a_copy_of_its_own():
+    """taken_together gives each book the sheets it had, cut from one copy per layout for the batch, so two
+    writer threads do not share the city-wide frames' buffers; the books written from either are the same."""
+    from transforms.sheet_rows import taken_together
+
+    rows = call_rows()
+    workers = pl.DataFrame({"street": ["粤海街道"] * 3, "community": ["科技园社区"] * 3,
+                            "grid_id": ["G0", "G1", "G2"], "grid_worker": ["网格员0", "网格员1", "网格员2"]})
+    calls = pl.concat([rows.head(5 - i).with_columns(pl.lit(f"G{i}").alias("grid_id"),
+                                                     pl.lit(f"网格员{i}").alias("grid_worker")) for i in range(2)])
+    books = build_worker_books(calls, build_coverage(status_rows()), workers, as_of_text="2022-05-20 18:00")
+    picked = [books[2], books[0]]  # out of order, and one with no rows at all
+    copies = taken_together([b.sheets for b in picked])
+    for book, sheets in zip(picked, copies, strict=True):
+        assert list(sheets) == list(book.sheets)
+        for name in book.sheets:
+            assert sheets[name].equals(book.sheets[name]) and sheets.height(name) == book.sheets.height(name)
+    assert sum(copies[1].height(name) for name in copies[1]) == 5 and taken_together([]) == []
