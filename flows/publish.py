@@ -25,7 +25,6 @@ import polars as pl
 from expectations.docs import export_offline
 from expectations.suites import SuiteResult
 from flows.beside_output import PREVIOUS, RETIRING, STAGING, beside, found_beside
-from flows.bulk_links import link_all
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.csv_aside import AsideCsv, write_csv
 from flows.meter import StageMeter
@@ -153,10 +152,9 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
         digested = time.perf_counter()
         digests = book_digests([book for book, _ in jobs])
         laps["write_book_digests"] = round(time.perf_counter() - digested, 3)  # a part of write_carry_over
-        same = [carried.same(rel, digest.book, digest.sheets) for (_, rel), digest in zip(jobs, digests, strict=True)]
-        gone = carried.link_same()
         todo = [(book, carried.path(rel), carried.keep(rel, digest.sheets))
-                for (book, rel), digest, kept in zip(jobs, digests, same, strict=True) if not kept or rel in gone]
+                for (book, rel), digest in zip(jobs, digests, strict=True)
+                if not carried.over(rel, digest.book, digest.sheets)]
         report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), len(jobs) - len(todo)
         report.lists["sheets_kept_in_books_written"] = sum(len(keep.sheets) for _, _, keep in todo if keep)
         threading.Thread(target=_read_ahead, args=([str(keep.path) for _, _, keep in todo if keep],),
@@ -237,18 +235,13 @@ def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: Carri
     (polars, which lets go of the GIL) are made by a thread one block ahead of the pages being written (Python
     and the file system), so the second core is not idle: at most two blocks' bodies are held. A function of its
     own so that the pages, whose renders hold the whole call list, are let go as soon as they are written."""
-    todo, same = [], []
+    todo, seen = [], 0
     for page in pages:
+        seen += 1
         street, community, file_name = page.place
         rel = f"print/{safe_name(street)}/{safe_name(community)}/{file_name}"
-        (same if carried.same(rel, page.digest) else todo).append((page, rel))
-    gone = carried.link_same()
-    seen = len(todo) + len(same)
-    if gone:  # written anew, each in its block (a block is rendered once: its pages must come together)
-        todo += [(page, rel) for page, rel in same if rel in gone]
-        todo.sort(key=lambda job: (job[0].block is not None, job[0].block or 0))
-    del same
-    todo = [(page, carried.target(rel)) for page, rel in todo]
+        if not carried.over(rel, page.digest):
+            todo.append((page, carried.target(rel)))
     groups = [list(group) for _, group in itertools.groupby(todo, key=lambda job: job[0].block)]
 
     def query_of(group: list[tuple[PrintPage, str]]) -> Callable[[], object] | None:
@@ -324,7 +317,6 @@ class CarriedOver:
         self.out, self.staging, self.spares = out, staging, spares
         self._out, self._staging = str(out), str(staging)  # places are joined as text: a city has 143,000
         self.folders: set[str] = set()  # made already (relative): a city's 143,000 files are in 15,000 folders
-        self._pending: list[tuple[str, bool]] = []  # said the same, to be linked: (rel, an empty file there)
         self.manifest: dict[str, str | list] = {_CODE: layout_fingerprint()}
         previous = {}
         if (out / MANIFEST).exists():
@@ -341,40 +333,22 @@ class CarriedOver:
     def over(self, rel: str, digest: str, sheets: tuple[str, ...] | None = None) -> bool:
         """True when the file at rel was linked from the last output; else it is the caller's to write (with
         flows.spare_files.write_into, at target(rel)), and an empty file from the pool is there for it if the
-        pool had one. Linked here, at once: for a few files (many: same, then link_same)."""
-        if not self.same(rel, digest, sheets):
-            return False
-        _, spare = self._pending.pop()
-        target = self.target(rel)
-        if spare:
-            os.unlink(target)
-        # Linked without asking first whether the last file is there: at 20M, looking up each of 56,000 last
-        # books twice (exists, then link) cost 2.5 s more than once.
-        try:
-            hard_link(f"{self._out}/{rel}", target)
-        except FileNotFoundError:  # gone from the last output (by hand): the caller writes it anew
-            return False
-        return True
-
-    def same(self, rel: str, digest: str, sheets: tuple[str, ...] | None = None) -> bool:
-        """As over, but the file is linked by the next link_same, with all the others said the same till then."""
+        pool had one."""
         self.manifest[rel] = digest if sheets is None else [digest, list(sheets)]
-        last = self.previous.get(rel)
+        last, old, target = self.previous.get(rel), f"{self._out}/{rel}", self.target(rel)
         self._folder(rel.rpartition("/")[0])
         spare = self.spares.file(rel)
         if (last[0] if isinstance(last, list) else last) != digest:
             return False
         if spare:
-            self.spares.give_way()  # removed by the link, which takes its place
-        self._pending.append((rel, spare))
+            self.spares.give_way(target)
+        # Linked without asking first whether the last file is there: at 20M, looking up each of 56,000 last
+        # books twice (exists, then link) cost 2.5 s more than once.
+        try:
+            hard_link(old, target)
+        except FileNotFoundError:  # gone from the last output (by hand): the caller writes it anew
+            return False
         return True
-
-    def link_same(self) -> set[str]:
-        """The files said the same since the last call linked from the last output, by a process of its own
-        (flows.bulk_links); returns those gone from it (by hand), which the caller writes anew."""
-        pending, self._pending = self._pending, []
-        gone = link_all([(f"{self._out}/{rel}", self.target(rel), spare) for rel, spare in pending])
-        return {pending[i][0] for i in gone}
 
     def _folder(self, rel: str) -> None:
         if not rel or rel in self.folders:

@@ -104,7 +104,7 @@ class SpareFiles:
 
     def file(self, rel: str) -> bool:
         """The file at rel belongs to the output being written: True when an empty one from the pool is there
-        (the tree's, or a loose one put there; its writer writes into it, or a link removes it: give_way), False when
+        (the tree's, or a loose one put there; its writer writes into it, or give_way removes it), False when
         the pool has none (its writer makes it)."""
         if rel in self.files:
             self.files.discard(rel)
@@ -121,9 +121,9 @@ class SpareFiles:
             return True
         return False
 
-    def give_way(self) -> None:
-        """A file the pool had, to be removed by the link to the last output's (a book carried over: its
-        linker, flows.bulk_links, removes it first): not counted as taken."""
+    def give_way(self, path: str) -> None:
+        """The pool's empty file at path removed for a link to the last output's (a book carried over)."""
+        os.unlink(path)
         self.files_taken -= 1
 
     def remove_unclaimed(self, keep: int) -> int:
