@@ -56,8 +56,8 @@ class SheetRows:
 
 def sheet_rows(rows: pl.DataFrame, by: list[str], shown: list[pl.Expr]) -> SheetRows:
     """The sheet of every key (by) of rows: 序号 from 1 within each key, then the columns shown, as text (null
-    as ""). Each key's rows are shown in the order given; a caller that gives them together (walk_order with
-    first=by) spares a sort here."""
+    as ""). Each key's rows are shown in the order given; a caller that gives them together (in the order of
+    transforms.sheets.walk_positions) spares a sort here."""
     spans = _spans(rows, by)
     if not _together(spans):
         rows = rows.sort(by, maintain_order=True)
@@ -111,9 +111,9 @@ class SlicedSheets(Mapping):
 
 def taken_together(books: list[SlicedSheets]) -> list[SlicedSheets]:
     """The same sheets, each layout's rows of all the books taken in one copy and cut from it. For a writer's
-    batch: slices of the city-wide frames share their buffers' reference counts with every other thread's
-    (hundreds of buffers a column), and two threads writing books from them took a tenth longer than from
-    copies; one copy a batch is the writer's own."""
+    batch: two threads writing books from slices of the city-wide frames took about a tenth longer than from
+    copies (most likely, not proven, because the slices share those frames' buffers, hundreds a column, and
+    their reference counts with every other thread's); one copy a batch is the writer's own."""
     if not books:
         return books
     copies = {}

@@ -26,6 +26,7 @@ from transforms.contract import (
     UNREGISTERED,
     VERDICT_HEADER,
 )
+from transforms.print_sheet import WORKER
 from transforms.sheet_rows import SheetRows, books_sheets, sheet_rows
 
 FILLABLE = (OUTCOME_HEADER, NOTE_HEADER)
@@ -128,7 +129,6 @@ def column_widths(headers: list[str]) -> list[int]:
 
 
 WALK_COLUMNS = ("grid_id", "building", "unit", "room", "resident_id")  # what walk_order sorts by
-_WORKER = ["street", "community", "grid_worker"]  # a worker book's owner
 
 
 def walk_order(frame: pl.DataFrame, first: tuple[str, ...] | list[str] = ()) -> pl.DataFrame:
@@ -146,7 +146,7 @@ def walk_positions(rows: pl.DataFrame) -> pl.Series:
     """The rows' positions by worker (street, community, grid_worker), each worker's rows in walking order:
     the call list sorted once for the workers' sheets and their printable pages (sorting it for each took 3 s
     apiece at 20M residents), as positions, not as a sorted copy held beside it."""
-    return walk_order(rows.select(*_WORKER, *WALK_COLUMNS).with_row_index("_at"), first=_WORKER)["_at"]
+    return walk_order(rows.select(*WORKER, *WALK_COLUMNS).with_row_index("_at"), first=WORKER)["_at"]
 
 
 def _sheet_rows(rows: pl.DataFrame, by: list[str], cols: list[str], fillable: tuple[str, ...]) -> SheetRows:
@@ -194,7 +194,7 @@ def build_worker_books(
         "street", "community", "grid_worker", "grid_id"
     )
     books: list[WorkerBook] = []
-    keys = _WORKER
+    keys = WORKER
     walk = walk_positions(cl) if walk is None else walk
     layouts = {}
     for sheet, (pred, cols) in SHEETS.items():
