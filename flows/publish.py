@@ -125,16 +125,18 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
         (staging / "quarantine").mkdir()
         carried = CarriedOver(out, staging, spares)
         quarantine_books = []  # written with the other books, in parallel; unchanged ones linked
+        # The CSV as the book: linked while the rows are the same (a 20M city's vaccination export's 1.1 M
+        # quarantined rows made a 357 MB CSV at every refresh).
+        same = {(name, kind): carried.over(f"quarantine/{name}.{kind}", _frame_digest(frame, name))
+                for name, frame in outputs.quarantine.items() for kind in ("csv", "xlsx")}
+        gone = carried.link()
         csvs_written = 0
         for name, frame in outputs.quarantine.items():
-            digest = _frame_digest(frame, name)
-            # The CSV as the book: linked while the rows are the same (a 20M city's vaccination export's
-            # 1.1 M quarantined rows made a 357 MB CSV at every refresh).
-            if not carried.over(f"quarantine/{name}.csv", digest):
+            if not same[name, "csv"] or f"quarantine/{name}.csv" in gone:
                 write_csv(frame.rename({"_line": "line"}), staging / "quarantine" / f"{name}.csv")
                 csvs_written += 1
             rel = f"quarantine/{name}.xlsx"
-            if not carried.over(rel, digest):
+            if not same[name, "xlsx"] or rel in gone:
                 quarantine_books.append((QuarantineBook(frame, name), carried.path(rel)))
         report.lists["quarantine_books_written"] = len(quarantine_books)
         report.lists["quarantine_csvs_written"] = csvs_written
@@ -152,9 +154,12 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
         digested = time.perf_counter()
         digests = book_digests([book for book, _ in jobs])
         laps["write_book_digests"] = round(time.perf_counter() - digested, 3)  # a part of write_carry_over
+        same = [carried.over(rel, digest.book, digest.sheets) for (_, rel), digest in zip(jobs, digests, strict=True)]
+        linked = time.perf_counter()
+        gone = carried.link()
+        laps["write_book_links"] = round(time.perf_counter() - linked, 3)  # a part of write_carry_over
         todo = [(book, carried.path(rel), carried.keep(rel, digest.sheets))
-                for (book, rel), digest in zip(jobs, digests, strict=True)
-                if not carried.over(rel, digest.book, digest.sheets)]
+                for (book, rel), digest, kept in zip(jobs, digests, same, strict=True) if not kept or rel in gone]
         report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), len(jobs) - len(todo)
         report.lists["sheets_kept_in_books_written"] = sum(len(keep.sheets) for _, _, keep in todo if keep)
         threading.Thread(target=_read_ahead, args=([str(keep.path) for _, _, keep in todo if keep],),
@@ -163,7 +168,7 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
         # The pages before the books, not beside them: at 20M residents, pages and books written together took
         # the write stage's peak from 14.9 to 16.3-19.0 GiB.
         report.lists["print_pages_written"], report.lists["print_pages_reused"] = _write_print_pages(
-            staging, outputs.print_pages, carried)
+            staging, outputs.print_pages, carried, laps)
         s = lap("write_print_pages", s)
         write_workbooks(quarantine_books + todo, workers=os.cpu_count() or 1)
         s = lap("write_workbooks", s)
@@ -230,18 +235,23 @@ def _write_csvs(staging: Path, outputs: RunOutputs, laps: dict[str, float]) -> N
     laps["write_csv"] = round(time.perf_counter() - s, 3)
 
 
-def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: CarriedOver) -> tuple[int, int]:
+def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: CarriedOver,
+                       laps: dict[str, float]) -> tuple[int, int]:
     """Pages written and reused. The pages to write are known first (by digest); then each block's bodies
     (polars, which lets go of the GIL) are made by a thread one block ahead of the pages being written (Python
     and the file system), so the second core is not idle: at most two blocks' bodies are held. A function of its
     own so that the pages, whose renders hold the whole call list, are let go as soon as they are written."""
-    todo, seen = [], 0
+    placed = []
     for page in pages:
-        seen += 1
         street, community, file_name = page.place
         rel = f"print/{safe_name(street)}/{safe_name(community)}/{file_name}"
-        if not carried.over(rel, page.digest):
-            todo.append((page, carried.target(rel)))
+        placed.append((page, rel, carried.over(rel, page.digest)))
+    linked = time.perf_counter()
+    gone = carried.link()
+    laps["write_page_links"] = round(time.perf_counter() - linked, 3)  # a part of write_print_pages
+    todo = [(page, carried.target(rel)) for page, rel, same in placed if not same or rel in gone]
+    seen = len(placed)
+    del placed
     groups = [list(group) for _, group in itertools.groupby(todo, key=lambda job: job[0].block)]
 
     def query_of(group: list[tuple[PrintPage, str]]) -> Callable[[], object] | None:
@@ -281,6 +291,7 @@ def _read_ahead(paths: list[str]) -> None:
 safe_name = lru_cache(maxsize=65536)(safe_file_name)  # a street's and a community's name, for each of their files
 
 MANIFEST = "books.json"
+LINKERS = 8  # threads linking the unchanged books and pages (CarriedOver.link)
 _CODE = "_code"  # the manifest's entry for the code the files were laid out by
 
 
@@ -318,6 +329,7 @@ class CarriedOver:
         self._out, self._staging = str(out), str(staging)  # places are joined as text: a city has 143,000
         self.folders: set[str] = set()  # made already (relative): a city's 143,000 files are in 15,000 folders
         self.manifest: dict[str, str | list] = {_CODE: layout_fingerprint()}
+        self._unlinked: list[tuple[str, bool]] = []  # carried over, to be linked: (rel, the pool's file is there)
         previous = {}
         if (out / MANIFEST).exists():
             previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
@@ -331,24 +343,45 @@ class CarriedOver:
         return Path(self.target(rel))
 
     def over(self, rel: str, digest: str, sheets: tuple[str, ...] | None = None) -> bool:
-        """True when the file at rel was linked from the last output; else it is the caller's to write (with
-        flows.spare_files.write_into, at target(rel)), and an empty file from the pool is there for it if the
-        pool had one."""
+        """True when the file at rel is the last output's (the same digest): link() links it from there, and
+        says if it was gone. False: it is the caller's to write (with flows.spare_files.write_into, at
+        target(rel)), and an empty file from the pool is there for it if the pool had one."""
         self.manifest[rel] = digest if sheets is None else [digest, list(sheets)]
-        last, old, target = self.previous.get(rel), f"{self._out}/{rel}", self.target(rel)
+        last = self.previous.get(rel)
         self._folder(rel.rpartition("/")[0])
-        spare = self.spares.file(rel)
         if (last[0] if isinstance(last, list) else last) != digest:
+            self.spares.file(rel)
             return False
-        if spare:
-            self.spares.give_way(target)
-        # Linked without asking first whether the last file is there: at 20M, looking up each of 56,000 last
-        # books twice (exists, then link) cost 2.5 s more than once.
-        try:
-            hard_link(old, target)
-        except FileNotFoundError:  # gone from the last output (by hand): the caller writes it anew
-            return False
+        self._unlinked.append((rel, self.spares.in_the_way(rel)))
         return True
+
+    def link(self) -> set[str]:
+        """The files over() said are carried over, linked from the last output; returns those that were gone
+        from it (deleted by hand), for the caller to write anew.
+        By threads, each a folder at a time: in a 20M refresh a link took about 100 us of the main thread
+        (118,000 of them, 12 s), where offline the same links took 11-25 us."""
+        folders: dict[str, list[tuple[str, bool]]] = {}
+        for rel, spare in self._unlinked:
+            folders.setdefault(rel.rpartition("/")[0], []).append((rel, spare))
+        self._unlinked = []
+        if len(folders) < 2:
+            return set().union(*map(self._link_folder, folders.values()))
+        with ThreadPoolExecutor(max_workers=LINKERS, thread_name_prefix="link") as linkers:
+            return set().union(*linkers.map(self._link_folder, folders.values()))
+
+    def _link_folder(self, files: list[tuple[str, bool]]) -> list[str]:
+        gone = []
+        for rel, spare in files:
+            target = self.target(rel)
+            if spare:
+                os.unlink(target)
+            # Linked without asking first whether the last file is there: at 20M, looking up each of 56,000
+            # last books twice (exists, then link) cost 2.5 s more than once.
+            try:
+                hard_link(f"{self._out}/{rel}", target)
+            except FileNotFoundError:
+                gone.append(rel)
+        return gone
 
     def _folder(self, rel: str) -> None:
         if not rel or rel in self.folders:

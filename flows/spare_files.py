@@ -104,7 +104,7 @@ class SpareFiles:
 
     def file(self, rel: str) -> bool:
         """The file at rel belongs to the output being written: True when an empty one from the pool is there
-        (the tree's, or a loose one put there; its writer writes into it, or give_way removes it), False when
+        (the tree's, or a loose one put there; its writer writes into it), False when
         the pool has none (its writer makes it)."""
         if rel in self.files:
             self.files.discard(rel)
@@ -121,10 +121,13 @@ class SpareFiles:
             return True
         return False
 
-    def give_way(self, path: str) -> None:
-        """The pool's empty file at path removed for a link to the last output's (a book carried over)."""
-        os.unlink(path)
-        self.files_taken -= 1
+    def in_the_way(self, rel: str) -> bool:
+        """The file at rel is linked from the last output (a book carried over): True when the pool's empty
+        file is there, which the caller removes for the link. (A loose one is not moved there to be removed.)"""
+        if rel in self.files:
+            self.files.discard(rel)
+            return True
+        return False
 
     def remove_unclaimed(self, keep: int) -> int:
         """The pool's files and folders the output did not claim taken out of the staging folder (a worker who
