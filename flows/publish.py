@@ -118,18 +118,20 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
     # Everything made before (the books: 546,000 Python objects at 1M residents, growing with the city) is
     # left out of the collector's full passes while the files are written: a pass walked them all (0.33 s at 1M).
     gc.freeze()
+    finished: list[Callable[[], None]] = []
     try:
         spares.take(staging)  # the pool's emptied tree, where most of the books and pages are written again
         s = time.perf_counter()
         csvs = aside.submit(_write_csvs, staging, outputs, laps)
         (staging / "quarantine").mkdir()
         carried = CarriedOver(out, staging, spares)
+        finished.append(carried.close)  # its linking threads, waited for before staging can be removed
         quarantine_books = []  # written with the other books, in parallel; unchanged ones linked
         # The CSV as the book: linked while the rows are the same (a 20M city's vaccination export's 1.1 M
         # quarantined rows made a 357 MB CSV at every refresh).
         same = {(name, kind): carried.over(f"quarantine/{name}.{kind}", _frame_digest(frame, name))
                 for name, frame in outputs.quarantine.items() for kind in ("csv", "xlsx")}
-        gone = carried.link()
+        gone = carried.link()()
         csvs_written = 0
         for name, frame in outputs.quarantine.items():
             if not same[name, "csv"] or f"quarantine/{name}.csv" in gone:
@@ -155,21 +157,23 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
         digests = book_digests([book for book, _ in jobs])
         laps["write_book_digests"] = round(time.perf_counter() - digested, 3)  # a part of write_carry_over
         same = [carried.over(rel, digest.book, digest.sheets) for (_, rel), digest in zip(jobs, digests, strict=True)]
-        linked = time.perf_counter()
-        gone = carried.link()
-        laps["write_book_links"] = round(time.perf_counter() - linked, 3)  # a part of write_carry_over
+        books_linked = carried.link()  # while the pages are written
         todo = [(book, carried.path(rel), carried.keep(rel, digest.sheets))
-                for (book, rel), digest, kept in zip(jobs, digests, same, strict=True) if not kept or rel in gone]
-        report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), len(jobs) - len(todo)
-        report.lists["sheets_kept_in_books_written"] = sum(len(keep.sheets) for _, _, keep in todo if keep)
+                for (book, rel), digest, kept in zip(jobs, digests, same, strict=True) if not kept]
         threading.Thread(target=_read_ahead, args=([str(keep.path) for _, _, keep in todo if keep],),
                          name="read-ahead", daemon=True).start()
-        s = lap("write_carry_over", s)  # every book's digest, and the unchanged ones linked from the last output
+        s = lap("write_carry_over", s)  # every book's digest, and which are the last output's
         # The pages before the books, not beside them: at 20M residents, pages and books written together took
         # the write stage's peak from 14.9 to 16.3-19.0 GiB.
         report.lists["print_pages_written"], report.lists["print_pages_reused"] = _write_print_pages(
             staging, outputs.print_pages, carried, laps)
         s = lap("write_print_pages", s)
+        gone = books_linked()
+        s = lap("write_book_links_wait", s)
+        todo += [(book, carried.path(rel), None) for (book, rel), kept in zip(jobs, same, strict=True)
+                 if kept and rel in gone]
+        report.lists["workbooks_written"], report.lists["workbooks_reused"] = len(todo), len(jobs) - len(todo)
+        report.lists["sheets_kept_in_books_written"] = sum(len(keep.sheets) for _, _, keep in todo if keep)
         write_workbooks(quarantine_books + todo, workers=os.cpu_count() or 1)
         s = lap("write_workbooks", s)
         csvs.result()
@@ -198,10 +202,14 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
         report.timings["swap"] = round(time.perf_counter() - t, 3)
     except BaseException:
         aside.shutdown(wait=True)  # the CSVs' thread is done with staging before it is removed
+        for close in finished:
+            close()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         aside.shutdown(wait=True)
+        for close in finished:
+            close()
         gc.unfreeze()
     return retiring
 
@@ -237,21 +245,28 @@ def _write_csvs(staging: Path, outputs: RunOutputs, laps: dict[str, float]) -> N
 
 def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: CarriedOver,
                        laps: dict[str, float]) -> tuple[int, int]:
-    """Pages written and reused. The pages to write are known first (by digest); then each block's bodies
-    (polars, which lets go of the GIL) are made by a thread one block ahead of the pages being written (Python
-    and the file system), so the second core is not idle: at most two blocks' bodies are held. A function of its
-    own so that the pages, whose renders hold the whole call list, are let go as soon as they are written."""
+    """Pages written and reused. Which are the last output's is known first (by digest): they are linked by
+    threads while the others are written. A function of its own so that the pages, whose renders hold the whole
+    call list, are let go as soon as they are written."""
     placed = []
     for page in pages:
         street, community, file_name = page.place
         rel = f"print/{safe_name(street)}/{safe_name(community)}/{file_name}"
         placed.append((page, rel, carried.over(rel, page.digest)))
-    linked = time.perf_counter()
-    gone = carried.link()
-    laps["write_page_links"] = round(time.perf_counter() - linked, 3)  # a part of write_print_pages
-    todo = [(page, carried.target(rel)) for page, rel, same in placed if not same or rel in gone]
-    seen = len(placed)
-    del placed
+    linked = carried.link()  # while the changed pages are written
+    todo = [(page, carried.target(rel)) for page, rel, same in placed if not same]
+    written = _write_pages(todo)
+    waited = time.perf_counter()
+    gone = linked()
+    laps["write_page_links_wait"] = round(time.perf_counter() - waited, 3)  # a part of write_print_pages
+    written += _write_pages([(page, carried.target(rel)) for page, rel, same in placed if same and rel in gone])
+    return written, len(placed) - written
+
+
+def _write_pages(todo: list[tuple[PrintPage, str]]) -> int:
+    """The pages written at their targets. Each block's bodies (polars, which lets go of the GIL) are made by a
+    thread one block ahead of the pages being written (Python and the file system), so the second core is not
+    idle: at most two blocks' bodies are held."""
     groups = [list(group) for _, group in itertools.groupby(todo, key=lambda job: job[0].block)]
 
     def query_of(group: list[tuple[PrintPage, str]]) -> Callable[[], object] | None:
@@ -268,7 +283,7 @@ def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: Carri
             for page, target in group:
                 write_into(target, page.render(bodies) if bodies is not None else page.render())
             del bodies
-    return len(todo), seen - len(todo)
+    return len(todo)
 
 
 def _read_ahead(paths: list[str]) -> None:
@@ -330,6 +345,7 @@ class CarriedOver:
         self.folders: set[str] = set()  # made already (relative): a city's 143,000 files are in 15,000 folders
         self.manifest: dict[str, str | list] = {_CODE: layout_fingerprint()}
         self._unlinked: list[tuple[str, bool]] = []  # carried over, to be linked: (rel, the pool's file is there)
+        self._linkers: ThreadPoolExecutor | None = None
         previous = {}
         if (out / MANIFEST).exists():
             previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
@@ -355,19 +371,29 @@ class CarriedOver:
         self._unlinked.append((rel, self.spares.in_the_way(rel)))
         return True
 
-    def link(self) -> set[str]:
-        """The files over() said are carried over, linked from the last output; returns those that were gone
-        from it (deleted by hand), for the caller to write anew.
+    def link(self) -> Callable[[], set[str]]:
+        """The files over() said are carried over, linked from the last output by threads while the caller
+        goes on; the function returned waits for them and gives those that were gone from it (deleted by hand),
+        for the caller to write anew.
         By threads, each a folder at a time: in a 20M refresh a link took about 100 us of the main thread
         (118,000 of them, 12 s), where offline the same links took 11-25 us."""
         folders: dict[str, list[tuple[str, bool]]] = {}
         for rel, spare in self._unlinked:
             folders.setdefault(rel.rpartition("/")[0], []).append((rel, spare))
         self._unlinked = []
-        if len(folders) < 2:
-            return set().union(*map(self._link_folder, folders.values()))
-        with ThreadPoolExecutor(max_workers=LINKERS, thread_name_prefix="link") as linkers:
-            return set().union(*linkers.map(self._link_folder, folders.values()))
+        if self._linkers is None:
+            self._linkers = ThreadPoolExecutor(max_workers=LINKERS, thread_name_prefix="link")
+        groups = list(folders.values())
+        linking = [self._linkers.submit(self._link_folders, groups[i:i + 64]) for i in range(0, len(groups), 64)]
+        return lambda: set().union(*(job.result() for job in linking))
+
+    def close(self) -> None:
+        """Waits for the links begun (before the staging folder is removed, or the output swapped in)."""
+        if self._linkers is not None:
+            self._linkers.shutdown(wait=True)
+
+    def _link_folders(self, folders: list[list[tuple[str, bool]]]) -> list[str]:
+        return [rel for files in folders for rel in self._link_folder(files)]
 
     def _link_folder(self, files: list[tuple[str, bool]]) -> list[str]:
         gone = []
