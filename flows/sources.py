@@ -95,7 +95,7 @@ class FileSource:
     def grown(self, end: dict) -> Table | None:
         """The file opened to read only the rows added since it was last read (end: its TextEnd), if it grew
         at its end."""
-        if "sha256" not in end:  # the last load was of stored rows
+        if "digest" not in end:  # the last load was of stored rows
             return None
         return grown_table(self.path, INPUTS[self.source], TextEnd.from_json(end))
 

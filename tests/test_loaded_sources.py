@@ -294,14 +294,15 @@ def _refuses_direct(folder: Path) -> bool:
 
 
 @pytest.mark.parametrize("direct", [True, False])
-def test_a_file_s_digest_read_a_block_at_a_time_is_hashlib_s_of_its_bytes(tmp_path, monkeypatch, direct):
-    """flows.readers._digest hashes in a thread while it reads and counts: the file's SHA-256, its prefix's, and
+def test_a_file_s_digest_read_a_block_at_a_time_is_xxh3_of_its_bytes(tmp_path, monkeypatch, direct):
+    """flows.readers._digest hashes in a thread while it reads and counts: the file's XXH3-128, its prefix's, and
     its line breaks (counted after the prefix only when the prefix's are given) must be those of the bytes,
     wherever the blocks and the prefix fall: blocks of 4 KiB read past the page cache (O_DIRECT), whose two
     buffers take turns while one is hashed, or, where the file system refuses that, of 7 bytes read through it."""
     import errno
-    import hashlib
     import os
+
+    import xxhash
 
     import flows.readers as readers
     import flows.uncached_read as uncached_read
@@ -326,10 +327,10 @@ def test_a_file_s_digest_read_a_block_at_a_time_is_hashlib_s_of_its_bytes(tmp_pa
     for prefix in (None, 0, 1, block - 1, block, block + 1, 3 * block + 5, len(data) - 1, len(data)):
         for known in ((None,) if prefix is None else (None, data[:prefix].count(b"\n"))):
             seen = readers._digest(path, prefix, known)
-            assert (seen.size, seen.sha256, seen.line_breaks, seen.last) == (
-                len(data), hashlib.sha256(data).hexdigest(), data.count(b"\n"), b"\n")
+            assert (seen.size, seen.digest, seen.line_breaks, seen.last) == (
+                len(data), xxhash.xxh3_128(data).hexdigest(), data.count(b"\n"), b"\n")
             if prefix is not None:
-                assert seen.prefix_sha256 == hashlib.sha256(data[:prefix]).hexdigest()
+                assert seen.prefix_digest == xxhash.xxh3_128(data[:prefix]).hexdigest()
 
 
 TESTS_ONLY = ("tests",)  # a grown export is a source of its own: the others need not be loaded beside it
