@@ -376,7 +376,8 @@ class CarriedOver:
         goes on; the function returned waits for them and gives those that were gone from it (deleted by hand),
         for the caller to write anew.
         By threads, each a folder at a time: in a 20M refresh a link took about 100 us of the main thread
-        (118,000 of them, 12 s), where offline the same links took 11-25 us."""
+        (118,000 of them, 12 s), where offline the same links took 11-25 us; eight threads took 3.3 s for the
+        books' 54,600 and 2.0 for the pages' 65,500 (sixteen no less)."""
         folders: dict[str, list[tuple[str, bool]]] = {}
         for rel, spare in self._unlinked:
             folders.setdefault(rel.rpartition("/")[0], []).append((rel, spare))

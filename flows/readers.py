@@ -230,11 +230,11 @@ class TextEnd:
 
 def _hasher() -> xxhash.xxh3_128:
     """The hash a read export's bytes are known by, to find them again at the start of the grown export two
-    hours later: every byte of it is hashed at every refresh (9.1 GB at 20M residents after a day of
-    batches). XXH3-128 hashes 14.8 GB/s on a core here, so the disk sets the pace (1.2 GB/s read past the page
-    cache); SHA-256, 0.9 GB/s here, held the check at 12.2-13.4 s. It tells bytes that changed from bytes
-    that did not (two different prefixes share a digest about once in 2^128), not a forgery from the file:
-    the export is the test system's own."""
+    hours later: every byte of it is hashed at every refresh (9.7 GB at 20M residents after a day of
+    batches). XXH3-128 hashes 14.8 GB/s on a core here, SHA-256 0.9: about the disk's pace (1.0-1.2 GB/s
+    read past the page cache), so the check takes as long either way (the disk's time), but no longer a core
+    for all of it. It tells bytes that changed from bytes that did not (two different prefixes share a
+    digest about once in 2^128), not a forgery from the file: the export is the test system's own."""
     return xxhash.xxh3_128()
 
 
