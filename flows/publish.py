@@ -118,14 +118,13 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
     # Everything made before (the books: 546,000 Python objects at 1M residents, growing with the city) is
     # left out of the collector's full passes while the files are written: a pass walked them all (0.33 s at 1M).
     gc.freeze()
-    finished: list[Callable[[], None]] = []
+    carried: CarriedOver | None = None  # its linking threads are waited for before staging can be removed
     try:
         spares.take(staging)  # the pool's emptied tree, where most of the books and pages are written again
         s = time.perf_counter()
         csvs = aside.submit(_write_csvs, staging, outputs, laps)
         (staging / "quarantine").mkdir()
         carried = CarriedOver(out, staging, spares)
-        finished.append(carried.close)  # its linking threads, waited for before staging can be removed
         quarantine_books = []  # written with the other books, in parallel; unchanged ones linked
         # The CSV as the book: linked while the rows are the same (a 20M city's vaccination export's 1.1 M
         # quarantined rows made a 357 MB CSV at every refresh).
@@ -202,14 +201,14 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
         report.timings["swap"] = round(time.perf_counter() - t, 3)
     except BaseException:
         aside.shutdown(wait=True)  # the CSVs' thread is done with staging before it is removed
-        for close in finished:
-            close()
+        if carried is not None:
+            carried.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         aside.shutdown(wait=True)
-        for close in finished:
-            close()
+        if carried is not None:
+            carried.close()
         gc.unfreeze()
     return retiring
 
