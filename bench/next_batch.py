@@ -26,11 +26,14 @@ the same residents gained a record every two hours: after 34 batches the residen
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import re
 import sys
 import tomllib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -41,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from child_peak import refresh_figures, run_measured  # noqa: E402  (bench/, beside this script)
 
-from flows.readers import LINE, open_table  # noqa: E402
+from flows.readers import _map_headers  # noqa: E402
 from flows.spare_files import wait_retired  # noqa: E402
 from transforms.contract import ROSTER, TESTS  # noqa: E402
 
@@ -68,6 +71,48 @@ def newly_tested(roster_csv: Path, call_list_csv: Path, number: int, most: int, 
         "id_number", "phone", _times(new.height, as_of, number), pl.lit("临时采样点").alias("site"), "address")
 
 
+@dataclass(frozen=True)
+class Export:
+    """The grown export as the harness reads and appends to it: its encoding and which column holds what.
+    Read a block of lines at a time, decoded in memory: the refresh's own reader (flows.readers.open_table)
+    makes a UTF-8 copy of the whole file first, 12 GB more at 20M residents after 146 batches, which filled
+    this machine's disk (session 43)."""
+
+    path: Path
+    encoding: str
+    mapping: dict[int, str]  # column index -> contract name
+
+    @classmethod
+    def open(cls, path: Path) -> Export:
+        with open(path, "rb") as fh:
+            head = fh.readline()
+        try:
+            header, encoding = head.decode("utf-8-sig"), "utf-8-sig"
+        except UnicodeDecodeError:
+            header, encoding = head.decode("gb18030"), "gb18030"
+        mapping, _ = _map_headers(path, next(csv.reader([header.rstrip("\r\n")])), TESTS)
+        return cls(path, encoding, mapping)
+
+    def parts(self, block: int = 1 << 28):
+        """The rows (all String, under the contract's names), about `block` bytes of the file at a time."""
+        with open(self.path, "rb") as fh:
+            fh.readline()  # the header
+            rest = b""
+            for chunk in iter(lambda: fh.read(block), b""):
+                chunk = rest + chunk
+                cut = chunk.rfind(b"\n") + 1
+                chunk, rest = chunk[:cut], chunk[cut:]
+                if chunk:
+                    yield self._frame(chunk)
+            if rest.strip():
+                yield self._frame(rest)
+
+    def _frame(self, chunk: bytes) -> pl.DataFrame:
+        text = chunk.decode(self.encoding.removesuffix("-sig")).encode("utf-8")
+        frame = pl.read_csv(io.BytesIO(text), has_header=False, infer_schema=False, truncate_ragged_lines=True)
+        return frame.select(frame.to_series(i).alias(name) for i, name in self.mapping.items())
+
+
 def _generated_rows(export: Path) -> int:
     """The export's rows but those earlier batches appended (record numbers N<n>- or R<n>-), counted in its
     bytes in one pass."""
@@ -80,25 +125,23 @@ def _generated_rows(export: Path) -> int:
     return lines - 1 - batches  # the header is a line too
 
 
-def retests(export: Path, table, number: int, rows: int, as_of: datetime) -> pl.DataFrame:
+def retests(export: Export, number: int, rows: int, as_of: datetime) -> pl.DataFrame:
     # The generated rows only, not earlier batches' (their numbers begin N<n> or R<n>): a person is then as
     # likely to be re-tested as their first records make them, however many batches re-tested them before.
-    # Read by the refresh's own reader, whatever the export's encoding and headers (the generator's are
-    # GB18030 and Chinese), a slice at a time (table: flows.readers.open_table of the export).
-    share = min(_BUCKETS, round(rows * _BUCKETS / max(1, _generated_rows(export))))  # about `rows`, from every part of it
+    share = min(_BUCKETS, round(rows * _BUCKETS / max(1, _generated_rows(export.path))))  # about `rows`, from all of it
     chosen = pl.col("record_id").hash(seed=1000 + number) % _BUCKETS < share
-    again = pl.concat([part.drop(LINE).filter(~pl.col("record_id").str.contains(r"^[NR]\d") & chosen)
-                       for part in table.slices(2_000_000)])
+    again = pl.concat([part.filter(~pl.col("record_id").str.contains(r"^[NR]\d") & chosen)
+                       for part in export.parts()])
     return again.with_columns((pl.lit(f"R{number}-") + pl.col("record_id")).alias("record_id"),
                               _times(again.height, as_of, 1000 + number))
 
 
-def _append(export: Path, table, rows: pl.DataFrame) -> None:
+def _append(export: Export, rows: pl.DataFrame) -> None:
     """Rows added at the export's end as its own rows are written: its encoding, its columns in its order."""
-    order = [table.mapping[i] for i in sorted(table.mapping)]
+    order = [export.mapping[i] for i in sorted(export.mapping)]
     text = rows.select(order).write_csv(include_header=False)
-    with open(export, "ab") as fh:
-        fh.write(text.encode(table.encoding.removesuffix("-sig")))
+    with open(export.path, "ab") as fh:
+        fh.write(text.encode(export.encoding.removesuffix("-sig")))
 
 
 def main() -> int:
@@ -119,12 +162,12 @@ def main() -> int:
     as_of = datetime.fromisoformat(round_["as_of"])
     new = newly_tested(work / "data" / "roster.csv", inc / "out_refresh" / "call_list.csv", args.number,
                        args.newly, as_of)
-    table = open_table(export, TESTS)
-    again = retests(export, table, args.number, args.retests, as_of)
+    table = Export.open(export)
+    again = retests(table, args.number, args.retests, as_of)
     columns = again.columns
     rows = pl.concat([new.select(columns), again.select(columns)]).sample(fraction=1.0, shuffle=True,
                                                                           seed=args.number)
-    _append(export, table, rows)
+    _append(table, rows)
     print(f"batch {args.number}: {new.height} newly tested, {again.height} re-tests "
           f"({again['id_number'].n_unique()} distinct ID numbers) appended to {export}", flush=True)
     if args.refresh:
