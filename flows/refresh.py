@@ -247,7 +247,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     fresh = compact_links(fresh.select(LINK_COLUMNS))
     decided.remove()
     if not everything:  # a run that linked everything stores its decisions as the sorted copy's files, below
-        db.save_link_state(todo.select(*keys, "row_hash"), fresh)
+        db.save_link_state(todo.select(*keys, "row_hash"), fresh, stored=todo.filter(pl.col("stored")).select(keys))
     total = sum(totals.values())
     now = total if everything else todo.height
     time_since(timings, "store_links", t)

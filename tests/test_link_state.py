@@ -139,3 +139,40 @@ def test_a_database_copied_without_its_decisions_files_links_everything_again(tm
         assert _stored(db, ids).height == 0 and db.count("link_records") == 0
     finally:
         db.close()
+
+
+def test_records_to_link_are_the_new_the_retyped_and_the_judged_and_only_the_stored_are_looked_for(tmp_path):
+    ids = ["T0", "T1", "T2", "T3"]
+    copy = tmp_path / "links-a.parquet"
+    _decided(ids, "R1").write_parquet(copy)
+    db = Database(DuckDBSettings(path=tmp_path / "state" / "g.duckdb"))
+    try:
+        db.open_link_state("key1")
+        db.save_fresh_link_state(_records(tmp_path / "run1", ids), [copy], new_generation())
+        # The next export: T1 typed differently (another row_hash), T2 judged by a worker, T4 and T5 new.
+        now = tmp_path / "run2" / "records.parquet"
+        now.parent.mkdir()
+        pl.DataFrame({"record_kind": ["test"] * 6, "record_id": ["T0", "T1", "T2", "T3", "T4", "T5"],
+                      "row_hash": pl.Series([0, 91, 2, 3, 4, 5], dtype=pl.UInt64),
+                      "_row": pl.Series(range(6), dtype=pl.UInt32)}).write_parquet(now)
+        judged = pl.DataFrame({"record_kind": ["test"], "record_id": ["T2"]})
+        todo = db.records_to_link([now], judged).sort("record_id")
+        assert todo.select("record_id", "row_hash", "_row", "stored").rows() == [
+            ("T1", 91, 1, True), ("T2", 2, 2, True), ("T4", 4, 4, False), ("T5", 5, 5, False)]
+        assert db.records_to_link([now], judged.clear())["record_id"].sort().to_list() == ["T1", "T4", "T5"]
+        # Stored again with only the stored ones looked for: the others are added, those replaced overridden.
+        db.save_link_state(todo.select(*KEYS, "row_hash"), pl.concat([_decided(["T1", "T4"], "R2")]),
+                           stored=todo.filter(pl.col("stored")).select(KEYS))
+        assert db.count("link_records") == 6 and db.count("link_overridden") == 2
+        got = _stored(db, ["T0", "T1", "T2", "T3", "T4", "T5"])
+        assert got.select("record_id", "resident_id").rows() == [
+            ("T0", "R1"), ("T1", "R2"), ("T3", "R1"), ("T4", "R2")]  # T2 linked again with no decision now
+        assert db.records_to_link([now], judged.clear()).height == 0  # all of them held as they are now
+        # Nothing stored among them (a two-hour batch's new records): nothing is looked for, all are added.
+        db.save_link_state(pl.DataFrame({"record_kind": ["test"], "record_id": ["T6"],
+                                         "row_hash": pl.Series([6], dtype=pl.UInt64)}), _decided(["T6"], "R3"),
+                           stored=pl.DataFrame(schema={"record_kind": pl.String, "record_id": pl.String}))
+        assert db.count("link_records") == 7 and db.count("link_overridden") == 2
+        assert _stored(db, ["T6"])["resident_id"].to_list() == ["R3"]
+    finally:
+        db.close()
