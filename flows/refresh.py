@@ -276,7 +276,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
         db.save_fresh_link_state(spill.paths(), list(kept.files), generation)
         time_since(timings, "store_links", t)
     t = time.perf_counter()
-    decisions, confirmed = _decision_counts(any_order, totals)
+    decisions, confirmed = _decision_counts(kept.tally, totals)
     time_since(timings, "decision_counts", t)
     stats = {
         "records": total,
@@ -352,18 +352,17 @@ def linking_fingerprint(residents: pl.DataFrame, settings: Settings, roster_part
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _decision_counts(links: pl.LazyFrame, totals: dict[str, int]) -> tuple[dict, int]:
-    """Per kind: records, matched, possible, unlinked; and the links the workers confirmed."""
-    counts = links.group_by("record_kind", "decision", (pl.col("method") == "worker_confirmed").alias("confirmed")
-                            ).agg(pl.len().alias("n")).collect()
+def _decision_counts(tally: pl.DataFrame, totals: dict[str, int]) -> tuple[dict, int]:
+    """Per kind: records, matched, possible, unlinked; and the links the workers confirmed (tally:
+    flows.kept_links.decision_tally of every decision)."""
     out: dict[str, dict[str, int]] = {}
     for kind in ("test", "vaccination"):
         total = totals.get(kind, 0)
-        mine = counts.filter(pl.col("record_kind") == kind)
+        mine = tally.filter(pl.col("record_kind") == kind)
         match = int(mine.filter(pl.col("decision") == "match")["n"].sum())
         possible = int(mine.filter(pl.col("decision") == "possible")["n"].sum())
         out[kind] = {"records": total, "match": match, "possible": possible, "unlinked": total - match - possible}
-    return out, int(counts.filter(pl.col("confirmed"))["n"].sum())
+    return out, int(tally.filter(pl.col("confirmed"))["n"].sum())
 
 
 @task(cache_policy=NO_CACHE)

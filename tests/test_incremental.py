@@ -463,7 +463,7 @@ def test_each_refreshs_decisions_are_kept_as_a_file_of_their_own_until_the_copy_
                                        db=str(tmp_path / state / "g.duckdb")))
         meta = json.loads((tmp_path / state / "kept_links" / "meta.json").read_text(encoding="utf-8"))
         files = sorted(p.name for p in (tmp_path / state / "kept_links").glob("links-*.parquet"))
-        assert files == sorted(meta["files"]) and len(meta["file_rows"]) == len(files)
+        assert files == sorted(meta["files"]) and len(meta["file_rows"]) == len(files) == len(meta["file_tallies"])
         return report, len(files), tmp_path / state / "out"
 
     step = tests.height // 50
@@ -472,11 +472,17 @@ def test_each_refreshs_decisions_are_kept_as_a_file_of_their_own_until_the_copy_
     assert files == 1
     for expected_files in (2, 3, 1):  # the third addition finds MAX_RUNS files: the copy is written whole
         rows += step
+        if expected_files == 2:  # a copy kept before its files' tallies were: counted from its files once
+            meta_path = tmp_path / "kept" / "kept_links" / "meta.json"
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            del meta["file_tallies"]
+            meta_path.write_text(json.dumps(meta), encoding="utf-8")
         report, files, out = run(rows, "kept")
         assert report.linking["sorted_decisions_from"] == "last_copy" and 0 < report.linking["records_linked_now"]
         assert files == expected_files
         if expected_files == 3:  # read by merging three files
-            _, _, scratch = run(rows, f"scratch_{rows}")
+            whole, _, scratch = run(rows, f"scratch_{rows}")
+            assert report.linking["decisions"] == whole.linking["decisions"]  # added up from each file's tally
             assert pl.read_csv(out / "matches.csv", infer_schema=False).equals(
                 pl.read_csv(scratch / "matches.csv", infer_schema=False))  # the same rows, in the same order
             assert _sorted_csv(out / "call_list.csv", ["new_since_last"]).equals(
