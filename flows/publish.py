@@ -248,13 +248,17 @@ def _write_print_pages(staging: Path, pages: Iterable[PrintPage], carried: Carri
     threads while the others are written. A function of its own so that the pages, whose renders hold the whole
     call list, are let go as soon as they are written."""
     placed = []
-    for page in pages:
+    t = time.perf_counter()
+    for page in pages:  # the first page waits for the call list's row digests, in walking order
         street, community, file_name = page.place
         rel = f"print/{safe_name(street)}/{safe_name(community)}/{file_name}"
         placed.append((page, rel, carried.over(rel, page.digest)))
+    laps["write_page_digests"] = round(time.perf_counter() - t, 3)  # a part of write_print_pages
     linked = carried.link()  # while the changed pages are written
     todo = [(page, carried.target(rel)) for page, rel, same in placed if not same]
+    t = time.perf_counter()
     written = _write_pages(todo)
+    laps["write_pages_changed"] = round(time.perf_counter() - t, 3)  # a part of write_print_pages
     waited = time.perf_counter()
     gone = linked()
     laps["write_page_links_wait"] = round(time.perf_counter() - waited, 3)  # a part of write_print_pages
