@@ -12,7 +12,10 @@ The kept rulings are used only when all of those are known to be the same for ev
   time, the very files (flows.loaded_sources takes them back hard-linked; a source read again is written anew);
 - decisions that differ from the last ones only for the residents flows.kept_links names (it merged the last
   copy, the one these rulings were made from, with the decisions made now);
-- made by the last refresh recorded in the database, whose call list the change figures compare with.
+- made by the last refresh recorded in the database, whose call list the change figures compare with; or
+  by a refresh after it that failed before it was recorded (a full disk while it wrote its books), made
+  from that refresh's rulings or from such a failed one's, which keeps who was ruled again since: they are
+  ruled again too (at 20M residents the refresh after a failed one ruled the whole city again, 273 s).
 
 The residents whose call outcomes changed are found here, from the outcomes kept beside the rulings.
 Anything else, or a kept set that is not whole, and the whole roster is ruled as before.
@@ -65,6 +68,9 @@ def rules_key(roster_parts: list[Path], given: RuleInputs) -> str:
 class Kept:
     rules: RosterRules
     outcomes: pl.DataFrame  # the outcome summary they were ruled with
+    run_id: str  # the refresh that made them
+    # resident_id of those ruled since the rulings of the last refresh recorded (save's since), or None
+    since: pl.DataFrame | None = None
 
 
 def changed_outcomes(before: pl.DataFrame, now: pl.DataFrame) -> pl.DataFrame:
@@ -96,24 +102,31 @@ class KeptRules:
             return "none kept"
         if meta.get("key") != self.key or meta.get("polars") != version("polars"):
             return "another roster, round, rule settings or rules code"
-        if last_run is None or meta.get("run_id") != last_run:
+        if last_run is None or (meta.get("run_id") != last_run
+                                and not (meta.get("base_run") == last_run and meta.get("since"))):
             return "not made by the last refresh recorded"
         if links_from is None or meta.get("links_file") != links_from:
             return "the decisions were not merged from the copy they were ruled with"
         facts = meta.get("facts", {})
         if set(facts) != set(self.facts) or any(self.facts[k][:len(v)] != v for k, v in facts.items()):
             return "records ruled before were read again"
-        if not all((self.folder / meta["dir"] / f"{name}.parquet").exists() for name in (*_FRAMES, "outcomes")):
+        files = [*_FRAMES, "outcomes", *(["since"] if meta.get("since") else [])]
+        if not all((self.folder / meta["dir"] / f"{name}.parquet").exists() for name in files):
             return "the kept files are incomplete"
         return None
 
     def load(self) -> Kept:
-        here = self.folder / self._meta()["dir"]
+        meta = self._meta()
+        here = self.folder / meta["dir"]
         frames = {name: pl.read_parquet(here / f"{name}.parquet") for name in _FRAMES}
-        return Kept(RosterRules(**frames), pl.read_parquet(here / "outcomes.parquet"))
+        since = pl.read_parquet(here / "since.parquet") if meta.get("since") else None
+        return Kept(RosterRules(**frames), pl.read_parquet(here / "outcomes.parquet"), meta["run_id"], since)
 
-    def save(self, run_id: str, links_file: str | None, rules: RosterRules, outcomes: pl.DataFrame) -> None:
-        """Keeps a refresh's rulings for the next; those before stay named until these are whole."""
+    def save(self, run_id: str, links_file: str | None, rules: RosterRules, outcomes: pl.DataFrame,
+             base_run: str | None = None, since: pl.DataFrame | None = None) -> None:
+        """Keeps a refresh's rulings for the next; those before stay named until these are whole.
+        base_run: the last refresh recorded when these were made; since: resident_id of the residents ruled
+        since its rulings (None: everyone was ruled), ruled again after these if this refresh is not recorded."""
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"rules-{uuid.uuid4().hex}"
         here = self.folder / name
@@ -121,19 +134,22 @@ class KeptRules:
         for frame in _FRAMES:
             getattr(rules, frame).write_parquet(here / f"{frame}.parquet", compression="lz4")
         outcomes.write_parquet(here / "outcomes.parquet", compression="lz4")
+        if since is not None:
+            since.select("resident_id").write_parquet(here / "since.parquet", compression="lz4")
         meta = {"key": self.key, "polars": version("polars"), "run_id": run_id, "links_file": links_file,
-                "facts": self.facts, "dir": name}
+                "facts": self.facts, "dir": name, "base_run": base_run, "since": since is not None}
         write_meta(self.folder, meta)
         for other in self.folder.glob("rules-*"):
             if other.name != name:
                 shutil.rmtree(other, ignore_errors=True)
 
-    def save_aside(self, run_id: str, links_file: str | None, rules: RosterRules, outcomes: pl.DataFrame) -> None:
+    def save_aside(self, run_id: str, links_file: str | None, rules: RosterRules, outcomes: pl.DataFrame,
+                   base_run: str | None = None, since: pl.DataFrame | None = None) -> None:
         """save() in a thread of its own while the flow goes on to the call list's books, which leave a core
         idle much of the time (at 20M residents saving took 3.9-7.5 s of a two-hour refresh); wait() joins it."""
         def save() -> None:
             t = time.perf_counter()
-            self.save(run_id, links_file, rules, outcomes)
+            self.save(run_id, links_file, rules, outcomes, base_run, since)
             self.saved_in = time.perf_counter() - t
 
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kept-rules")

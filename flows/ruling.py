@@ -57,7 +57,10 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     positions = roster.select("resident_id").with_row_index(POS)  # whole: a slice of it would read from the start
     if why is None:
         base = kept.load()
-        changed = pl.concat([lineage["touched"], changed_outcomes(base.outcomes, given.outcomes)]).unique()
+        changed = [lineage["touched"], changed_outcomes(base.outcomes, given.outcomes)]
+        if base.run_id != last_run:  # kept by a refresh that failed before it was recorded: whom it ruled too
+            changed.append(base.since)
+        changed = pl.concat(changed, how="vertical_relaxed").unique()
         positions = positions.join(changed.lazy(), on="resident_id", how="semi").collect().sort(POS)
         again = positions.select("resident_id")
         # Their decisions taken out of the city's once, in memory (at 20M, 1.7 M of 68 M): as a plan, the tests'
@@ -100,15 +103,18 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
         rules = splice(base.rules, wanted.select(POS, *GRID), rules)
         wanted = None  # their roster rows (916,417 at 20M) are not held through the rest of the rules
         t = time_since(timings, "rules_splice", t)
-        # The last refresh's list is the one its rulings kept (the same run: KeptRules.why_not); only the
-        # residents ruled again can have come off it.
-        came_off = came_off_of(base.rules.call_list.join(again, on="resident_id", how="semi"), rules.measures)
+        # Only the residents ruled again can have come off the last recorded refresh's list (given.previous:
+        # the kept rulings' own, unless they are a failed refresh's, KeptRules.why_not).
+        listed = base.rules.call_list if given.previous is None else given.previous.join(
+            positions, on="resident_id", how="inner")
+        came_off = came_off_of(listed.join(again, on="resident_id", how="semi"), rules.measures)
         del base
         t = time_since(timings, "rules_came_off", t)
     ruled = finish(rules, came_off, given, again)
     time_since(timings, "rules_finish", t)
     time_since(timings, "rules_combine", combined)
-    kept.save_aside(run_id, lineage["to"], rules, given.outcomes)  # the flow waits for it before publishing
+    # Kept with whom they ruled since the last recorded refresh's rulings, for a refresh after this one fails.
+    kept.save_aside(run_id, lineage["to"], rules, given.outcomes, last_run, again)  # waited for before publishing
     figures |= {"residents": residents, "residents_ruled": residents if again is None else again.height,
                 "ruled_from_kept": why is None, "why_all": why}
     return ruled

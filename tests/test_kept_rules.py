@@ -76,6 +76,30 @@ def test_kept_rulings_hold_only_for_the_last_run_the_same_inputs_and_records_rul
     assert kept.why_not("run2", "links-c") is None and len(list((tmp_path / "kept").glob("rules-*"))) == 1
 
 
+def test_a_failed_refreshs_rulings_hold_after_the_last_recorded_with_whom_it_ruled_since(tmp_path):
+    """A refresh that ruled and then failed (its record never made) keeps its rulings with the last refresh
+    recorded and whom it ruled since: the next refresh may take them, ruling those again too; not when it
+    ruled everyone (no such list), nor after another refresh was recorded."""
+    roster = _parts(tmp_path / "spill", "roster", 1)
+    tests = _parts(tmp_path / "spill", "tests", 1)
+    kept = KeptRules(tmp_path / "kept", rules_key(roster, _given()), {"tests": tests})
+    outcomes = pl.DataFrame({"resident_id": ["R1"]})
+    kept.save("failed", "links-f", _rules(), outcomes, base_run="run1",
+              since=pl.DataFrame({"resident_id": ["R7", "R9"]}))
+    assert kept.why_not("run1", "links-f") is None  # run1 the last recorded: the failed run's rulings hold
+    loaded = kept.load()
+    assert loaded.run_id == "failed" and loaded.since["resident_id"].to_list() == ["R7", "R9"]
+    assert kept.why_not("failed", "links-f") is None  # had it been recorded after all
+    assert kept.why_not("run2", "links-f") == "not made by the last refresh recorded"
+    assert kept.why_not("run1", "links-g") == "the decisions were not merged from the copy they were ruled with"
+    here = next((tmp_path / "kept").glob("rules-*"))
+    (here / "since.parquet").unlink()
+    assert kept.why_not("run1", "links-f") == "the kept files are incomplete"
+    kept.save("failed", "links-f", _rules(), outcomes, base_run="run1", since=None)  # it ruled everyone
+    assert kept.why_not("run1", "links-f") == "not made by the last refresh recorded"
+    assert kept.why_not("failed", "links-f") is None and kept.load().since is None
+
+
 def test_changed_outcomes_names_residents_with_a_new_gone_or_different_summary():
     at = datetime(2022, 5, 20, 12)
 
