@@ -13,9 +13,10 @@ The kept rulings are used only when all of those are known to be the same for ev
 - decisions that differ from the last ones only for the residents flows.kept_links names (it merged the last
   copy, the one these rulings were made from, with the decisions made now);
 - made by the last refresh recorded in the database, whose call list the change figures compare with; or
-  by a refresh after it that failed before it was recorded (a full disk while it wrote its books), made
-  from that refresh's rulings or from such a failed one's, which keeps who was ruled again since: they are
-  ruled again too (at 20M residents the refresh after a failed one ruled the whole city again, 273 s).
+  by a refresh after it that failed before it was recorded (a full disk while it wrote its books), which
+  keeps whom it ruled since the last recorded refresh's rulings: they are ruled again too, or, when it ruled
+  everyone, the lists are compared whole (at 20M residents the refresh after a failed one ruled the whole
+  city again, 273 s).
 
 The residents whose call outcomes changed are found here, from the outcomes kept beside the rulings.
 Anything else, or a kept set that is not whole, and the whole roster is ruled as before.
@@ -69,7 +70,7 @@ class Kept:
     rules: RosterRules
     outcomes: pl.DataFrame  # the outcome summary they were ruled with
     run_id: str  # the refresh that made them
-    # resident_id of those ruled since the rulings of the last refresh recorded (save's since), or None
+    # resident_id of those ruled since the rulings of the last refresh recorded (save's since); None: all
     since: pl.DataFrame | None = None
 
 
@@ -102,8 +103,7 @@ class KeptRules:
             return "none kept"
         if meta.get("key") != self.key or meta.get("polars") != version("polars"):
             return "another roster, round, rule settings or rules code"
-        if last_run is None or (meta.get("run_id") != last_run
-                                and not (meta.get("base_run") == last_run and meta.get("since"))):
+        if last_run is None or (meta.get("run_id") != last_run and meta.get("base_run") != last_run):
             return "not made by the last refresh recorded"
         if links_from is None or meta.get("links_file") != links_from:
             return "the decisions were not merged from the copy they were ruled with"
@@ -126,7 +126,8 @@ class KeptRules:
              base_run: str | None = None, since: pl.DataFrame | None = None) -> None:
         """Keeps a refresh's rulings for the next; those before stay named until these are whole.
         base_run: the last refresh recorded when these were made; since: resident_id of the residents ruled
-        since its rulings (None: everyone was ruled), ruled again after these if this refresh is not recorded."""
+        since its rulings (None: everyone was ruled), ruled again after these if this refresh is not recorded
+        (everyone's list rows then compared with the last recorded list's)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"rules-{uuid.uuid4().hex}"
         here = self.folder / name

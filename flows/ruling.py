@@ -54,12 +54,16 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     t = time.perf_counter()
     why = kept.why_not(last_run, lineage["from"])  # lineage["from"] is None when touched is not known
     base = again = None
-    positions = roster.select("resident_id").with_row_index(POS)  # whole: a slice of it would read from the start
+    every = positions = roster.select("resident_id").with_row_index(POS)  # whole: a slice would read from the start
+    # Kept by a refresh that failed before it was recorded, which ruled everyone: anyone's row may differ from
+    # the last recorded list's, so the lists are compared whole (as when everyone is ruled now).
+    since_all = False
     if why is None:
         base = kept.load()
         changed = [lineage["touched"], changed_outcomes(base.outcomes, given.outcomes)]
         if base.run_id != last_run:  # kept by a refresh that failed before it was recorded: whom it ruled too
-            changed.append(base.since)
+            since_all = base.since is None
+            changed += [] if since_all else [base.since]
         changed = pl.concat(changed, how="vertical_relaxed").unique()
         positions = positions.join(changed.lazy(), on="resident_id", how="semi").collect().sort(POS)
         again = positions.select("resident_id")
@@ -104,17 +108,22 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
         wanted = None  # their roster rows (916,417 at 20M) are not held through the rest of the rules
         t = time_since(timings, "rules_splice", t)
         # Only the residents ruled again can have come off the last recorded refresh's list (given.previous:
-        # the kept rulings' own, unless they are a failed refresh's, KeptRules.why_not).
-        listed = base.rules.call_list if given.previous is None else given.previous.join(
-            positions, on="resident_id", how="inner")
-        came_off = came_off_of(listed.join(again, on="resident_id", how="semi"), rules.measures)
+        # the kept rulings' own, unless they are a failed refresh's, KeptRules.why_not), unless it ruled all.
+        if given.previous is None:
+            listed = base.rules.call_list.join(again, on="resident_id", how="semi")
+        elif since_all:
+            listed = given.previous.join(every.collect(), on="resident_id", how="inner")
+        else:
+            listed = given.previous.join(positions, on="resident_id", how="inner")
+        came_off = came_off_of(listed, rules.measures)
         del base
         t = time_since(timings, "rules_came_off", t)
-    ruled = finish(rules, came_off, given, again)
+    ruled = finish(rules, came_off, given, None if since_all else again)
     time_since(timings, "rules_finish", t)
     time_since(timings, "rules_combine", combined)
-    # Kept with whom they ruled since the last recorded refresh's rulings, for a refresh after this one fails.
-    kept.save_aside(run_id, lineage["to"], rules, given.outcomes, last_run, again)  # waited for before publishing
+    # Kept with whom they ruled since the last recorded refresh's rulings (None: everyone), for a refresh after
+    # this one that fails before it is recorded; waited for before publishing.
+    kept.save_aside(run_id, lineage["to"], rules, given.outcomes, last_run, None if since_all else again)
     figures |= {"residents": residents, "residents_ruled": residents if again is None else again.height,
                 "ruled_from_kept": why is None, "why_all": why}
     return ruled

@@ -571,12 +571,13 @@ def test_the_unlinked_tests_kept_beside_the_copy_are_those_a_refresh_from_scratc
                                                       "read_before": 0}
 
 
+@pytest.mark.parametrize("failed_ruled_all", [False, True])
 def test_a_refresh_after_one_that_failed_to_publish_takes_its_rulings_and_rules_again_whom_it_ruled(
-        tmp_path, prefect_server, monkeypatch):
+        tmp_path, prefect_server, monkeypatch, failed_ruled_all):
     """A refresh that ruled and then failed while writing (a full disk) is never recorded, but its decisions and
     rulings are kept: the next refresh rules again only the residents whose inputs changed since the last
-    recorded refresh (those the failed one ruled among them), and publishes what it would have published had
-    the failed refresh never run (flows.kept_rules)."""
+    recorded refresh (those the failed one ruled among them; when it ruled everyone, the lists are compared
+    whole), and publishes what it would have published had the failed refresh never run (flows.kept_rules)."""
     import errno
 
     import flows.refresh
@@ -602,6 +603,8 @@ def test_a_refresh_after_one_that_failed_to_publish_takes_its_rulings_and_rules_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(flows.refresh, "publish_outputs", full_disk)
+    if failed_ruled_all:  # no rulings kept: the failed refresh rules everyone
+        shutil.rmtree(tmp_path / "failed" / "kept_rules")
     with pytest.raises(OSError):
         run(first + step, "failed")
     monkeypatch.setattr(flows.refresh, "publish_outputs", real)

@@ -78,8 +78,8 @@ def test_kept_rulings_hold_only_for_the_last_run_the_same_inputs_and_records_rul
 
 def test_a_failed_refreshs_rulings_hold_after_the_last_recorded_with_whom_it_ruled_since(tmp_path):
     """A refresh that ruled and then failed (its record never made) keeps its rulings with the last refresh
-    recorded and whom it ruled since: the next refresh may take them, ruling those again too; not when it
-    ruled everyone (no such list), nor after another refresh was recorded."""
+    recorded and whom it ruled since (None: everyone): the next refresh may take them, ruling those again
+    too; not after another refresh was recorded."""
     roster = _parts(tmp_path / "spill", "roster", 1)
     tests = _parts(tmp_path / "spill", "tests", 1)
     kept = KeptRules(tmp_path / "kept", rules_key(roster, _given()), {"tests": tests})
@@ -96,8 +96,8 @@ def test_a_failed_refreshs_rulings_hold_after_the_last_recorded_with_whom_it_rul
     (here / "since.parquet").unlink()
     assert kept.why_not("run1", "links-f") == "the kept files are incomplete"
     kept.save("failed", "links-f", _rules(), outcomes, base_run="run1", since=None)  # it ruled everyone
-    assert kept.why_not("run1", "links-f") == "not made by the last refresh recorded"
-    assert kept.why_not("failed", "links-f") is None and kept.load().since is None
+    assert kept.why_not("run1", "links-f") is None and kept.load().since is None
+    assert kept.why_not("run2", "links-f") == "not made by the last refresh recorded"
 
 
 def test_changed_outcomes_names_residents_with_a_new_gone_or_different_summary():
