@@ -120,16 +120,19 @@ def test_a_fresh_save_that_fails_leaves_the_state_and_its_files_go_at_the_next_s
         db.close()
 
 
-def test_a_database_copied_without_its_decisions_files_links_everything_again(tmp_path, caplog):
-    ids = ["T1", "T2"]
+def _fresh_state(tmp_path, ids: list[str]) -> Database:
+    """An open database whose state is a full refresh's: decisions on ids (its copy's file), all to R1."""
     copy = tmp_path / "links-a.parquet"
     _decided(ids, "R1").write_parquet(copy)
     db = Database(DuckDBSettings(path=tmp_path / "state" / "g.duckdb"))
-    try:
-        db.open_link_state("key1")
-        db.save_fresh_link_state(_records(tmp_path / "run1", ids), [copy], new_generation())
-    finally:
-        db.close()
+    db.open_link_state("key1")
+    db.save_fresh_link_state(_records(tmp_path / "run1", ids), [copy], new_generation())
+    return db
+
+
+def test_a_database_copied_without_its_decisions_files_links_everything_again(tmp_path, caplog):
+    ids = ["T1", "T2"]
+    _fresh_state(tmp_path, ids).close()
     (tmp_path / "alone").mkdir()
     shutil.copy(tmp_path / "state" / "g.duckdb", tmp_path / "alone" / "g.duckdb")
     db = Database(DuckDBSettings(path=tmp_path / "alone" / "g.duckdb"))
@@ -142,13 +145,8 @@ def test_a_database_copied_without_its_decisions_files_links_everything_again(tm
 
 
 def test_records_to_link_are_the_new_the_retyped_and_the_judged_and_only_the_stored_are_looked_for(tmp_path):
-    ids = ["T0", "T1", "T2", "T3"]
-    copy = tmp_path / "links-a.parquet"
-    _decided(ids, "R1").write_parquet(copy)
-    db = Database(DuckDBSettings(path=tmp_path / "state" / "g.duckdb"))
+    db = _fresh_state(tmp_path, ["T0", "T1", "T2", "T3"])
     try:
-        db.open_link_state("key1")
-        db.save_fresh_link_state(_records(tmp_path / "run1", ids), [copy], new_generation())
         # The next export: T1 typed differently (another row_hash), T2 judged by a worker, T4 and T5 new.
         now = tmp_path / "run2" / "records.parquet"
         now.parent.mkdir()
