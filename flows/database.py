@@ -401,9 +401,10 @@ class Database:
             # The records stored before (linked again: changed, or judged by a worker), not the new ones: only
             # they can have a decision in the full refresh's files (a two-hour refresh's million new records
             # would otherwise be added to link_overridden every time).
-            before = self.con.sql(f"DELETE FROM link_records t USING _stored r {on} RETURNING t.record_kind, "
-                                  "t.record_id").pl() if stored.height else stored.clear()
+            before = stored.clear()
             if stored.height:
+                before = self.con.sql(f"DELETE FROM link_records t USING _stored r {on} RETURNING t.record_kind, "
+                                      "t.record_id").pl()
                 self.con.execute(f"DELETE FROM link_decisions t USING _stored r {on}")
             self.con.execute("INSERT INTO link_records SELECT record_kind, record_id, row_hash FROM _records")
             self.con.execute(_INSERT_LINKS)

@@ -63,7 +63,8 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
         changed = [lineage["touched"], changed_outcomes(base.outcomes, given.outcomes)]
         if base.run_id != last_run:  # kept by a refresh that failed before it was recorded: whom it ruled too
             since_all = base.since is None
-            changed += [] if since_all else [base.since]
+            if not since_all:
+                changed.append(base.since)
         changed = pl.concat(changed, how="vertical_relaxed").unique()
         positions = positions.join(changed.lazy(), on="resident_id", how="semi").collect().sort(POS)
         again = positions.select("resident_id")

@@ -100,3 +100,9 @@ def decision_for(links: pl.DataFrame, record_id: str) -> tuple[str | None, str |
     if row.height == 0:
         return None, None
     return row["resident_id"][0], row["decision"][0]
+
+
+def sorted_csv(path, drop=()) -> pl.DataFrame:
+    """A published CSV as text, less the columns dropped, its rows sorted: compared whatever their order."""
+    frame = pl.read_csv(path, infer_schema=False).drop(list(drop))
+    return frame.sort(frame.columns, nulls_last=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import shutil
 
-import polars as pl
 import pytest
+from helpers import sorted_csv
 
 from flows.generate import write_synthetic
 from flows.readers import read_table
@@ -16,11 +16,6 @@ from transforms.contract import TESTS
 from transforms.synthetic import generate
 
 pytestmark = pytest.mark.slow
-
-
-def _sorted_csv(path):
-    frame = pl.read_csv(path, infer_schema=False)
-    return frame.sort(frame.columns, nulls_last=True)
 
 
 @pytest.mark.parametrize("failed_ruled_all", [False, True])
@@ -69,4 +64,4 @@ def test_a_refresh_after_one_that_failed_to_publish_takes_its_rulings_and_rules_
     assert direct.rules["ruled_from_kept"]
     assert after.changes == direct.changes and after.coverage == direct.coverage
     for name in ("call_list.csv", "coverage.csv", "escalation.csv", "unregistered.csv"):
-        assert _sorted_csv(tmp_path / "failed" / "out" / name).equals(_sorted_csv(tmp_path / "direct" / "out" / name)), name
+        assert sorted_csv(tmp_path / "failed" / "out" / name).equals(sorted_csv(tmp_path / "direct" / "out" / name)), name

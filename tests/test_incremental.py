@@ -10,6 +10,7 @@ import zipfile
 import numpy as np
 import polars as pl
 import pytest
+from helpers import sorted_csv
 
 from flows.generate import write_synthetic
 from flows.readers import read_table
@@ -19,11 +20,6 @@ from transforms.contract import TESTS
 from transforms.synthetic import generate
 
 pytestmark = pytest.mark.slow
-
-
-def _sorted_csv(path, drop=()):
-    frame = pl.read_csv(path, infer_schema=False).drop(list(drop))
-    return frame.sort(frame.columns, nulls_last=True)
 
 
 def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
@@ -67,10 +63,10 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     assert roster_keys <= set(scratch.linking["sql_seconds"]) and not roster_keys & set(incremental.linking["sql_seconds"])
 
     a, b = tmp_path / "incremental" / "out", tmp_path / "scratch" / "out"
-    assert _sorted_csv(a / "matches.csv").equals(_sorted_csv(b / "matches.csv"))
+    assert sorted_csv(a / "matches.csv").equals(sorted_csv(b / "matches.csv"))
     # Only 'new since the last refresh' differs: the incremental side had a refresh before.
-    assert _sorted_csv(a / "call_list.csv", ["new_since_last"]).equals(_sorted_csv(b / "call_list.csv", ["new_since_last"]))
-    assert _sorted_csv(a / "coverage.csv").equals(_sorted_csv(b / "coverage.csv"))
+    assert sorted_csv(a / "call_list.csv", ["new_since_last"]).equals(sorted_csv(b / "call_list.csv", ["new_since_last"]))
+    assert sorted_csv(a / "coverage.csv").equals(sorted_csv(b / "coverage.csv"))
     run_a = json.loads((a / "run.json").read_text(encoding="utf-8"))
     run_b = json.loads((b / "run.json").read_text(encoding="utf-8"))
     assert run_a["linking"]["decisions"] == run_b["linking"]["decisions"]
@@ -328,8 +324,8 @@ def test_linking_in_small_batches_gives_the_same_links(tmp_path, prefect_server)
     for key in ("exact_stage_links", "pending_records", "candidate_pairs", "decisions"):
         assert whole.linking[key] == batched.linking[key], key
     a, b = tmp_path / "whole" / "out", tmp_path / "batched" / "out"
-    assert _sorted_csv(a / "matches.csv").equals(_sorted_csv(b / "matches.csv"))
-    assert _sorted_csv(a / "call_list.csv").equals(_sorted_csv(b / "call_list.csv"))
+    assert sorted_csv(a / "matches.csv").equals(sorted_csv(b / "matches.csv"))
+    assert sorted_csv(a / "call_list.csv").equals(sorted_csv(b / "call_list.csv"))
     again = refresh(settings("batched", 1000))
     assert again.linking["records_linked_now"] == 0 and again.linking["records_reused"] == again.linking["records"]
 
@@ -485,9 +481,9 @@ def test_each_refreshs_decisions_are_kept_as_a_file_of_their_own_until_the_copy_
             assert report.linking["decisions"] == whole.linking["decisions"]  # added up from each file's tally
             assert pl.read_csv(out / "matches.csv", infer_schema=False).equals(
                 pl.read_csv(scratch / "matches.csv", infer_schema=False))  # the same rows, in the same order
-            assert _sorted_csv(out / "call_list.csv", ["new_since_last"]).equals(
-                _sorted_csv(scratch / "call_list.csv", ["new_since_last"]))
-            assert _sorted_csv(out / "unregistered.csv").equals(_sorted_csv(scratch / "unregistered.csv"))
+            assert sorted_csv(out / "call_list.csv", ["new_since_last"]).equals(
+                sorted_csv(scratch / "call_list.csv", ["new_since_last"]))
+            assert sorted_csv(out / "unregistered.csv").equals(sorted_csv(scratch / "unregistered.csv"))
             assert report.rules["ruled_from_kept"]
 
 
@@ -561,7 +557,7 @@ def test_the_unlinked_tests_kept_beside_the_copy_are_those_a_refresh_from_scratc
     added = set(tests["record_id"].to_list()[tests.height * 8 // 10:])
     assert added & lone("kept") and before <= lone("kept")  # added records with none; the morning's stay
     a, b = tmp_path / "kept" / "out", tmp_path / "scratch" / "out"
-    assert _sorted_csv(a / "unregistered.csv").equals(_sorted_csv(b / "unregistered.csv"))
+    assert sorted_csv(a / "unregistered.csv").equals(sorted_csv(b / "unregistered.csv"))
     assert pl.read_csv(b / "unregistered.csv", infer_schema=False)["record_id"].is_in(list(added)).any()
     # Their facts (flows.lone_facts): the morning's kept, the added ones' and the rejected ones' read now.
     facts = kept.linking["unlinked_test_facts"]
@@ -569,4 +565,3 @@ def test_the_unlinked_tests_kept_beside_the_copy_are_those_a_refresh_from_scratc
     assert facts["read_after"] == len(lone("kept") - before - left_alone) > 0
     assert scratch.linking["unlinked_test_facts"] == {"kept": 0, "read_after": len(lone("scratch")),
                                                       "read_before": 0}
-
