@@ -103,15 +103,17 @@ def main() -> int:
     ap.add_argument("--tail", action="store_true",
                     help="the batch is the export's last rows (a few communities) rather than drawn from every grid")
     ap.add_argument("--lean-disk", action="store_true",
-                    help="with --no-scratch: delete matches.csv and call_list.csv of each refresh but the last "
-                    "once its figures are read (at 20M the outputs of two refreshes, the state and DuckDB's spill "
-                    "outgrow this machine's disk)")
+                    help="with --no-scratch: delete call_list.csv of each refresh but the last once its figures "
+                    "are read (at 20M the outputs of two refreshes, the state and DuckDB's spill outgrow this "
+                    "machine's disk; the decisions' parts in matches/ are the next output's too, hard-linked)")
     args = ap.parse_args()
     if args.lean_disk and not args.no_scratch:
-        ap.error("--lean-disk needs --no-scratch: the comparison reads matches.csv")
+        ap.error("--lean-disk needs --no-scratch: the comparison reads call_list.csv")
     if args.batches > 1 and args.tail:
         ap.error("--batches needs batches drawn from the whole export (not --tail)")
     import polars as pl
+
+    from flows.match_parts import scan_matches
 
     work = Path(args.work) / f"n{args.residents}_s{args.seed}"
     data, inc = work / "data", work / "incremental"
@@ -149,18 +151,17 @@ def main() -> int:
             report, wall, peak)
         if args.lean_disk and name != plan[-1][0]:  # what the next refresh does not read of the last output
             # (it reads books.json, the books and the print pages); the last refresh's stays whole, to be scored
-            (out / "matches.csv").unlink(missing_ok=True)
             (out / "call_list.csv").unlink(missing_ok=True)
         print(name, json.dumps(results[name]), flush=True)
     a, b = inc / "out_refresh", inc / "out_from_scratch"
 
-    def frame(p: Path, drop: tuple = ()) -> pl.DataFrame:
-        f = pl.read_csv(p, infer_schema=False).drop(list(drop))
+    def frame(p: Path | pl.LazyFrame, drop: tuple = ()) -> pl.DataFrame:
+        f = (p if isinstance(p, pl.LazyFrame) else pl.scan_csv(p, infer_schema=False)).drop(list(drop)).collect()
         return f.sort(f.columns, nulls_last=True)
 
     if not args.no_scratch:
         results["identical"] = {
-            "matches": frame(a / "matches.csv").equals(frame(b / "matches.csv")),
+            "matches": frame(scan_matches(a)).equals(frame(scan_matches(b))),
             "call_list": frame(a / "call_list.csv", ("new_since_last",)).equals(
                 frame(b / "call_list.csv", ("new_since_last",))),
             "coverage": frame(a / "coverage.csv").equals(frame(b / "coverage.csv")),

@@ -1,5 +1,5 @@
 """One linker on one generated dataset, in its own process: the same reading, parsing, normalising and
-rules for both, only the linking step differs. Writes call_list.csv, matches.csv and quarantine/ into
+rules for both, only the linking step differs. Writes call_list.csv, matches/ and quarantine/ into
 --out, scores them against the generator's truth, and prints one JSON line.
 
     python bench/link_compare.py --data DIR --linker gridsweep|splink --out DIR
@@ -28,6 +28,7 @@ def main() -> int:
     from flows.database import Database
     from flows.evaluate import misses_by_noise, score_run
     from flows.kept_rules import KeptRules
+    from flows.match_parts import FOLDER
     from flows.meter import StageMeter, current_rss
     from flows.readers import read_table
     from flows.record_spill import RecordSpill
@@ -85,8 +86,9 @@ def main() -> int:
     lineage = {"touched": None, "from": None, "to": None}
     call_list = apply_rules.fn(people, links, given, kept, lineage, None, "bench").call_list
     call_list.write_csv(out / "call_list.csv")
+    (out / FOLDER).mkdir(exist_ok=True)  # where score_run reads the decisions, as a refresh publishes them
     links.select("record_kind", "record_id", "resident_id", "method", "score", "decision").write_csv(
-        out / "matches.csv")
+        out / FOLDER / "all.csv")
     scores = score_run(settings, data)
     noise = misses_by_noise(settings, data)
     result = {

@@ -1,7 +1,7 @@
 """What a run keeps beside its output folder OUT, each named `.OUT.<what>-<run id>` on OUT's file system, so
 a rename moves it in or out: the staging folder the outputs are written in, the output moved aside while the
-new one is moved in (previous), the replaced output being emptied into the pool (retiring), and matches.csv
-written by a process of its own. One place names them, and finds them again by what they are: a run killed
+new one is moved in (previous), the replaced output being emptied into the pool (retiring), and the
+decisions' CSV parts written by a process of its own (matches). One place names them, and finds them again by what they are: a run killed
 half-way leaves them behind, and the next one clears them or takes them back."""
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """What data staff are told when a refresh runs out of disk space.
 
 A full disk is the one failure a two-hourly refresh of a large city meets without any fault in its inputs:
-at 20M residents an output is about 15 GB (matches.csv alone 7 GB), written beside the last one before it
+at 20M residents an output is about 15 GB (its decisions, matches/, 13 GB: a refresh that only added records
+writes its own part of them, the rest linked from the last output), written beside the last one before it
 takes its place, and the state grows with every batch of records. The refresh then stops where it was and
 leaves the last output as it was (flows.publish), but Python's "[Errno 28] No space left on device" and a
 traceback say neither that nor how much room is wanted. The message says which disks, how much is free on

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from flows.match_parts import scan_matches
 from flows.readers import SLICE_ROWS, open_table
 from flows.settings import Settings
 from transforms.contract import ROSTER, STATUS_IN_PLACE, TESTS, VACCINATIONS, Contract
@@ -42,7 +43,7 @@ def score_run(settings: Settings, data_dir: Path) -> dict:
     out = settings.out
     call_list = pl.read_csv(out / "call_list.csv", infer_schema=False, columns=["resident_id", "list", "reason"])
     # Scanned: a 20M city's 66 M decisions are read for their keys and decisions only.
-    matches = pl.scan_csv(out / "matches.csv", infer_schema=False)
+    matches = scan_matches(out)
     roster_status = _parsed(settings.roster, ROSTER, lambda rows: normalise_people(rows, ROSTER).select(
         "resident_id", "birth", "tags",
         (pl.col("status").fill_null(STATUS_IN_PLACE) == STATUS_IN_PLACE).alias("in_scope")))
@@ -81,7 +82,7 @@ def _quarantined(settings: Settings, truth: Truth) -> tuple[set[str], set[str]]:
 def misses_by_noise(settings: Settings, data_dir: Path) -> pl.DataFrame:
     """For each noise type: records carrying it, and how many of those were not linked to the right resident."""
     truth = load_truth(data_dir)
-    matches = pl.scan_csv(settings.out / "matches.csv", infer_schema=False).select(
+    matches = scan_matches(settings.out).select(
         "record_kind", "record_id", "resident_id", "decision").collect()
     quarantined = list(_quarantined(settings, truth)[0])  # not the matcher's to link: counted in the scores
     frames = []

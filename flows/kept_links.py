@@ -12,7 +12,7 @@ decisions on the records this refresh holds besides those it linked now:
   the records after them are the added ones: those not linked now take their stored decisions.
 
 Otherwise the decisions are fetched from DuckDB as before. The rest of the refresh reads the decisions from
-this copy (the rules, matches.csv), so keeping it costs no more writing than spilling them did. It holds
+this copy (the rules, matches/: its files' CSV parts, flows.match_parts), so keeping it costs no more writing than spilling them did. It holds
 resident numbers and the decisions, no names, IDs or phones.
 
 The copy is a few files, each sorted: the city's decisions, then those each refresh since made on its added
@@ -147,6 +147,7 @@ class KeptLinks:
         self.folder, self.key = folder, key
         self.saved: str | None = None  # the copy's newest file's name, once saved
         self.files: list[Path] = []  # and its files
+        self.file_rows: list[int] = []  # and the decisions in each
         self.kinds: list[str] = []
         self._later: tuple[LastLinks, pl.DataFrame] | None = None  # set by carried: the copy and what it adds
         self._lone: pl.DataFrame | None = None  # set by carried: the test records left with no decision
@@ -255,6 +256,7 @@ class KeptLinks:
             if other.name not in files and other.name != lone_name:
                 other.unlink(missing_ok=True)
         self.saved, self.files, self.kinds = name, [self.folder / f for f in files], list(spill.counts())
+        self.file_rows = file_rows
         self.lone = self.folder / lone_name
         self.tally = pl.DataFrame([row for rows in tallies for row in rows], schema=TALLY, orient="row").group_by(
             "record_kind", "decision", "confirmed").agg(pl.col("n").sum())
@@ -265,7 +267,7 @@ class KeptLinks:
         return pl.scan_parquet(self.lone)
 
     def scan(self, ordered: bool = True) -> pl.LazyFrame:
-        """The saved copy: in order (record_kind, record_id; matches.csv lists them so), or its files one after
+        """The saved copy: in order (record_kind, record_id; each of its files is so), or its files one after
         the other, for readers to whom the order does not matter (merging costs each reader about a second at 20M)."""
         if ordered or len(self.files) == 1:
             return _in_order(self.files, self.kinds)

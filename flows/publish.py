@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cache, lru_cache, partial
 from pathlib import Path
@@ -26,7 +26,8 @@ from expectations.docs import export_offline
 from expectations.suites import SuiteResult
 from flows.beside_output import PREVIOUS, RETIRING, STAGING, beside, found_beside
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
-from flows.csv_aside import AsideCsv, write_csv
+from flows.csv_aside import write_csv
+from flows.match_parts import MatchParts, Part
 from flows.meter import StageMeter
 from flows.record_spill import hard_link
 from flows.spare_files import Retirer, SpareFiles, pool_turn, write_into
@@ -66,8 +67,7 @@ class RunOutputs:
 
     call_list: pl.DataFrame
     coverage: pl.DataFrame
-    # a scan of the decisions on disk in a refresh, or their CSV being written aside (flows.csv_aside)
-    matches: pl.DataFrame | pl.LazyFrame | AsideCsv
+    matches: MatchParts  # every decision, as CSV parts (flows.match_parts)
     quarantine: dict[str, pl.DataFrame]
     books: list[WorkerBook]
     community_books: list[CommunityBook] = field(default_factory=list)
@@ -112,25 +112,33 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
         laps[name] = round(time.perf_counter() - since, 3)
         return time.perf_counter()
 
-    # The CSVs (a 20M city's matches.csv alone is 7 GB, mostly the disk's time) are written by a thread of
+    # The CSVs (a 20M city's call list alone is 1.7 GB, mostly the disk's time) are written by a thread of
     # their own while the rest of the stage goes on: written first, on their own, they left a core idle.
     aside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv")
     # Everything made before (the books: 546,000 Python objects at 1M residents, growing with the city) is
     # left out of the collector's full passes while the files are written: a pass walked them all (0.33 s at 1M).
     gc.freeze()
     carried: CarriedOver | None = None  # its linking threads are waited for before staging can be removed
+    matches_todo: Future[list[Part]] = Future()  # what the CSVs' thread waits for, to place the decisions' parts
     try:
         spares.take(staging)  # the pool's emptied tree, where most of the books and pages are written again
         s = time.perf_counter()
-        csvs = aside.submit(_write_csvs, staging, outputs, laps)
         (staging / "quarantine").mkdir()
         carried = CarriedOver(out, staging, spares)
+        # The decisions' parts not linked from the last output (and those found gone from it, once linked),
+        # placed by the CSVs' thread after the others.
+        matches = outputs.matches.claim(carried)
+        csvs = aside.submit(_write_csvs, staging, outputs, matches_todo, laps)
         quarantine_books = []  # written with the other books, in parallel; unchanged ones linked
         # The CSV as the book: linked while the rows are the same (a 20M city's vaccination export's 1.1 M
         # quarantined rows made a 357 MB CSV at every refresh).
         same = {(name, kind): carried.over(f"quarantine/{name}.{kind}", _frame_digest(frame, name))
                 for name, frame in outputs.quarantine.items() for kind in ("csv", "xlsx")}
         gone = carried.link()()
+        matches += [part for part in outputs.matches.parts if part.rel in gone]
+        matches_todo.set_result(matches)
+        report.lists["matches_parts_written"] = len(matches)
+        report.lists["matches_parts_reused"] = len(outputs.matches.parts) - len(matches)
         csvs_written = 0
         for name, frame in outputs.quarantine.items():
             if not same[name, "csv"] or f"quarantine/{name}.csv" in gone:
@@ -200,6 +208,7 @@ def _publish(out: Path, outputs: RunOutputs, report: RunReport, started: float, 
         retiring = _swap(staging, out, report.run_id)
         report.timings["swap"] = round(time.perf_counter() - t, 3)
     except BaseException:
+        matches_todo.cancel()  # (if it was never given) the CSVs' thread stops waiting for it
         aside.shutdown(wait=True)  # the CSVs' thread is done with staging before it is removed
         if carried is not None:
             carried.close()
@@ -226,19 +235,13 @@ def rewrite_run_json(out: Path, report: RunReport) -> None:
     fresh.replace(path)
 
 
-def _write_csvs(staging: Path, outputs: RunOutputs, laps: dict[str, float]) -> None:
+def _write_csvs(staging: Path, outputs: RunOutputs, matches: Future[list[Part]], laps: dict[str, float]) -> None:
     s = time.perf_counter()
     write_csv(outputs.call_list, staging / "call_list.csv")
     write_csv(outputs.coverage, staging / "coverage.csv")
     for name, frame in outputs.tables.items():
         write_csv(frame, staging / f"{name}.csv")
-    if isinstance(outputs.matches, AsideCsv):
-        w = time.perf_counter()
-        os.replace(outputs.matches.wait(), staging / "matches.csv")
-        laps["write_matches_wait"] = round(time.perf_counter() - w, 3)  # what publish waited for it
-        laps["matches_csv_aside"] = outputs.matches.seconds  # its writer's own time, begun after the link
-    else:
-        write_csv(outputs.matches, staging / "matches.csv")
+    outputs.matches.place(staging, matches.result(), laps)
     laps["write_csv"] = round(time.perf_counter() - s, 3)
 
 
@@ -336,6 +339,15 @@ def _frame_digest(frame: pl.DataFrame, label: str) -> str:
     return h.hexdigest()
 
 
+def last_manifest(out: Path) -> dict[str, str | list]:
+    """The last output's files and their digests, if it was laid out by this code (else none is carried over)."""
+    path = out / MANIFEST
+    if not path.exists():
+        return {}
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    return previous if previous.get(_CODE) == layout_fingerprint() else {}
+
+
 class CarriedOver:
     """Books and pages whose digest (everything they show but the time they were made) is the last output's
     are hard-linked from it instead of being made again: a two-hourly refresh rewrites only the grids where
@@ -349,10 +361,7 @@ class CarriedOver:
         self.manifest: dict[str, str | list] = {_CODE: layout_fingerprint()}
         self._unlinked: list[tuple[str, bool]] = []  # carried over, to be linked: (rel, the pool's file is there)
         self._linkers: ThreadPoolExecutor | None = None
-        previous = {}
-        if (out / MANIFEST).exists():
-            previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-        self.previous = previous if previous.get(_CODE) == self.manifest[_CODE] else {}
+        self.previous = last_manifest(out)
 
     def target(self, rel: str) -> str:
         """Where the file at rel (a relative POSIX path) goes in the output being written."""

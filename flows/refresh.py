@@ -28,7 +28,6 @@ import flows.sources
 import transforms.linking
 from expectations.suites import SuiteResult, data_docs_site
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
-from flows.csv_aside import AsideCsv, start_aside
 from flows.database import Database, new_generation
 from flows.disk_space import is_disk_full, tell
 from flows.kept_links import KeptLinks, key_sums, part_identity
@@ -36,9 +35,10 @@ from flows.kept_meta import read_meta, write_meta
 from flows.kept_rules import KeptRules, rules_key
 from flows.loading import LoadingProcess
 from flows.lone_facts import KeptLoneFacts
+from flows.match_parts import MatchParts
 from flows.meter import StageMeter, add_time, time_since
 from flows.print_pages import print_pages
-from flows.publish import RunOutputs, publish_outputs, rewrite_run_json, run_json
+from flows.publish import RunOutputs, last_manifest, publish_outputs, rewrite_run_json, run_json
 from flows.record_spill import ROW, FactSpill, RecordSpill, Spill
 from flows.roster_derived import RosterDerived
 from flows.roster_read import RosterRead
@@ -134,10 +134,11 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
          roster_parts: list[Path] | None = None) -> dict:
     """Links the records in `spill` to `residents` (the roster, a scan of it, or its read begun earlier: its
     resident_id and IDENTITY_COLUMNS are read in one chunk, and let go before the decisions are put together). Returns
-    {"links": every record's decision (sorted by record, as matches.csv lists them: a scan of the copy kept
-    for the next refresh, flows.kept_links), "links_any_order": the same in no set order, "lone_tests": the
-    test records with no decision (record_id, kept with the copy), "linked_now": the
-    decisions made now (the copy's files when everything was linked now), "stats": the figures, "lineage":
+    {"links": every record's decision (sorted by record: a scan of the copy kept for the next refresh,
+    flows.kept_links), "links_any_order": the same in no set order, "copy_files": the copy's files, each
+    sorted, with the decisions in each (matches/ lists them so), "lone_tests": the test records with no
+    decision (record_id, kept with the copy), "linked_now": the decisions made now (the copy's files when
+    everything was linked now), "stats": the figures, "lineage":
     which residents' decisions may differ from the last refresh's copy, that copy's name and the new copy's
     (flows.kept_rules)}: a dict the flow empties, as Prefect keeps a task's return value until the flow ends.
     Links only what it has not linked before. A record's decision depends on nothing
@@ -251,7 +252,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     total = sum(totals.values())
     now = total if everything else todo.height
     time_since(timings, "store_links", t)
-    # One sorted copy of every decision for everything after (matches.csv lists them in this order), kept
+    # One sorted copy of every decision for everything after (matches/ lists its files in this order), kept
     # for the next refresh (flows.kept_links): the last one's with the decisions made now, when it can be.
     t = time.perf_counter()
     sums = key_sums(spill, last, known)
@@ -300,7 +301,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     # The run's record keeps a full run's decisions as the copy's files, linked (flows.history_files).
     linked_now = list(kept.files) if now == total else fresh
     return {"links": links, "links_any_order": any_order, "lone_tests": kept.lone_tests(), "linked_now": linked_now,
-            "stats": stats, "lineage": lineage}
+            "copy_files": list(zip(kept.files, kept.file_rows, strict=True)), "stats": stats, "lineage": lineage}
 
 
 def roster_identity(roster: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
@@ -496,7 +497,7 @@ def _process(
         loading.finish(report.timings, report.peak_memory_gib)
     t = time.perf_counter()
     db = Database(settings.duckdb)
-    matches: AsideCsv | pl.LazyFrame | None = None
+    matches: MatchParts | None = None
     kept_rules: KeptRules | None = None
     try:
         # Linking reads the roster's identity columns only; the rules read the rest (addresses as typed, grid,
@@ -508,13 +509,15 @@ def _process(
         del roster_read
         spill.remove()
         db.release_memory()
-        # The decisions (16 M at 5M residents) wait on disk until the rules, the unregistered list, matches.csv
+        # The decisions (16 M at 5M residents) wait on disk until the rules, the unregistered list, matches/
         # and the run's record read them, each the columns it needs.
         # links: a scan of the sorted copy kept for the next refresh (flows.kept_links); linked_now: the
         # decisions made now (the same scan when every record was linked now).
         linked_now, link_stats, links = linked.pop("linked_now"), linked.pop("stats"), linked.pop("links")
-        # matches.csv is written from now on by a process of its own, at the lowest priority (flows.csv_aside)
-        matches = start_aside(links, settings.out, report.run_id) or links
+        # The decisions' CSV parts the last output lacks are written from now on by a process of its own, at
+        # the lowest priority (flows.match_parts)
+        matches = MatchParts(linked.pop("copy_files"), links.collect_schema().names(), settings.out, report.run_id,
+                             last_manifest(settings.out))
         del links
         any_order = linked.pop("links_any_order")  # what the rules read
         lone_tests = linked.pop("lone_tests")  # the test records with no decision: the unregistered list's
@@ -621,8 +624,8 @@ def _process(
             except Exception:
                 logger.warning("the rulings could not be kept for the next refresh; it will rule everyone")
         db.close()
-        if isinstance(matches, AsideCsv):
-            matches.stop()  # moved into the output when publish got it; else it is not needed now
+        if matches is not None:
+            matches.stop()  # what publish did not move into the output is not needed now
     logger.info(
         "run %s: %d in scope, %d untested, %d list rows, %.1f s",
         report.run_id, report.coverage["in_scope"], report.coverage["untested"], listed,

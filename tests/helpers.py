@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from flows.match_parts import scan_matches
 from transforms.comparison import ScoreSettings
 from transforms.contract import ROSTER, TESTS, Contract
 from transforms.decision import DecisionSettings
@@ -105,4 +106,15 @@ def decision_for(links: pl.DataFrame, record_id: str) -> tuple[str | None, str |
 def sorted_csv(path, drop=()) -> pl.DataFrame:
     """A published CSV as text, less the columns dropped, its rows sorted: compared whatever their order."""
     frame = pl.read_csv(path, infer_schema=False).drop(list(drop))
+    return frame.sort(frame.columns, nulls_last=True)
+
+
+def matches(out) -> pl.DataFrame:
+    """Every decision an output lists in matches/ (its parts one after the other), as text."""
+    return scan_matches(out).collect()
+
+
+def sorted_matches(out) -> pl.DataFrame:
+    """matches(out), its rows sorted: two outputs compared however their decisions were cut into parts."""
+    frame = matches(out)
     return frame.sort(frame.columns, nulls_last=True)

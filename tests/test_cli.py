@@ -24,7 +24,7 @@ def test_run_on_samples_then_bad_input(tmp_path):
     done = gridsweep("run", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "out"
-    for name in ("call_list.csv", "coverage.csv", "matches.csv", "run.json"):
+    for name in ("call_list.csv", "coverage.csv", "matches/01-0001.csv", "run.json"):
         assert (out / name).exists(), name
     assert list((out / "sheets").rglob("*.xlsx"))
     assert (tmp_path / "state" / "gridsweep.duckdb").exists()

@@ -1,4 +1,4 @@
-"""flows.csv_aside: matches.csv written by a process of its own from the moment the link is done."""
+"""flows.csv_aside: the decisions' CSV files written by a process of its own from the moment the link is done."""
 
 from __future__ import annotations
 
@@ -26,40 +26,39 @@ def _scan(tmp_path, rows: int = 50_000) -> pl.LazyFrame:
     return _tests_of(pl.scan_parquet(tmp_path / "links.parquet"))
 
 
-def test_a_scan_written_aside_is_the_file_the_run_would_write(tmp_path, monkeypatch):
+def test_scans_written_aside_are_the_files_the_run_would_write(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a scan of a path relative to the run's folder, as a state folder may be
     _scan(tmp_path)
     scan = _tests_of(pl.scan_parquet("links.parquet"))
     out = tmp_path / "out"
-    leftover = tmp_path / ".out.matches-killed-run.csv"  # a refresh killed before it published
-    leftover.write_text("half a file")
-    aside = start_aside(scan, out, "run1")
-    assert aside is not None and not leftover.exists()
-    path = aside.wait()
-    assert path.parent == tmp_path and path.name == ".out.matches-run1.csv"
-    write_csv(scan, tmp_path / "here.csv")
-    assert path.read_bytes() == (tmp_path / "here.csv").read_bytes()
-    assert path.read_bytes().startswith(b"\xef\xbb\xbfrecord_kind,")  # the BOM Excel and WPS need
+    # What refreshes killed before they published left: a folder of parts, and one matches.csv of before.
+    (tmp_path / ".out.matches-killed-run").mkdir()
+    (tmp_path / ".out.matches-killed-run" / "01-0001.csv").write_text("half a file")
+    (tmp_path / ".out.matches-older-run.csv").write_text("half a file")
+    aside = start_aside([(scan.slice(0, 10_000), "a.csv"), (scan.slice(10_000, 100_000), "b.csv")], out, "run1")
+    assert aside is not None and [p.name for p in tmp_path.glob(".out.matches-*")] == [".out.matches-run1"]
+    folder = aside.wait()
+    assert folder == tmp_path / ".out.matches-run1" and sorted(p.name for p in folder.iterdir()) == ["a.csv", "b.csv"]
+    write_csv(scan.slice(10_000, 100_000), tmp_path / "here.csv")
+    assert (folder / "b.csv").read_bytes() == (tmp_path / "here.csv").read_bytes()
+    assert (folder / "a.csv").read_bytes().startswith(b"\xef\xbb\xbfrecord_kind,")  # the BOM Excel and WPS need
+    assert pl.read_csv(folder / "a.csv").height == 10_000 and pl.read_csv(folder / "b.csv").height == 15_000
     assert aside.seconds is not None and aside.seconds >= 0
     aside.stop()
-    assert not path.exists()  # stop() after the file was not taken: nothing left beside the output
-
-
-def test_a_frame_in_memory_is_written_in_the_run(tmp_path):
-    assert start_aside(pl.DataFrame({"a": [1, 2]}), tmp_path / "out", "r") is None
+    assert not folder.exists()  # stop() after the files were not taken: nothing left beside the output
 
 
 def test_a_writer_that_fails_says_so_and_one_stopped_leaves_nothing(tmp_path):
     scan = _scan(tmp_path)
     (tmp_path / "links.parquet").unlink()  # the scan's file gone: the writer cannot read it
-    aside = start_aside(scan, tmp_path / "out", "r1")
-    with pytest.raises(RuntimeError, match=r"writing \.out\.matches-r1\.csv failed \(exit 1\)"):
+    aside = start_aside([(scan, "a.csv")], tmp_path / "out", "r1")
+    with pytest.raises(RuntimeError, match=r"writing \.out\.matches-r1 failed \(exit 1\)"):
         aside.wait()
-    assert not aside.path.exists()
+    assert not aside.folder.exists()
     aside.stop()
 
     big = _scan(tmp_path, 400_000)
-    aside = start_aside(big, tmp_path / "out", "r2")
+    aside = start_aside([(big, "a.csv")], tmp_path / "out", "r2")
     time.sleep(0.05)
     aside.stop()  # a run that failed before publishing
-    assert not aside.path.exists() and aside._proc.returncode is not None
+    assert not aside.folder.exists() and aside._proc.returncode is not None

@@ -44,7 +44,7 @@ def test_an_output_is_measured_with_its_linked_books_once(tmp_path):
     assert one >= 100_000
     os.link(out / "sheets" / "a.xlsx", out / "sheets" / "b.xlsx")  # a book carried over: one file, two names
     assert tree_bytes(out) == one
-    (out / "matches.csv").write_bytes(b"y" * 300_000)
+    (out / "call_list.csv").write_bytes(b"y" * 300_000)
     assert tree_bytes(out) >= one + 300_000
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from helpers import matches as read_matches
 
 from flows.evaluate import score_run
 from flows.generate import write_synthetic
@@ -75,7 +76,7 @@ def test_outputs_and_run_record(first_run, campaign):
         assert quarantined.height == acc["rows_quarantined"]
         if quarantined.height:
             assert quarantined["reason"].null_count() == 0 and quarantined["line"].null_count() == 0
-    matches = pl.read_csv(out / "matches.csv", infer_schema=False)
+    matches = read_matches(out)
     assert set(matches["decision"].unique()) <= {"match", "possible"}
     assert matches.filter(pl.col("method").is_null() | pl.col("score").is_null()).height == 0
     coverage = pl.read_csv(out / "coverage.csv", infer_schema=False)
@@ -115,7 +116,7 @@ def test_a_refresh_read_a_slice_at_a_time_gives_what_reading_each_source_whole_g
     report = refresh(sliced)
     assert not old_table.parent.exists()  # removed: nothing reads it now
     assert report.inputs["roster"]["rows"] > 2800 and report.accounting["tests"]["rows_quarantined"] > 0
-    files = ["call_list.csv", "matches.csv", "coverage.csv", "escalation.csv", "unregistered.csv",
+    files = ["call_list.csv", "matches/01-0001.csv", "coverage.csv", "escalation.csv", "unregistered.csv",
              "roster_corrections.csv", *(f"quarantine/{name}.csv" for name in first.inputs)]
     for name in files:
         assert (sliced.out / name).read_bytes() == (settings.out / name).read_bytes(), name

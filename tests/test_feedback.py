@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from helpers import matches as read_matches
 from openpyxl import load_workbook
 
 from flows.cli import main as cli
@@ -93,7 +94,7 @@ def test_worker_verdicts_change_the_next_refresh(campaign, prefect_server, tmp_p
 
     refresh(settings)
     after = pl.read_csv(settings.out / "call_list.csv", infer_schema=False)
-    matches = pl.read_csv(settings.out / "matches.csv", infer_schema=False)
+    matches = read_matches(settings.out)
     kind, record = yes["candidate_record"].split(":", 1)
     confirmed = matches.filter((pl.col("record_kind") == kind) & (pl.col("record_id") == record))
     assert confirmed.select("resident_id", "decision", "method").row(0) == (

@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import polars as pl
 import pytest
-from helpers import sorted_csv
+from helpers import matches, sorted_csv, sorted_matches
 
 from flows.generate import write_synthetic
 from flows.readers import read_table
@@ -63,15 +63,15 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     assert roster_keys <= set(scratch.linking["sql_seconds"]) and not roster_keys & set(incremental.linking["sql_seconds"])
 
     a, b = tmp_path / "incremental" / "out", tmp_path / "scratch" / "out"
-    assert sorted_csv(a / "matches.csv").equals(sorted_csv(b / "matches.csv"))
+    assert sorted_matches(a).equals(sorted_matches(b))
     # Only 'new since the last refresh' differs: the incremental side had a refresh before.
     assert sorted_csv(a / "call_list.csv", ["new_since_last"]).equals(sorted_csv(b / "call_list.csv", ["new_since_last"]))
     assert sorted_csv(a / "coverage.csv").equals(sorted_csv(b / "coverage.csv"))
     run_a = json.loads((a / "run.json").read_text(encoding="utf-8"))
     run_b = json.loads((b / "run.json").read_text(encoding="utf-8"))
     assert run_a["linking"]["decisions"] == run_b["linking"]["decisions"]
-    # matches.csv was written by a process of its own from the end of the link on (flows.csv_aside), and
-    # moved into the output: nothing of it is left beside the output.
+    # The decisions' new parts were written by a process of its own from the end of the link on
+    # (flows.match_parts), and moved into the output: nothing of them is left beside the output.
     assert run_a["timings"]["matches_csv_aside"] > 0 and "write_matches_wait" in run_a["timings"]
     assert not list(a.parent.glob(".out.matches-*")) and not list(b.parent.glob(".out.matches-*"))
     # The sorted decisions: the morning's copy with those made now merged in (flows.kept_links).
@@ -83,7 +83,7 @@ def test_the_kept_decisions_are_used_only_for_the_records_they_were_made_on(tmp_
     """The sorted copy of the last refresh's decisions (flows.kept_links) stands for them only when that
     refresh's records are this one's first; records added after it that were linked before take the stored
     decisions; anything else fetches them from the database. Each time, the decisions a refresh from
-    scratch makes, in the same order: a record's decision depends on nothing but the record, the roster and
+    scratch makes: a record's decision depends on nothing but the record, the roster and
     the settings, so they are the first refresh's on the records the file holds."""
     from flows.refresh import refresh
 
@@ -96,7 +96,7 @@ def test_the_kept_decisions_are_used_only_for_the_records_they_were_made_on(tmp_
     def run(name: str, state: str):
         report = refresh(load_settings(data / "campaign.toml", tests=str(tmp_path / f"{name}.csv"),
                                        out=str(tmp_path / state / "out"), db=str(tmp_path / state / "g.duckdb")))
-        return report, pl.read_csv(tmp_path / state / "out" / "matches.csv", infer_schema=False)
+        return report, matches(tmp_path / state / "out")
 
     first, scratch_all = run("all", "kept")  # from scratch
     assert first.linking["sorted_decisions_from"] == "linked_now"
@@ -112,7 +112,8 @@ def test_the_kept_decisions_are_used_only_for_the_records_they_were_made_on(tmp_
         assert report.linking["records_linked_now"] == 0, name  # every record's decision was stored
         ids = pl.read_csv(tmp_path / f"{name}.csv", infer_schema=False)["record_id"]
         expected = scratch_all.filter((pl.col("record_kind") != "test") | pl.col("record_id").is_in(ids.implode()))
-        assert kept.equals(expected), name  # the same rows, in the same order
+        # the same rows (each of the copy's files in record order: see the test of its files below)
+        assert kept.sort(kept.columns, nulls_last=True).equals(expected.sort(expected.columns, nulls_last=True)), name
     assert kept.height == scratch_all.height - 1
 
 
@@ -324,7 +325,7 @@ def test_linking_in_small_batches_gives_the_same_links(tmp_path, prefect_server)
     for key in ("exact_stage_links", "pending_records", "candidate_pairs", "decisions"):
         assert whole.linking[key] == batched.linking[key], key
     a, b = tmp_path / "whole" / "out", tmp_path / "batched" / "out"
-    assert sorted_csv(a / "matches.csv").equals(sorted_csv(b / "matches.csv"))
+    assert sorted_matches(a).equals(sorted_matches(b))
     assert sorted_csv(a / "call_list.csv").equals(sorted_csv(b / "call_list.csv"))
     again = refresh(settings("batched", 1000))
     assert again.linking["records_linked_now"] == 0 and again.linking["records_reused"] == again.linking["records"]
@@ -441,13 +442,16 @@ def test_decisions_sorted_column_by_column_are_those_of_one_sort():
 def test_each_refreshs_decisions_are_kept_as_a_file_of_their_own_until_the_copy_is_written_whole(
         tmp_path, prefect_server, monkeypatch):
     """flows.kept_links: when records were only added, the decisions made on them are kept as one more sorted
-    file beside the copy's (the city's are not written again); matches.csv, read by merging them, lists what
-    a refresh from scratch lists, in its order, and the rules read them as a refresh from scratch does. At
+    file beside the copy's (the city's are not written again); matches/ lists each file's decisions in parts
+    of at most PART_ROWS rows, in order, and only the new file's parts are written (flows.match_parts): together
+    they are what a refresh from scratch lists, and the rules read them as a refresh from scratch does. At
     MAX_RUNS files the copy is written as one again."""
     import flows.kept_links
+    import flows.match_parts
     from flows.refresh import refresh
 
     monkeypatch.setattr(flows.kept_links, "MAX_RUNS", 3)
+    monkeypatch.setattr(flows.match_parts, "PART_ROWS", 400)
     data = tmp_path / "data"
     write_synthetic(generate(800, seed=41), data)
     tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
@@ -460,12 +464,26 @@ def test_each_refreshs_decisions_are_kept_as_a_file_of_their_own_until_the_copy_
         meta = json.loads((tmp_path / state / "kept_links" / "meta.json").read_text(encoding="utf-8"))
         files = sorted(p.name for p in (tmp_path / state / "kept_links").glob("links-*.parquet"))
         assert files == sorted(meta["files"]) and len(meta["file_rows"]) == len(files) == len(meta["file_tallies"])
-        return report, len(files), tmp_path / state / "out"
+        return report, meta["file_rows"], tmp_path / state / "out"
+
+    def parts(out) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted((out / "matches").glob("*.csv"))}
+
+    def check_parts(out, file_rows: list[int]) -> None:
+        """Each copy file's decisions, in its parts in order: sorted, none over PART_ROWS, all of them."""
+        for i, rows in enumerate(file_rows, 1):
+            cut = [pl.read_csv(p, infer_schema=False) for p in sorted((out / "matches").glob(f"{i:02d}-*.csv"))]
+            assert [f.height for f in cut] == [min(400, rows - k) for k in range(0, rows, 400)]
+            whole = pl.concat(cut)
+            assert whole.equals(whole.sort("record_kind", "record_id"))
+        assert len(parts(out)) == sum(-(-rows // 400) for rows in file_rows)
 
     step = tests.height // 50
     rows = tests.height - 4 * step
-    first, files, _ = run(rows, "kept")
-    assert files == 1
+    first, file_rows, out = run(rows, "kept")
+    assert len(file_rows) == 1 and file_rows[0] > 2 * 400  # the city's decisions in three parts or more
+    check_parts(out, file_rows)
+    assert first.lists["matches_parts_written"] == len(parts(out)) and first.lists["matches_parts_reused"] == 0
     for expected_files in (2, 3, 1):  # the third addition finds MAX_RUNS files: the copy is written whole
         rows += step
         if expected_files == 2:  # a copy kept before its files' tallies were: counted from its files once
@@ -473,23 +491,32 @@ def test_each_refreshs_decisions_are_kept_as_a_file_of_their_own_until_the_copy_
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             del meta["file_tallies"]
             meta_path.write_text(json.dumps(meta), encoding="utf-8")
-        report, files, out = run(rows, "kept")
+        before = parts(out)
+        report, file_rows, out = run(rows, "kept")
         assert report.linking["sorted_decisions_from"] == "last_copy" and 0 < report.linking["records_linked_now"]
-        assert files == expected_files
+        assert len(file_rows) == expected_files
+        check_parts(out, file_rows)
+        now = parts(out)
+        if expected_files > 1:  # the last output's parts as they were, linked; the new file's written
+            assert {name: now[name] for name in before} == before
+            assert report.lists["matches_parts_reused"] == len(before)
+            assert report.lists["matches_parts_written"] == len(now) - len(before) == 1
+        else:
+            assert report.lists["matches_parts_written"] == len(now) and report.lists["matches_parts_reused"] == 0
         if expected_files == 3:  # read by merging three files
             whole, _, scratch = run(rows, f"scratch_{rows}")
             assert report.linking["decisions"] == whole.linking["decisions"]  # added up from each file's tally
-            assert pl.read_csv(out / "matches.csv", infer_schema=False).equals(
-                pl.read_csv(scratch / "matches.csv", infer_schema=False))  # the same rows, in the same order
+            assert sorted_matches(out).equals(sorted_matches(scratch))
             assert sorted_csv(out / "call_list.csv", ["new_since_last"]).equals(
                 sorted_csv(scratch / "call_list.csv", ["new_since_last"]))
             assert sorted_csv(out / "unregistered.csv").equals(sorted_csv(scratch / "unregistered.csv"))
             assert report.rules["ruled_from_kept"]
+    assert not list(out.parent.glob(".out.matches-*"))  # the writer's folder gone once its parts were moved in
 
 
 def test_a_last_book_or_page_gone_by_hand_is_written_anew(tmp_path, prefect_server):
-    """A book or page unchanged since the last refresh is linked from the last output; one that was deleted
-    from it by hand (the link finds nothing) is written anew, and only it."""
+    """A book, page or part of matches/ unchanged since the last refresh is linked from the last output; one
+    that was deleted from it by hand (the link finds nothing) is written anew, and only it."""
     from flows.refresh import refresh
 
     data = tmp_path / "data"
@@ -498,13 +525,16 @@ def test_a_last_book_or_page_gone_by_hand_is_written_anew(tmp_path, prefect_serv
     first = refresh(settings)
     book = sorted((tmp_path / "out" / "sheets").rglob("*.xlsx"))[0]
     page = sorted((tmp_path / "out" / "print").rglob("*.html"))[0]
-    shown = (_cells(book), page.read_text(encoding="utf-8"))
+    part = tmp_path / "out" / "matches" / "01-0001.csv"
+    shown = (_cells(book), page.read_text(encoding="utf-8"), part.read_bytes())
     book.unlink()
     page.unlink()
+    part.unlink()
     again = refresh(settings)
     assert again.lists["workbooks_written"] == 1 and again.lists["print_pages_written"] == 1
     assert again.lists["workbooks_reused"] == first.lists["workbooks_written"] + first.lists["workbooks_reused"] - 1
-    assert (_cells(book), page.read_text(encoding="utf-8")) == shown
+    assert again.lists["matches_parts_written"] == 1 and again.lists["matches_parts_reused"] == 0
+    assert (_cells(book), page.read_text(encoding="utf-8"), part.read_bytes()) == shown
 
 
 def test_the_unlinked_tests_kept_beside_the_copy_are_those_a_refresh_from_scratch_finds(tmp_path, prefect_server):
@@ -533,8 +563,7 @@ def test_the_unlinked_tests_kept_beside_the_copy_are_those_a_refresh_from_scratc
         return set(pl.read_parquet(folder / meta["lone"])["record_id"].to_list())
 
     refresh(settings(morning, "kept"))
-    matches = pl.read_csv(tmp_path / "kept" / "out" / "matches.csv", infer_schema=False)
-    single = matches.filter((pl.col("record_kind") == "test") & (pl.len().over("record_id") == 1)).head(6)
+    single = matches(tmp_path / "kept" / "out").filter((pl.col("record_kind") == "test") & (pl.len().over("record_id") == 1)).head(6)
     verdicts = single.select("record_kind", "record_id", "resident_id", pl.lit(REJECTED).alias("verdict"),
                              pl.lit("test").alias("source"))
     before = lone("kept")
@@ -551,8 +580,7 @@ def test_the_unlinked_tests_kept_beside_the_copy_are_those_a_refresh_from_scratc
     assert scratch.linking["sorted_decisions_from"] == "linked_now"
     assert lone("kept") == lone("scratch")
     rejected = set(single["record_id"].to_list())
-    left_alone = rejected - set(pl.read_csv(tmp_path / "scratch" / "out" / "matches.csv", infer_schema=False)
-                                ["record_id"].to_list())
+    left_alone = rejected - set(matches(tmp_path / "scratch" / "out")["record_id"].to_list())
     assert left_alone and left_alone <= lone("kept") and not left_alone & before  # linked again: now with none
     added = set(tests["record_id"].to_list()[tests.height * 8 // 10:])
     assert added & lone("kept") and before <= lone("kept")  # added records with none; the morning's stay

@@ -1,4 +1,4 @@
-"""The decisions of a refresh in one sorted order (by record_kind, then record_id: matches.csv's) without
+"""The decisions of a refresh in one sorted order (by record_kind, then record_id) without
 sorting a city's decisions again: the last refresh's, already sorted, merged with the few made now.
 
 Kept apart from transforms.decision: the decisions' code is part of the fingerprint that keeps stored
