@@ -12,14 +12,15 @@ decisions on the records this refresh holds besides those it linked now:
   the records after them are the added ones: those not linked now take their stored decisions.
 
 Otherwise the decisions are fetched from DuckDB as before. The rest of the refresh reads the decisions from
-this copy (the rules, matches/: its files' CSV parts, flows.match_parts), so keeping it costs no more writing than spilling them did. It holds
-resident numbers and the decisions, no names, IDs or phones.
+this copy (the rules; matches/, its files' CSV parts, flows.match_parts), so keeping it costs no more writing
+than spilling them did. It holds resident numbers and the decisions, no names, IDs or phones.
 
 The copy is a few files, each sorted: the city's decisions, then those each refresh since made on its added
 records (read in order by merging them, or as they come where order does not matter). Writing the city's
-68 M decisions again for half a million new ones took 7 s at 20M. It is written as one file again when a
-refresh linked again records the copy holds, or its later files grow too many or too large (MAX_RUNS,
-MAX_LATER_SHARE).
+68 M decisions again for half a million new ones took 7 s at 20M. At MAX_RUNS files the later ones are
+merged into one (the city's file, and its 111 parts of matches/ at 20M, stay as they are); the copy is
+written as one file again when a refresh linked again records the copy holds, or its later files hold more
+than MAX_LATER_SHARE of the first's decisions.
 
 Beside the copy, the test records with no decision at all (record_id): the records the unregistered list is
 made from. Finding them is an anti-join of a city's tests against its decisions (6.4 s at 20M); a refresh that
@@ -89,6 +90,13 @@ def decision_tally(links: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     return (links.lazy().group_by("record_kind", pl.col("decision").cast(pl.String),
                                   (pl.col("method").cast(pl.String) == "worker_confirmed").alias("confirmed"))
             .agg(pl.len().alias("n")).collect().cast(TALLY))
+
+
+def _summed(tallies: list[list]) -> list:
+    """decision_tally's rows of several files as those of one."""
+    rows = [row for rows in tallies for row in rows]
+    return pl.DataFrame(rows, schema=TALLY, orient="row").group_by("record_kind", "decision", "confirmed").agg(
+        pl.col("n").sum()).sort("record_kind", "decision", "confirmed").rows()
 
 
 def _in_order(files: Iterable[Path], kinds: Iterable[str]) -> pl.LazyFrame:
@@ -211,11 +219,15 @@ class KeptLinks:
         self._lone = None if last.lone is None else _still_lone(last.lone, added, relinked, extra)
         return merge_sorted_links(base, extra, [*last.rows, *rows]), residents
 
-    def _add_to(self, last: LastLinks, added: int) -> bool:
-        """The decisions added kept as one more file of the last copy, rather than the copy written whole."""
-        if len(last.files) != len(last.file_rows) or len(last.files) >= MAX_RUNS:
-            return False
-        return sum(last.file_rows[1:]) + added <= MAX_LATER_SHARE * last.file_rows[0]
+    def _add_to(self, last: LastLinks, added: int) -> str | None:
+        """How the decisions added are kept with the last copy's: "add" as one more file; "fold" with its later
+        files as one (at MAX_RUNS files: the city's first file, and its parts in matches/, stay as they
+        are, flows.match_parts); None: the copy written whole."""
+        if len(last.files) != len(last.file_rows):
+            return None
+        if sum(last.file_rows[1:]) + added > MAX_LATER_SHARE * last.file_rows[0]:
+            return None
+        return "add" if len(last.files) < MAX_RUNS else "fold"
 
     def save(self, links: pl.DataFrame | pl.LazyFrame, spill: RecordSpill, sums: dict[str, tuple[int, int]],
              generation: str | None) -> pl.LazyFrame:
@@ -226,14 +238,24 @@ class KeptLinks:
         name = f"links-{uuid.uuid4().hex}.parquet"
         target = self.folder / name
         later, self._later = self._later, None
-        if later is not None and self._add_to(later[0], later[1].height):
+        how = self._add_to(later[0], later[1].height) if later is not None else None
+        if later is not None and how is not None:
             last, added = later  # sorted here, not in carried: the merged copy is then never made
             schema = pl.scan_parquet(last.files[0]).collect_schema()
-            added.cast(schema).sort("record_kind", "record_id").write_parquet(target, compression="lz4")
-            files, file_rows = [*(f.name for f in last.files), name], [*last.file_rows, added.height]
+            added = added.cast(schema).sort("record_kind", "record_id")
             tallies = [*(last.file_tallies if len(last.file_tallies) == len(last.files)
-                         else [decision_tally(pl.scan_parquet(f)).rows() for f in last.files]),
-                       decision_tally(added).rows()]
+                         else [decision_tally(pl.scan_parquet(f)).rows() for f in last.files])]
+            if how == "add":
+                added.write_parquet(target, compression="lz4")
+                files, file_rows = [*(f.name for f in last.files), name], [*last.file_rows, added.height]
+                tallies.append(decision_tally(added).rows())
+            else:  # the later files and the added decisions merged (each sorted) into the copy's second file
+                kinds = {*spill.counts(), *added["record_kind"].unique().to_list()}
+                merge_sorted_runs([*(pl.scan_parquet(f) for f in last.files[1:]), added.lazy()], kinds
+                                  ).sink_parquet(target, compression="lz4")
+                files = [last.files[0].name, name]
+                file_rows = [last.file_rows[0], sum(last.file_rows[1:]) + added.height]
+                tallies = [tallies[0], _summed([*tallies[1:], decision_tally(added).rows()])]
         else:
             if isinstance(links, pl.LazyFrame):
                 links.sink_parquet(target, compression="lz4")
@@ -258,8 +280,7 @@ class KeptLinks:
         self.saved, self.files, self.kinds = name, [self.folder / f for f in files], list(spill.counts())
         self.file_rows = file_rows
         self.lone = self.folder / lone_name
-        self.tally = pl.DataFrame([row for rows in tallies for row in rows], schema=TALLY, orient="row").group_by(
-            "record_kind", "decision", "confirmed").agg(pl.col("n").sum())
+        self.tally = pl.DataFrame(_summed(tallies), schema=TALLY, orient="row")
         return self.scan()
 
     def lone_tests(self) -> pl.LazyFrame:

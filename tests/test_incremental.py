@@ -445,7 +445,8 @@ def test_each_refreshs_decisions_are_kept_as_a_file_of_their_own_until_the_copy_
     file beside the copy's (the city's are not written again); matches/ lists each file's decisions in parts
     of at most PART_ROWS rows, in order, and only the new file's parts are written (flows.match_parts): together
     they are what a refresh from scratch lists, and the rules read them as a refresh from scratch does. At
-    MAX_RUNS files the copy is written as one again."""
+    MAX_RUNS files the later ones are merged into one; when they outgrow MAX_LATER_SHARE of the first's
+    decisions, the copy is written as one again."""
     import flows.kept_links
     import flows.match_parts
     from flows.refresh import refresh
@@ -484,26 +485,34 @@ def test_each_refreshs_decisions_are_kept_as_a_file_of_their_own_until_the_copy_
     assert len(file_rows) == 1 and file_rows[0] > 2 * 400  # the city's decisions in three parts or more
     check_parts(out, file_rows)
     assert first.lists["matches_parts_written"] == len(parts(out)) and first.lists["matches_parts_reused"] == 0
-    for expected_files in (2, 3, 1):  # the third addition finds MAX_RUNS files: the copy is written whole
+    # The third addition finds MAX_RUNS files: the later two and its own are merged into one, the city's file
+    # (and its parts) kept; the fourth's later files would hold more than MAX_LATER_SHARE: written whole.
+    for expected_files, how in ((2, "add"), (3, "add"), (2, "fold"), (1, "whole")):
         rows += step
-        if expected_files == 2:  # a copy kept before its files' tallies were: counted from its files once
+        if expected_files == 2 and how == "add":  # a copy kept before its files' tallies were: counted once
             meta_path = tmp_path / "kept" / "kept_links" / "meta.json"
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             del meta["file_tallies"]
             meta_path.write_text(json.dumps(meta), encoding="utf-8")
+        if how == "whole":
+            monkeypatch.setattr(flows.kept_links, "MAX_LATER_SHARE", 0.0)
         before = parts(out)
         report, file_rows, out = run(rows, "kept")
         assert report.linking["sorted_decisions_from"] == "last_copy" and 0 < report.linking["records_linked_now"]
         assert len(file_rows) == expected_files
         check_parts(out, file_rows)
         now = parts(out)
-        if expected_files > 1:  # the last output's parts as they were, linked; the new file's written
+        city = {name: part for name, part in before.items() if name.startswith("01-")}
+        if how == "add":  # the last output's parts as they were, linked; the new file's written
             assert {name: now[name] for name in before} == before
             assert report.lists["matches_parts_reused"] == len(before)
             assert report.lists["matches_parts_written"] == len(now) - len(before) == 1
+        elif how == "fold":  # the city's parts linked; the later files' decisions in one part, written
+            assert {name: now[name] for name in city} == city and set(now) == {*city, "02-0001.csv"}
+            assert report.lists["matches_parts_reused"] == len(city) and report.lists["matches_parts_written"] == 1
         else:
             assert report.lists["matches_parts_written"] == len(now) and report.lists["matches_parts_reused"] == 0
-        if expected_files == 3:  # read by merging three files
+        if how != "add" or expected_files == 3:  # read by merging files (three; or made by merging them)
             whole, _, scratch = run(rows, f"scratch_{rows}")
             assert report.linking["decisions"] == whole.linking["decisions"]  # added up from each file's tally
             assert sorted_matches(out).equals(sorted_matches(scratch))
