@@ -18,7 +18,7 @@ than spilling them did. It holds resident numbers and the decisions, no names, I
 The copy is a few files, each sorted: the city's decisions, then those each refresh since made on its added
 records (read in order by merging them, or as they come where order does not matter). Writing the city's
 68 M decisions again for half a million new ones took 7 s at 20M. At MAX_RUNS files the later ones are
-merged into one (the city's file, and its 111 parts of matches/ at 20M, stay as they are); the copy is
+merged into one (the city's file, and its 112 parts of matches/ at 20M, stay as they are); the copy is
 written as one file again when a refresh linked again records the copy holds, or its later files hold more
 than MAX_LATER_SHARE of the first's decisions.
 
