@@ -151,9 +151,10 @@ def test_bad_input_leaves_previous_outputs(first_run, campaign, tmp_path):
     assert not list(settings.out.parent.glob(".out.staging-*"))
 
 
-@pytest.mark.parametrize("step", ["write_workbooks", "_write_print_pages", "_write_csvs"])
+@pytest.mark.parametrize("step", ["write_workbooks", "_write_print_pages", "_write_csvs", "_frame_digest"])
 def test_failure_while_writing_keeps_the_last_good_outputs(first_run, campaign, monkeypatch, step):
-    """The books, the pages, or the CSVs (written by a thread of their own) failing part way."""
+    """The books, the pages, or the CSVs (written by a thread of their own) failing part way; or the stage
+    failing while the CSVs' thread waits to be told which of the decisions' parts to place (it is let go)."""
     import flows.publish
     from flows.refresh import refresh
 
@@ -171,6 +172,7 @@ def test_failure_while_writing_keeps_the_last_good_outputs(first_run, campaign, 
         refresh(settings)
     assert (settings.out / "run.json").read_bytes() == before
     assert not list(settings.out.parent.glob(".out.staging-*"))
+    assert not list(settings.out.parent.glob(".out.matches-*"))  # the parts written aside are removed too
     monkeypatch.setattr(flows.publish, step, real)
     report = refresh(settings)  # and the next run recovers
     assert json.loads((settings.out / "run.json").read_text(encoding="utf-8"))["run_id"] == report.run_id
