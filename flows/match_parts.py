@@ -44,16 +44,14 @@ class Part:
 def plan_parts(files: list[tuple[Path, int]], columns: list[str], part_rows: int) -> list[Part]:
     """The parts of the copy's files (each with its rows), in order. A copy with no decision at all still
     gives one part, its header alone."""
-    parts = []
-    for i, (file, rows) in enumerate(files):
-        for k, offset in enumerate(range(0, rows, part_rows)):
-            n = min(part_rows, rows - offset)
-            digest = hashlib.sha256(repr((file.name, offset, n, columns)).encode()).hexdigest()
-            parts.append(Part(f"{FOLDER}/{i + 1:02d}-{k + 1:04d}.csv", file, offset, n, digest))
+    def part(i: int, k: int, file: Path, offset: int, rows: int) -> Part:
+        digest = hashlib.sha256(repr((file.name, offset, rows, columns)).encode()).hexdigest()
+        return Part(f"{FOLDER}/{i + 1:02d}-{k + 1:04d}.csv", file, offset, rows, digest)
+
+    parts = [part(i, k, file, offset, min(part_rows, rows - offset))
+             for i, (file, rows) in enumerate(files) for k, offset in enumerate(range(0, rows, part_rows))]
     if not parts and files:
-        file = files[0][0]
-        parts.append(Part(f"{FOLDER}/01-0001.csv", file, 0, 0,
-                          hashlib.sha256(repr((file.name, 0, 0, columns)).encode()).hexdigest()))
+        parts.append(part(0, 0, files[0][0], 0, 0))
     return parts
 
 

@@ -103,10 +103,14 @@ def decision_for(links: pl.DataFrame, record_id: str) -> tuple[str | None, str |
     return row["resident_id"][0], row["decision"][0]
 
 
+def rows_sorted(frame: pl.DataFrame) -> pl.DataFrame:
+    """A frame's rows sorted by every column: two frames compared whatever their order."""
+    return frame.sort(frame.columns, nulls_last=True)
+
+
 def sorted_csv(path, drop=()) -> pl.DataFrame:
     """A published CSV as text, less the columns dropped, its rows sorted: compared whatever their order."""
-    frame = pl.read_csv(path, infer_schema=False).drop(list(drop))
-    return frame.sort(frame.columns, nulls_last=True)
+    return rows_sorted(pl.read_csv(path, infer_schema=False).drop(list(drop)))
 
 
 def matches(out) -> pl.DataFrame:
@@ -116,5 +120,4 @@ def matches(out) -> pl.DataFrame:
 
 def sorted_matches(out) -> pl.DataFrame:
     """matches(out), its rows sorted: two outputs compared however their decisions were cut into parts."""
-    frame = matches(out)
-    return frame.sort(frame.columns, nulls_last=True)
+    return rows_sorted(matches(out))
