@@ -22,6 +22,11 @@ merged into one (the city's file, and its 112 parts of matches/ at 20M, stay as 
 written as one file again when a refresh linked again records the copy holds, or its later files hold more
 than MAX_LATER_SHARE of the first's decisions.
 
+Beside the copy, the residents whose decisions each of the last few refreshes changed (resident_id, a file a
+refresh: `steps` in meta.json, newest first), so rulings made from an older copy still hold when refreshes
+since then died between their link and the end of their rules (flows.kept_rules): without them the refresh
+after one killed there ruled the whole city again (at 20M residents 309 s against 155-190).
+
 Beside the copy, the test records with no decision at all (record_id): the records the unregistered list is
 made from. Finding them is an anti-join of a city's tests against its decisions (6.4 s at 20M); a refresh that
 carries the copy on changes them only where it linked or added records.
@@ -44,6 +49,7 @@ from transforms.sorted_links import merge_sorted_links, merge_sorted_runs
 
 MAX_RUNS = 8  # files a copy may be made of
 MAX_LATER_SHARE = 0.25  # of the decisions in the copy's first file, what its later files may hold together
+MAX_STEPS = 4  # refreshes whose changed residents are kept: rulings that many copies old still hold
 
 
 def part_identity(parts: list[Path]) -> list[str]:
@@ -66,6 +72,9 @@ class LastLinks:
     file_rows: tuple[int, ...] = ()  # the decisions in each
     lone: Path | None = None  # the test records with no decision (record_id), when kept with the copy
     file_tallies: tuple[list, ...] = ()  # decision_tally's rows of each file, when kept (older copies: none)
+    # Newest first: (an earlier copy's name, the file of the residents whose decisions the next refresh
+    # changed), back from this copy through the refreshes that carried it on; each file still on disk.
+    steps: tuple[tuple[str, Path], ...] = ()
 
     def scan(self) -> pl.LazyFrame:
         """The copy in order (record_kind, record_id)."""
@@ -159,7 +168,9 @@ class KeptLinks:
         self.kinds: list[str] = []
         self._later: tuple[LastLinks, pl.DataFrame] | None = None  # set by carried: the copy and what it adds
         self._lone: pl.DataFrame | None = None  # set by carried: the test records left with no decision
+        self._step: tuple[LastLinks, pl.DataFrame] | None = None  # set by carried: the copy and whom it changed
         self.lone: Path | None = None  # once saved: where they are
+        self.steps: list[tuple[str, Path]] = []  # once saved: its steps (LastLinks.steps)
         # Once saved: decision_tally of the whole copy, from each file's kept with it (a two-hour refresh adds
         # one file: counting the city's 72 M decisions again took 1.6 s at 20M)
         self.tally: pl.DataFrame | None = None
@@ -177,9 +188,14 @@ class KeptLinks:
         if not all(f.exists() for f in files):
             return None
         lone = self.folder / meta["lone"] if meta.get("lone") else None
+        steps = []
+        for name, touched in meta.get("steps", []):
+            if not (self.folder / touched).exists():
+                break  # the older ones are no use without it
+            steps.append((name, self.folder / touched))
         return LastLinks(self.folder / meta["file"], meta["rows"], meta["sums"], meta.get("parts", {}), tuple(files),
                          tuple(meta.get("file_rows", [])), lone if lone is not None and lone.exists() else None,
-                         tuple(meta.get("file_tallies", [])))
+                         tuple(meta.get("file_tallies", [])), tuple(steps))
 
     def carried(self, last: LastLinks, spill: RecordSpill, sums: dict[str, tuple[int, int]], todo: pl.DataFrame,
                 fresh: pl.DataFrame, stored: Callable[[pl.DataFrame], pl.DataFrame]
@@ -217,6 +233,7 @@ class KeptLinks:
             self._later = (last, extra)
         residents = pl.concat(touched, how="vertical_relaxed").drop_nulls().unique()
         self._lone = None if last.lone is None else _still_lone(last.lone, added, relinked, extra)
+        self._step = (last, residents)
         return merge_sorted_links(base, extra, [*last.rows, *rows]), residents
 
     def _add_to(self, last: LastLinks, added: int) -> str | None:
@@ -269,19 +286,34 @@ class KeptLinks:
                     if _LONE_KIND in spill.files else pl.DataFrame(schema={"record_id": pl.String}))
         lone_name = f"lone-{uuid.uuid4().hex}.parquet"
         lone.write_parquet(self.folder / lone_name, compression="lz4")
+        steps = self._steps()
         meta = {"key": self.key, "generation": generation, "polars": version("polars"), "file": name,
-                "files": files, "file_rows": file_rows, "file_tallies": tallies, "lone": lone_name,
+                "files": files, "file_rows": file_rows, "file_tallies": tallies, "lone": lone_name, "steps": steps,
                 "rows": spill.counts(), "sums": {kind: whole for kind, (_, whole) in sums.items()},
                 "parts": {kind: part_identity(parts) for kind, parts in spill.files.items()}}
         write_meta(self.folder, meta)
-        for other in [*self.folder.glob("links-*.parquet"), *self.folder.glob("lone-*.parquet")]:
-            if other.name not in files and other.name != lone_name:
+        keep = {*files, lone_name, *(touched for _, touched in steps)}
+        for other in [f for prefix in ("links", "lone", "touched") for f in self.folder.glob(f"{prefix}-*.parquet")]:
+            if other.name not in keep:
                 other.unlink(missing_ok=True)
         self.saved, self.files, self.kinds = name, [self.folder / f for f in files], list(spill.counts())
         self.file_rows = file_rows
         self.lone = self.folder / lone_name
+        self.steps = [(copy, self.folder / touched) for copy, touched in steps]
         self.tally = pl.DataFrame(_summed(tallies), schema=TALLY, orient="row")
         return self.scan()
+
+    def _steps(self) -> list[tuple[str, str]]:
+        """meta.json's steps for the copy being saved: the last copy's name and whom this refresh changed (kept
+        in a file now), then the last copy's own steps; none when this copy was not carried on from the last."""
+        step, self._step = self._step, None
+        if step is None:
+            return []
+        last, residents = step
+        touched = f"touched-{uuid.uuid4().hex}.parquet"
+        residents.write_parquet(self.folder / touched, compression="lz4")
+        earlier = [(name, path.name) for name, path in last.steps]
+        return [(last.path.name, touched), *earlier][:MAX_STEPS]
 
     def lone_tests(self) -> pl.LazyFrame:
         """The saved copy's test records with no decision (record_id)."""

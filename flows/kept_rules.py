@@ -11,7 +11,9 @@ The kept rulings are used only when all of those are known to be the same for ev
 - the same facts of every record ruled before: each record source's parts begin with the parts ruled last
   time, the very files (flows.loaded_sources takes them back hard-linked; a source read again is written anew);
 - decisions that differ from the last ones only for the residents flows.kept_links names (it merged the last
-  copy, the one these rulings were made from, with the decisions made now);
+  copy, the one these rulings were made from, with the decisions made now); or, when refreshes since these
+  rulings died between their link and the end of their rules, from a copy a few refreshes back, the residents
+  each of those refreshes changed being kept with the copy (they are ruled again too);
 - made by the last refresh recorded in the database, whose call list the change figures compare with; or
   by a refresh after it that failed before it was recorded (a full disk while it wrote its books), which
   keeps whom it ruled since the last recorded refresh's rulings: they are ruled again too, or, when it ruled
@@ -29,6 +31,7 @@ import json
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -83,6 +86,18 @@ def changed_outcomes(before: pl.DataFrame, now: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([added.select("resident_id"), gone.select("resident_id")]).unique()
 
 
+def _behind(meta: dict, links_from: str | None, earlier: Sequence[tuple[str, Path]]) -> list[Path] | None:
+    made_from = meta.get("links_file")
+    if links_from is None or made_from is None:
+        return None
+    if made_from == links_from:
+        return []
+    for i, (copy, _) in enumerate(earlier):
+        if copy == made_from:
+            return [touched for _, touched in earlier[:i + 1]]
+    return None
+
+
 class KeptRules:
     """One set of rulings in a folder of its own, named by meta.json (written last, so a set is whole or absent)."""
 
@@ -95,9 +110,11 @@ class KeptRules:
     def _meta(self) -> dict | None:
         return read_meta(self.folder)
 
-    def why_not(self, last_run: str | None, links_from: str | None) -> str | None:
+    def why_not(self, last_run: str | None, links_from: str | None,
+                earlier: Sequence[tuple[str, Path]] = ()) -> str | None:
         """Why the kept rulings cannot be used by this refresh (None: they can). last_run: the run id of the
-        database's last refresh; links_from: the kept decisions' copy this refresh's were merged from."""
+        database's last refresh; links_from: the kept decisions' copy this refresh's were merged from; earlier:
+        the copies before it, newest first (flows.kept_links.LastLinks.steps), as behind() takes them."""
         meta = self._meta()
         if meta is None:
             return "none kept"
@@ -105,7 +122,7 @@ class KeptRules:
             return "another roster, round, rule settings or rules code"
         if last_run is None or (meta.get("run_id") != last_run and meta.get("base_run") != last_run):
             return "not made by the last refresh recorded"
-        if links_from is None or meta.get("links_file") != links_from:
+        if _behind(meta, links_from, earlier) is None:
             return "the decisions were not merged from the copy they were ruled with"
         facts = meta.get("facts", {})
         if set(facts) != set(self.facts) or any(self.facts[k][:len(v)] != v for k, v in facts.items()):
@@ -114,6 +131,11 @@ class KeptRules:
         if not all((self.folder / meta["dir"] / f"{name}.parquet").exists() for name in files):
             return "the kept files are incomplete"
         return None
+
+    def behind(self, links_from: str | None, earlier: Sequence[tuple[str, Path]]) -> list[Path] | None:
+        """The files of whom each refresh changed between the copy the kept rulings were made from and
+        links_from ([] when it is that copy); None when it is neither links_from nor one of `earlier`."""
+        return _behind(self._meta() or {}, links_from, earlier)
 
     def load(self) -> Kept:
         meta = self._meta()

@@ -52,8 +52,9 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     figures = {} if figures is None else figures
     roster = people["roster"].lazy()
     t = time.perf_counter()
-    why = kept.why_not(last_run, lineage["from"])  # lineage["from"] is None when touched is not known
+    why = kept.why_not(last_run, lineage["from"], lineage["earlier"])  # "from" is None when touched is not known
     base = again = None
+    behind = 0  # refreshes since the kept rulings' copy that died before they ruled
     every = positions = roster.select("resident_id").with_row_index(POS)  # whole: a slice would read from the start
     # Kept by a refresh that failed before it was recorded, which ruled everyone: anyone's row may differ from
     # the last recorded list's, so the lists are compared whole (as when everyone is ruled now).
@@ -61,6 +62,9 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     if why is None:
         base = kept.load()
         changed = [lineage["touched"], changed_outcomes(base.outcomes, given.outcomes)]
+        between = kept.behind(lineage["from"], lineage["earlier"])
+        changed += [pl.read_parquet(touched) for touched in between]
+        behind = len(between)
         if base.run_id != last_run:  # kept by a refresh that failed before it was recorded: whom it ruled too
             since_all = base.since is None
             if not since_all:
@@ -126,5 +130,5 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     # this one that fails before it is recorded; waited for before publishing.
     kept.save_aside(run_id, lineage["to"], rules, given.outcomes, last_run, None if since_all else again)
     figures |= {"residents": residents, "residents_ruled": residents if again is None else again.height,
-                "ruled_from_kept": why is None, "why_all": why}
+                "ruled_from_kept": why is None, "why_all": why, "kept_copies_behind": behind}
     return ruled

@@ -65,3 +65,67 @@ def test_a_refresh_after_one_that_failed_to_publish_takes_its_rulings_and_rules_
     assert after.changes == direct.changes and after.coverage == direct.coverage
     for name in ("call_list.csv", "coverage.csv", "escalation.csv", "unregistered.csv"):
         assert sorted_csv(tmp_path / "failed" / "out" / name).equals(sorted_csv(tmp_path / "direct" / "out" / name)), name
+
+
+def test_a_refresh_after_ones_killed_between_link_and_rules_rules_only_whom_they_changed(
+        tmp_path, prefect_server, monkeypatch):
+    """Refreshes that died after their link had carried the decisions' copy on, before their rules were kept
+    (the machine out of memory while ruling): the next one takes the rulings of the last refresh recorded,
+    two copies back, and rules again only the residents whose decisions changed since (kept with the copy,
+    flows.kept_links), with the same outputs as refreshes that never died."""
+    import flows.kept_links
+    import flows.refresh
+    from flows.kept_meta import read_meta
+    from flows.refresh import refresh
+
+    data = tmp_path / "data"
+    write_synthetic(generate(800, seed=53), data)
+    tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
+    step = tests.height // 20
+
+    def run(rows: int, state: str):
+        export = tmp_path / state / "tests_export.csv"
+        export.parent.mkdir(exist_ok=True)
+        tests.head(rows).write_csv(export)
+        return refresh(load_settings(data / "campaign.toml", tests=str(export), out=str(tmp_path / state / "out"),
+                                     db=str(tmp_path / state / "g.duckdb")))
+
+    first = tests.height - 6 * step
+    run(first, "killed")
+    real = flows.refresh.apply_rules
+
+    def killed(*args, **kwargs):
+        raise MemoryError("killed while ruling")
+
+    monkeypatch.setattr(flows.refresh, "apply_rules", killed)
+    for n in (1, 2):
+        with pytest.raises(MemoryError):
+            run(first + n * step, "killed")
+    monkeypatch.setattr(flows.refresh, "apply_rules", real)
+    kept_links = tmp_path / "killed" / "kept_links"
+    assert len(read_meta(kept_links)["steps"]) == 2  # the recorded refresh's copy two steps back
+    after = run(first + 3 * step, "killed")
+    assert after.rules["ruled_from_kept"], after.rules["why_all"]
+    assert after.rules["kept_copies_behind"] == 2
+    assert 0 < after.rules["residents_ruled"] < after.rules["residents"]
+
+    run(first, "direct")  # the same refresh without the two that died between
+    direct = run(first + 3 * step, "direct")
+    assert direct.rules["ruled_from_kept"] and direct.rules["kept_copies_behind"] == 0
+    # Whom the dead refreshes changed is ruled again besides whom this one changed.
+    assert after.rules["residents_ruled"] >= direct.rules["residents_ruled"]
+    assert after.changes == direct.changes and after.coverage == direct.coverage
+    for name in ("call_list.csv", "coverage.csv", "escalation.csv", "unregistered.csv"):
+        assert sorted_csv(tmp_path / "killed" / "out" / name).equals(sorted_csv(tmp_path / "direct" / "out" / name)), name
+
+    # Only the last MAX_STEPS refreshes' changes are kept: rulings older than that are not taken.
+    monkeypatch.setattr(flows.kept_links, "MAX_STEPS", 2)
+    monkeypatch.setattr(flows.refresh, "apply_rules", killed)
+    for n in (4, 5):
+        with pytest.raises(MemoryError):
+            run(first + n * step, "killed")
+    monkeypatch.setattr(flows.refresh, "apply_rules", real)
+    assert len(list(kept_links.glob("touched-*.parquet"))) == 2
+    late = run(first + 6 * step, "killed")
+    assert late.rules["ruled_from_kept"] is False
+    assert late.rules["why_all"] == "the decisions were not merged from the copy they were ruled with"

@@ -100,6 +100,26 @@ def test_a_failed_refreshs_rulings_hold_after_the_last_recorded_with_whom_it_rul
     assert kept.why_not("run2", "links-f") == "not made by the last refresh recorded"
 
 
+def test_rulings_from_an_earlier_copy_hold_with_whom_each_refresh_since_changed(tmp_path):
+    """Rulings made from a copy of the decisions a few refreshes back (those since died before they ruled)
+    hold while that copy is among the earlier ones the last copy was carried on from: behind() gives the files
+    of whom each refresh since changed, newest first, up to that copy."""
+    roster = _parts(tmp_path / "spill", "roster", 1)
+    tests = _parts(tmp_path / "spill", "tests", 1)
+    kept = KeptRules(tmp_path / "kept", rules_key(roster, _given()), {"tests": tests})
+    kept.save("run1", "links-a", _rules(), pl.DataFrame({"resident_id": ["R1"]}))
+    earlier = [("links-c", tmp_path / "t3.parquet"), ("links-b", tmp_path / "t2.parquet"),
+               ("links-a", tmp_path / "t1.parquet")]
+    assert kept.why_not("run1", "links-a", earlier) is None and kept.behind("links-a", earlier) == []
+    assert kept.why_not("run1", "links-d", earlier) is None
+    assert kept.behind("links-d", earlier) == [tmp_path / "t3.parquet", tmp_path / "t2.parquet", tmp_path / "t1.parquet"]
+    assert kept.behind("links-d", earlier[:2]) is None
+    assert kept.why_not("run1", "links-d", earlier[:2]) == (
+        "the decisions were not merged from the copy they were ruled with")
+    assert kept.why_not("run1", None, earlier) == "the decisions were not merged from the copy they were ruled with"
+    assert kept.why_not("run2", "links-d", earlier) == "not made by the last refresh recorded"
+
+
 def test_changed_outcomes_names_residents_with_a_new_gone_or_different_summary():
     at = datetime(2022, 5, 20, 12)
 
