@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from child_peak import refresh_figures, run_measured  # noqa: E402  (bench/, beside this script)
+from machine_speed import measure  # noqa: E402
 
 from flows.readers import _map_headers  # noqa: E402
 from flows.spare_files import wait_retired  # noqa: E402
@@ -183,11 +184,12 @@ def refresh(work: Path, export: Path, state: str | None) -> None:
            str(export), "--out", str(out)]
     if state is None:  # bench/incremental.py's layout
         state, cmd = str(inc / "state"), [*cmd, "--db", str(inc / "inc" / "g.duckdb")]
+    machine = measure(work)  # how fast the machine is today (bench/machine_speed.py)
     wall, peak = run_measured(cmd, dict(os.environ, PYTHONPATH=str(ROOT), GRIDSWEEP_STATE_DIR=state), ROOT,
                               quiet=True)
     wait_retired(out)
     report = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    print(json.dumps(refresh_figures(report, wall, peak)))
+    print(json.dumps(refresh_figures(report, wall, peak) | {"machine": machine}))
 
 
 if __name__ == "__main__":

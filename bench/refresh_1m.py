@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from child_peak import FoldersAside, run_measured  # noqa: E402  (bench/, beside this script)
+from machine_speed import measure  # noqa: E402
 
 
 def run(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -78,6 +79,7 @@ def main() -> int:
                           str(args.seed), "--out", str(data)], env)
         results["generate"] = {"seconds": round(wall, 1), "peak_gib": round(peak, 2)}
     if not args.score_only:
+        results["machine"] = measure(work)  # how fast the machine is today (bench/machine_speed.py)
         # A full refresh: a fresh database, so no linking decision or workbook is reused from a last run.
         with FoldersAside(state, out), FolderPeak(state / "duckdb_tmp") as spill:
             wall, peak = run([py, "-m", "flows.cli", "run", "--config", str(data / "campaign.toml"), "--out",
