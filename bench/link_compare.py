@@ -83,7 +83,7 @@ def main() -> int:
     given = RuleInputs(round=settings.round, rules=settings.rules, escalation=settings.escalation)
     # Every resident ruled, as in a first refresh: no rulings kept from a run before (lineage unknown).
     kept = KeptRules(out / "kept_rules", "bench", {})
-    lineage = {"touched": None, "from": None, "to": None}
+    lineage = {"touched": None, "from": None, "to": None, "earlier": []}
     call_list = apply_rules.fn(people, links, given, kept, lineage, None, "bench").call_list
     call_list.write_csv(out / "call_list.csv")
     (out / FOLDER).mkdir(exist_ok=True)  # where score_run reads the decisions, as a refresh publishes them

@@ -18,6 +18,31 @@ from transforms.synthetic import generate
 pytestmark = pytest.mark.slow
 
 
+def _growing_export(tmp_path, seed: int):
+    """A generated campaign's tests, a twentieth of them a step, and run(rows, state): a refresh of the
+    export's first rows in a state folder of its own (each state's export grown at its end, as a two-hourly
+    download is)."""
+    data = tmp_path / "data"
+    write_synthetic(generate(800, seed=seed), data)
+    tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
+
+    def run(rows: int, state: str):
+        from flows.refresh import refresh
+
+        export = tmp_path / state / "tests_export.csv"
+        export.parent.mkdir(exist_ok=True)
+        tests.head(rows).write_csv(export)
+        return refresh(load_settings(data / "campaign.toml", tests=str(export), out=str(tmp_path / state / "out"),
+                                     db=str(tmp_path / state / "g.duckdb")))
+
+    return tests, tests.height // 20, run
+
+
+def _same_lists(tmp_path, state: str, other: str) -> None:
+    for name in ("call_list.csv", "coverage.csv", "escalation.csv", "unregistered.csv"):
+        assert sorted_csv(tmp_path / state / "out" / name).equals(sorted_csv(tmp_path / other / "out" / name)), name
+
+
 @pytest.mark.parametrize("failed_ruled_all", [False, True])
 def test_a_refresh_after_one_that_failed_to_publish_takes_its_rulings_and_rules_again_whom_it_ruled(
         tmp_path, prefect_server, monkeypatch, failed_ruled_all):
@@ -28,20 +53,8 @@ def test_a_refresh_after_one_that_failed_to_publish_takes_its_rulings_and_rules_
     import errno
 
     import flows.refresh
-    from flows.refresh import refresh
 
-    data = tmp_path / "data"
-    write_synthetic(generate(800, seed=47), data)
-    tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
-    step = tests.height // 20
-
-    def run(rows: int, state: str):
-        export = tmp_path / state / "tests_export.csv"
-        export.parent.mkdir(exist_ok=True)
-        tests.head(rows).write_csv(export)
-        return refresh(load_settings(data / "campaign.toml", tests=str(export), out=str(tmp_path / state / "out"),
-                                     db=str(tmp_path / state / "g.duckdb")))
-
+    tests, step, run = _growing_export(tmp_path, 47)
     first = tests.height - 2 * step
     run(first, "failed")
     real = flows.refresh.publish_outputs
@@ -63,8 +76,7 @@ def test_a_refresh_after_one_that_failed_to_publish_takes_its_rulings_and_rules_
     direct = run(first + 2 * step, "direct")
     assert direct.rules["ruled_from_kept"]
     assert after.changes == direct.changes and after.coverage == direct.coverage
-    for name in ("call_list.csv", "coverage.csv", "escalation.csv", "unregistered.csv"):
-        assert sorted_csv(tmp_path / "failed" / "out" / name).equals(sorted_csv(tmp_path / "direct" / "out" / name)), name
+    _same_lists(tmp_path, "failed", "direct")
 
 
 def test_a_refresh_after_ones_killed_between_link_and_rules_rules_only_whom_they_changed(
@@ -76,20 +88,8 @@ def test_a_refresh_after_ones_killed_between_link_and_rules_rules_only_whom_they
     import flows.kept_links
     import flows.refresh
     from flows.kept_meta import read_meta
-    from flows.refresh import refresh
 
-    data = tmp_path / "data"
-    write_synthetic(generate(800, seed=53), data)
-    tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
-    step = tests.height // 20
-
-    def run(rows: int, state: str):
-        export = tmp_path / state / "tests_export.csv"
-        export.parent.mkdir(exist_ok=True)
-        tests.head(rows).write_csv(export)
-        return refresh(load_settings(data / "campaign.toml", tests=str(export), out=str(tmp_path / state / "out"),
-                                     db=str(tmp_path / state / "g.duckdb")))
-
+    tests, step, run = _growing_export(tmp_path, 53)
     first = tests.height - 6 * step
     run(first, "killed")
     real = flows.refresh.apply_rules
@@ -116,17 +116,16 @@ def test_a_refresh_after_ones_killed_between_link_and_rules_rules_only_whom_they
     # steps' records, as the refresh that linked the three at once ruled.
     assert after.rules["residents_ruled"] == direct.rules["residents_ruled"] > 0
     assert after.changes == direct.changes and after.coverage == direct.coverage
-    for name in ("call_list.csv", "coverage.csv", "escalation.csv", "unregistered.csv"):
-        assert sorted_csv(tmp_path / "killed" / "out" / name).equals(sorted_csv(tmp_path / "direct" / "out" / name)), name
+    _same_lists(tmp_path, "killed", "direct")
 
-    # Only the last MAX_STEPS refreshes' changes are kept: rulings older than that are not taken.
-    monkeypatch.setattr(flows.kept_links, "MAX_STEPS", 2)
+    # Only the last MAX_STEPS refreshes' changes are kept: rulings older than that are not taken (at one,
+    # what a refresh hands its rules is the step it made itself, so rulings one copy back no longer hold).
+    monkeypatch.setattr(flows.kept_links, "MAX_STEPS", 1)
     monkeypatch.setattr(flows.refresh, "apply_rules", killed)
-    for n in (4, 5):
-        with pytest.raises(MemoryError):
-            run(first + n * step, "killed")
+    with pytest.raises(MemoryError):
+        run(first + 4 * step, "killed")
     monkeypatch.setattr(flows.refresh, "apply_rules", real)
-    assert len(list(kept_links.glob("touched-*.parquet"))) == 2
-    late = run(first + 6 * step, "killed")
+    assert len(list(kept_links.glob("touched-*.parquet"))) == 1
+    late = run(first + 5 * step, "killed")
     assert late.rules["ruled_from_kept"] is False
     assert late.rules["why_all"] == "the decisions were not merged from the copy they were ruled with"
