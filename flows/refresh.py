@@ -298,9 +298,9 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     # What the rules need to rule only the residents these decisions changed (flows.kept_rules): which
     # residents, and which copy of the decisions they differ from and which they are now; and, for rulings made
     # from an older copy (refreshes since then died before they ruled), the copies before it and whom each of
-    # the refreshes since changed.
+    # the refreshes since changed (the saved copy's steps after its own: none unless it was carried on).
     lineage = {"touched": touched, "from": last.path.name if touched is not None else None, "to": kept.saved,
-               "earlier": kept.steps[1:] if touched is not None else []}
+               "earlier": kept.steps[1:]}
     # The run's record keeps a full run's decisions as the copy's files, linked (flows.history_files).
     linked_now = list(kept.files) if now == total else fresh
     return {"links": links, "links_any_order": any_order, "lone_tests": kept.lone_tests(), "linked_now": linked_now,
