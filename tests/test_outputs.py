@@ -172,12 +172,23 @@ def test_hostile_text_comes_back_exactly(tmp_path):
     assert ws.print_title_rows == "$1:$1"
 
 
-def test_books_written_in_batches_in_threads_are_the_books_written_one_by_one(tmp_path, monkeypatch):
-    """A city's books are rendered a batch at a time on two threads: every book there, each as it is alone."""
+def test_books_written_in_batches_here_and_by_a_helper_process_are_the_books_written_one_by_one(tmp_path, monkeypatch):
+    """A city's books are rendered a batch at a time by two writers, a thread here and a helper process sent
+    its batches: every book there, each as it is alone."""
     import zipfile
+    from concurrent.futures import ProcessPoolExecutor
 
     import flows.workbooks
     from flows.workbooks import write_workbooks
+
+    sent = []
+
+    class Counted(ProcessPoolExecutor):  # a real pool, counting the batches it is sent
+        def submit(self, fn, jobs):
+            sent.append(len(jobs))
+            return super().submit(fn, jobs)
+
+    monkeypatch.setattr(flows.workbooks, "ProcessPoolExecutor", Counted)
 
     rows = call_rows()
     workers = pl.DataFrame({"street": ["粤海街道"] * 7, "community": ["科技园社区"] * 7,
@@ -189,6 +200,7 @@ def test_books_written_in_batches_in_threads_are_the_books_written_one_by_one(tm
     assert len(books) == 7
     monkeypatch.setattr(flows.workbooks, "BOOKS_PER_BATCH", 2)  # four batches, the last of one book
     write_workbooks([(b, tmp_path / "batched" / b.file_name) for b in books], workers=2)
+    assert sent and sum(sent) < len(books)  # the helper wrote some batches, and this process the others
     for b in books:
         write_workbook(b, tmp_path / "alone" / b.file_name)
         batched = zipfile.ZipFile(tmp_path / "batched" / b.file_name)
@@ -384,6 +396,23 @@ def test_the_books_digests_taken_together_are_each_book_s_own():
     named = [b for b in renamed if b.grid_worker == "网格员9"][0]
     assert all(a.equals(b) for a, b in zip(named.sheets.values(), books[0].sheets.values(), strict=True))
     assert set(book_digests([named])[0].sheets[1:]).isdisjoint(digests[0].sheets[1:])
+
+
+def test_a_part_given_in_pieces_is_stored_as_the_part_given_whole():
+    """A sheet's part comes to entry() in pieces (its rows a view of its layout's text): the same size, CRC and
+    method as the part joined, and the same bytes once inflated (the deflated stream may be cut otherwise)."""
+    import zlib
+
+    from flows.xlsx import entry
+
+    for pieces in ((b"<a>", memoryview(b"<row/>" * 3)[6:], b"</a>"), (b"<a>", memoryview(b"<row>x</row>" * 900), b"</a>")):
+        whole, split = entry(b"".join(pieces)), entry(pieces)
+        assert (split.size, split.crc, split.method) == (whole.size, whole.crc, whole.method) == (
+            sum(len(p) for p in pieces), split.crc, split.method)
+        assert split.crc == zlib.crc32(b"".join(pieces))
+        data = zlib.decompress(split.data, -15) if split.method == 8 else split.data
+        assert data == b"".join(pieces)
+    assert entry((b"<a/>",)).method == 0 and entry((b"<row/>" * 1000,)).method == 8
 
 
 def test_stored_parts_are_read_alike_from_our_packages_and_from_any_zip(tmp_path):
