@@ -172,6 +172,39 @@ def test_hostile_text_comes_back_exactly(tmp_path):
     assert ws.print_title_rows == "$1:$1"
 
 
+def _seven_books() -> list:
+    """Seven workers' books, each with the sample rows under their own grid (some with a row fewer), one with none."""
+    rows = call_rows()
+    workers = pl.DataFrame({"street": ["粤海街道"] * 7, "community": ["科技园社区"] * 7,
+                            "grid_id": [f"G{i}" for i in range(7)], "grid_worker": [f"网格员{i}" for i in range(7)]})
+    calls = pl.concat([rows.head(6 - i % 2).with_columns(pl.lit(f"G{i}").alias("grid_id"),
+                                                         pl.lit(f"网格员{i}").alias("grid_worker")) for i in range(6)])
+    books = build_worker_books(calls, build_coverage(status_rows()), workers, as_of_text="2022-05-20 18:00")
+    assert len(books) == 7
+    return books
+
+
+def test_a_helper_process_that_dies_while_writing_books_is_an_error_that_says_so(tmp_path, monkeypatch):
+    """A helper ended by the kernel (out of memory) stops the writing with an error, not a publish with books
+    missing; no process is left behind."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    import flows.workbooks
+    from flows.workbooks import write_workbooks
+
+    class Dying(ProcessPoolExecutor):
+        def submit(self, fn, jobs):
+            return super().submit(os._exit, 9)  # as the kernel's OOM killer would end it
+
+    monkeypatch.setattr(flows.workbooks, "ProcessPoolExecutor", Dying)
+    monkeypatch.setattr(flows.workbooks, "BOOKS_PER_BATCH", 1)
+    with pytest.raises(RuntimeError, match="a process writing the workbooks ended before it was done"):
+        write_workbooks([(b, tmp_path / b.file_name) for b in _seven_books()], workers=2)
+    assert multiprocessing.active_children() == []
+
+
 def test_books_written_in_batches_here_and_by_a_helper_process_are_the_books_written_one_by_one(tmp_path, monkeypatch):
     """A city's books are rendered a batch at a time by two writers, a thread here and a helper process sent
     its batches: every book there, each as it is alone."""
@@ -189,15 +222,7 @@ def test_books_written_in_batches_here_and_by_a_helper_process_are_the_books_wri
             return super().submit(fn, jobs)
 
     monkeypatch.setattr(flows.workbooks, "ProcessPoolExecutor", Counted)
-
-    rows = call_rows()
-    workers = pl.DataFrame({"street": ["粤海街道"] * 7, "community": ["科技园社区"] * 7,
-                            "grid_id": [f"G{i}" for i in range(7)], "grid_worker": [f"网格员{i}" for i in range(7)]})
-    # Seven workers, each with the sample rows under their own grid (some with a row fewer), plus one with none.
-    calls = pl.concat([rows.head(6 - i % 2).with_columns(pl.lit(f"G{i}").alias("grid_id"),
-                                                         pl.lit(f"网格员{i}").alias("grid_worker")) for i in range(6)])
-    books = build_worker_books(calls, build_coverage(status_rows()), workers, as_of_text="2022-05-20 18:00")
-    assert len(books) == 7
+    books = _seven_books()
     monkeypatch.setattr(flows.workbooks, "BOOKS_PER_BATCH", 2)  # four batches, the last of one book
     write_workbooks([(b, tmp_path / "batched" / b.file_name) for b in books], workers=2)
     assert sent and sum(sent) < len(books)  # the helper wrote some batches, and this process the others
