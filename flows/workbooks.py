@@ -150,8 +150,9 @@ def _write_owned(jobs: list[Job]) -> int:
 # however small), and held as XML until the batch is zipped. A fixed number, not a fixed share of the city:
 # an eighth of 5M residents' books held 2.5 GiB of rendered rows at the end of the run.
 BOOKS_PER_BATCH = 200
-# From this many batches on, all but one of the writers are helper processes: a helper costs about half a
-# second to start and its batches' rows are pickled to it, which a few hundred books do not pay back.
+# From this many batches on, all but one of the writers are helper processes: a helper takes 0.11 s to start
+# from the running fork server (seconds more if the server must start) and its batches' rows are pickled to it,
+# which a few hundred books do not pay back.
 HELPERS_FROM_BATCHES = 4
 
 
@@ -160,7 +161,9 @@ def write_workbooks(jobs: list[Job], workers: int) -> None:
     is Python: on two cores two threads wrote the 3,321 books of a 1M city in 7.0-7.7 s against 8.1-8.3 on
     one, with the GIL held for most of it. So one thread writes here and each other writer is a process of its
     own (from multiprocessing's fork server, flows.loading: never a fork of this process's threads), sent one
-    batch at a time, its rows in the batch's copy: 5.9-6.2 s. Batches are handed out as writers come free."""
+    batch at a time, its rows in the batch's copy: 5.9-6.2 s. What is pickled is a batch's copy, never the
+    city-wide frames, so memory grows by a batch or two, not by the largest frames (why the books were written
+    by threads alone before). Batches are handed out as writers come free."""
     batches = [jobs[i:i + BOOKS_PER_BATCH] for i in range(0, len(jobs), BOOKS_PER_BATCH)]
     if workers <= 1 or len(batches) < 2:
         for batch in batches:
