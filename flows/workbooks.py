@@ -13,7 +13,7 @@ import multiprocessing
 import threading
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -169,8 +169,6 @@ def write_workbooks(jobs: list[Job], workers: int) -> None:
         for batch in batches:
             _write_batch(batch)
         return
-    from concurrent.futures import ThreadPoolExecutor
-
     helpers = workers - 1 if len(batches) >= HELPERS_FROM_BATCHES else 0
     queue, lock, failed = iter(batches), threading.Lock(), threading.Event()
 
