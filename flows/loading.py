@@ -25,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from expectations.suites import import_in_background
+from expectations.suites import SuiteResult, import_in_background
 from flows.loaded_sources import LoadedSources
 from flows.meter import StageMeter, add_time
 from flows.record_spill import FactSpill, RecordSpill
@@ -54,8 +54,7 @@ def _load(name: str, opener: Callable[[], Table]) -> dict:
     loader = _loader
     loader.timings.clear()  # this source's times: the flow adds them up
     return loader.load(name, opener) | {
-        "suite": loader.suites[name], "timings": dict(loader.timings), "peaks": dict(loader.peaks),
-        "spills": (loader.spill, loader.facts),
+        "timings": dict(loader.timings), "peaks": dict(loader.peaks), "spills": (loader.spill, loader.facts),
     }
 
 
@@ -63,7 +62,7 @@ def _finish() -> dict:
     loader = _loader
     loader.timings.clear()
     loader.finish()
-    return {"timings": dict(loader.timings), "peaks": dict(loader.peaks)}
+    return {"suites": dict(loader.suites), "timings": dict(loader.timings), "peaks": dict(loader.peaks)}
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -114,17 +113,19 @@ class LoadingProcess:
 
     def load(self, name: str, opener: Callable[[], Table], timings: dict[str, float],
              peaks: dict[str, float]) -> dict:
-        """SourceLoader.load's dict (its table as TableFacts) plus "suite"; the stages' seconds are added to
-        timings and their peaks (the child's memory) kept in peaks. An InputError in the child is raised here."""
+        """SourceLoader.load's dict (its table as TableFacts); the stages' seconds are added to timings and their
+        peaks (the child's memory) kept in peaks. An InputError in the child is raised here (a file refused, or
+        an earlier source's suite failed: the suites run beside the loads)."""
         loaded = self._run(f"loading {name}", timings, peaks, _load, name, opener)
         spill, facts = loaded.pop("spills")
         self.spill.adopt(spill)
         self.facts.adopt(facts)
         return loaded
 
-    def finish(self, timings: dict[str, float], peaks: dict[str, float]) -> None:
-        """Once every source is loaded: what the child makes of them all (the suites' Data Docs)."""
-        self._run("making the suites' Data Docs", timings, peaks, _finish)
+    def finish(self, timings: dict[str, float], peaks: dict[str, float]) -> dict[str, SuiteResult]:
+        """Once every source is loaded: every source's suite (an InputError if one failed and the settings say
+        to stop), and the suites' Data Docs made in the child."""
+        return self._run("checking the sources' suites", timings, peaks, _finish)["suites"]
 
     def _run(self, doing: str, timings: dict[str, float], peaks: dict[str, float], job: Callable, *args) -> dict:
         """job(*args) in the child; its stages' seconds added to timings and their peaks kept in peaks."""

@@ -476,10 +476,7 @@ def _process(
                         spill, facts, flows.sources.SLICE_ROWS, state / "loaded_sources") as loading:
         for name, opener in sources.items():
             loaded = load_source(loading, name, opener, report)
-            table, quarantine[name], suites[name] = loaded.pop("table"), loaded.pop("quarantine"), loaded.pop("suite")
-            report.validation[name] = validation_summary(suites[name], name)
-            if not suites[name].success:
-                logger.warning("%s: expectations not met: %s", name, ", ".join(report.validation[name]["failed"]))
+            table, quarantine[name] = loaded.pop("table"), loaded.pop("quarantine")
             report.inputs[name] = {
                 "path": table.path, "encoding": table.encoding, "ignored_columns": table.ignored_columns,
                 "rows": table.rows, "kept_but_blanked": loaded.pop("notes"),
@@ -497,7 +494,11 @@ def _process(
                 # Linking's read of the roster begins once the first record source is in, beside the others'
                 # loading and the suites' docs (flows.roster_read says why not sooner).
                 roster_read = RosterRead(roster_identity(people[ROSTER.name]))
-        loading.finish(report.timings, report.peak_memory_gib)
+        suites = loading.finish(report.timings, report.peak_memory_gib)
+        for name, suite in suites.items():
+            report.validation[name] = validation_summary(suite, name)
+            if not suite.success:
+                logger.warning("%s: expectations not met: %s", name, ", ".join(report.validation[name]["failed"]))
     t = time.perf_counter()
     db = Database(settings.duckdb)
     matches: MatchParts | None = None

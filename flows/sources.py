@@ -17,6 +17,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -55,7 +56,8 @@ class Table(Protocol):
 
 
 # The sources a refresh reads, in the order it reads them: the roster first, so a wrong roster stops the run
-# before the records are touched. Each is a loader called when its turn comes.
+# before the records are read (its suite runs beside their first slice, which then stops). Each is a loader
+# called when its turn comes.
 Sources = dict[str, Callable[[], Table]]
 
 # Rows of a source read, parsed and normalised at a time. A city's vaccinations are tens of millions of rows;
@@ -364,8 +366,14 @@ class SourceLoader:
         self.meter, self.timings, self.peaks = meter, timings, peaks
         self.slice_rows = slice_rows or SLICE_ROWS
         self._checks: SuiteRunner | None = None  # made when the first suite is due: GE imports meanwhile
+        # The suites run on a thread of their own, each beside the next source's load (Great Expectations on
+        # pandas, single-threaded, half a second to a second a source however big the file): one after the
+        # other in source order, each source's sample and facts with it.
+        self._checker: ThreadPoolExecutor | None = None
+        self._pending: dict[str, tuple[TableFacts, Future[SuiteResult]]] = {}
         self.previous = last_run(settings)
-        self.suites: dict[str, SuiteResult] = {}
+        self.suites: dict[str, SuiteResult] = {}  # the suites done so far (suite() waits for one)
+        self.suite_seconds = 0.0  # the suites' own time, on their thread
         self.names_met = NamesMet()  # every source's names, for this refresh only
 
     def _lap(self, stage: str, since: float, step: str | None = None) -> float:
@@ -381,6 +389,7 @@ class SourceLoader:
         "rows_carried" (rows of a grown file taken from the last refresh, not read now)}.
         The normalised rows are on disk: the roster's in the FactSpill, the records' linking rows in the
         RecordSpill and their facts in the FactSpill."""
+        self._failed_so_far()
         identity = source_identity(opener) if self.loaded is not None else None
         key = identity and self.loaded.key(identity, self.settings.expectation_sample_rows)
         start = None
@@ -436,6 +445,7 @@ class SourceLoader:
         # is then the wait for the next slice, and "normalise" holds the wait for the last one's parts.
         with SliceOverlap(table.slices(slice_size(table, self.slice_rows)), each) as slices:
             for raw in slices:
+                self._failed_so_far()
                 t = self._lap("read", t)
                 parsed = parser.parse(raw)
                 del raw
@@ -496,18 +506,55 @@ class SourceLoader:
                 "notes": summary["notes"], "flags": summary["flags"]}
 
     def finish(self) -> None:
-        """Once every source is in: the Data Docs of their suites, which the refresh publishes."""
+        """Once every source is in: each suite's verdict (a failure stops the refresh here if it did not
+        already), then the Data Docs of them all, which the refresh publishes. validate_expectations: the
+        suites' own seconds (run beside the loads) and the docs'; validate_expectations_wait: what the loading
+        waited for the suites once the last source was in."""
+        t = time.perf_counter()
+        for name in list(self._pending):
+            self.suite(name)
+        self._lap("validate", t, "validate_expectations_wait")
+        add_time(self.timings, "validate_expectations", self.suite_seconds)
         t = time.perf_counter()
         if self._checks is not None:
             self._checks.build_docs()
         self._lap("validate", t, "validate_expectations")
+        if self._checker is not None:
+            self._checker.shutdown(wait=True)
+            self._checker = None
+
+    def suite(self, name: str) -> SuiteResult:
+        """The source's suite once it has run; a failure raises when the settings say to stop."""
+        if name in self._pending:
+            facts, running = self._pending.pop(name)
+            self.suites[name] = running.result()
+            self._stop_if_failed(name, facts)
+        return self.suites[name]
 
     def _check(self, name: str, facts: TableFacts, sample: RowSample, t: float) -> None:
-        """The source's expectation suite on its sample; a failure stops the refresh when the settings say so."""
+        """The source's expectation suite on its sample, begun on the suites' thread."""
+        self._checker = self._checker or ThreadPoolExecutor(max_workers=1, thread_name_prefix="suites")
+        self._pending[name] = (facts, self._checker.submit(self._run_suite, name, sample))
+        self._lap("validate", t)
+
+    def _run_suite(self, name: str, sample: RowSample) -> SuiteResult:
+        t = time.perf_counter()
         self._checks = self._checks or SuiteRunner(self.docs_root, self.settings.as_of)
-        self.suites[name] = suite = self._checks.check(name, sample, INPUTS[name])
-        self._lap("validate", t, "validate_expectations")
+        try:
+            return self._checks.check(name, sample, INPUTS[name])
+        finally:
+            self.suite_seconds += time.perf_counter() - t
+
+    def _failed_so_far(self) -> None:
+        """A suite done and failed stops the refresh at once (the next source's slice), not once all are in."""
+        for name, (_, running) in list(self._pending.items()):
+            if running.done():
+                self.suite(name)
+
+    def _stop_if_failed(self, name: str, facts: TableFacts) -> None:
+        suite = self.suites[name]
         if not suite.success and self.settings.stop_on_failed_expectations:
+            self._checker.shutdown(wait=True)  # a later source's suite, if it runs, ends before the docs are built
             self._checks.build_docs()
             export_offline(data_docs_site(self.docs_root), self.failed_docs, self.suites)
             raise expectation_error(facts.path, INPUTS[name], suite, self.failed_docs)

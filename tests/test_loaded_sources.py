@@ -59,7 +59,7 @@ def _load_sources(settings, sources: dict, state: Path, run: str, *, cache: bool
     spill, facts = RecordSpill(state / f"records-{run}"), FactSpill(state / f"facts-{run}")
     loader = SourceLoader(settings, state / f"docs-{run}", state / "failed", spill, facts, StageMeter(), {}, {}, 500,
                           LoadedSources(state / "loaded_sources") if cache else None)
-    loaded = {name: loader.load(name, opener) | {"suite": loader.suites[name]}
+    loaded = {name: loader.load(name, opener) | {"suite": loader.suite(name)}
               for name, opener in sources.items()}
     written = {f"{type(s).__name__}/{kind}": s.scan(kind).collect() for s in (spill, facts) for kind in s.files}
     spill.remove()  # as the run does when it ends: the kept parts must outlive the run's links to them

@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import threading
+import time
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from flows.readers import InputError, open_table
 from flows.record_spill import FactSpill, RecordSpill
 from flows.settings import load_settings
 from flows.sources import SourceLoader, file_sources
-from transforms.contract import TESTS
+from transforms.contract import ROSTER, TESTS
 from transforms.synthetic import generate
 
 
@@ -50,13 +52,14 @@ def test_the_loading_process_gives_back_what_loading_here_gives(campaign, tmp_pa
     settings = _settings(campaign, here)
     loader = SourceLoader(settings, here / "docs", here / "failed", spill, facts, StageMeter(), {}, {}, 700)
     for name, opener in file_sources(settings).items():
-        loaded_here[name] = loader.load(name, opener) | {"suite": loader.suites[name]}
+        loaded_here[name] = loader.load(name, opener) | {"suite": loader.suite(name)}
     child_spill, child_facts = _spills(there)
     settings = _settings(campaign, there)
     timings, peaks = {"read": 1.0}, {}
     with LoadingProcess(settings, there / "docs", there / "failed", child_spill, child_facts, 700) as loading:
         for name, opener in file_sources(settings).items():
             loaded_there[name] = loading.load(name, opener, timings, peaks)
+        suites = loading.finish(timings, peaks)
     assert multiprocessing.active_children() == []  # the child has ended
     assert set(loaded_there) == {"roster", "tests", "vaccinations"}
     for name, a in loaded_here.items():
@@ -65,7 +68,7 @@ def test_the_loading_process_gives_back_what_loading_here_gives(campaign, tmp_pa
         assert b["quarantine"].equals(a["quarantine"]), name
         assert (b["table"].rows, b["table"].encoding, b["table"].ignored_columns) == (
             a["table"].rows, a["table"].encoding, a["table"].ignored_columns)
-        assert b["suite"].success == a["suite"].success and b["suite"].rows_total == a["suite"].rows_total
+        assert suites[name].success == a["suite"].success and suites[name].rows_total == a["suite"].rows_total
     assert sum(b["quarantine"].height for b in loaded_there.values()) > 0
     for mine, theirs in ((spill, child_spill), (facts, child_facts)):
         written, adopted = _written(mine), _written(theirs)
@@ -75,6 +78,68 @@ def test_the_loading_process_gives_back_what_loading_here_gives(campaign, tmp_pa
     assert timings["read"] > 1.0 and {"validate", "normalise"} <= set(timings) and set(peaks) == {
         "read", "validate", "normalise"}
     assert all(p > 0 for p in peaks.values())
+
+
+def _slowly(opener, yielded: list, pause: float):
+    """The opener's table, each slice handed out `pause` seconds after the last (a big export's pace)."""
+    def opened():
+        table = opener()
+        slices = table.slices
+
+        def paced(size):
+            for part in slices(size):
+                time.sleep(pause)
+                yielded.append(part.height)
+                yield part
+        table.slices = paced
+        return table
+    return opened
+
+
+def test_the_suites_run_beside_the_loads_and_a_failed_one_stops_the_next_source_early(campaign, tmp_path, monkeypatch):
+    """Each source's suite runs on the loader's own thread while the next source is read, and every verdict is
+    in once the last source is; a roster that fails its suite stops the refresh within the records' first
+    slices (an InputError naming the roster's file and column), not once they are all read."""
+    from expectations.suites import SuiteRunner
+
+    ran_on: dict[str, str] = {}
+    check = SuiteRunner.check
+
+    def recorded(self, name, sample, contract):
+        ran_on[name] = threading.current_thread().name
+        return check(self, name, sample, contract)
+
+    monkeypatch.setattr(SuiteRunner, "check", recorded)
+    settings = _settings(campaign, tmp_path / "good")
+    spill, facts = _spills(tmp_path / "good")
+    loader = SourceLoader(settings, tmp_path / "good" / "docs", tmp_path / "good" / "failed", spill, facts,
+                          StageMeter(), {}, {}, 700)
+    for name, opener in file_sources(settings).items():
+        loader.load(name, opener)
+    loader.finish()
+    assert set(ran_on) == set(loader.suites) == {"roster", "tests", "vaccinations"}
+    assert all(thread.startswith("suites") for thread in ran_on.values()), ran_on
+    assert all(suite.rows_checked > 0 for suite in loader.suites.values())
+    assert loader.timings["validate_expectations"] > 0 and "validate_expectations_wait" in loader.timings
+    assert list((tmp_path / "good" / "docs").rglob("validations/tests_contract/**/*.html"))
+
+    # The roster's phone column holds a site's code: every row parses, no phone is a phone.
+    roster = pl.read_csv(campaign / "roster.csv", infer_schema=False)
+    wrong = tmp_path / "roster.csv"
+    roster.with_columns(pl.lit("GD-0755-01").alias(ROSTER.column("phone").zh)).write_csv(wrong)
+    bad = load_settings(campaign / "campaign.toml", roster=str(wrong), out=str(tmp_path / "bad" / "out"),
+                        db=str(tmp_path / "bad" / "gridsweep.duckdb"))
+    spill, facts = _spills(tmp_path / "bad")
+    loader = SourceLoader(bad, tmp_path / "bad" / "docs", tmp_path / "bad" / "failed", spill, facts,
+                          StageMeter(), {}, {}, 100)
+    sources = file_sources(bad)
+    loader.load("roster", sources["roster"])  # its suite goes on beside the tests' load
+    yielded: list[int] = []
+    with pytest.raises(InputError) as err:
+        loader.load("tests", _slowly(sources["tests"], yielded, 0.5))
+    assert err.value.path == str(wrong) and err.value.column == ROSTER.column("phone").zh
+    assert 0 < len(yielded) < 10  # of the tests' 20-odd slices of 100 rows
+    assert list((tmp_path / "bad" / "failed").rglob("index.html"))
 
 
 def test_a_refused_file_is_raised_in_the_flow_with_its_file_and_column(campaign, tmp_path):
