@@ -323,6 +323,55 @@ def test_print_pages_rendered_a_community_at_a_time_are_each_workers_walk(tmp_pa
         (b.community, b.grid_worker) == ("科技园社区", "网格员0") for b in books]
 
 
+def test_pages_whose_bodies_are_made_blocks_ahead_are_each_page_rendered_alone(tmp_path, monkeypatch):
+    """publish writes the changed pages a block at a time, their bodies made by threads blocks ahead of the
+    writing: with a block per community and more blocks than threads, each file is its page rendered alone, a
+    block is asked for only the pages written, and no block's bodies are made twice."""
+    import threading
+
+    import flows.print_pages as print_pages_module
+    from flows.publish import BODIES_AHEAD, _write_pages
+
+    monkeypatch.setattr(print_pages_module, "PAGE_BLOCK_ROWS", 1)  # every community a block of its own
+    rows = call_rows()
+    parts, grid_rows = [], []
+    communities = [f"社区{c}" for c in range(BODIES_AHEAD + 3)]
+    for c, community in enumerate(communities):
+        for w in range(2):
+            grid_rows.append({"street": "粤海街道", "community": community, "grid_id": f"G{c}{w}",
+                              "grid_worker": f"网格员{w}"})
+            parts.append(rows.head(3 + w).with_columns(
+                pl.lit(community).alias("community"), pl.lit(f"G{c}{w}").alias("grid_id"),
+                pl.lit(f"网格员{w}").alias("grid_worker"), (pl.col("resident_id") + f"-{c}{w}").alias("resident_id")))
+    calls = pl.concat(parts)
+    books = build_worker_books(calls, build_coverage(status_rows()), pl.DataFrame(grid_rows),
+                               as_of_text="2022-05-20 18:00")
+    pages = list(print_pages_module.print_pages(calls, books, "2022-05-20 18:00"))
+    assert len({p.block for p in pages}) == len(communities) > BODIES_AHEAD + 1
+    asked, threads = [], set()
+
+    def counted(page):
+        def bodies(keys):
+            asked.append((page.block, sorted(keys)))
+            threads.add(threading.current_thread().name)
+            return page.bodies(keys)
+        return print_pages_module.PrintPage(page.place, page.digest, page.render, page.block, bodies, page.key)
+
+    skipped = {pages[0].key, pages[3].key}  # as if unchanged: not written, not asked for
+    todo = [(counted(p), str(tmp_path / f"{i}.html")) for i, p in enumerate(pages) if p.key not in skipped]
+    assert _write_pages(todo) == len(todo)
+    for i, page in enumerate(pages):
+        written = tmp_path / f"{i}.html"
+        assert written.exists() == (page.key not in skipped)
+        if page.key not in skipped:
+            assert written.read_bytes() == page.render()
+    by_block: dict = {}
+    for page, _ in todo:
+        by_block.setdefault(page.block, []).append(page.key)
+    assert sorted(asked) == sorted((block, sorted(keys)) for block, keys in by_block.items())
+    assert threads and all(name.startswith("page-bodies") for name in threads)
+
+
 def test_the_reports_picture_is_taken_of_its_top_and_a_failed_picture_does_not_stop_the_run(tmp_path, monkeypatch):
     """report.png shows the charts: Chromium gets the page without the tables of every community and grid (at
     20M tens of megabytes, 40 s to load). If Chromium fails or hangs, run.json says so and the rest is
