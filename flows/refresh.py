@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cache
@@ -575,20 +576,23 @@ def _process(
         people.clear()
         as_of_text = settings.as_of.strftime("%Y-%m-%d %H:%M")
         s = time.perf_counter()  # the sheets stage's steps, each timed apart
-        walk = walk_positions(call_list)  # sorted once for the books' sheets and the printable pages
-        books = build_worker_books(call_list, coverage, grid_workers, as_of_text=as_of_text,
-                                   unregistered=tables["unregistered"], walk=walk)
-        s = time_since(report.timings, "sheets_worker_books", s)
-        community_books = build_community_books(
-            tables["escalation"], tables["unregistered"], tables["roster_corrections"], grid_workers,
-            as_of_text=as_of_text)
-        s = time_since(report.timings, "sheets_community_books", s)
-        # Once the books are made, the call list waits on disk for call_list.csv and the run's record; the
-        # printable pages hold it in memory until the last is written, then it goes, before the workbooks.
-        # (Written by a thread while the pages were made, at 20M it took 4 s off this stage and put 3 s on
-        # publishing's first step, both cores being busy there: taken out, bench/HISTORY.md, fortieth session.)
-        facts.write("call_list", call_list)
-        time_since(report.timings, "sheets_call_list_kept", s)
+        # The call list waits on disk for call_list.csv and the run's record; the printable pages hold it in
+        # memory until the last is written, then it goes, before the workbooks. It is written by a thread while
+        # the books are made, which keep about one core of two busy (at 20M 1.1-1.3 cores in a two-hour refresh,
+        # bench/cpu_trace.py); written while the pages were made, where both cores are busy, it put as much on
+        # publishing as it took off this stage (bench/HISTORY.md, fortieth session).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-list-kept") as aside:
+            kept_call_list = aside.submit(facts.write, "call_list", call_list)
+            walk = walk_positions(call_list)  # sorted once for the books' sheets and the printable pages
+            books = build_worker_books(call_list, coverage, grid_workers, as_of_text=as_of_text,
+                                       unregistered=tables["unregistered"], walk=walk)
+            s = time_since(report.timings, "sheets_worker_books", s)
+            community_books = build_community_books(
+                tables["escalation"], tables["unregistered"], tables["roster_corrections"], grid_workers,
+                as_of_text=as_of_text)
+            s = time_since(report.timings, "sheets_community_books", s)
+            kept_call_list.result()
+        time_since(report.timings, "sheets_call_list_kept", s)  # what the books left of its writing to wait for
         listed, pages = call_list.height, print_pages(call_list, books, as_of_text, walk)  # rendered as publish asks
         del call_list, walk
         outputs = RunOutputs(
