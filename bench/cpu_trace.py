@@ -28,6 +28,11 @@ def cpu_jiffies() -> tuple[int, int, int]:
     return sum(fields[i] for i in _BUSY), fields[2], sum(fields)
 
 
+def cores_busy(before: tuple[int, int, int], after: tuple[int, int, int], kind: int = 0) -> float:
+    """Cores kept busy between two cpu_jiffies readings (kind 0: busy, 1: in the kernel), out of the machine's."""
+    return (os.cpu_count() or 1) * (after[kind] - before[kind]) / max(after[2] - before[2], 1)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--every", type=float, default=0.5, help="seconds between samples")
@@ -37,7 +42,6 @@ def main() -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         ap.error("no command given (put it after --)")
-    cores = os.cpu_count() or 1
     rows: list[tuple[str, float, float]] = []
     stop = threading.Event()
 
@@ -45,9 +49,8 @@ def main() -> int:
         last = cpu_jiffies()
         while not stop.wait(args.every):
             now = cpu_jiffies()
-            spent = max(now[2] - last[2], 1)
-            rows.append((datetime.now().strftime("%H:%M:%S.%f")[:-3], round(cores * (now[0] - last[0]) / spent, 2),
-                         round(cores * (now[1] - last[1]) / spent, 2)))
+            rows.append((datetime.now().strftime("%H:%M:%S.%f")[:-3], round(cores_busy(last, now), 2),
+                         round(cores_busy(last, now, 1), 2)))
             last = now
 
     start = cpu_jiffies()
@@ -61,8 +64,8 @@ def main() -> int:
         out = csv.writer(fh)
         out.writerow(["time", "cores_busy", "cores_in_kernel"])
         out.writerows(rows)
-    mean = cores * (end[0] - start[0]) / max(end[2] - start[2], 1)
-    print(f"cpu_trace: {len(rows)} samples in {args.out}; {mean:.2f} of {cores} cores busy on average", file=sys.stderr)
+    print(f"cpu_trace: {len(rows)} samples in {args.out}; {cores_busy(start, end):.2f} of {os.cpu_count() or 1} cores "
+          "busy on average", file=sys.stderr)
     return code
 
 

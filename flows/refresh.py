@@ -578,7 +578,7 @@ def _process(
         s = time.perf_counter()  # the sheets stage's steps, each timed apart
         # The call list waits on disk for call_list.csv and the run's record; the printable pages hold it in
         # memory until the last is written, then it goes, before the workbooks. It is written by a thread while
-        # the books are made, which keep about one core of two busy (at 20M 1.1-1.3 cores in a two-hour refresh,
+        # the books are made, which keep about one core of two busy (at 20M 1.0-1.3 cores in a two-hour refresh,
         # bench/cpu_trace.py); written while the pages were made, where both cores are busy, it put as much on
         # publishing as it took off this stage (bench/HISTORY.md, fortieth session).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-list-kept") as aside:

@@ -328,6 +328,7 @@ def test_pages_whose_bodies_are_made_blocks_ahead_are_each_page_rendered_alone(t
     writing: with a block per community and more blocks than threads, each file is its page rendered alone, a
     block is asked for only the pages written, and no block's bodies are made twice."""
     import threading
+    from dataclasses import replace
 
     import flows.print_pages as print_pages_module
     from flows.publish import BODIES_AHEAD, _write_pages
@@ -355,7 +356,7 @@ def test_pages_whose_bodies_are_made_blocks_ahead_are_each_page_rendered_alone(t
             asked.append((page.block, sorted(keys)))
             threads.add(threading.current_thread().name)
             return page.bodies(keys)
-        return print_pages_module.PrintPage(page.place, page.digest, page.render, page.block, bodies, page.key)
+        return replace(page, bodies=bodies)
 
     skipped = {pages[0].key, pages[3].key}  # as if unchanged: not written, not asked for
     todo = [(counted(p), str(tmp_path / f"{i}.html")) for i, p in enumerate(pages) if p.key not in skipped]
