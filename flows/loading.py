@@ -9,7 +9,8 @@ what it held goes back to the system with it.
 
 The child is not forked from the flow's process, which runs Prefect's threads and polars' thread pool that a
 fork would copy mid-flight: it is forked by multiprocessing's fork server, a clean process started (by exec)
-at the flow process's first refresh, which has imported this module and Great Expectations once. A spawned
+at the flow process's first refresh, which has imported this module and Great Expectations once (and frozen
+what they made out of the collector's passes: flows.fork_server_ready). A spawned
 child imported them at every refresh, 3.5 s that hid behind reading a city's roster but were most of a
 small district's on-demand refresh. The fork server stays for the life of the flow process (345 MB resident)
 and the child takes its environment from it; everything the child is told comes through _start's arguments.
@@ -69,7 +70,7 @@ def _context() -> multiprocessing.context.BaseContext:
     """The fork server's context. The preload takes effect when the server starts (the first refresh)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # as expectations.suites imports it
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["flows.loading", "great_expectations"])
+    ctx.set_forkserver_preload(["flows.loading", "great_expectations", "flows.fork_server_ready"])
     return ctx
 
 

@@ -29,6 +29,7 @@ import flows.sources
 import transforms.linking
 from expectations.suites import SuiteResult, data_docs_site
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
+from flows.collector import fewer_full_collections
 from flows.database import Database, new_generation
 from flows.disk_space import is_disk_full, tell
 from flows.kept_links import KeptLinks, key_sums, part_identity
@@ -434,22 +435,23 @@ def process(settings: Settings, sources: Sources, report: RunReport, started: fl
     temp = settings.duckdb.temp_directory or settings.duckdb.path.parent
     spill, facts = RecordSpill(temp / f"records-{report.run_id}"), FactSpill(temp / f"facts-{report.run_id}")
     claim = RunClaim(temp, report.run_id)
-    try:  # the claim is let go however this ends, or a long-lived server would hold it for good
-        report.removed_abandoned = remove_abandoned(temp)
-        if report.removed_abandoned:
-            get_run_logger().warning("removed what killed refreshes left in %s: %s", temp,
-                                     ", ".join(report.removed_abandoned))
-        return _process(settings, sources, report, started, docs_root, meter, spill, facts)
-    except Exception as exc:
-        if is_disk_full(exc):  # said in words in the flow run's log (the scheduled refresh), then raised
-            get_run_logger().error(tell(exc, settings.out, settings.duckdb.path.parent))
-        raise
-    finally:
-        meter.stop()
-        spill.remove()
-        facts.remove()
-        shutil.rmtree(docs_root, ignore_errors=True)
-        claim.release()
+    with fewer_full_collections():
+        try:  # the claim is let go however this ends, or a long-lived server would hold it for good
+            report.removed_abandoned = remove_abandoned(temp)
+            if report.removed_abandoned:
+                get_run_logger().warning("removed what killed refreshes left in %s: %s", temp,
+                                         ", ".join(report.removed_abandoned))
+            return _process(settings, sources, report, started, docs_root, meter, spill, facts)
+        except Exception as exc:
+            if is_disk_full(exc):  # said in words in the flow run's log (the scheduled refresh), then raised
+                get_run_logger().error(tell(exc, settings.out, settings.duckdb.path.parent))
+            raise
+        finally:
+            meter.stop()
+            spill.remove()
+            facts.remove()
+            shutil.rmtree(docs_root, ignore_errors=True)
+            claim.release()
 
 
 def _process(
