@@ -381,6 +381,46 @@ def test_an_export_grown_at_its_end_is_read_on_from_the_last_load_as_reading_it_
     assert_same_load(_load(campaign, tmp_path / "fresh3", "1", cache=False, only=TESTS_ONLY), changed)
 
 
+def test_the_last_loads_keys_are_read_while_the_grown_files_start_is_hashed(city, tmp_path, monkeypatch):
+    """A 20M city's export: hashing its first 5 GB and reading the last load's parser keys took 2.8 + 2.6 s
+    one after the other. Each waits here for the other to have begun: done in turn, the first would wait
+    in vain."""
+    import threading
+
+    from flows.loaded_sources import Kept
+    from flows.sources import FileSource
+
+    campaign = _campaign(city, tmp_path / "city")
+    tests = campaign / "tests.csv"
+    lines = tests.read_bytes().decode("gb18030").splitlines()
+    half = len(lines) // 2
+    tests.write_bytes(("\n".join(lines[:half]) + "\n").encode("gb18030"))
+    state = tmp_path / "state"
+    _load(campaign, state, "1", only=TESTS_ONLY)
+    _append(tests, lines[half:], "gb18030")
+    hashing, reading = threading.Event(), threading.Event()
+    waited: dict[str, bool] = {}
+    grown, keys = FileSource.grown, Kept.parser_keys
+
+    def grown_beside(self, end):
+        hashing.set()
+        waited["keys began while hashing"] = reading.wait(10)
+        return grown(self, end)
+
+    def keys_beside(self):
+        reading.set()
+        waited["hashing began while reading keys"] = hashing.wait(10)
+        return keys(self)
+
+    monkeypatch.setattr(FileSource, "grown", grown_beside)
+    monkeypatch.setattr(Kept, "parser_keys", keys_beside)
+    noon = _load(campaign, state, "2", only=TESTS_ONLY)
+    assert waited == {"keys began while hashing": True, "hashing began while reading keys": True}
+    assert noon["loaded"]["tests"]["rows_carried"] == half - 1
+    monkeypatch.undo()
+    assert_same_load(_load(campaign, tmp_path / "fresh", "1", cache=False, only=TESTS_ONLY), noon)
+
+
 def test_an_export_that_ended_inside_a_row_is_read_whole_when_it_grows(city, tmp_path):
     """The last load's file did not end with a line break: what was added may go on its last row."""
     campaign = _campaign(city, tmp_path / "city")
