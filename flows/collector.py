@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 # Collections of the middle generation between two full ones while a refresh runs; Python's default is 10.
 # Garbage in reference cycles that lived through two younger collections waits ten times longer to be freed.
-# A refresh's memory is its frames, which are not in cycles: at 1M residents the stages' peaks moved by 0.01-0.2
+# A refresh's memory is its frames, which are not in cycles: at 1M residents the stages' peaks rose by 0.03-0.21
 # GiB (bench/HISTORY.md, fiftieth session).
 FULL_EVERY = 100
 
