@@ -20,16 +20,22 @@ from contextlib import contextmanager
 FULL_EVERY = 100
 
 
+def _full_less_often() -> tuple[int, int, int]:
+    """The collector's third threshold raised to FULL_EVERY; returns the thresholds as they were."""
+    before = gc.get_threshold()
+    gc.set_threshold(before[0], before[1], max(before[2], FULL_EVERY))
+    return before
+
+
 @contextmanager
 def fewer_full_collections() -> Iterator[None]:
     """Full collections a tenth as often for the length of a refresh; a process that serves the refresh
     every two hours has its own setting back between runs."""
-    young, middle, full = gc.get_threshold()
-    gc.set_threshold(young, middle, max(full, FULL_EVERY))
+    before = _full_less_often()
     try:
         yield
     finally:
-        gc.set_threshold(young, middle, full)
+        gc.set_threshold(*before)
 
 
 def freeze_imports() -> None:
@@ -37,5 +43,4 @@ def freeze_imports() -> None:
     does) and fewer full collections from now on: for the fork server, whose children (the loading process,
     the workbook helpers) are forked with both."""
     gc.freeze()
-    young, middle, full = gc.get_threshold()
-    gc.set_threshold(young, middle, max(full, FULL_EVERY))
+    _full_less_often()
