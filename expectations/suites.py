@@ -27,6 +27,7 @@ from transforms.contract import (
     Role,
 )
 from transforms.idcard import ID_MISSING, ID_OK, ID_UPGRADED, normalise_ids
+from transforms.owned_frames import owned
 from transforms.phones import PHONE_LANDLINE, PHONE_MISSING, PHONE_MOBILE, normalise_phones
 
 # Share of rows that may carry a suspicious ID or phone (kept, flagged, never an exact key) before the
@@ -165,7 +166,9 @@ class RowSample:
             pl.int_range(self.seen, self.seen + rows.height, dtype=pl.UInt64).hash(seed=0).alias(self._DRAW))
         self.seen += rows.height
         pool = drawn if self._kept is None else pl.concat([self._kept, drawn])
-        self._kept = pool if self.size <= 0 or pool.height <= self.size else pool.bottom_k(self.size, by=self._DRAW)
+        # The rows drawn copied out of their slices: kept as views, they held every slice's text until the
+        # whole source was read (transforms.owned_frames).
+        self._kept = pool if self.size <= 0 or pool.height <= self.size else owned(pool.bottom_k(self.size, by=self._DRAW))
         return self
 
     def kept(self) -> pl.DataFrame:

@@ -37,6 +37,7 @@ from flows.slice_overlap import SliceOverlap
 from transforms.contract import INPUTS, KIND_OF_SOURCE, ROSTER
 from transforms.names import NamesMet
 from transforms.normalise import IDENTITY_COLUMNS, normalise_people
+from transforms.owned_frames import owned
 from transforms.parsing import LINE, AsOfWindow, SliceParser
 from transforms.record_rows import linking_rows, record_facts, with_row_hash
 
@@ -459,7 +460,7 @@ class SourceLoader:
                 t = self._lap("read", t)
                 parsed = parser.parse(raw)
                 del raw
-                quarantine.append(parsed.quarantine)
+                quarantine.append(owned(parsed.quarantine))  # a few rows, kept till the source is in: not its slice
                 notes.update(parsed.notes)
                 sample.add(parsed.rows)
                 used += parsed.rows.height

@@ -12,6 +12,8 @@ from functools import lru_cache
 import polars as pl
 from pypinyin import Style, lazy_pinyin
 
+from transforms.owned_frames import owned
+
 # Middle dots used in minority and foreign names, as typed on various keyboards and input methods.
 MIDDLE_DOTS = "·•・．.‧･∙⋅ˑ᛫‧・-－_"
 PLACEHOLDERS = "?？*＊□○〇■"
@@ -173,7 +175,7 @@ class NamesMet:
             found = hashed.join(maybe.rename({self._TEXT: col}), on=[self._HASH, col], how="inner", nulls_equal=True)
             fresh = hashed.join(found.select(self._HASH, col), on=[self._HASH, col], how="anti", nulls_equal=True)
         new = normalise_names(fresh, col=col)
-        kept = new.rename({col: self._TEXT})
+        kept = owned(new.rename({col: self._TEXT}))  # not the views into the slice's text: kept for the refresh
         self.known = kept if self.known is None else pl.concat([self.known, kept.select(self.known.columns)])
         out = new if found is None else pl.concat([found.select(new.columns), new])
         return out.drop(self._HASH)
