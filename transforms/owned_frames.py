@@ -5,7 +5,7 @@ only: the rows picked keep the whole of every buffer they point into alive (pola
 string views work the same way, and are compacted by hand, arrow-rs `gc`). A source read a slice at a time
 keeps a few rows of each slice for the whole source (the suite's sample, the quarantined rows, the names met),
 so it kept every slice's text: loading a 20M city's test export (48.7 M rows) grew 0.2 GB a million rows, to
-12.7 GB, and fell back to 1.9 GB once the source was done (bench/HISTORY.md, fifty-first session).
+12.8 GB, and fell back to 1.9 GB once the source was done (bench/HISTORY.md, fifty-first session).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def owned(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _owned(column: pl.Series) -> pl.Series:
     """A string column through Arrow's plain (non-view) strings, which copy only the bytes the views point at
-    (23 ms for a 100,000-row sample of a test export, against 80 through IPC); a nested one through IPC."""
+    (17 ms for a 100,000-row sample of a test export, against 75-95 through IPC); a nested one through IPC."""
     if column.dtype in (pl.String, pl.Binary):
         return pl.Series(column.name, column.to_arrow(compat_level=pl.CompatLevel.oldest()), dtype=column.dtype)
     buffer = io.BytesIO()
