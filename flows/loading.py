@@ -141,6 +141,10 @@ class LoadingProcess:
             peaks[stage] = max(peaks.get(stage, 0.0), peak)
         return done
 
+    def pid(self) -> int:
+        """The loading process's id (started now if it was not yet): for a bench that samples its memory."""
+        return self._pool.submit(os.getpid).result()
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
