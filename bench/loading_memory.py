@@ -23,18 +23,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flows.loading import LoadingProcess  # noqa: E402
+from flows.meter import current_rss  # noqa: E402
+from flows.record_spill import FactSpill, RecordSpill  # noqa: E402
+from flows.settings import load_settings  # noqa: E402
+from flows.sources import SLICE_ROWS, file_sources  # noqa: E402
 
 
 def resident_gib(pid: int) -> float | None:
-    """The process's resident memory in GiB, None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 2**20
-    except OSError:
-        return None
-    return None
+    """The process's resident memory in GiB, None once it is gone (a live process is never 0)."""
+    resident = current_rss(pid)
+    return resident / 2**30 if resident else None
 
 
 class Sampler:
@@ -69,11 +70,6 @@ class Sampler:
 
 
 def measure(config: Path, tests: str | None, every: float, work: Path) -> tuple[dict, list]:
-    from flows.loading import LoadingProcess
-    from flows.record_spill import FactSpill, RecordSpill
-    from flows.settings import load_settings
-    from flows.sources import SLICE_ROWS, file_sources
-
     settings = load_settings(config, tests=tests, out=str(work / "out"), db=str(work / "g.duckdb"))
     spill, facts = RecordSpill(work / "records"), FactSpill(work / "facts")
     timings: dict[str, float] = {}
@@ -109,7 +105,6 @@ def main() -> int:
     ap.add_argument("--timeline", help="write every sample here (JSON: [seconds, GiB] pairs)")
     ap.add_argument("--work", help="where the temporary folder goes (default: the system's)")
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory(prefix="loading-memory-", dir=args.work) as work:
         figures, samples = measure(Path(args.config), args.tests, args.every, Path(work))
     if args.timeline:

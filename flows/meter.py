@@ -13,10 +13,11 @@ import time
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def current_rss() -> int:
-    """Bytes resident now (Linux); 0 where /proc is not there."""
+def current_rss(pid: int | str = "self") -> int:
+    """Bytes resident now in this process, or in process pid (Linux); 0 where /proc is not there, or the
+    process is gone."""
     try:
-        with open("/proc/self/statm", "rb") as f:
+        with open(f"/proc/{pid}/statm", "rb") as f:
             return int(f.read().split()[1]) * _PAGE
     except OSError:
         return 0
