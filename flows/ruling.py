@@ -109,19 +109,21 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     del parts
     t = time_since(timings, "rules_gather", t)  # rules_combine's steps, each timed apart
     if base is not None:
-        rules = splice(base.rules, wanted.select(POS, *GRID), rules)
-        wanted = None  # their roster rows (916,417 at 20M) are not held through the rest of the rules
-        t = time_since(timings, "rules_splice", t)
         # Only the residents ruled again can have come off the last recorded refresh's list (given.previous:
         # the kept rulings' own, unless they are a failed refresh's, KeptRules.why_not), unless it ruled all.
+        # Found before the splice, which empties the kept list.
         if given.previous is None:
             listed = base.rules.call_list.join(again, on="resident_id", how="semi")
         elif since_all:
             listed = given.previous.join(every.collect(), on="resident_id", how="inner")
         else:
             listed = given.previous.join(positions, on="resident_id", how="inner")
-        came_off = came_off_of(listed, rules.measures)
+        t = time_since(timings, "rules_came_off", t)
+        rules = splice(base.rules, wanted.select(POS, *GRID), rules)
+        wanted = None  # their roster rows (916,417 at 20M) are not held through the rest of the rules
         del base
+        t = time_since(timings, "rules_splice", t)
+        came_off = came_off_of(listed, rules.measures)
         t = time_since(timings, "rules_came_off", t)
     ruled = finish(rules, came_off, given, None if since_all else again)
     time_since(timings, "rules_finish", t)
