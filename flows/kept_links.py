@@ -199,14 +199,15 @@ class KeptLinks:
 
     def carried(self, last: LastLinks, spill: RecordSpill, sums: dict[str, tuple[int, int]], todo: pl.DataFrame,
                 fresh: pl.DataFrame, stored: Callable[[pl.DataFrame], pl.DataFrame]
-                ) -> tuple[pl.LazyFrame, pl.DataFrame] | None:
+                ) -> tuple[pl.LazyFrame, pl.DataFrame, pl.DataFrame] | None:
         """Every decision on the run's records, sorted: the last copy's, less those of the records linked now
         (todo: record_kind, record_id, ROW), merged with the decisions made now (fresh) and the stored ones of
         the added records not linked now (stored(keys) -> their decisions); and the residents whose decisions
         may differ from the last copy's (resident_id: those of every decision not taken from it, and of the
         last copy's decisions on records linked now), which are all the rules need rule again
-        (flows.kept_rules). None when the last refresh's records are not this one's first records of each
-        kind. sums: key_sums(spill, last)."""
+        (flows.kept_rules); and those of them whose every such decision is a test record's new decision, none
+        of the copy's taken away (flows.ruling does not rule again those already tested this round). None when
+        the last refresh's records are not this one's first records of each kind. sums: key_sums(spill, last)."""
         rows = spill.counts()
         if any(rows.get(kind, 0) < n for kind, n in last.rows.items()):
             return None
@@ -226,15 +227,19 @@ class KeptLinks:
             among_last = among_last | ((pl.col("record_kind") == kind) & (pl.col(ROW) < n))
         relinked = todo.filter(among_last).select(keys)
         base = last.scan()
+        tests_added = (extra.lazy().drop_nulls("resident_id").group_by("resident_id")
+                       .agg((pl.col("record_kind") == "test").all().alias("tests_only"))
+                       .filter("tests_only").select("resident_id").collect())
         if relinked.height:
             touched.append(base.join(relinked.lazy(), on=keys, how="semi").select("resident_id").collect())
+            tests_added = tests_added.join(touched[-1], on="resident_id", how="anti")
             base = base.join(relinked.lazy(), on=keys, how="anti", maintain_order="left")
         else:  # nothing of the copy changes: what was added can be kept as a file of its own (save)
             self._later = (last, extra)
         residents = pl.concat(touched, how="vertical_relaxed").drop_nulls().unique()
         self._lone = None if last.lone is None else _still_lone(last.lone, added, relinked, extra)
         self._step = (last, residents)
-        return merge_sorted_links(base, extra, [*last.rows, *rows]), residents
+        return merge_sorted_links(base, extra, [*last.rows, *rows]), residents, tests_added
 
     def _add_to(self, last: LastLinks, added: int) -> str | None:
         """How the decisions added are kept with the last copy's: "add" as one more file; "fold" with its later

@@ -259,12 +259,13 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     t = time.perf_counter()
     sums = key_sums(spill, last, known)
     touched = None  # the residents whose decisions may differ from the last copy's, when that is known
+    tests_added = None  # those of them whose only changes are test records' new decisions (KeptLinks.carried)
     if now == total:  # everything was linked now: the stored state holds nothing else of use
         columns = fresh.get_columns()
         del fresh  # each column goes once sorted (at 20M the link stage's peak was a sort of 66 M decisions)
         source, links = "linked_now", sorted_column_by_column(columns)
     elif last is not None and (carried := kept.carried(last, spill, sums, todo, fresh, db.decisions_on)) is not None:
-        source, (links, touched) = "last_copy", carried
+        source, (links, touched, tests_added) = "last_copy", carried
     else:
         source, links = "database", db.stored_links(spill.paths(), compact_links)
     # The copy names the stored decisions' generation it was made from; a run that linked everything makes
@@ -301,8 +302,8 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     # residents, and which copy of the decisions they differ from and which they are now; and, for rulings made
     # from an older copy (refreshes since then died before they ruled), the copies before it and whom each of
     # the refreshes since changed (the saved copy's steps after its own: none unless it was carried on).
-    lineage = {"touched": touched, "from": last.path.name if touched is not None else None, "to": kept.saved,
-               "earlier": kept.steps[1:]}
+    lineage = {"touched": touched, "tests_added": tests_added, "from": last.path.name if touched is not None else None,
+               "to": kept.saved, "earlier": kept.steps[1:]}
     # The run's record keeps a full run's decisions as the copy's files, linked (flows.history_files).
     linked_now = list(kept.files) if now == total else fresh
     return {"links": links, "links_any_order": any_order, "lone_tests": kept.lone_tests(), "linked_now": linked_now,

@@ -16,7 +16,7 @@ from flows.generate import write_synthetic
 from flows.readers import read_table
 from flows.settings import load_settings
 from flows.spare_files import wait_retired
-from transforms.contract import TESTS
+from transforms.contract import TESTS, VACCINATIONS
 from transforms.synthetic import generate
 
 pytestmark = pytest.mark.slow
@@ -346,10 +346,21 @@ def test_ruling_only_the_changed_residents_equals_ruling_everyone(tmp_path, pref
     tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
     morning, full = tmp_path / "tests_morning.csv", tmp_path / "tests_all.csv"
     tests.head(tests.height // 2).write_csv(morning)
-    tests.write_csv(full)
+    # The afternoon: the other half, and 600 of the morning's people tested again (the same identity, a new
+    # record in the round), as re-tests are in a mass-testing city: most change nothing of their rulings.
+    retests = tests.head(tests.height // 2).sample(600, seed=3).with_columns(
+        ("RT" + pl.col("record_id")).alias("record_id"), pl.lit("2022-05-20 09:15:00").alias("sampled_at"))
+    pl.concat([tests, retests]).write_csv(full)
+    # and 300 new doses of the morning's people: a resident with a new dose is ruled again, tested or not.
+    vaccinations = read_table(data / "vaccinations.csv", VACCINATIONS).frame.drop("_line")
+    doses = tmp_path / "vaccinations_all.csv"
+    pl.concat([vaccinations, vaccinations.sample(300, seed=4).with_columns(
+        ("RV" + pl.col("record_id")).alias("record_id"), pl.lit("2022-05-20 08:00:00").alias("vaccinated_at"))]
+              ).write_csv(doses)
 
     def settings(tests_path, name):
         return load_settings(data / "campaign.toml", tests=str(tests_path), out=str(tmp_path / name / "out"),
+                             vaccinations=str(doses if tests_path == full else data / "vaccinations.csv"),
                              db=str(tmp_path / name / "g.duckdb"))
 
     first = refresh(settings(morning, "kept"))
@@ -377,6 +388,8 @@ def test_ruling_only_the_changed_residents_equals_ruling_everyone(tmp_path, pref
     everyone = refresh(settings(full, "all"))
     assert kept.rules["ruled_from_kept"] is True and kept.rules["why_all"] is None
     assert 5 * 97 < kept.rules["residents_ruled"] < kept.rules["residents"] // 2
+    # Residents tested in the morning whose only news is another test are not ruled again (flows.ruling).
+    assert kept.rules["tested_before_not_ruled"] > 200
     assert everyone.rules["ruled_from_kept"] is False and everyone.rules["why_all"] == "none kept"
     assert everyone.rules["residents_ruled"] == everyone.rules["residents"] == kept.rules["residents"]
     a, b = tmp_path / "kept" / "out", tmp_path / "all" / "out"
