@@ -20,7 +20,9 @@ The kept rulings are used only when all of those are known to be the same for ev
   everyone, the lists are compared whole (at 20M residents the refresh after a failed one ruled the whole
   city again, 273 s).
 
-The residents whose call outcomes changed are found here, from the outcomes kept beside the rulings.
+The residents whose call outcomes changed are found here, from the outcomes kept beside the rulings. Of the
+residents whose decisions changed, those who only gained test decisions and were tested this round already are
+left as they are (flows.ruling).
 Anything else, or a kept set that is not whole, and the whole roster is ruled as before.
 """
 
