@@ -70,7 +70,8 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     t = time.perf_counter()
     why = kept.why_not(last_run, lineage["from"], lineage["earlier"])  # "from" is None when touched is not known
     base = again = None
-    behind = tested_before = 0  # refreshes since the kept rulings' copy that died before they ruled
+    behind = 0  # refreshes since the kept rulings' copy that died before they ruled
+    tested_before = 0  # residents left as they were: only re-tested, and tested this round already
     every = positions = roster.select("resident_id").with_row_index(POS)  # whole: a slice would read from the start
     # Kept by a refresh that failed before it was recorded, which ruled everyone: anyone's row may differ from
     # the last recorded list's, so the lists are compared whole (as when everyone is ruled now).
