@@ -162,6 +162,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     key = linking_fingerprint(residents, settings, roster_parts)
     time_since(timings, "fingerprint", t)
     reused = db.open_link_state(key)
+    t = time.perf_counter()
     kept = KeptLinks(settings.duckdb.path.parent / "kept_links", key)
     last = kept.load(db.link_generation()) if reused else None  # before this run changes the stored decisions
     keys = ["record_kind", "record_id"]
@@ -172,6 +173,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     everything = not reused and (feedback["verdict"] == CONFIRMED).sum() == 0
     todo = None
     known = last.known(spill) if last is not None else {}  # kinds whose first parts are the last refresh's
+    time_since(timings, "last_copy", t)
     if not everything:
         # New and changed records, and those a worker gave a verdict on (linked again even when unchanged):
         # keys, row_hash and row number, chosen by DuckDB from the run's Parquet and the stored state.
@@ -201,7 +203,9 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
         t = time.perf_counter()
         db.keep_households(key, households)
         time_since(timings, "keep_households", t)
+    t = time.perf_counter()
     sides = roster_side(residents, households)
+    time_since(timings, "roster_side", t)
     del households
     del residents
     # Each batch's decisions go to disk: a city's decisions (17 M at 5M residents) are not held while the
@@ -226,8 +230,10 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
                 continue  # nothing to link here; one batch always runs, so the figures and tables exist
             counts["record_batches"] += 1
             decided.write("decisions", _link_batch(db, exact_steps, batch, sides, settings, timings, counts))
+            t = time.perf_counter()
             counts["exact_stage_links"] += db.count("exact_links")
             pending.append(batch[ROW].gather(db.fetch("SELECT _li FROM exact_pending ORDER BY _li")["_li"]))
+            time_since(timings, "exact_left", t)
             del batch
         pending_rows = pl.concat(pending).sort() if pending else pl.Series(ROW, [], dtype=pl.UInt32)
         counts["pending_records"] += pending_rows.len()
@@ -511,7 +517,9 @@ def _process(
         # Linking reads the roster's identity columns only; the rules read the rest (addresses as typed, grid,
         # tags, status) when it is done, the linking-only columns left on disk.
         roster = people.pop(ROSTER.name)
+        called = time.perf_counter()
         linked = link(db, roster_read or roster, spill, settings, facts.files[ROSTER.name])
+        time_since(report.timings, "link_task", called)  # the rest of the link stage: the spill let go, matches/'s
         if roster_read is not None:  # the read's own time, begun once the first record source was in
             report.timings["read_roster_aside"] = roster_read.seconds
         del roster_read
@@ -545,14 +553,16 @@ def _process(
         time_since(report.timings, "rules_inputs", given_t)  # the last list, the calls, the earlier rounds
         kept_rules = KeptRules(state / "kept_rules", rules_key(facts.files[ROSTER.name], given),
                                {kind: facts.files[kind] for kind in ("tests", "vaccinations") if kind in facts.files})
+        called = time.perf_counter()
         ruled = apply_rules(people, any_order, given, kept_rules, linked.pop("lineage"), db.last_run_id(),
                             report.run_id, report.timings, report.rules)
-        grid_workers = people["roster"].lazy().select("street", "community", "grid_id", "grid_worker").unique(
-        ).collect()
+        time_since(report.timings, "rules_task", called)  # its steps' times and the task's own
         follow_t = time.perf_counter()
-        # The duplicates and the buildings' grids depend on the roster alone: kept while its parts are the same.
+        # The duplicates, the buildings' grids and the grids' workers depend on the roster alone: kept while its
+        # parts are the same.
         derived = RosterDerived(state / "roster_derived", facts.files[ROSTER.name], people["roster"].lazy())
         report.inputs[ROSTER.name]["duplicates_and_places_reused"] = derived.reused
+        grid_workers = derived.grid_workers()
         lone_facts = KeptLoneFacts(state / "lone_facts", facts.files.get("tests", []))
         extra = follow_up(db, lone_tests, lone_facts, ruled, given, grid_workers, settings, derived,
                           report.timings)

@@ -82,11 +82,15 @@ def test_roster_corrections_pair_rows_that_share_an_id_or_a_person_and_nothing_e
 
 def test_the_roster_s_duplicates_and_places_are_kept_while_its_parts_are_the_same_files(tmp_path):
     """A refresh that took the roster back from the last load (the same files, hard-linked) takes the
-    duplicates and the buildings' grids back too; a roster written again is searched again."""
+    duplicates, the buildings' grids and the grids' workers back too; a roster written again is searched
+    again."""
     from flows.roster_derived import RosterDerived
     from transforms.roster_gaps import duplicate_registrations
 
-    roster = STATUS.with_columns(pl.Series("addr_block", ["b1", "b1", "b2", "b2", "b2", None]))
+    roster = STATUS.with_columns(pl.Series("addr_block", ["b1", "b1", "b2", "b2", "b2", None]),
+                                 pl.Series("grid_id", ["G1", "G1", "G1", "G2", "G2", "G2"]),
+                                 pl.Series("grid_worker", ["A", "A", "A", "B", "B", "C"]))
+    workers = [("甲街道", "荔林社区", "G1", "A"), ("甲街道", "荔林社区", "G2", "B"), ("甲街道", "荔林社区", "G2", "C")]
     part = tmp_path / "roster-00000.parquet"
     roster.write_parquet(part)
     kept = tmp_path / "derived"
@@ -94,6 +98,7 @@ def test_the_roster_s_duplicates_and_places_are_kept_while_its_parts_are_the_sam
     assert not first.reused
     assert first.duplicates().equals(duplicate_registrations(roster))
     assert first.places().buildings.sort("addr_block").equals(roster_places(roster).buildings.sort("addr_block"))
+    assert sorted(first.grid_workers().iter_rows()) == workers
     linked = tmp_path / "run" / part.name  # the next refresh's hard link of the kept part
     linked.parent.mkdir()
     linked.hardlink_to(part)
@@ -102,6 +107,7 @@ def test_the_roster_s_duplicates_and_places_are_kept_while_its_parts_are_the_sam
     assert again.reused
     assert again.duplicates().equals(first.duplicates())
     assert again.places().communities.equals(first.places().communities)
+    assert again.grid_workers().equals(first.grid_workers())
     # The roster read again (new files, two rows): found again, the old entry dropped.
     roster.head(2).write_parquet(tmp_path / "new.parquet")
     fresh = RosterDerived(kept, [tmp_path / "new.parquet"], pl.scan_parquet(tmp_path / "new.parquet"))
