@@ -107,7 +107,6 @@ class KeptRules:
         self.folder, self.key = folder, key
         self.facts = {kind: part_identity(parts) for kind, parts in facts.items()}
         self._saving: Future | None = None
-        self._staged: tuple | None = None  # save's arguments, from stage() until save_aside() begins
         self.saved_in = 0.0  # seconds save_aside's thread took
 
     def _meta(self) -> dict | None:
@@ -169,33 +168,21 @@ class KeptRules:
             if other.name != name:
                 shutil.rmtree(other, ignore_errors=True)
 
-    def stage(self, run_id: str, links_file: str | None, rules: RosterRules, outcomes: pl.DataFrame,
-              base_run: str | None = None, since: pl.DataFrame | None = None) -> None:
-        """save()'s arguments, kept until save_aside() (or wait()) begins the saving."""
-        self._staged = (run_id, links_file, rules, outcomes, base_run, since)
-
-    def save_aside(self) -> None:
-        """save() of the staged rulings in a thread of its own while the flow goes on. Begun when the books are
-        built, which leave a core idle much of the time (at 20M residents saving took 3.9-7.5 s of a two-hour
-        refresh); begun when the rules task ended, it slowed the follow-up beside it by as long (bench/HISTORY.md,
-        fifty-second session). wait() joins it."""
-        staged, self._staged = self._staged, None
-        if staged is None:
-            return
-
-        def save(args: tuple) -> None:
+    def save_aside(self, run_id: str, links_file: str | None, rules: RosterRules, outcomes: pl.DataFrame,
+                   base_run: str | None = None, since: pl.DataFrame | None = None) -> None:
+        """save() in a thread of its own while the flow goes on to the call list's books, which leave a core
+        idle much of the time (at 20M residents saving took 3.9-7.5 s of a two-hour refresh); wait() joins it."""
+        def save() -> None:
             t = time.perf_counter()
-            self.save(*args)
+            self.save(run_id, links_file, rules, outcomes, base_run, since)
             self.saved_in = time.perf_counter() - t
 
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kept-rules")
-        self._saving = pool.submit(save, staged)
+        self._saving = pool.submit(save)
         pool.shutdown(wait=False)  # its thread ends when the save does; not a `with`, which would wait here
 
     def wait(self) -> None:
-        """Until the staged rulings are kept (begun here if save_aside has not: a refresh that failed before its
-        books keeps them too); raises what saving them raised."""
-        self.save_aside()
+        """Until save_aside's rulings are kept; raises what saving them raised."""
         saving, self._saving = self._saving, None
         if saving is not None:
             saving.result()

@@ -594,7 +594,6 @@ def _process(
         # the books are made, which keep about one core of two busy (at 20M 1.0-1.3 cores in a two-hour refresh,
         # bench/cpu_trace.py); written while the pages were made, where both cores are busy, it put as much on
         # publishing as it took off this stage (bench/HISTORY.md, fortieth session).
-        kept_rules.save_aside()  # the rulings kept for the next refresh, written beside the books (flows.ruling)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-list-kept") as aside:
             kept_call_list = aside.submit(facts.write, "call_list", call_list)
             walk = walk_positions(call_list)  # sorted once for the books' sheets and the printable pages

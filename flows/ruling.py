@@ -149,9 +149,8 @@ def apply_rules(people: dict[str, pl.DataFrame | pl.LazyFrame], links: pl.DataFr
     time_since(timings, "rules_finish", t)
     time_since(timings, "rules_combine", combined)
     # Kept with whom they ruled since the last recorded refresh's rulings (None: everyone), for a refresh after
-    # this one that fails before it is recorded; saved while the books are built (KeptRules.save_aside) and
-    # waited for before publishing.
-    kept.stage(run_id, lineage["to"], rules, given.outcomes, last_run, None if since_all else again)
+    # this one that fails before it is recorded; waited for before publishing.
+    kept.save_aside(run_id, lineage["to"], rules, given.outcomes, last_run, None if since_all else again)
     figures |= {"residents": residents, "residents_ruled": residents if again is None else again.height,
                 "tested_before_not_ruled": tested_before,
                 "ruled_from_kept": why is None, "why_all": why, "kept_copies_behind": behind}

@@ -136,22 +136,3 @@ def test_changed_outcomes_names_residents_with_a_new_gone_or_different_summary()
     assert sorted(changed_outcomes(before, now)["resident_id"].to_list()) == ["R3", "R4"]
     assert sorted(changed_outcomes(now, before)["resident_id"].to_list()) == ["R3", "R4"]
     assert changed_outcomes(now, now).height == 0  # nulls compare equal: R5 is unchanged
-
-
-def test_staged_rulings_are_kept_when_saved_aside_or_when_the_refresh_waits_for_them(tmp_path):
-    """flows.ruling stages the rulings and the flow saves them aside when the books are built; a refresh that
-    stops before then still keeps them, as it waits for them on its way out."""
-    tests = _parts(tmp_path / "spill", "tests", 1)
-    key = rules_key(_parts(tmp_path / "spill", "roster", 1), _given())
-    outcomes = pl.DataFrame({"resident_id": ["R1"]})
-    for run, how in [("run1", "aside"), ("run2", "wait only")]:
-        kept = KeptRules(tmp_path / "kept", key, {"tests": tests})
-        kept.stage(run, f"links-{run}", _rules(), outcomes)
-        assert kept.why_not(run, f"links-{run}") in ("none kept", "not made by the last refresh recorded")
-        if how == "aside":
-            kept.save_aside()
-        kept.wait()
-        assert kept.why_not(run, f"links-{run}") is None, how
-        assert kept.load().run_id == run and kept.saved_in > 0
-        kept.wait()  # nothing staged any more: nothing saved again
-        assert len(list((tmp_path / "kept").glob("rules-*"))) == 1
