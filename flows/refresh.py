@@ -519,7 +519,7 @@ def _process(
         roster = people.pop(ROSTER.name)
         called = time.perf_counter()
         linked = link(db, roster_read or roster, spill, settings, facts.files[ROSTER.name])
-        time_since(report.timings, "link_task", called)  # the rest of the link stage: the spill let go, matches/'s
+        time_since(report.timings, "link_task", called)  # the task alone; the stage also lets the spill go
         if roster_read is not None:  # the read's own time, begun once the first record source was in
             report.timings["read_roster_aside"] = roster_read.seconds
         del roster_read

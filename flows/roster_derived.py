@@ -4,7 +4,7 @@ A two-hourly refresh mostly keeps its roster: flows.loaded_sources takes its par
 are the very files of the last load. The duplicate registrations and each building's grid are then what
 they were two hours before; at 20M residents finding them again took about 15 s a refresh. So is who answers
 for each grid (the books, the community books and the report read it): a unique of four columns of the
-roster, which at 20M took 3.8 s in a refresh (beside the kept rulings being written) and 0.4-0.5 s alone.
+roster, 0.4-0.5 s at 20M alone (3.8 s in a refresh, beside the kept rulings being written).
 They are kept under a key made of the roster parts' identity on disk (device, inode, size, modification
 time: a roster read again is written to new files) and the fingerprint of the code that finds them.
 """
