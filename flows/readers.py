@@ -12,8 +12,9 @@ import hashlib
 import io
 import math
 import tempfile
+import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -251,14 +252,15 @@ class _Bytes:
     prefix_digest: str | None  # of the first `prefix` bytes asked for
 
 
-def _digest(path: Path, prefix: int | None = None, breaks_in_prefix: int | None = None) -> _Bytes:
+def _digest(path: Path, prefix: int | None = None, breaks_in_prefix: int | None = None,
+            stop: threading.Event | None = None) -> _Bytes | None:
     """One pass over the file: its digest (and that of its first `prefix` bytes), its line breaks.
     breaks_in_prefix: the line breaks of the first `prefix` bytes, known already (the last read counted them,
     and the prefix's digest must match for them to be used): only those after it are counted.
 
     The hash runs in a thread of its own (xxhash lets go of the GIL) while the next block is read and its
     line breaks counted: at 20M residents the grown export (4.5 GB) took 4.7 s one step after the other. The
-    blocks are read past the page cache (flows.uncached_read)."""
+    blocks are read past the page cache (flows.uncached_read). None if `stop` was set before the end."""
     count_from = 0 if breaks_in_prefix is None or prefix is None else prefix
     h, size, breaks, last, at_prefix = _hasher(), 0, breaks_in_prefix if count_from else 0, b"", None
     if prefix == 0:
@@ -276,6 +278,8 @@ def _digest(path: Path, prefix: int | None = None, breaks_in_prefix: int | None 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest") as hasher:
         hashing = None
         for block in uncached_blocks(path):
+            if stop is not None and stop.is_set():
+                return None
             cut = prefix - size if prefix is not None and size < prefix <= size + len(block) else None
             if hashing is not None:
                 at_prefix = hashing.result() or at_prefix
@@ -302,6 +306,7 @@ class CsvTable:
         self._temp = tempfile.TemporaryDirectory(prefix="gridsweep-text-")
         self._grid: pl.DataFrame | None = None  # the whole file, read forgivingly, when the fast reader refused it
         self._bytes: _Bytes | None = None
+        self._start_check: StartCheck | None = None  # opened by grown_table: whether the file's start holds
         self.rows = 0  # rows read so far, blank rows not counted
         self.next_line = 2 if after is None else after.next_line  # the line after the header
         if after is not None:
@@ -325,6 +330,11 @@ class CsvTable:
             raise InputError(path, "the file has no header row")
         self._header = _first_line(self._text).removesuffix("\r")
         self.mapping, self.ignored_columns = _map_headers(path, [v or "" for v in top.row(0)], contract)
+
+    def start_holds(self) -> bool:
+        """The file begins with the bytes its last read ended at (True for a file read whole): waits for the
+        check grown_table started."""
+        return self._start_check is None or self._start_check.holds()
 
     def _open_added(self, after: TextEnd) -> None:
         """The bytes after `after` as UTF-8 text in the temporary folder, checked as a whole read checks."""
@@ -416,9 +426,13 @@ class CsvTable:
     def end(self) -> TextEnd | None:
         """Where this read ended, once every slice is read (None: the forgiving reader read it, whose rows
         the fast reader's on the added bytes alone could differ from). The file's bytes were taken in when it
-        was opened (the encoding's pass) or by grown_table."""
+        was opened (the encoding's pass) or by grown_table's check (StartChanged: they are not the last read's)."""
         if self._grid is not None:
             return None
+        if self._bytes is None and self._start_check is not None:
+            if not self.start_holds():
+                raise StartChanged(self.path)
+            self._bytes = self._start_check.bytes()
         seen = self._bytes
         assert seen is not None, "the file's bytes were not taken in"
         closed = (seen.last == b"\n" and seen.line_breaks == self.next_line - 1
@@ -563,20 +577,66 @@ def open_table(path: Path | str, contract: Contract) -> RawTable | CsvTable:
     return RawTable(path=str(path), frame=_select(mapping, body), encoding=encoding, ignored_columns=ignored)
 
 
+class StartChanged(Exception):
+    """A grown export's first bytes are not those last read, found once its added rows were read."""
+
+
+class StartCheck:
+    """Whether a file still begins with the bytes `last` read, found by a thread of its own: the check reads
+    them all (6.3 GB at 20M residents, growing through the day; 5-8 s of a two-hour refresh with a core of two
+    idle), so the added rows are read, parsed and normalised meanwhile, and their load is used only once the
+    check holds (flows.sources.SourceLoader). holds() waits for it."""
+
+    def __init__(self, path: Path, last: TextEnd) -> None:
+        self.last, self._stop, self._seen = last, threading.Event(), Future()
+        # a closed end: a line break ended each line, so the breaks before it are known
+        self._thread = threading.Thread(target=self._run, args=(path, last.size, last.next_line - 1),
+                                        name="start-check", daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path, size: int, breaks: int) -> None:
+        try:
+            self._seen.set_result(_digest(path, size, breaks, self._stop))
+        except BaseException as exc:  # a file gone or unreadable meanwhile: it does not hold
+            self._seen.set_exception(exc)
+
+    def holds(self) -> bool:
+        """The file began with the bytes last read when it was read through (an error reading it: no)."""
+        try:
+            seen = self._seen.result()
+        except Exception:  # noqa: BLE001 (the whole read that follows meets it, and says what it is)
+            return False
+        return seen is not None and seen.prefix_digest == self.last.digest
+
+    def bytes(self) -> _Bytes:
+        """The whole file's _Bytes, once it holds."""
+        assert self.holds(), "the file's start changed"
+        return self._seen.result()
+
+    def stop(self) -> None:
+        """The check is not wanted: its thread stops at its next block."""
+        self._stop.set()
+        self._thread.join()
+
+
 def grown_table(path: Path | str, contract: Contract, last: TextEnd) -> CsvTable | None:
-    """The CSV export at path opened to read only the rows added since it was `last` read, if that is what it
-    is: it begins with the bytes last read, which ended a row. None: read it whole."""
+    """The CSV export at path opened to read only the rows added since it was `last` read, if that may be what
+    it is (it ended a row, and is not smaller): None, read it whole. Whether it does begin with the bytes last
+    read is checked while its rows are read (StartCheck): the reader asks CsvTable.start_holds() before it uses
+    them, and end() raises StartChanged if it does not."""
     path = Path(path)
     if not last.closed or path.suffix.lower() not in (".csv", ".txt", ".tsv") or path.stat().st_size < last.size:
         return None
-    seen = _digest(path, last.size, last.next_line - 1)  # a closed end: a line break ended each line
-    if seen.prefix_digest != last.digest:
-        return None
+    check = StartCheck(path, last)
     try:
         table = CsvTable(path, contract, after=last)
     except NotGrown:
+        check.stop()
         return None
-    table._bytes = seen
+    except BaseException:
+        check.stop()
+        raise
+    table._start_check = check
     return table
 
 

@@ -64,6 +64,11 @@ class Spill:
         mine = self.files.setdefault(kind, [])
         mine += link_parts(parts, self.folder, kind, len(mine))
 
+    def drop(self, kind: str) -> None:
+        """kind's parts removed, taken and written alike (a load that turned out not to hold)."""
+        for path in self.files.pop(kind, []):
+            path.unlink(missing_ok=True)
+
     def adopt(self, other: Spill) -> None:
         """Takes on what another process wrote into this folder (flows.loading)."""
         assert other.folder == self.folder, "a spill adopts only its own folder's parts"
@@ -90,6 +95,10 @@ class RecordSpill(Spill):
         assert kind not in self.files, "kept parts are a kind's first"
         super().take(kind, parts)
         self._rows[kind] = rows
+
+    def drop(self, kind: str) -> None:
+        super().drop(kind)
+        self._rows.pop(kind, None)
 
     def counts(self) -> dict[str, int]:
         """Records written of each kind, kinds in the order first written."""

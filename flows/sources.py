@@ -14,6 +14,7 @@ where it ended, so only a re-exported file is normalised again in full.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ from expectations.suites import RowSample, SuiteResult, SuiteRunner, checked_col
 from flows.database import Database
 from flows.loaded_sources import Kept, LoadedSources
 from flows.meter import StageMeter, add_time
-from flows.readers import InputError, TextEnd, grown_table, open_table
+from flows.readers import InputError, StartChanged, TextEnd, grown_table, open_table
 from flows.record_spill import FactSpill, RecordSpill, link_parts
 from flows.settings import Settings
 from flows.slice_overlap import SliceOverlap
@@ -117,6 +118,13 @@ def file_sources(settings: Settings) -> Sources:
         if not Path(path).exists():
             raise InputError(path, "file not found")
     return {name: FileSource(path, name) for name, path in paths.items()}
+
+
+def _start_holds(table: Table) -> bool:
+    """A grown file still begins with the bytes of the load it is read on from (flows.readers.StartCheck);
+    True for any other table."""
+    holds = getattr(table, "start_holds", None)
+    return holds is None or holds()
 
 
 def source_identity(opener: Callable[[], Table]) -> dict | None:
@@ -400,7 +408,15 @@ class SourceLoader:
                 return self._reuse(name, kept)
             start = self._grown(name, opener, key)
             self.loaded.forget(name)  # the last load is of no use now, and is replaced only if this one succeeds
-        loaded, kept_load = self._read(name, opener, start)
+        try:
+            loaded, kept_load = self._read(name, opener, start)
+        except Exception:
+            if start is None or _start_holds(start.table):
+                raise
+            # The file's first bytes are not the last load's (found while the added rows were read, or
+            # refused): what was carried and read on is dropped, and the file is read whole, as it is.
+            self._drop_carried(name)
+            loaded, kept_load = self._read(name, opener)
         if key and source_identity(opener) == identity:  # not changed while it was read
             self.loaded.keep(name, key, **kept_load)
         return loaded
@@ -414,8 +430,8 @@ class SourceLoader:
         if kept is None or grown is None:
             return None
         # The last load's parser keys and quarantine are read (Parquet, on polars' threads) while grown()
-        # hashes the file's first bytes to see they are what that load read (the disk's time): one after the
-        # other, the hash and the keys took 2.8 + 2.6 s at 20M residents.
+        # reads the added bytes (and starts the check of the file's first bytes, which goes on while the added
+        # rows are read: _read waits for it before their load is used).
         aside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kept-load")
         try:
             keys, quarantine = aside.submit(kept.parser_keys), aside.submit(kept.quarantine)
@@ -434,6 +450,13 @@ class SourceLoader:
         carried = Carried(table, kept.summary, kept.window, quarantine, keys, key_parts, sample)
         self._lap("read", t, "carry_grown")
         return carried
+
+    def _drop_carried(self, name: str) -> None:
+        """What _grown took of the last load, and what was read on from it, out of this run's spills."""
+        if name != ROSTER.name:
+            self.spill.drop(KIND_OF_SOURCE[name])
+        self.facts.drop(name)
+        shutil.rmtree(self.facts.folder / f".{name}-parser-keys", ignore_errors=True)
 
     def _read(self, name: str, opener: Callable[[], Table], start: Carried | None = None) -> tuple[dict, dict]:
         """load()'s dict for a source read now (from start on, if it is a grown file's last load), and what
@@ -469,6 +492,9 @@ class SourceLoader:
                 del parsed
                 t = self._lap("normalise", t)
         t = self._lap("normalise", t)
+        if start is not None and not _start_holds(start.table):
+            raise StartChanged(table.path)
+        t = self._lap("read", t, "start_check_wait")  # what the check of a grown file's start took past its rows
         window = parser.window
         keys = None if parser.earlier is None else parser.earlier.slice(given)
         del parser  # the earlier slices' keys

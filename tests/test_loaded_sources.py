@@ -240,7 +240,7 @@ def test_a_grown_csv_read_on_from_its_end_gives_the_rows_of_a_whole_read(tmp_pat
     ended, are the rows a read of the whole grown file gives after it, numbered alike: whatever the cells
     (quotes, delimiters, line breaks inside cells, blank and ragged rows), line ends and encoding. A file
     that ended inside a row is never read on from."""
-    from flows.readers import grown_table
+    from flows.readers import StartChanged, grown_table
 
     folder = tmp_path_factory.mktemp("grown")
     end = "\r\n" if crlf else "\n"
@@ -274,9 +274,15 @@ def test_a_grown_csv_read_on_from_its_end_gives_the_rows_of_a_whole_read(tmp_pat
         added = pl.concat(list(grown.slices(2)))
         assert pl.concat([first, added]).equals(everything)
         assert grown.end().closed == all(b.count(b"\n") == 1 for b in blobs)
-        # The same bytes changed before the end: never read on from.
+        assert grown.start_holds()
+        # The same bytes changed before the end: its added rows can be read, but the file's start is found not
+        # to hold, and where the read ended is never given (nor kept to read on from).
         full.write_bytes(b"X" + whole[1:])
-        assert grown_table(full, TESTS, last) is None
+        changed = grown_table(full, TESTS, last)
+        list(changed.slices(2))
+        assert not changed.start_holds()
+        with pytest.raises(StartChanged):
+            changed.end()
         full.write_bytes(whole)
 
 
@@ -373,18 +379,31 @@ def test_an_export_grown_at_its_end_is_read_on_from_the_last_load_as_reading_it_
     evening_load = _load(campaign, state, "3", only=TESTS_ONLY)
     assert evening_load["loaded"]["tests"]["rows_carried"] == noon_load["loaded"]["tests"]["table"].rows
     assert_same_load(_load(campaign, tmp_path / "fresh2", "1", cache=False, only=TESTS_ONLY), evening_load)
+    # A row retyped in place, as long as it was, and rows added: the added rows are read on from the evening
+    # load as before, the check of the file's start fails once they are, and the file is read whole.
+    row = morning[3]
+    digit = next(i for i, ch in enumerate(row) if ch.isdigit())
+    retyped_row = row[:digit] + str((int(row[digit]) + 1) % 10) + row[digit + 1:]
+    text = grown.read_bytes()
+    grown.write_bytes(text.replace(row.encode(encoding), retyped_row.encode(encoding), 1))
+    _append(grown, morning[10:14], encoding)  # sent again: duplicates
+    in_place = _load(campaign, state, "4", only=TESTS_ONLY)
+    assert in_place["loaded"]["tests"]["rows_carried"] == 0
+    assert_same_load(_load(campaign, tmp_path / "fresh3", "1", cache=False, only=TESTS_ONLY), in_place)
     # A row changed before the end: the file is read whole, and still loads as it should.
     text = grown.read_bytes()
-    grown.write_bytes(text.replace(morning[3].encode(encoding), morning[3].replace(",", ",X", 1).encode(encoding), 1))
-    changed = _load(campaign, state, "4", only=TESTS_ONLY)
+    assert morning[4].encode(encoding) in text
+    grown.write_bytes(text.replace(morning[4].encode(encoding), morning[4].replace(",", ",X", 1).encode(encoding), 1))
+    changed = _load(campaign, state, "5", only=TESTS_ONLY)
     assert changed["loaded"]["tests"]["rows_carried"] == 0
-    assert_same_load(_load(campaign, tmp_path / "fresh3", "1", cache=False, only=TESTS_ONLY), changed)
+    assert_same_load(_load(campaign, tmp_path / "fresh4", "1", cache=False, only=TESTS_ONLY), changed)
 
 
 def test_the_last_loads_keys_are_read_while_the_grown_files_start_is_hashed(city, tmp_path, monkeypatch):
-    """A 20M city's export: hashing its first 5 GB and reading the last load's parser keys took 2.8 + 2.6 s
-    one after the other. Each waits here for the other to have begun: done in turn, the first would wait
-    in vain."""
+    """A 20M city's export: opening it on from its last end (and, before the check of its start went on
+    beside the rows, hashing its first 5 GB) and reading the last load's parser keys took 2.8 + 2.6 s one
+    after the other. Each waits here for the other to have begun: done in turn, the first would wait in
+    vain."""
     import threading
 
     from flows.loaded_sources import Kept
