@@ -322,18 +322,24 @@ class Database:
         stored = self.con.sql("SELECT generation FROM link_generation").fetchall()
         return stored[0][0] if stored else None
 
-    def kept_households(self, key: str) -> pl.DataFrame | None:
-        """The households (transforms.pair_decisions.households) kept under this linking fingerprint, or None
-        (after open_link_state)."""
+    def kept_households(self, key: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+        """The households (transforms.pair_decisions.households, with the row each had: _hi) and each
+        resident's household row (_ri, _hi; residents with none left out), kept under this linking
+        fingerprint, both in no set order; None if not kept (after open_link_state)."""
         stored = self.con.sql("SELECT key FROM link_households_key").fetchall()
-        if not (stored and stored[0][0] == key and self._exists("link_households")):
+        if not (stored and stored[0][0] == key and self._exists("link_households")
+                and self._exists("link_household_rows")):
             return None
-        return self.fetch("SELECT * FROM link_households")
+        return self.fetch("SELECT * FROM link_households"), self.fetch("SELECT _ri, _hi FROM link_household_rows")
 
-    def keep_households(self, key: str, households: pl.DataFrame) -> None:
-        """Keeps this run's households under key (after open_link_state)."""
-        with self.registered(_households=households), self.transaction():
+    def keep_households(self, key: str, households: pl.DataFrame, rows: pl.Series) -> None:
+        """Keeps this run's households and each resident's row in them (rows: _hi in the residents' order,
+        transforms.pair_decisions.household_rows) under key (after open_link_state)."""
+        numbered = households.with_row_index("_hi")
+        members = rows.alias("_hi").to_frame().with_row_index("_ri").filter(pl.col("_hi").is_not_null())
+        with self.registered(_households=numbered, _household_rows=members), self.transaction():
             self.con.execute("CREATE OR REPLACE TABLE link_households AS SELECT * FROM _households")
+            self.con.execute("CREATE OR REPLACE TABLE link_household_rows AS SELECT * FROM _household_rows")
             self.con.execute("DELETE FROM link_households_key")
             self.con.execute("INSERT INTO link_households_key VALUES (?)", [key])
 

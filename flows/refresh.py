@@ -61,6 +61,8 @@ from transforms.outcomes import outcome_summary
 from transforms.pair_decisions import (
     RosterSide,
     decide_pairs,
+    household_rows,
+    kept_household_rows,
     number_records,
     number_residents,
     record_batches,
@@ -189,22 +191,33 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     # The households depend on the roster and the settings alone, as the stored decisions do (key): a
     # refresh with the same roster takes them from the database (at 20M residents 19-20 s to group again and
     # 7-8 s to keep, in a full refresh).
-    households = db.kept_households(key) if reused else None
+    t = time.perf_counter()
+    kept_households = db.kept_households(key) if reused else None
+    time_since(timings, "kept_households", t)
     keys_kept = reused and db.kept_roster_keys(key, ROSTER_KEY_STEPS)
     timings |= db.run([step for step in every_roster_step if not (keys_kept and step.name in ROSTER_KEY_STEPS)])
     if not keys_kept:
         t = time.perf_counter()
         db.keep_roster_keys(key, ROSTER_KEY_STEPS)
         time_since(timings, "keep_roster_keys", t)
-    if households is None:
-        t = time.perf_counter()
+    t = time.perf_counter()
+    if kept_households is None:
         households = household_table(residents, settings.blocking.max_phone_block)
         time_since(timings, "households", t)
         t = time.perf_counter()
-        db.keep_households(key, households)
+        rows = household_rows(residents, households)
+        time_since(timings, "roster_side", t)
+        t = time.perf_counter()
+        db.keep_households(key, households, rows)
         time_since(timings, "keep_households", t)
+    else:  # each resident's household row kept with them, not found again by address
+        households, kept_rows = kept_households
+        rows = kept_household_rows(households, kept_rows, residents.height)
+        del kept_households, kept_rows
+        time_since(timings, "roster_side", t)
     t = time.perf_counter()
-    sides = roster_side(residents, households)
+    sides = roster_side(residents, households, rows)
+    del rows
     time_since(timings, "roster_side", t)
     del households
     del residents

@@ -389,14 +389,11 @@ def test_households_list_each_addresses_phones_and_ids_within_the_cap():
     ]
 
 
-def test_a_pair_reads_its_own_residents_household():
-    """households come in the order of each address's first resident, and roster_side numbers them as they
-    come (in any order): every resident's household row holds its own address's phones and IDs, and the
-    pairs' levels are those of the lists joined to each resident by address."""
+def _household_roster() -> pl.DataFrame:
+    """60 numbered residents over 12 addresses (some with none), sharing IDs and phones at random."""
     import random
 
-    from transforms.comparison import LEVEL_COLUMNS, compare_pairs
-    from transforms.pair_decisions import households, number_residents, pair_sides, roster_side
+    from transforms.pair_decisions import number_residents
 
     rng = random.Random(7)
     people = []
@@ -407,22 +404,36 @@ def test_a_pair_reads_its_own_residents_household():
                        "id_flag": "ok", "id_birth_raw": None, "birth": None, "sex": None,
                        "phone_norm": f"138{rng.randrange(30):08d}", "phone_flag": "mobile", "addr_canon": addr,
                        "addr_block": None})
-    residents = number_residents(pl.DataFrame(people, schema_overrides=dict.fromkeys(
+    return number_residents(pl.DataFrame(people, schema_overrides=dict.fromkeys(
         ("id_body", "id_birth_raw", "birth", "sex", "addr_block"), pl.String)))
+
+
+def _assert_own_households(side, table: pl.DataFrame) -> None:
+    """Every resident's household row in side holds its own address's phones and IDs (table: by address)."""
+    by_address = {r["addr_canon"]: r for r in table.iter_rows(named=True)}
+    for addr, hi in zip(side.residents["addr_canon"], side.residents["_hi"], strict=True):
+        own = by_address.get(addr)
+        if own is None:
+            assert hi is None
+        else:
+            assert side.households.row(hi, named=True) == {k: own[k] for k in ("household_phones", "household_ids")}
+
+
+def test_a_pair_reads_its_own_residents_household():
+    """households come in the order of each address's first resident, and roster_side numbers them as they
+    come (in any order): every resident's household row holds its own address's phones and IDs, and the
+    pairs' levels are those of the lists joined to each resident by address."""
+    from transforms.comparison import LEVEL_COLUMNS, compare_pairs
+    from transforms.pair_decisions import households, pair_sides, roster_side
+
+    residents = _household_roster()
     table = households(residents, max_members=6)
     first_seen = list(dict.fromkeys(a for a in residents["addr_canon"].to_list() if a in set(table["addr_canon"])))
     assert table["addr_canon"].to_list() == first_seen
     table = table.sample(fraction=1.0, shuffle=True, seed=3)  # as the database may give them back
     assert table["addr_canon"].to_list() != first_seen
     side = roster_side(residents, table)
-    res = side.residents
-    by_address = {r["addr_canon"]: r for r in table.iter_rows(named=True)}
-    for addr, hi in zip(res["addr_canon"], res["_hi"], strict=True):
-        own = by_address.get(addr)
-        if own is None:
-            assert hi is None
-        else:
-            assert side.households.row(hi, named=True) == {k: own[k] for k in ("household_phones", "household_ids")}
+    _assert_own_households(side, table)
     # Pairs of every record with every resident, their lists taken by household row or joined by address.
     records = residents.drop("resident_id", "_ri").with_columns(
         pl.col("phone_norm").shift(1), pl.col("id_norm").shift(2)).with_row_index("_li").with_columns(
@@ -436,6 +447,25 @@ def test_a_pair_reads_its_own_residents_household():
     through = compare_pairs(sides).select(LEVEL_COLUMNS)
     assert through.equals(compare_pairs(joined).select(LEVEL_COLUMNS))
     assert set(through["phone_level"]) >= {"exact", "household"} and "household" in set(through["id_level"])
+
+
+def test_household_rows_kept_and_given_back_in_any_order_are_each_residents_own():
+    """A refresh with the same roster takes each resident's household row from the database (rows and
+    households both in no set order there): renumbered to the households' order now, every resident still
+    reads its own address's household, as finding the rows by address gives."""
+    from transforms.pair_decisions import household_rows, households, kept_household_rows, roster_side
+
+    residents = _household_roster()
+    table = households(residents, max_members=6)
+    rows = household_rows(residents, table)
+    assert rows.null_count() > 0 and rows.drop_nulls().n_unique() == table.height
+    stored = table.with_row_index("_hi").sample(fraction=1.0, shuffle=True, seed=5)
+    kept = rows.to_frame().with_row_index("_ri").filter(pl.col("_hi").is_not_null()).sample(
+        fraction=1.0, shuffle=True, seed=6)
+    again = kept_household_rows(stored, kept, residents.height)
+    assert not again.equals(rows)  # numbered as the households come back now
+    _assert_own_households(roster_side(residents, stored, again), table)
+    assert roster_side(residents, stored, again).residents.equals(roster_side(residents, stored).residents)
 
 
 def test_each_level_is_read_from_its_own_pair_among_others():

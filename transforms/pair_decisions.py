@@ -92,12 +92,28 @@ class RosterSide:
     households: pl.DataFrame  # household_phones, household_ids; one row per address
 
 
-def roster_side(residents: pl.DataFrame, households: pl.DataFrame) -> RosterSide:
-    """residents: number_residents(resident_id + identity columns). households: households(residents)."""
-    households = households.with_row_index("_hi")
-    index = residents.select("addr_canon").join(households.select("addr_canon", "_hi"), on="addr_canon",
-                                                how="left", maintain_order="left")["_hi"]
-    return RosterSide(residents=residents.with_columns(index).rechunk(),
+def household_rows(residents: pl.DataFrame, households: pl.DataFrame) -> pl.Series:
+    """_hi: each resident's row in households (by address; null where it has none), in residents' order."""
+    return residents.select("addr_canon").join(households.select("addr_canon").with_row_index("_hi"),
+                                               on="addr_canon", how="left", maintain_order="left")["_hi"]
+
+
+def kept_household_rows(households: pl.DataFrame, kept: pl.DataFrame, residents: int) -> pl.Series:
+    """household_rows as kept: households carry the row each had when the rows were found (_hi), in any
+    order now (as the database gives them back); kept holds (_ri, _hi) of each resident with a household, in
+    any order. Each resident's row in households as they are now, in O(residents): joining 20 M addresses
+    again took 2.3-3.2 s in every two-hour refresh at 20M residents."""
+    now = pl.repeat(0, households.height, dtype=pl.UInt32, eager=True).scatter(
+        households["_hi"], pl.int_range(0, households.height, dtype=pl.UInt32, eager=True))
+    return pl.repeat(None, residents, dtype=pl.UInt32, eager=True).scatter(
+        kept["_ri"], now.gather(kept["_hi"])).alias("_hi")
+
+
+def roster_side(residents: pl.DataFrame, households: pl.DataFrame, rows: pl.Series | None = None) -> RosterSide:
+    """residents: number_residents(resident_id + identity columns). households: households(residents).
+    rows: household_rows(residents, households), when known already."""
+    rows = household_rows(residents, households) if rows is None else rows
+    return RosterSide(residents=residents.with_columns(rows.alias("_hi")).rechunk(),
                       households=households.select("household_phones", "household_ids").rechunk())
 
 
