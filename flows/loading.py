@@ -34,6 +34,9 @@ from flows.settings import Settings
 from flows.sources import SourceLoader, Table
 
 _loader: SourceLoader | None = None  # the child's loader, made once, kept for every source
+# Why the child could not make it, said by its first job: an initializer that raises breaks the pool, and
+# the flow saw only a child that "ended" (the database locked by another program read as out of memory).
+_not_started: str | None = None
 
 # Polars' allocator (jemalloc) hands freed pages back to the system after half a second, so every slice of a
 # source asks the kernel for fresh zeroed pages again (page faults: a fifth of loading's CPU at 20M). The
@@ -45,14 +48,23 @@ LOADING_ALLOCATOR = "dirty_decay_ms:10000,muzzy_decay_ms:10000"
 
 def _start(settings: Settings, docs_root: Path, failed_docs: Path, spill: RecordSpill,
            facts: FactSpill, slice_rows: int, loaded: Path | None) -> None:
-    global _loader
+    global _loader, _not_started
     import_in_background()  # Great Expectations (3 s) imports while the roster is read
-    _loader = SourceLoader(settings, docs_root, failed_docs, spill, facts, StageMeter(),
-                           {}, {}, slice_rows, LoadedSources(loaded) if loaded is not None else None)
+    try:
+        _loader = SourceLoader(settings, docs_root, failed_docs, spill, facts, StageMeter(),
+                               {}, {}, slice_rows, LoadedSources(loaded) if loaded is not None else None)
+    except Exception as exc:  # noqa: BLE001 (said by the first job, in the flow's process)
+        _not_started = f"{type(exc).__name__}: {exc}"
+
+
+def _started() -> SourceLoader:
+    if _loader is None:
+        raise RuntimeError(f"the loading process could not start: {_not_started}")
+    return _loader
 
 
 def _load(name: str, opener: Callable[[], Table]) -> dict:
-    loader = _loader
+    loader = _started()
     loader.timings.clear()  # this source's times: the flow adds them up
     return loader.load(name, opener) | {
         "timings": dict(loader.timings), "peaks": dict(loader.peaks), "spills": (loader.spill, loader.facts),
@@ -60,7 +72,7 @@ def _load(name: str, opener: Callable[[], Table]) -> dict:
 
 
 def _finish() -> dict:
-    loader = _loader
+    loader = _started()
     loader.timings.clear()
     loader.finish()
     return {"suites": dict(loader.suites), "timings": dict(loader.timings), "peaks": dict(loader.peaks)}

@@ -175,6 +175,29 @@ def test_a_loading_process_that_dies_is_an_error_that_says_so(campaign, tmp_path
     assert multiprocessing.active_children() == []
 
 
+def test_a_loading_process_that_cannot_start_says_why(campaign, tmp_path):
+    """Another program holding the state database (a DuckDB file takes one writer): the child cannot read the
+    last run when it starts, and the flow is told that, not that the child ended (as if killed)."""
+    import subprocess
+    import sys
+
+    settings = _settings(campaign, tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "c.execute('CREATE TABLE t (x INTEGER)'); print('held', flush=True); time.sleep(120)",
+         str(settings.duckdb.path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        spill, facts = _spills(tmp_path)
+        with LoadingProcess(settings, tmp_path / "docs", tmp_path / "failed", spill, facts, 700) as loading:
+            with pytest.raises(RuntimeError, match="the loading process could not start: IOException: .*lock"):
+                loading.load("roster", file_sources(settings)["roster"], {}, {})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert multiprocessing.active_children() == []
+
+
 def test_the_loading_child_keeps_freed_pages_for_its_next_slices_and_the_flow_keeps_its_own(campaign, tmp_path):
     """The allocator setting is in the loading child's environment (read when its allocator starts), not left in
     the flow's, whose later programs keep the environment they were given."""
