@@ -28,6 +28,7 @@ from prefect.cache_policies import NO_CACHE
 import flows.sources
 import transforms.linking
 from expectations.suites import SuiteResult, data_docs_site
+from flows.block_index import KeptBlockIndex, NarrowRoster, index_key
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.collector import fewer_full_collections
 from flows.database import Database, new_generation
@@ -48,6 +49,7 @@ from flows.ruling import apply_rules
 from flows.run_claim import RunClaim, remove_abandoned
 from flows.settings import Settings
 from flows.sources import Sources, Table, file_sources, validation_summary
+from transforms.block_index import worth_narrowing
 from transforms.changes import mark_changes
 from transforms.contract import ROSTER
 from transforms.decision import LINK_COLUMNS, compact_links
@@ -104,11 +106,17 @@ def _read_batch(spill: RecordSpill, kind: str, rows: pl.Series, timings: dict) -
 
 
 def _link_batch(db: Database, steps: list[SqlStep], batch: pl.DataFrame, sides: RosterSide, settings: Settings,
-                timings: dict, counts: dict) -> pl.DataFrame:
-    """One batch of records through one stage's SQL, then compared, scored and decided."""
+                timings: dict, counts: dict, narrow: NarrowRoster | None = None) -> pl.DataFrame:
+    """One batch of records through one stage's SQL, then compared, scored and decided. narrow: the roster
+    the blocking joins read narrowed to the residents the batch's keys meet (its views made first)."""
     db.expose("records", batch)
-    for name, seconds in db.run(steps).items():
+    joins = next(i for i, step in enumerate(steps) if step.name == "blocked_pairs") if narrow else len(steps)
+    for name, seconds in db.run(steps[:joins]).items():
         add_time(timings, name, seconds)
+    if narrow is not None:
+        with narrow.narrowed():
+            for name, seconds in db.run(steps[joins:]).items():
+                add_time(timings, name, seconds)
     t = time.perf_counter()
     pairs = db.fetch("SELECT * FROM candidate_pairs")
     time_since(timings, "fetch_pairs", t)
@@ -215,17 +223,20 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
         rows = kept_household_rows(households, kept_rows, residents.height)
         del kept_households, kept_rows
         time_since(timings, "roster_side", t)
-    t = time.perf_counter()
-    sides = roster_side(residents, households, rows)
-    del rows
-    time_since(timings, "roster_side", t)
-    del households
-    del residents
     # Each batch's decisions go to disk: a city's decisions (17 M at 5M residents) are not held while the
     # later batches are blocked, nor twice when they are put together.
     decided = Spill(spill.folder / "decisions")
     counts = dict.fromkeys(("record_batches", "exact_stage_links", "pending_records", "blocking_batches",
                             "candidate_pairs", "chunks"), 0)
+    t = time.perf_counter()
+    sides = roster_side(residents, households, rows)
+    del rows
+    time_since(timings, "roster_side", t)
+    del households
+    # A batch small beside the roster (a two-hour refresh's) is blocked against the residents its keys meet.
+    narrow = NarrowRoster(db, residents, KeptBlockIndex(settings.duckdb.path.parent / "block_index", index_key(key)),
+                          timings, counts)
+    del residents
     # Records go through linking a batch at a time: memory is one batch's pairs plus the roster, not the
     # whole run's, and the decisions are the same whatever the batch size. The exact stage runs on each
     # batch of records; the records it leaves are gathered, kind by kind, and blocked a batch at a time
@@ -254,11 +265,13 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
             if part.height:
                 counts["blocking_batches"] += 1
                 batch = _read_batch(spill, kind, part[ROW], timings)
-                decided.write("decisions", _link_batch(db, blocking_steps, batch, sides, settings, timings, counts))
+                narrowed = narrow if worth_narrowing(batch.height, sides.residents.height) else None
+                decided.write("decisions", _link_batch(db, blocking_steps, batch, sides, settings, timings, counts,
+                                                       narrowed))
                 del batch
     db.drop_view("records")
     db.drop_temp(list(dict.fromkeys(st.name for st in [*every_roster_step, *exact_steps, *blocking_steps])))
-    del sides
+    del sides, narrow
     # DuckDB's cached pages (gigabytes after blocking a city's records) go back before the decisions are put
     # together and sorted: at 5M residents both together were the link stage's peak.
     db.release_memory()

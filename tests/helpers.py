@@ -6,6 +6,7 @@ import duckdb
 import polars as pl
 
 from flows.match_parts import scan_matches
+from transforms.block_index import INDEXES, probes_sql, residents_met, sorted_index
 from transforms.comparison import ScoreSettings
 from transforms.contract import ROSTER, TESTS, Contract
 from transforms.decision import DecisionSettings
@@ -46,9 +47,11 @@ def records_table(rows: list[dict]) -> pl.DataFrame:
     return table(rows, TESTS, {"sampled_at": "2022-05-20 09:00"})
 
 
-def _stages(roster_rows: pl.DataFrame, test_rows: pl.DataFrame):
+def _stages(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, narrow: bool = False, seen: dict | None = None):
     """The production linking SQL on an in-memory DuckDB: the roster side, and each stage's pairs with the
-    batch of records they number."""
+    batch of records they number. narrow: the blocking joins read only the residents the roster's index
+    finds for the batch (transforms.block_index), as a two-hour refresh's do; seen then gets the index, the
+    batch's probes, the residents met and the pairs from the whole roster, for the tests to look into."""
     residents = number_residents(normalise_people(roster_rows, ROSTER).select("resident_id", *IDENTITY_COLUMNS))
     records = number_records(records_for_linking(normalise_people(test_rows, TESTS), None, IDENTITY_COLUMNS))
     con = duckdb.connect()
@@ -70,7 +73,20 @@ def _stages(roster_rows: pl.DataFrame, test_rows: pl.DataFrame):
         left = con.sql("SELECT _li FROM exact_pending ORDER BY _li").pl()["_li"]
         pending = number_records(records.drop("_li").gather(left))
         put("records", pending)
-        for step in blocking_stage_sql(settings):
+        steps = blocking_stage_sql(settings)
+        joins = next(i for i, step in enumerate(steps) if step.name == "blocked_pairs")
+        for step in steps[:joins]:
+            con.execute(step.sql)
+        if narrow:
+            index = {ix.name: sorted_index(con.sql(ix.roster).pl()) for ix in INDEXES}
+            probes = con.sql(probes_sql()).pl()
+            met = residents_met(index, probes)
+            if seen is not None:
+                for step in steps[joins:]:
+                    con.execute(step.sql)
+                seen.update(index=index, probes=probes, met=met, whole=con.sql("SELECT * FROM candidate_pairs").pl())
+            put("residents", residents[pl.Series(met)])
+        for step in steps[joins:]:
             con.execute(step.sql)
         blocked = con.sql("SELECT * FROM candidate_pairs").pl()
     finally:
@@ -86,10 +102,11 @@ def link(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, pairs_per_slice: in
     return pl.concat(decide, how="vertical_relaxed")
 
 
-def blocked_candidates(roster_rows: pl.DataFrame, test_rows: pl.DataFrame) -> dict[tuple[str, str], set[str]]:
+def blocked_candidates(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, narrow: bool = False
+                       ) -> dict[tuple[str, str], set[str]]:
     """The blocking stage's candidates, (record_id, resident_id) -> the rules that proposed the pair, whether
-    or not a decision keeps them."""
-    roster, (_, (blocked, pending)) = _stages(roster_rows, test_rows)
+    or not a decision keeps them (narrow: as _stages)."""
+    roster, (_, (blocked, pending)) = _stages(roster_rows, test_rows, narrow)
     pairs = blocked.select(record_id=pending["record_id"].gather(blocked["_li"]),
                            resident_id=roster.residents["resident_id"].gather(blocked["_ri"]),
                            rules=rule_text(pl.col("rule_bits")))
