@@ -22,7 +22,7 @@ import polars as pl
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.database import Database
 from flows.kept_meta import read_meta, write_meta
-from flows.meter import add_time
+from flows.meter import add_time, time_since
 from transforms.block_index import INDEXES, probes_sql, residents_met, sorted_index
 
 _CODE = Path(__file__).resolve().parents[1] / "transforms" / "block_index.py"
@@ -102,10 +102,13 @@ class NarrowRoster:
         views are made); after, the whole roster again."""
         index = self._index()
         t = time.perf_counter()
-        met = residents_met(index, self.db.fetch(probes_sql()))
+        probes = self.db.fetch(probes_sql())
+        t = time_since(self.timings, "narrow_probes", t)
+        met = residents_met(index, probes)
+        t = time_since(self.timings, "narrow_search", t)
         self.counts["narrowed_residents"] = self.counts.get("narrowed_residents", 0) + len(met)
-        self.db.expose("residents", self.roster[met])
-        add_time(self.timings, "narrow_roster", round(time.perf_counter() - t, 3))
+        self.db.expose("residents", self.roster[pl.Series(met)])
+        time_since(self.timings, "narrow_expose", t)
         try:
             yield
         finally:
