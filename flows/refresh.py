@@ -195,6 +195,15 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     residents = number_residents(residents)
     db.expose("residents", residents)
     time_since(timings, "expose_roster", t)
+    # Each batch's decisions go to disk: a city's decisions (17 M at 5M residents) are not held while the
+    # later batches are blocked, nor twice when they are put together.
+    decided = Spill(spill.folder / "decisions")
+    counts = dict.fromkeys(("record_batches", "exact_stage_links", "pending_records", "blocking_batches",
+                            "candidate_pairs", "chunks"), 0)
+    # A batch small beside the roster (a two-hour refresh's) is blocked against the residents its keys meet;
+    # the kept index is read from now on when every batch will be.
+    narrow = NarrowRoster(db, residents, KeptBlockIndex(settings.duckdb.path.parent / "block_index", index_key(key)),
+                          timings, counts, prefetch=todo is not None and worth_narrowing(todo.height, residents.height))
     every_roster_step = roster_keys_sql(settings.blocking)
     # The households depend on the roster and the settings alone, as the stored decisions do (key): a
     # refresh with the same roster takes them from the database (at 20M residents 19-20 s to group again and
@@ -223,19 +232,11 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
         rows = kept_household_rows(households, kept_rows, residents.height)
         del kept_households, kept_rows
         time_since(timings, "roster_side", t)
-    # Each batch's decisions go to disk: a city's decisions (17 M at 5M residents) are not held while the
-    # later batches are blocked, nor twice when they are put together.
-    decided = Spill(spill.folder / "decisions")
-    counts = dict.fromkeys(("record_batches", "exact_stage_links", "pending_records", "blocking_batches",
-                            "candidate_pairs", "chunks"), 0)
     t = time.perf_counter()
     sides = roster_side(residents, households, rows)
     del rows
     time_since(timings, "roster_side", t)
     del households
-    # A batch small beside the roster (a two-hour refresh's) is blocked against the residents its keys meet.
-    narrow = NarrowRoster(db, residents, KeptBlockIndex(settings.duckdb.path.parent / "block_index", index_key(key)),
-                          timings, counts)
     del residents
     # Records go through linking a batch at a time: memory is one batch's pairs plus the roster, not the
     # whole run's, and the decisions are the same whatever the batch size. The exact stage runs on each
@@ -271,6 +272,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
                 del batch
     db.drop_view("records")
     db.drop_temp(list(dict.fromkeys(st.name for st in [*every_roster_step, *exact_steps, *blocking_steps])))
+    narrow.close()
     del sides, narrow
     # DuckDB's cached pages (gigabytes after blocking a city's records) go back before the decisions are put
     # together and sorted: at 5M residents both together were the link stage's peak.

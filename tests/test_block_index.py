@@ -75,9 +75,31 @@ def test_an_index_hash_that_collides_only_adds_residents():
     # Short hashes of different keys may be equal: the search then returns both keys' residents, never fewer.
     from transforms.block_index import sorted_index
 
-    pairs = pl.DataFrame({"h": pl.Series([5 << 32 | 1, 5 << 32 | 2, 7 << 32, 9 << 32], dtype=pl.UInt64),
-                          "v": pl.Series([10, 11, 12, 13], dtype=pl.UInt32)})
+    pairs = pl.DataFrame({"h": pl.Series([9 << 32, 5 << 32 | 2, 7 << 32, 5 << 32 | 1, 2 << 32], dtype=pl.UInt64),
+                          "v": pl.Series([13, 11, 12, 10, 14], dtype=pl.UInt32)})
     index = {ix.name: sorted_index(pairs.head(0)) for ix in INDEXES} | {"name": sorted_index(pairs)}
-    probes = pl.DataFrame({"ix": ["name", "name"], "h": pl.Series([5 << 32 | 1, 9 << 32 | 3], dtype=pl.UInt64)})
+    assert index["name"].keys.tolist() == [2, 5, 7, 9] and index["name"].starts.tolist() == [0, 1, 3, 4, 5]
+    probes = pl.DataFrame({"ix": ["name", "name", "name", "phone"],
+                           "h": pl.Series([5 << 32 | 1, 9 << 32 | 3, 10 << 32, 5 << 32], dtype=pl.UInt64)})
     assert residents_met(index, probes).tolist() == [10, 11, 13]
     assert residents_met(index, probes.head(0)).dtype == np.uint32
+
+
+def test_the_kept_index_is_read_back_as_written_and_only_under_its_key(tmp_path):
+    from flows.block_index import KeptBlockIndex
+    from transforms.block_index import sorted_index
+
+    pairs = pl.DataFrame({"h": pl.Series([3 << 32, 1 << 32, 3 << 32], dtype=pl.UInt64),
+                          "v": pl.Series([7, 8, 9], dtype=pl.UInt32)})
+    index = {ix.name: sorted_index(pairs) for ix in INDEXES}
+    kept = KeptBlockIndex(tmp_path / "block_index", "k1")
+    assert kept.load() is None and not kept.exists()
+    kept.save(index)
+    back = kept.load()
+    assert set(back) == set(index)
+    for name, keys in index.items():
+        assert all((getattr(back[name], part) == getattr(keys, part)).all() for part in ("keys", "starts", "values"))
+    assert KeptBlockIndex(tmp_path / "block_index", "k2").load() is None
+    # another key's index replaces it: one roster's index is kept at a time
+    KeptBlockIndex(tmp_path / "block_index", "k2").save(index)
+    assert kept.load() is None and [p.name for p in (tmp_path / "block_index").iterdir()] == ["k2"]

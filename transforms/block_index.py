@@ -98,30 +98,40 @@ def _short(hashes: pl.Series | pl.Expr) -> pl.Series | pl.Expr:
     return (hashes // (1 << 32)).cast(pl.UInt32)
 
 
-def sorted_index(pairs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """A roster query's (h, v) as its short hashes sorted, and the values (_ri, or a short hash) in that order."""
+@dataclass(frozen=True)
+class SortedKeys:
+    """One index: its distinct short hashes sorted (keys), where each one's values begin (starts: one more
+    than keys, the last the number of values), and the values in the keys' order."""
+
+    keys: np.ndarray  # uint32
+    starts: np.ndarray  # int64
+    values: np.ndarray  # uint32
+
+    def values_of(self, wanted: np.ndarray) -> np.ndarray:
+        """Every value whose key is one of wanted (sorted, unique): one binary search each."""
+        at = np.searchsorted(self.keys, wanted)
+        inside = at < len(self.keys)
+        at, wanted = at[inside], wanted[inside]
+        at = at[self.keys[at] == wanted]
+        lo = self.starts[at]
+        lengths = self.starts[at + 1] - lo
+        # positions lo[i] .. lo[i] + lengths[i] - 1 for every i, flattened
+        return self.values[np.repeat(lo - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))]
+
+
+def sorted_index(pairs: pl.DataFrame) -> SortedKeys:
+    """A roster query's (h, v) as a SortedKeys of short hashes (v: _ri, or a short hash)."""
     v = pl.col("v")
     pairs = pairs.select(h=_short(pl.col("h")), v=_short(v) if pairs.schema["v"] == pl.UInt64 else v.cast(pl.UInt32))
     pairs = pairs.sort("h")
-    return pairs["h"].to_numpy(), pairs["v"].to_numpy()
+    hashes = pairs["h"].to_numpy()
+    if len(hashes) == 0:
+        return SortedKeys(hashes, np.zeros(1, dtype=np.int64), pairs["v"].to_numpy())
+    starts = np.concatenate([[0], np.flatnonzero(hashes[1:] != hashes[:-1]) + 1, [len(hashes)]]).astype(np.int64)
+    return SortedKeys(hashes[starts[:-1]], starts, pairs["v"].to_numpy())
 
 
-def _values_of(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Every value whose key is one of wanted (sorted, unique): one binary search per end of each run."""
-    lo = np.searchsorted(keys, wanted, side="left")
-    hi = np.searchsorted(keys, wanted, side="right")
-    lengths = hi - lo
-    found = lengths > 0
-    lo, lengths = lo[found], lengths[found]
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=values.dtype)
-    # positions lo[i] .. lo[i] + lengths[i] - 1 for every i, flattened
-    starts = np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
-    return values[starts + np.arange(total)]
-
-
-def residents_met(index: dict[str, tuple[np.ndarray, np.ndarray]], probes: pl.DataFrame) -> np.ndarray:
+def residents_met(index: dict[str, SortedKeys], probes: pl.DataFrame) -> np.ndarray:
     """The _ri (sorted, unique) of every resident whose key in some index is one a record looks up
     (probes: ix, h, from probes_sql)."""
     met = []
@@ -132,7 +142,7 @@ def residents_met(index: dict[str, tuple[np.ndarray, np.ndarray]], probes: pl.Da
         wanted = np.unique(_short(by_index[ix.name]).to_numpy())
         step = ix
         while True:
-            found = _values_of(*index[step.name], wanted)
+            found = index[step.name].values_of(wanted)
             if step.leads_to is None:
                 met.append(found)
                 break
