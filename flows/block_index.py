@@ -36,7 +36,7 @@ def index_key(linking_key: str) -> str:
     return hashlib.sha256(f"{linking_key}\0{code}".encode()).hexdigest()[:32]
 
 
-_PARTS = ("keys", "starts", "values")
+_PARTS = ("keys", "values")
 
 
 class KeptBlockIndex:

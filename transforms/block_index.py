@@ -100,21 +100,17 @@ def _short(hashes: pl.Series | pl.Expr) -> pl.Series | pl.Expr:
 
 @dataclass(frozen=True)
 class SortedKeys:
-    """One index: its distinct short hashes sorted (keys), where each one's values begin (starts: one more
-    than keys, the last the number of values), and the values in the keys' order."""
+    """One index: its short hashes sorted (keys, one per value: most keys have one resident, so a list of
+    where each key's values begin would make the index half as big again, and it is read whole every
+    batch), and the values in the keys' order."""
 
     keys: np.ndarray  # uint32
-    starts: np.ndarray  # int64
     values: np.ndarray  # uint32
 
     def values_of(self, wanted: np.ndarray) -> np.ndarray:
-        """Every value whose key is one of wanted (sorted, unique): one binary search each."""
-        at = np.searchsorted(self.keys, wanted)
-        inside = at < len(self.keys)
-        at, wanted = at[inside], wanted[inside]
-        at = at[self.keys[at] == wanted]
-        lo = self.starts[at]
-        lengths = self.starts[at + 1] - lo
+        """Every value whose key is one of wanted (sorted, unique): a binary search for each end of its run."""
+        lo = np.searchsorted(self.keys, wanted, side="left")
+        lengths = np.searchsorted(self.keys, wanted, side="right") - lo
         # positions lo[i] .. lo[i] + lengths[i] - 1 for every i, flattened
         return self.values[np.repeat(lo - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))]
 
@@ -124,11 +120,14 @@ def sorted_index(pairs: pl.DataFrame) -> SortedKeys:
     v = pl.col("v")
     pairs = pairs.select(h=_short(pl.col("h")), v=_short(v) if pairs.schema["v"] == pl.UInt64 else v.cast(pl.UInt32))
     pairs = pairs.sort("h")
-    hashes = pairs["h"].to_numpy()
-    if len(hashes) == 0:
-        return SortedKeys(hashes, np.zeros(1, dtype=np.int64), pairs["v"].to_numpy())
-    starts = np.concatenate([[0], np.flatnonzero(hashes[1:] != hashes[:-1]) + 1, [len(hashes)]]).astype(np.int64)
-    return SortedKeys(hashes[starts[:-1]], starts, pairs["v"].to_numpy())
+    return SortedKeys(pairs["h"].to_numpy(), pairs["v"].to_numpy())
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The values sorted, each once: np.unique (numpy 2.4) took 4.4 s for the 4.3 M residents a 20M city's
+    batch met, sorting them 0.2."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if len(ordered) else ordered
 
 
 def residents_met(index: dict[str, SortedKeys], probes: pl.DataFrame) -> np.ndarray:
@@ -139,7 +138,7 @@ def residents_met(index: dict[str, SortedKeys], probes: pl.DataFrame) -> np.ndar
     for ix in INDEXES:
         if ix.name not in by_index:
             continue
-        wanted = np.unique(_short(by_index[ix.name]).to_numpy())
+        wanted = _distinct(_short(by_index[ix.name]).to_numpy())
         step = ix
         while True:
             found = index[step.name].values_of(wanted)
@@ -147,5 +146,5 @@ def residents_met(index: dict[str, SortedKeys], probes: pl.DataFrame) -> np.ndar
                 met.append(found)
                 break
             step = next(other for other in INDEXES if other.name == step.leads_to)
-            wanted = np.unique(found)
-    return np.unique(np.concatenate(met)) if met else np.empty(0, dtype=np.uint32)
+            wanted = _distinct(found)
+    return _distinct(np.concatenate(met)) if met else np.empty(0, dtype=np.uint32)
