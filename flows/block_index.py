@@ -24,7 +24,16 @@ from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.database import Database
 from flows.kept_meta import read_meta, write_meta
 from flows.meter import time_since
-from transforms.block_index import INDEXES, SortedKeys, probes_sql, residents_met, sorted_index
+from transforms.block_index import (
+    EXACT_PROBES,
+    INDEXES,
+    UNIQUE_COLUMNS,
+    SortedKeys,
+    probes_sql,
+    residents_met,
+    sorted_index,
+    unique_residents_met,
+)
 
 _CODE = Path(__file__).resolve().parents[1] / "transforms" / "block_index.py"
 
@@ -117,6 +126,20 @@ class NarrowRoster:
         if self._reading is not None:
             self._reading.result()
         self.index = self._reading = None
+
+    @contextmanager
+    def narrowed_exact(self):
+        """Within: `unique_residents` (the kept table's view) is the unique IDs the batch's records have."""
+        index = self._index()
+        t = time.perf_counter()
+        met = unique_residents_met(index, self.db.fetch(EXACT_PROBES))
+        self.counts["narrowed_unique_ids"] = self.counts.get("narrowed_unique_ids", 0) + len(met)
+        self.db.narrow_kept_roster_key("unique_residents", self.roster[pl.Series(met)].select(UNIQUE_COLUMNS))
+        time_since(self.timings, "narrow_unique_ids", t)
+        try:
+            yield
+        finally:
+            self.db.restore_kept_roster_key("unique_residents")
 
     @contextmanager
     def narrowed(self):

@@ -106,16 +106,17 @@ def _read_batch(spill: RecordSpill, kind: str, rows: pl.Series, timings: dict) -
 
 
 def _link_batch(db: Database, steps: list[SqlStep], batch: pl.DataFrame, sides: RosterSide, settings: Settings,
-                timings: dict, counts: dict, narrow: NarrowRoster | None = None) -> pl.DataFrame:
-    """One batch of records through one stage's SQL, then compared, scored and decided. narrow: the roster
-    the blocking joins read narrowed to the residents the batch's keys meet (its views made first)."""
+                timings: dict, counts: dict, narrow: tuple[str, Callable] | None = None) -> pl.DataFrame:
+    """One batch of records through one stage's SQL, then compared, scored and decided. narrow: the step
+    from which the roster is read narrowed to what the batch's keys meet, and the context that narrows it
+    (NarrowRoster.narrowed_exact or .narrowed)."""
     db.expose("records", batch)
-    joins = next(i for i, step in enumerate(steps) if step.name == "blocked_pairs") if narrow else len(steps)
-    for name, seconds in db.run(steps[:joins]).items():
+    at = next(i for i, step in enumerate(steps) if step.name == narrow[0]) if narrow else len(steps)
+    for name, seconds in db.run(steps[:at]).items():
         add_time(timings, name, seconds)
     if narrow is not None:
-        with narrow.narrowed():
-            for name, seconds in db.run(steps[joins:]).items():
+        with narrow[1]():
+            for name, seconds in db.run(steps[at:]).items():
                 add_time(timings, name, seconds)
     t = time.perf_counter()
     pairs = db.fetch("SELECT * FROM candidate_pairs")
@@ -254,7 +255,10 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
             if batch.height == 0 and counts["record_batches"]:
                 continue  # nothing to link here; one batch always runs, so the figures and tables exist
             counts["record_batches"] += 1
-            decided.write("decisions", _link_batch(db, exact_steps, batch, sides, settings, timings, counts))
+            # the unique IDs narrowed as the blocking's roster is, when they are the kept ones (a view)
+            narrowed = ("exact_links", narrow.narrowed_exact) if keys_kept and worth_narrowing(
+                batch.height, sides.residents.height) else None
+            decided.write("decisions", _link_batch(db, exact_steps, batch, sides, settings, timings, counts, narrowed))
             t = time.perf_counter()
             counts["exact_stage_links"] += db.count("exact_links")
             pending.append(batch[ROW].gather(db.fetch("SELECT _li FROM exact_pending ORDER BY _li")["_li"]))
@@ -266,7 +270,8 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
             if part.height:
                 counts["blocking_batches"] += 1
                 batch = _read_batch(spill, kind, part[ROW], timings)
-                narrowed = narrow if worth_narrowing(batch.height, sides.residents.height) else None
+                narrowed = ("blocked_pairs", narrow.narrowed) if worth_narrowing(
+                    batch.height, sides.residents.height) else None
                 decided.write("decisions", _link_batch(db, blocking_steps, batch, sides, settings, timings, counts,
                                                        narrowed))
                 del batch

@@ -6,7 +6,15 @@ import duckdb
 import polars as pl
 
 from flows.match_parts import scan_matches
-from transforms.block_index import INDEXES, probes_sql, residents_met, sorted_index
+from transforms.block_index import (
+    EXACT_PROBES,
+    INDEXES,
+    UNIQUE_COLUMNS,
+    probes_sql,
+    residents_met,
+    sorted_index,
+    unique_residents_met,
+)
 from transforms.comparison import ScoreSettings
 from transforms.contract import ROSTER, TESTS, Contract
 from transforms.decision import DecisionSettings
@@ -49,23 +57,32 @@ def records_table(rows: list[dict]) -> pl.DataFrame:
 
 def _stages(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, narrow: bool = False, seen: dict | None = None):
     """The production linking SQL on an in-memory DuckDB: the roster side, and each stage's pairs with the
-    batch of records they number. narrow: the blocking joins read only the residents the roster's index
-    finds for the batch (transforms.block_index), as a two-hour refresh's do; seen then gets the index, the
-    batch's probes, the residents met and the pairs from the whole roster, for the tests to look into."""
+    batch of records they number. narrow: the exact stage reads only the unique IDs, and the blocking joins
+    only the residents, the roster's index finds for the batch (transforms.block_index), as a two-hour
+    refresh's do; seen then gets the index, the unique IDs met, the blocking batch's probes, the residents met
+    and the pairs from the whole roster, for the tests to look into."""
     residents = number_residents(normalise_people(roster_rows, ROSTER).select("resident_id", *IDENTITY_COLUMNS))
     records = number_records(records_for_linking(normalise_people(test_rows, TESTS), None, IDENTITY_COLUMNS))
     con = duckdb.connect()
 
-    def put(name: str, frame: pl.DataFrame) -> None:
+    def put(name: str, frame: pl.DataFrame, temp: bool = False) -> None:
         con.register("_f", frame)
-        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _f")
+        con.execute(f"CREATE OR REPLACE {'TEMP ' if temp else ''}TABLE {name} AS SELECT * FROM _f")
         con.unregister("_f")
 
     try:
         put("residents", residents)
         put("records", records)
         settings = BlockingSettings()
-        for step in [*roster_keys_sql(settings), *exact_stage_sql()]:
+        for step in roster_keys_sql(settings):
+            con.execute(step.sql)
+        if narrow:  # the index is built from the whole roster; the exact stage reads the unique IDs it meets
+            index = {ix.name: sorted_index(con.sql(ix.roster).pl()) for ix in INDEXES}
+            unique = residents[pl.Series(unique_residents_met(index, con.sql(EXACT_PROBES).pl()))]
+            put("unique_residents", unique.select(UNIQUE_COLUMNS), temp=True)  # in place of roster_keys_sql's
+            if seen is not None:
+                seen["unique_met"] = unique.height
+        for step in exact_stage_sql():
             con.execute(step.sql)
         roster = roster_side(residents, households(residents, settings.max_phone_block))
         exact = con.sql("SELECT * FROM candidate_pairs").pl()
@@ -78,7 +95,6 @@ def _stages(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, narrow: bool = F
         for step in steps[:joins]:
             con.execute(step.sql)
         if narrow:
-            index = {ix.name: sorted_index(con.sql(ix.roster).pl()) for ix in INDEXES}
             probes = con.sql(probes_sql()).pl()
             met = residents_met(index, probes)
             if seen is not None:

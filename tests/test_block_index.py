@@ -48,10 +48,13 @@ def test_a_batch_blocked_against_the_residents_its_keys_meet_gets_the_whole_rost
     # every rule proposed pairs here, so none was checked by its absence
     assert set().union(*whole.values()) == set(RULE_NAMES)
     assert ("T-TYPO", "R-TYPO") in whole and "id_other" in whole[("T-PASS", "R-PASS")]
+    # the exact stage's pairs too, from the unique IDs the batch's records have
     seen: dict = {}
-    _stages(people, records, narrow=True, seen=seen)
+    _, ((exact, _), _) = _stages(people, records, narrow=True, seen=seen)
+    _, ((whole_exact, _), _) = _stages(people, records)
+    assert exact.height > 100 and exact.sort("_li").equals(whole_exact.sort("_li"))
     # and it narrows: the joins read a small part of the roster
-    assert 0 < len(seen["met"]) < people.height / 3
+    assert 0 < len(seen["met"]) < people.height / 3 and 0 < seen["unique_met"] < people.height / 3
 
 
 def test_each_rules_pairs_are_among_the_residents_its_own_indexes_meet(city):
@@ -61,7 +64,7 @@ def test_each_rules_pairs_are_among_the_residents_its_own_indexes_meet(city):
     seen: dict = {}
     _stages(people, records, narrow=True, seen=seen)
     pairs = seen["whole"]
-    assert {ix.rule for ix in INDEXES} == set(RULE_NAMES)
+    assert {ix.rule for ix in INDEXES} == {*RULE_NAMES, "exact"}
     for bit, rule in enumerate(RULE_NAMES):
         wanted = set(pairs.filter((pl.col("rule_bits") // (1 << bit)) % 2 == 1)["_ri"].to_list())
         assert wanted, rule

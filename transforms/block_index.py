@@ -76,7 +76,13 @@ INDEXES = (
     KeyIndex("name", "name", "SELECT hash(p.name_py) AS h, p._ri AS v FROM residents p "
              "SEMI JOIN name_keys k ON p.name_py = k.name_py",
              "SELECT hash(name_py) AS h FROM pending_records WHERE name_py IS NOT NULL"),
+    # the exact stage: the residents whose checked ID no one else on the roster has (unique_residents), by
+    # that ID; looked up with EXACT_PROBES, before the blocking stage
+    KeyIndex("unique_id", "exact", "SELECT hash(id_norm) AS h, _ri AS v FROM unique_residents", None),
 )
+EXACT_PROBES = "SELECT hash(id_norm) AS h FROM records WHERE id_norm IS NOT NULL"
+# unique_residents' columns (transforms.linking), as the roster gives them for a resident whose ID is unique
+UNIQUE_COLUMNS = ("id_norm", "name_py", "_ri")
 
 # A batch with more pending records than this share of the roster is blocked against the whole roster:
 # its keys meet most residents anyway, and a full refresh never pays for building the index.
@@ -128,6 +134,12 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     batch met, sorting them 0.2."""
     ordered = np.sort(values)
     return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if len(ordered) else ordered
+
+
+def unique_residents_met(index: dict[str, SortedKeys], probes: pl.DataFrame) -> np.ndarray:
+    """The _ri (sorted, unique) of the residents of unique_residents whose ID's hash is one of a batch's
+    records' (probes: h, from EXACT_PROBES): the exact stage's join needs no others."""
+    return _distinct(index["unique_id"].values_of(_distinct(_short(probes["h"]).to_numpy())))
 
 
 def residents_met(index: dict[str, SortedKeys], probes: pl.DataFrame) -> np.ndarray:
