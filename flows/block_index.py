@@ -10,10 +10,10 @@ or phones. The folder is replaced whole, so a refresh that dies while writing it
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,17 +57,30 @@ class KeptBlockIndex:
         return meta is not None and meta.get("key") == self.key
 
     def load(self) -> dict[str, SortedKeys] | None:
-        """The kept index read whole (a batch's searches touch nearly every page of it: 0.2 M keys among 20 M,
-        and mapped, not read, they waited for the disk page by page: 3.9 s at 20M), or None."""
+        """The kept index, mapped (a batch's searches touch nearly every page: 0.2 M keys among 20 M; read
+        whole into the process instead, beside the link's first steps, the copy took a core from them: the
+        households' fetch 3.1 s against 1.5), or None."""
         here = self.folder / self.key
         meta = read_meta(here)
         if meta is None or meta.get("key") != self.key or sorted(meta.get("indexes", [])) != sorted(ix.name for ix in INDEXES):
             return None
         try:
-            return {name: SortedKeys(*(np.load(here / f"{name}.{part}.npy") for part in _PARTS))
+            return {name: SortedKeys(*(np.load(here / f"{name}.{part}.npy", mmap_mode="r") for part in _PARTS))
                     for name in meta["indexes"]}
         except (OSError, ValueError):
             return None
+
+    def warm(self) -> None:
+        """Asks the kernel to read the kept index's files into its cache ahead of the search, in the background."""
+        if not hasattr(os, "posix_fadvise"):  # not on Windows or macOS: the first searches read it instead
+            return
+        here = self.folder / self.key
+        for path in here.glob("*.npy"):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
 
     def save(self, index: dict[str, SortedKeys]) -> None:
         """Written beside, then put in place of any index kept before (another roster's, or other code's)."""
@@ -94,24 +107,20 @@ def build_index(db: Database) -> dict[str, SortedKeys]:
 
 class NarrowRoster:
     """The whole roster (exposed as `residents`) swapped, for one small batch's blocking joins, for the
-    residents its keys meet. The index is loaded, or built and kept, at the first such batch; or read from
-    the start of the link (prefetch), beside the exact stage, when its batches are known to be small."""
+    residents its keys meet. The index is mapped, or built and kept, at the first such batch; its files are
+    asked into the kernel's cache from the link's start (warm) when its batches are known to be small."""
 
     def __init__(self, db: Database, roster: pl.DataFrame, kept: KeptBlockIndex, timings: dict, counts: dict,
-                 prefetch: bool = False):
+                 warm: bool = False):
         self.db, self.roster, self.kept, self.timings, self.counts = db, roster, kept, timings, counts
         self.index: dict[str, SortedKeys] | None = None
-        self._reading: Future | None = None
-        if prefetch and kept.exists():
-            reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="block-index")
-            self._reading = reader.submit(kept.load)
-            reader.shutdown(wait=False)
+        if warm and kept.exists():
+            kept.warm()
 
     def _index(self) -> dict[str, SortedKeys]:
         if self.index is None:
             t = time.perf_counter()
-            self.index = self._reading.result() if self._reading is not None else self.kept.load()
-            self._reading = None
+            self.index = self.kept.load()
             t = time_since(self.timings, "block_index_load", t)
             if self.index is None:
                 self.kept.save(build_index(self.db))
@@ -122,10 +131,8 @@ class NarrowRoster:
         return self.index
 
     def close(self) -> None:
-        """Lets go of the index (after the link's last batch), waiting for a read that was not needed."""
-        if self._reading is not None:
-            self._reading.result()
-        self.index = self._reading = None
+        """Lets go of the index's maps (after the link's last batch)."""
+        self.index = None
 
     @contextmanager
     def narrowed_exact(self):

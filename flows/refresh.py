@@ -202,9 +202,9 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     counts = dict.fromkeys(("record_batches", "exact_stage_links", "pending_records", "blocking_batches",
                             "candidate_pairs", "chunks"), 0)
     # A batch small beside the roster (a two-hour refresh's) is blocked against the residents its keys meet;
-    # the kept index is read from now on when every batch will be.
+    # the kept index is read into the kernel's cache from now on when every batch will be.
     narrow = NarrowRoster(db, residents, KeptBlockIndex(settings.duckdb.path.parent / "block_index", index_key(key)),
-                          timings, counts, prefetch=todo is not None and worth_narrowing(todo.height, residents.height))
+                          timings, counts, warm=todo is not None and worth_narrowing(todo.height, residents.height))
     every_roster_step = roster_keys_sql(settings.blocking)
     # The households depend on the roster and the settings alone, as the stored decisions do (key): a
     # refresh with the same roster takes them from the database (at 20M residents 19-20 s to group again and
