@@ -352,7 +352,7 @@ class Database:
         if not (stored and stored[0][0] == key and all(self._exists(f"link_kept_{name}") for name in names)):
             return False
         for name in names:
-            self.restore_kept_roster_key(name)
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM link_kept_{name}")
         return True
 
     def keep_roster_keys(self, key: str, names: tuple[str, ...]) -> None:
@@ -362,16 +362,6 @@ class Database:
                 self.con.execute(f"CREATE OR REPLACE TABLE link_kept_{name} AS SELECT * FROM {name}")
             self.con.execute("DELETE FROM link_roster_keys_key")
             self.con.execute("INSERT INTO link_roster_keys_key VALUES (?)", [key])
-
-    def narrow_kept_roster_key(self, name: str, frame: pl.DataFrame) -> None:
-        """The kept roster key `name` (its view, kept_roster_keys) read as frame until restore_kept_roster_key."""
-        self.expose(f"_narrow_{name}", frame)
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _narrow_{name}")
-
-    def restore_kept_roster_key(self, name: str) -> None:
-        """The view of the kept roster key `name`, as kept_roster_keys makes it."""
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM link_kept_{name}")
-        self.drop_view(f"_narrow_{name}")
 
     def records_to_link(self, records: list[Path], judged: pl.DataFrame, unknown: list[Path] | None = None
                         ) -> pl.DataFrame:

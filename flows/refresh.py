@@ -28,7 +28,6 @@ from prefect.cache_policies import NO_CACHE
 import flows.sources
 import transforms.linking
 from expectations.suites import SuiteResult, data_docs_site
-from flows.block_index import KeptBlockIndex, NarrowRoster, index_key
 from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.collector import fewer_full_collections
 from flows.database import Database, new_generation
@@ -49,7 +48,6 @@ from flows.ruling import apply_rules
 from flows.run_claim import RunClaim, remove_abandoned
 from flows.settings import Settings
 from flows.sources import Sources, Table, file_sources, validation_summary
-from transforms.block_index import worth_narrowing
 from transforms.changes import mark_changes
 from transforms.contract import ROSTER
 from transforms.decision import LINK_COLUMNS, compact_links
@@ -106,18 +104,11 @@ def _read_batch(spill: RecordSpill, kind: str, rows: pl.Series, timings: dict) -
 
 
 def _link_batch(db: Database, steps: list[SqlStep], batch: pl.DataFrame, sides: RosterSide, settings: Settings,
-                timings: dict, counts: dict, narrow: tuple[str, Callable] | None = None) -> pl.DataFrame:
-    """One batch of records through one stage's SQL, then compared, scored and decided. narrow: the step
-    from which the roster is read narrowed to what the batch's keys meet, and the context that narrows it
-    (NarrowRoster.narrowed_exact or .narrowed)."""
+                timings: dict, counts: dict) -> pl.DataFrame:
+    """One batch of records through one stage's SQL, then compared, scored and decided."""
     db.expose("records", batch)
-    at = next(i for i, step in enumerate(steps) if step.name == narrow[0]) if narrow else len(steps)
-    for name, seconds in db.run(steps[:at]).items():
+    for name, seconds in db.run(steps).items():
         add_time(timings, name, seconds)
-    if narrow is not None:
-        with narrow[1]():
-            for name, seconds in db.run(steps[at:]).items():
-                add_time(timings, name, seconds)
     t = time.perf_counter()
     pairs = db.fetch("SELECT * FROM candidate_pairs")
     time_since(timings, "fetch_pairs", t)
@@ -196,15 +187,6 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     residents = number_residents(residents)
     db.expose("residents", residents)
     time_since(timings, "expose_roster", t)
-    # Each batch's decisions go to disk: a city's decisions (17 M at 5M residents) are not held while the
-    # later batches are blocked, nor twice when they are put together.
-    decided = Spill(spill.folder / "decisions")
-    counts = dict.fromkeys(("record_batches", "exact_stage_links", "pending_records", "blocking_batches",
-                            "candidate_pairs", "chunks"), 0)
-    # A batch small beside the roster (a two-hour refresh's) is blocked against the residents its keys meet;
-    # the kept index is read into the kernel's cache from now on when every batch will be.
-    narrow = NarrowRoster(db, residents, KeptBlockIndex(settings.duckdb.path.parent / "block_index", index_key(key)),
-                          timings, counts, warm=todo is not None and worth_narrowing(todo.height, residents.height))
     every_roster_step = roster_keys_sql(settings.blocking)
     # The households depend on the roster and the settings alone, as the stored decisions do (key): a
     # refresh with the same roster takes them from the database (at 20M residents 19-20 s to group again and
@@ -239,6 +221,11 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     time_since(timings, "roster_side", t)
     del households
     del residents
+    # Each batch's decisions go to disk: a city's decisions (17 M at 5M residents) are not held while the
+    # later batches are blocked, nor twice when they are put together.
+    decided = Spill(spill.folder / "decisions")
+    counts = dict.fromkeys(("record_batches", "exact_stage_links", "pending_records", "blocking_batches",
+                            "candidate_pairs", "chunks"), 0)
     # Records go through linking a batch at a time: memory is one batch's pairs plus the roster, not the
     # whole run's, and the decisions are the same whatever the batch size. The exact stage runs on each
     # batch of records; the records it leaves are gathered, kind by kind, and blocked a batch at a time
@@ -255,10 +242,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
             if batch.height == 0 and counts["record_batches"]:
                 continue  # nothing to link here; one batch always runs, so the figures and tables exist
             counts["record_batches"] += 1
-            # the unique IDs narrowed as the blocking's roster is, when they are the kept ones (a view)
-            narrowed = ("exact_links", narrow.narrowed_exact) if keys_kept and worth_narrowing(
-                batch.height, sides.residents.height) else None
-            decided.write("decisions", _link_batch(db, exact_steps, batch, sides, settings, timings, counts, narrowed))
+            decided.write("decisions", _link_batch(db, exact_steps, batch, sides, settings, timings, counts))
             t = time.perf_counter()
             counts["exact_stage_links"] += db.count("exact_links")
             pending.append(batch[ROW].gather(db.fetch("SELECT _li FROM exact_pending ORDER BY _li")["_li"]))
@@ -270,15 +254,11 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
             if part.height:
                 counts["blocking_batches"] += 1
                 batch = _read_batch(spill, kind, part[ROW], timings)
-                narrowed = ("blocked_pairs", narrow.narrowed) if worth_narrowing(
-                    batch.height, sides.residents.height) else None
-                decided.write("decisions", _link_batch(db, blocking_steps, batch, sides, settings, timings, counts,
-                                                       narrowed))
+                decided.write("decisions", _link_batch(db, blocking_steps, batch, sides, settings, timings, counts))
                 del batch
     db.drop_view("records")
     db.drop_temp(list(dict.fromkeys(st.name for st in [*every_roster_step, *exact_steps, *blocking_steps])))
-    narrow.close()
-    del sides, narrow
+    del sides
     # DuckDB's cached pages (gigabytes after blocking a city's records) go back before the decisions are put
     # together and sorted: at 5M residents both together were the link stage's peak.
     db.release_memory()

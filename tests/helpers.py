@@ -6,15 +6,6 @@ import duckdb
 import polars as pl
 
 from flows.match_parts import scan_matches
-from transforms.block_index import (
-    EXACT_PROBES,
-    INDEXES,
-    UNIQUE_COLUMNS,
-    probes_sql,
-    residents_met,
-    sorted_index,
-    unique_residents_met,
-)
 from transforms.comparison import ScoreSettings
 from transforms.contract import ROSTER, TESTS, Contract
 from transforms.decision import DecisionSettings
@@ -55,34 +46,23 @@ def records_table(rows: list[dict]) -> pl.DataFrame:
     return table(rows, TESTS, {"sampled_at": "2022-05-20 09:00"})
 
 
-def _stages(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, narrow: bool = False, seen: dict | None = None):
+def _stages(roster_rows: pl.DataFrame, test_rows: pl.DataFrame):
     """The production linking SQL on an in-memory DuckDB: the roster side, and each stage's pairs with the
-    batch of records they number. narrow: the exact stage reads only the unique IDs, and the blocking joins
-    only the residents, the roster's index finds for the batch (transforms.block_index), as a two-hour
-    refresh's do; seen then gets the index, the unique IDs met, the blocking batch's probes, the residents met
-    and the pairs from the whole roster, for the tests to look into."""
+    batch of records they number."""
     residents = number_residents(normalise_people(roster_rows, ROSTER).select("resident_id", *IDENTITY_COLUMNS))
     records = number_records(records_for_linking(normalise_people(test_rows, TESTS), None, IDENTITY_COLUMNS))
     con = duckdb.connect()
 
-    def put(name: str, frame: pl.DataFrame, temp: bool = False) -> None:
+    def put(name: str, frame: pl.DataFrame) -> None:
         con.register("_f", frame)
-        con.execute(f"CREATE OR REPLACE {'TEMP ' if temp else ''}TABLE {name} AS SELECT * FROM _f")
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _f")
         con.unregister("_f")
 
     try:
         put("residents", residents)
         put("records", records)
         settings = BlockingSettings()
-        for step in roster_keys_sql(settings):
-            con.execute(step.sql)
-        if narrow:  # the index is built from the whole roster; the exact stage reads the unique IDs it meets
-            index = {ix.name: sorted_index(con.sql(ix.roster).pl()) for ix in INDEXES}
-            unique = residents[pl.Series(unique_residents_met(index, con.sql(EXACT_PROBES).pl()))]
-            put("unique_residents", unique.select(UNIQUE_COLUMNS), temp=True)  # in place of roster_keys_sql's
-            if seen is not None:
-                seen["unique_met"] = unique.height
-        for step in exact_stage_sql():
+        for step in [*roster_keys_sql(settings), *exact_stage_sql()]:
             con.execute(step.sql)
         roster = roster_side(residents, households(residents, settings.max_phone_block))
         exact = con.sql("SELECT * FROM candidate_pairs").pl()
@@ -90,19 +70,7 @@ def _stages(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, narrow: bool = F
         left = con.sql("SELECT _li FROM exact_pending ORDER BY _li").pl()["_li"]
         pending = number_records(records.drop("_li").gather(left))
         put("records", pending)
-        steps = blocking_stage_sql(settings)
-        joins = next(i for i, step in enumerate(steps) if step.name == "blocked_pairs")
-        for step in steps[:joins]:
-            con.execute(step.sql)
-        if narrow:
-            probes = con.sql(probes_sql()).pl()
-            met = residents_met(index, probes)
-            if seen is not None:
-                for step in steps[joins:]:
-                    con.execute(step.sql)
-                seen.update(index=index, probes=probes, met=met, whole=con.sql("SELECT * FROM candidate_pairs").pl())
-            put("residents", residents[pl.Series(met)])
-        for step in steps[joins:]:
+        for step in blocking_stage_sql(settings):
             con.execute(step.sql)
         blocked = con.sql("SELECT * FROM candidate_pairs").pl()
     finally:
@@ -118,11 +86,10 @@ def link(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, pairs_per_slice: in
     return pl.concat(decide, how="vertical_relaxed")
 
 
-def blocked_candidates(roster_rows: pl.DataFrame, test_rows: pl.DataFrame, narrow: bool = False
-                       ) -> dict[tuple[str, str], set[str]]:
+def blocked_candidates(roster_rows: pl.DataFrame, test_rows: pl.DataFrame) -> dict[tuple[str, str], set[str]]:
     """The blocking stage's candidates, (record_id, resident_id) -> the rules that proposed the pair, whether
-    or not a decision keeps them (narrow: as _stages)."""
-    roster, (_, (blocked, pending)) = _stages(roster_rows, test_rows, narrow)
+    or not a decision keeps them."""
+    roster, (_, (blocked, pending)) = _stages(roster_rows, test_rows)
     pairs = blocked.select(record_id=pending["record_id"].gather(blocked["_li"]),
                            resident_id=roster.residents["resident_id"].gather(blocked["_ri"]),
                            rules=rule_text(pl.col("rule_bits")))

@@ -22,13 +22,8 @@ from transforms.synthetic import generate
 pytestmark = pytest.mark.slow
 
 
-def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server, monkeypatch):
-    import transforms.block_index
+def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     from flows.refresh import refresh
-
-    # A batch of up to a fifth of the roster is narrowed (transforms.block_index): here the new records' are,
-    # and not those of the refresh from scratch, whose decisions they must equal.
-    monkeypatch.setattr(transforms.block_index, "NARROW_BELOW_SHARE", 0.2)
 
     data = tmp_path / "data"
     write_synthetic(generate(3000, seed=23), data)
@@ -67,13 +62,6 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server, mon
     roster_keys = {"unique_residents", "phone_keys", "phone_households", "name_keys", "keep_roster_keys"}
     assert roster_keys <= set(scratch.linking["sql_seconds"]) and not roster_keys & set(incremental.linking["sql_seconds"])
 
-    # The new records were blocked against the residents their keys meet (transforms.block_index: its index
-    # built by the morning's refresh, for its smaller batch, and kept), the refresh from scratch's against
-    # the whole roster.
-    assert 0 < incremental.linking["narrowed_residents"] < 3000 and "block_index_build" in morning.linking["sql_seconds"]
-    assert "block_index_load" in incremental.linking["sql_seconds"]
-    assert "block_index_build" not in incremental.linking["sql_seconds"]
-    assert "narrowed_residents" not in scratch.linking
     a, b = tmp_path / "incremental" / "out", tmp_path / "scratch" / "out"
     assert sorted_matches(a).equals(sorted_matches(b))
     # Only 'new since the last refresh' differs: the incremental side had a refresh before.
