@@ -44,6 +44,7 @@ import polars as pl
 
 from flows.kept_meta import read_meta, write_meta
 from flows.record_spill import ROW, RecordSpill
+from transforms.contract import KIND_OF_SOURCE, TESTS
 from transforms.roster_gaps import unlinked_tests
 from transforms.sorted_links import merge_sorted_links, merge_sorted_runs
 
@@ -113,7 +114,9 @@ def _in_order(files: Iterable[Path], kinds: Iterable[str]) -> pl.LazyFrame:
     return merge_sorted_runs([pl.scan_parquet(f) for f in files], kinds)
 
 
-_LONE_KIND = "test"  # the kind whose records with no decision are kept (the unregistered list reads them)
+# The test records' kind: those with no decision are kept (the unregistered list reads them), and a resident
+# whose only new decisions are on them is told apart (KeptLinks.carried's tests_added).
+_TEST_KIND = KIND_OF_SOURCE[TESTS.name]
 
 
 def _still_lone(last_lone: Path, added: list[pl.DataFrame], relinked: pl.DataFrame, extra: pl.DataFrame
@@ -121,7 +124,7 @@ def _still_lone(last_lone: Path, added: list[pl.DataFrame], relinked: pl.DataFra
     """The test records with no decision now: the last copy's, less those linked again now, with those of the
     records added or linked again now (their decisions all in extra) that have none."""
     def tests(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.filter(pl.col("record_kind") == _LONE_KIND).select("record_id")
+        return frame.filter(pl.col("record_kind") == _TEST_KIND).select("record_id")
     again = tests(relinked)
     still = pl.scan_parquet(last_lone).join(again.lazy(), on="record_id", how="anti").collect()
     looked_at = pl.concat([*(tests(a) for a in added), again]).unique()
@@ -228,7 +231,7 @@ class KeptLinks:
         relinked = todo.filter(among_last).select(keys)
         base = last.scan()
         tests_added = (extra.lazy().drop_nulls("resident_id").group_by("resident_id")
-                       .agg((pl.col("record_kind") == "test").all().alias("tests_only"))
+                       .agg((pl.col("record_kind") == _TEST_KIND).all().alias("tests_only"))
                        .filter("tests_only").select("resident_id").collect())
         if relinked.height:
             touched.append(base.join(relinked.lazy(), on=keys, how="semi").select("resident_id").collect())
@@ -287,8 +290,8 @@ class KeptLinks:
             tallies = [decision_tally(pl.scan_parquet(target)).rows()]
         lone, self._lone = self._lone, None
         if lone is None:  # made anew from the run's tests and the copy just written
-            lone = (unlinked_tests(spill.scan(_LONE_KIND), pl.scan_parquet([self.folder / f for f in files]))
-                    if _LONE_KIND in spill.files else pl.DataFrame(schema={"record_id": pl.String}))
+            lone = (unlinked_tests(spill.scan(_TEST_KIND), pl.scan_parquet([self.folder / f for f in files]))
+                    if _TEST_KIND in spill.files else pl.DataFrame(schema={"record_id": pl.String}))
         lone_name = f"lone-{uuid.uuid4().hex}.parquet"
         lone.write_parquet(self.folder / lone_name, compression="lz4")
         steps = self._steps()
