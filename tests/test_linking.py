@@ -464,8 +464,9 @@ def test_household_rows_kept_and_given_back_in_any_order_are_each_residents_own(
         fraction=1.0, shuffle=True, seed=6)
     again = kept_household_rows(stored, kept, residents.height)
     assert not again.equals(rows)  # numbered as the households come back now
-    _assert_own_households(roster_side(residents, stored, again), table)
-    assert roster_side(residents, stored, again).residents.equals(roster_side(residents, stored).residents)
+    side = roster_side(residents, stored, again)
+    _assert_own_households(side, table)
+    assert side.residents.equals(roster_side(residents, stored).residents)
 
 
 def test_each_level_is_read_from_its_own_pair_among_others():
