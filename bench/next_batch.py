@@ -2,7 +2,7 @@
 refresh after many others (the state grown batch by batch, as it does through a round):
 
     python bench/next_batch.py --work bench/work --residents 20000000 --number N [--newly 600000] [--retests 400000]
-                               [--refresh [--state DIR]]
+                               [--refresh [--state DIR] [--cold]]
 
 With --refresh it then refreshes on the grown export, as the two-hourly refresh would, and prints the run's
 figures (as bench/incremental.py does for its refreshes): `flows.cli run --tests .../incremental/tests_export.csv
@@ -156,6 +156,9 @@ def main() -> int:
     ap.add_argument("--retests", type=int, default=400_000)
     ap.add_argument("--refresh", action="store_true", help="then refresh on the grown export and print its figures")
     ap.add_argument("--state", help="the state to refresh (GRIDSWEEP_STATE_DIR); default: bench/incremental.py's")
+    ap.add_argument("--cold", action="store_true",
+                    help="the page cache emptied before the refresh (needs root): the state's files as the "
+                         "two-hourly refresh finds them, not as the refresh minutes before left them")
     args = ap.parse_args()
     work = Path(args.work) / f"n{args.residents}_s{args.seed}"
     inc = work / "incremental"
@@ -164,8 +167,9 @@ def main() -> int:
         # The batch made by a process of its own, which ends before the refresh starts: at 20M this one held
         # 4.7 GB of the batch's frames through the refresh, and beside a refresh reading all three sources
         # again (the loading code changed) the machine ran out of memory (bench/HISTORY.md, fiftieth session).
-        subprocess.run([sys.executable, __file__, *(a for a in sys.argv[1:] if a != "--refresh")], check=True)
-        refresh(work, export, args.state)
+        subprocess.run([sys.executable, __file__, *(a for a in sys.argv[1:] if a not in ("--refresh", "--cold"))],
+                       check=True)
+        refresh(work, export, args.state, cold=args.cold)
         return 0
     round_ = tomllib.loads((work / "data" / "campaign.toml").read_text(encoding="utf-8"))["round"]
     as_of = datetime.fromisoformat(round_["as_of"])
@@ -182,20 +186,33 @@ def main() -> int:
     return 0
 
 
-def refresh(work: Path, export: Path, state: str | None) -> None:
+def drop_page_cache() -> None:
+    """Every clean page of every file out of the kernel's cache. Two hours after the last refresh a machine
+    that does anything else (here: a memory manager that pages out what has not been touched for a minute)
+    holds little of the state's 20-odd GB; batches run minutes apart found most of it still cached."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as exc:
+        raise SystemExit(f"--cold: the page cache could not be emptied ({exc}); it needs root") from exc
+
+
+def refresh(work: Path, export: Path, state: str | None, *, cold: bool = False) -> None:
     """The two-hourly refresh on the grown export, into the output the last one wrote, timed once the output it
-    replaced is emptied (as bench/incremental.py times its refreshes)."""
+    replaced is emptied (as bench/incremental.py times its refreshes). cold: drop_page_cache first."""
     inc, out = work / "incremental", work / "incremental" / "out_refresh"
     cmd = [sys.executable, "-m", "flows.cli", "run", "--config", str(work / "data" / "campaign.toml"), "--tests",
            str(export), "--out", str(out)]
     if state is None:  # bench/incremental.py's layout
         state, cmd = str(inc / "state"), [*cmd, "--db", str(inc / "inc" / "g.duckdb")]
     machine = measure(work)  # how fast the machine is today (bench/machine_speed.py)
+    if cold:
+        drop_page_cache()
     wall, peak = run_measured(cmd, dict(os.environ, PYTHONPATH=str(ROOT), GRIDSWEEP_STATE_DIR=state), ROOT,
                               quiet=True)
     wait_retired(out)
     report = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    print(json.dumps(refresh_figures(report, wall, peak) | {"machine": machine}))
+    print(json.dumps(refresh_figures(report, wall, peak) | {"machine": machine, "cold": cold}))
 
 
 if __name__ == "__main__":

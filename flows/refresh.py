@@ -48,6 +48,8 @@ from flows.ruling import apply_rules
 from flows.run_claim import RunClaim, remove_abandoned
 from flows.settings import Settings
 from flows.sources import Sources, Table, file_sources, validation_summary
+from flows.state_layout import KEPT_LINKS, KEPT_RULES, LOADED_SOURCES, LONE_FACTS, ROSTER_DERIVED
+from flows.state_prefetch import StatePrefetch
 from transforms.changes import mark_changes
 from transforms.contract import ROSTER
 from transforms.decision import LINK_COLUMNS, compact_links
@@ -165,7 +167,7 @@ def link(db: Database, residents: pl.DataFrame | pl.LazyFrame | RosterRead, spil
     time_since(timings, "fingerprint", t)
     reused = db.open_link_state(key)
     t = time.perf_counter()
-    kept = KeptLinks(settings.duckdb.path.parent / "kept_links", key)
+    kept = KeptLinks(settings.duckdb.path.parent / KEPT_LINKS, key)
     last = kept.load(db.link_generation()) if reused else None  # before this run changes the stored decisions
     keys = ["record_kind", "record_id"]
     totals = spill.counts()
@@ -455,18 +457,21 @@ def process(settings: Settings, sources: Sources, report: RunReport, started: fl
     temp = settings.duckdb.temp_directory or settings.duckdb.path.parent
     spill, facts = RecordSpill(temp / f"records-{report.run_id}"), FactSpill(temp / f"facts-{report.run_id}")
     claim = RunClaim(temp, report.run_id)
+    # What the link and the rules will read of the state, asked of the disk once the first record source is in.
+    prefetch = StatePrefetch(settings.duckdb.path.parent, settings.duckdb.path)
     with fewer_full_collections():
         try:  # the claim is let go however this ends, or a long-lived server would hold it for good
             report.removed_abandoned = remove_abandoned(temp)
             if report.removed_abandoned:
                 get_run_logger().warning("removed what killed refreshes left in %s: %s", temp,
                                          ", ".join(report.removed_abandoned))
-            return _process(settings, sources, report, started, docs_root, meter, spill, facts)
+            return _process(settings, sources, report, started, docs_root, meter, spill, facts, prefetch)
         except Exception as exc:
             if is_disk_full(exc):  # said in words in the flow run's log (the scheduled refresh), then raised
                 get_run_logger().error(tell(exc, settings.out, settings.duckdb.path.parent))
             raise
         finally:
+            prefetch.stop()
             meter.stop()
             spill.remove()
             facts.remove()
@@ -476,7 +481,7 @@ def process(settings: Settings, sources: Sources, report: RunReport, started: fl
 
 def _process(
     settings: Settings, sources: Sources, report: RunReport, started: float, docs_root: Path,
-    meter: StageMeter, spill: RecordSpill, facts: FactSpill,
+    meter: StageMeter, spill: RecordSpill, facts: FactSpill, prefetch: StatePrefetch,
 ) -> RunResult:
     logger = get_run_logger()
 
@@ -496,7 +501,7 @@ def _process(
     # (7.2 GB at 20M residents), which cost more to write and look up than normalising again: gone.
     shutil.rmtree(state / "normalised", ignore_errors=True)
     with LoadingProcess(settings, docs_root, state / "failed_validation" / report.run_id,
-                        spill, facts, flows.sources.SLICE_ROWS, state / "loaded_sources") as loading:
+                        spill, facts, flows.sources.SLICE_ROWS, state / LOADED_SOURCES) as loading:
         for name, opener in sources.items():
             loaded = load_source(loading, name, opener, report)
             table, quarantine[name] = loaded.pop("table"), loaded.pop("quarantine")
@@ -517,6 +522,7 @@ def _process(
                 # Linking's read of the roster begins once the first record source is in, beside the others'
                 # loading and the suites' docs (flows.roster_read says why not sooner).
                 roster_read = RosterRead(roster_identity(people[ROSTER.name]))
+                prefetch.start()  # flows.state_prefetch: after the grown export's check, which reads the disk
         suites = loading.finish(report.timings, report.peak_memory_gib)
         for name, suite in suites.items():
             report.validation[name] = validation_summary(suite, name)
@@ -564,7 +570,7 @@ def _process(
             earlier=db.earlier_untested_counts(settings.since.isoformat()))
         db.release_memory()  # the pages read for them (and for a history's one-time compaction) go
         time_since(report.timings, "rules_inputs", given_t)  # the last list, the calls, the earlier rounds
-        kept_rules = KeptRules(state / "kept_rules", rules_key(facts.files[ROSTER.name], given),
+        kept_rules = KeptRules(state / KEPT_RULES, rules_key(facts.files[ROSTER.name], given),
                                {kind: facts.files[kind] for kind in ("tests", "vaccinations") if kind in facts.files})
         called = time.perf_counter()
         ruled = apply_rules(people, any_order, given, kept_rules, linked.pop("lineage"), db.last_run_id(),
@@ -573,10 +579,10 @@ def _process(
         follow_t = time.perf_counter()
         # The duplicates, the buildings' grids and the grids' workers depend on the roster alone: kept while its
         # parts are the same.
-        derived = RosterDerived(state / "roster_derived", facts.files[ROSTER.name], people["roster"].lazy())
+        derived = RosterDerived(state / ROSTER_DERIVED, facts.files[ROSTER.name], people["roster"].lazy())
         report.inputs[ROSTER.name]["duplicates_and_places_reused"] = derived.reused
         grid_workers = derived.grid_workers()
-        lone_facts = KeptLoneFacts(state / "lone_facts", facts.files.get("tests", []))
+        lone_facts = KeptLoneFacts(state / LONE_FACTS, facts.files.get("tests", []))
         extra = follow_up(db, lone_tests, lone_facts, ruled, given, grid_workers, settings, derived,
                           report.timings)
         report.linking["unlinked_test_facts"] = lone_facts.figures  # kept, or read from the tests again
@@ -633,6 +639,7 @@ def _process(
         time_since(report.timings, "rules_keep_wait", waited)
         report.timings["rules_keep_aside"] = round(kept_rules.saved_in, 3)
         lap("sheets", t)  # building the books and pages in memory; publish times the writing
+        report.lists["state_prefetch"] = prefetch.figures()  # seconds None: still asking when the books went out
         retirer = publish_outputs(settings.out, outputs, report, started, meter)
         if retirer is not None and retirer.error:
             logger.warning("the replaced output is left for the next run to empty into the pool: %s", retirer.error)
