@@ -135,9 +135,10 @@ class StatePrefetch:
 
     def _run(self) -> None:
         t = time.perf_counter()
-        self.idle = idle_io_priority()
+        advise = getattr(os, "posix_fadvise", None)  # not on every system: nothing is asked for there
+        self.idle = idle_io_priority() if advise is not None else None
         try:
-            for path, size in self.files:
+            for path, size in self.files if advise is not None else ():
                 if self._stop.is_set():
                     break
                 try:
@@ -148,7 +149,7 @@ class StatePrefetch:
                     for offset in range(0, size, ASK_BYTES):
                         if self._stop.is_set():
                             break
-                        os.posix_fadvise(fd, offset, ASK_BYTES, os.POSIX_FADV_WILLNEED)
+                        advise(fd, offset, ASK_BYTES, os.POSIX_FADV_WILLNEED)
                         self.asked += min(ASK_BYTES, size - offset)
                 except OSError:
                     pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from flows.history_files import CALL_LISTS
@@ -74,3 +75,13 @@ def test_a_stopped_prefetch_does_not_begin(tmp_path):
     prefetch.start()
     prefetch.wait()
     assert prefetch.figures()["bytes_asked"] == 0 and prefetch.figures()["seconds"] is None
+
+
+def test_where_the_system_cannot_be_advised_nothing_is_asked_for_and_nothing_fails(tmp_path, monkeypatch):
+    database, _ = _state(tmp_path)
+    monkeypatch.delattr(os, "posix_fadvise")
+    prefetch = StatePrefetch(tmp_path, database)
+    prefetch.start()
+    prefetch.wait()
+    figures = prefetch.figures()
+    assert figures["bytes_asked"] == 0 and figures["seconds"] is not None and figures["idle_io_priority"] is None
