@@ -96,6 +96,7 @@ class RunReport:
     timings: dict = field(default_factory=dict)
     peak_memory_gib: dict = field(default_factory=dict)  # per stage, from flows.meter
     removed_abandoned: list = field(default_factory=list)  # folders of killed refreshes removed (flows.run_claim)
+    state_prefetch: dict = field(default_factory=dict)  # what was asked of the disk (flows.state_prefetch)
 
 
 def _read_batch(spill: RecordSpill, kind: str, rows: pl.Series, timings: dict) -> pl.DataFrame:
@@ -639,7 +640,7 @@ def _process(
         time_since(report.timings, "rules_keep_wait", waited)
         report.timings["rules_keep_aside"] = round(kept_rules.saved_in, 3)
         lap("sheets", t)  # building the books and pages in memory; publish times the writing
-        report.lists["state_prefetch"] = prefetch.figures()  # seconds None: still asking when the books went out
+        report.state_prefetch = prefetch.figures()  # seconds None: still asking when the books went out
         retirer = publish_outputs(settings.out, outputs, report, started, meter)
         if retirer is not None and retirer.error:
             logger.warning("the replaced output is left for the next run to empty into the pool: %s", retirer.error)

@@ -63,9 +63,9 @@ def test_incremental_refresh_equals_a_full_refresh(tmp_path, prefect_server):
     assert roster_keys <= set(scratch.linking["sql_seconds"]) and not roster_keys & set(incremental.linking["sql_seconds"])
     # What the morning's refresh kept (the roster's facts, the database, the kept decisions and more) was asked
     # of the disk once the tests were in (flows.state_prefetch); a first refresh has nothing to ask for.
-    prefetched = incremental.lists["state_prefetch"]
+    prefetched = incremental.state_prefetch
     assert prefetched["files"] > 3 and prefetched["bytes_asked"] > 0 and prefetched["seconds"] is not None
-    assert scratch.lists["state_prefetch"]["files"] == 0
+    assert scratch.state_prefetch["files"] == 0
 
     a, b = tmp_path / "incremental" / "out", tmp_path / "scratch" / "out"
     assert sorted_matches(a).equals(sorted_matches(b))

@@ -208,9 +208,7 @@ def test_outcomes_changes_escalation_gaps_and_report(campaign, prefect_server, t
     for part in ("changes", "follow_up", "coverage"):
         assert getattr(in_parts, part) == getattr(third, part), part
     carried = ("_written", "_reused", "_from_spares")  # the books and pages of a new folder are all written
-    # (and what each asked of the disk is the state it found: flows.state_prefetch)
-    lists = lambda report: {k: n for k, n in report.lists.items()  # noqa: E731
-                            if not k.endswith(carried) and k != "state_prefetch"}
+    lists = lambda report: {k: n for k, n in report.lists.items() if not k.endswith(carried)}  # noqa: E731
     assert lists(in_parts) == lists(third)
     assert in_parts.linking["residents_tested"] == third.linking["residents_tested"]
 
