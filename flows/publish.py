@@ -31,6 +31,7 @@ from flows.match_parts import MatchParts, Part
 from flows.meter import StageMeter
 from flows.record_spill import hard_link
 from flows.spare_files import Retirer, SpareFiles, pool_turn, write_into
+from flows.state_prefetch import read_ahead
 from flows.workbooks import Keep, QuarantineBook, write_workbooks
 from transforms.report import chart_bars
 from transforms.sheets import CommunityBook, WorkerBook, book_digests, safe_file_name
@@ -310,16 +311,7 @@ def _read_ahead(paths: list[str]) -> None:
     them while the pages are written): at 20M the last output (2.8 GB of books) was mostly out of the page
     cache by then, and reading it was two fifths of the book threads' time."""
     for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        read_ahead(path)
 
 
 safe_name = lru_cache(maxsize=65536)(safe_file_name)  # a street's and a community's name, for each of their files

@@ -95,6 +95,31 @@ def available_bytes() -> int | None:
     return None
 
 
+def read_ahead(path: Path | str, stop: threading.Event | None = None) -> int:
+    """The file asked of the disk a piece at a time (ASK_BYTES), until stop is set; the bytes asked for. Nothing
+    is asked for where the system has no posix_fadvise, or the file cannot be opened."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return 0
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return 0
+    asked = 0
+    try:
+        size = os.fstat(fd).st_size
+        for offset in range(0, size, ASK_BYTES):
+            if stop is not None and stop.is_set():
+                break
+            advise(fd, offset, ASK_BYTES, os.POSIX_FADV_WILLNEED)
+            asked += min(ASK_BYTES, size - offset)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return asked
+
+
 def within(paths: list[Path], budget: int | None) -> list[tuple[Path, int]]:
     """The paths with their sizes, in order, each while the sizes so far add up to at most budget (None: no
     limit; a file that would go over it is left out, a smaller one after it is not); a file not there is left
@@ -135,26 +160,13 @@ class StatePrefetch:
 
     def _run(self) -> None:
         t = time.perf_counter()
-        advise = getattr(os, "posix_fadvise", None)  # not on every system: nothing is asked for there
-        self.idle = idle_io_priority() if advise is not None else None
+        advisable = hasattr(os, "posix_fadvise")  # not on every system: nothing is asked for there
+        self.idle = idle_io_priority() if advisable else None
         try:
-            for path, size in self.files if advise is not None else ():
+            for path, _ in self.files if advisable else ():
                 if self._stop.is_set():
                     break
-                try:
-                    fd = os.open(path, os.O_RDONLY)
-                except OSError:
-                    continue
-                try:
-                    for offset in range(0, size, ASK_BYTES):
-                        if self._stop.is_set():
-                            break
-                        advise(fd, offset, ASK_BYTES, os.POSIX_FADV_WILLNEED)
-                        self.asked += min(ASK_BYTES, size - offset)
-                except OSError:
-                    pass
-                finally:
-                    os.close(fd)
+                self.asked += read_ahead(path, self._stop)
         finally:
             self.seconds = round(time.perf_counter() - t, 3)
 
