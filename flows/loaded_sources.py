@@ -45,6 +45,7 @@ _LOADING_MODULES = ("flows/readers.py", "flows/transcode.py", "flows/uncached_re
                     "flows/record_spill.py")
 _LIBRARIES = ("polars", "pypinyin")
 MANIFEST = "manifest.json"
+FACTS = "facts"  # a kept load's facts parts are FACTS-00000.parquet, ... (flows.state_prefetch finds them so)
 
 
 @cache
@@ -128,7 +129,7 @@ class LoadedSources:
         partial = self.folder / f".{name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         records_in = link_parts(record_parts, partial, "records")
-        facts_in = link_parts(fact_parts, partial, "facts")
+        facts_in = link_parts(fact_parts, partial, FACTS)
         keys_in = []
         if end and end.get("closed"):
             keys_in = link_parts(list(parser_key_parts), partial, "keys")

@@ -31,10 +31,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from flows.history_files import CALL_LISTS
+from flows.loaded_sources import FACTS
 from flows.state_layout import KEPT_LINKS, KEPT_RULES, LOADED_SOURCES, LONE_FACTS, ROSTER_DERIVED
 from transforms.contract import ROSTER, TESTS, VACCINATIONS
 
-FACT_PARTS = "facts-*.parquet"  # a source's facts among its kept parts (flows.loaded_sources)
+FACT_PARTS = f"{FACTS}-*.parquet"  # a source's facts among its kept parts (flows.loaded_sources)
 # Asked for a piece at a time, each within the smallest read-ahead window a disk is likely to have (the kernel
 # reads at most the larger of read_ahead_kb and max_sectors_kb a call). Each call returns once the disk has
 # its reads queued: 3 GiB took 1.1 s to ask for in pieces of 512 KiB or 2 MiB, then 0.6 s to read from the cache.
