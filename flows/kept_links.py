@@ -29,7 +29,8 @@ after one killed there ruled the whole city again (at 20M residents 309 s agains
 
 Beside the copy, the test records with no decision at all (record_id): the records the unregistered list is
 made from. Finding them is an anti-join of a city's tests against its decisions (6.4 s at 20M); a refresh that
-carries the copy on changes them only where it linked or added records.
+carries the copy on changes them only where it linked or added records, and says which (LoneChange), so the
+list's places are carried on too (flows.kept_unregistered).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ import polars as pl
 from flows.kept_meta import read_meta, write_meta
 from flows.record_spill import ROW, RecordSpill
 from transforms.contract import KIND_OF_SOURCE, TESTS
-from transforms.roster_gaps import unlinked_tests
 from transforms.sorted_links import merge_sorted_links, merge_sorted_runs
+from transforms.unregistered import unlinked_tests
 
 MAX_RUNS = 8  # files a copy may be made of
 MAX_LATER_SHARE = 0.25  # of the decisions in the copy's first file, what its later files may hold together
@@ -119,16 +120,38 @@ def _in_order(files: Iterable[Path], kinds: Iterable[str]) -> pl.LazyFrame:
 _TEST_KIND = KIND_OF_SOURCE[TESTS.name]
 
 
+@dataclass(frozen=True)
+class LoneChange:
+    """How the test records with no decision differ from the last copy's (a file of that copy, named since):
+    left, those linked again now (each has no decision now only if it is also among came); came, those
+    added or linked again now that have none."""
+    since: str
+    left: pl.DataFrame  # record_id
+    came: pl.DataFrame  # record_id
+
+
+@dataclass(frozen=True)
+class LoneTests:
+    """The test records with no decision (record_id), as the saved copy keeps them in path, and how they
+    differ from the last copy's (None: found anew)."""
+    path: Path
+    change: LoneChange | None = None
+
+    def scan(self) -> pl.LazyFrame:
+        return pl.scan_parquet(self.path)
+
+
 def _still_lone(last_lone: Path, added: list[pl.DataFrame], relinked: pl.DataFrame, extra: pl.DataFrame
-                ) -> pl.DataFrame:
+                ) -> tuple[pl.DataFrame, LoneChange]:
     """The test records with no decision now: the last copy's, less those linked again now, with those of the
-    records added or linked again now (their decisions all in extra) that have none."""
+    records added or linked again now (their decisions all in extra) that have none; and that change."""
     def tests(frame: pl.DataFrame) -> pl.DataFrame:
         return frame.filter(pl.col("record_kind") == _TEST_KIND).select("record_id")
     again = tests(relinked)
     still = pl.scan_parquet(last_lone).join(again.lazy(), on="record_id", how="anti").collect()
     looked_at = pl.concat([*(tests(a) for a in added), again]).unique()
-    return pl.concat([still, unlinked_tests(looked_at, extra)])
+    came = unlinked_tests(looked_at, extra)
+    return pl.concat([still, came]), LoneChange(last_lone.name, again, came)
 
 
 def _key_sums(spill: RecordSpill, kind: str, first: int) -> tuple[int, int]:
@@ -170,9 +193,10 @@ class KeptLinks:
         self.file_rows: list[int] = []  # and the decisions in each
         self.kinds: list[str] = []
         self._later: tuple[LastLinks, pl.DataFrame] | None = None  # set by carried: the copy and what it adds
-        self._lone: pl.DataFrame | None = None  # set by carried: the test records left with no decision
+        # set by carried: the test records left with no decision, and how they differ from the last copy's
+        self._lone: tuple[pl.DataFrame, LoneChange] | None = None
         self._step: tuple[LastLinks, pl.DataFrame] | None = None  # set by carried: the copy and whom it changed
-        self.lone: Path | None = None  # once saved: where they are
+        self.lone: LoneTests | None = None  # once saved: where they are, and how they changed
         self.steps: list[tuple[str, Path]] = []  # once saved: its steps (LastLinks.steps)
         # Once saved: decision_tally of the whole copy, from each file's kept with it (a two-hour refresh adds
         # one file: counting the city's 72 M decisions again took 1.6 s at 20M)
@@ -288,7 +312,8 @@ class KeptLinks:
                 links.write_parquet(target, compression="lz4")
             files, file_rows = [name], [pl.scan_parquet(target).select(pl.len()).collect().item()]
             tallies = [decision_tally(pl.scan_parquet(target)).rows()]
-        lone, self._lone = self._lone, None
+        carried, self._lone = self._lone, None
+        lone, change = carried if carried is not None else (None, None)
         if lone is None:  # made anew from the run's tests and the copy just written
             lone = (unlinked_tests(spill.scan(_TEST_KIND), pl.scan_parquet([self.folder / f for f in files]))
                     if _TEST_KIND in spill.files else pl.DataFrame(schema={"record_id": pl.String}))
@@ -306,7 +331,7 @@ class KeptLinks:
                 other.unlink(missing_ok=True)
         self.saved, self.files, self.kinds = name, [self.folder / f for f in files], list(spill.counts())
         self.file_rows = file_rows
-        self.lone = self.folder / lone_name
+        self.lone = LoneTests(self.folder / lone_name, change)
         self.steps = [(copy, self.folder / touched) for copy, touched in steps]
         self.tally = pl.DataFrame(_summed(tallies), schema=TALLY, orient="row")
         return self.scan()
@@ -323,9 +348,9 @@ class KeptLinks:
         earlier = [(name, path.name) for name, path in last.steps]
         return [(last.path.name, touched), *earlier][:MAX_STEPS]
 
-    def lone_tests(self) -> pl.LazyFrame:
-        """The saved copy's test records with no decision (record_id)."""
-        return pl.scan_parquet(self.lone)
+    def lone_tests(self) -> LoneTests:
+        """The saved copy's test records with no decision."""
+        return self.lone
 
     def scan(self, ordered: bool = True) -> pl.LazyFrame:
         """The saved copy: in order (record_kind, record_id; each of its files is so), or its files one after

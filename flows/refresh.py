@@ -32,9 +32,10 @@ from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.collector import fewer_full_collections
 from flows.database import Database, new_generation
 from flows.disk_space import is_disk_full, tell
-from flows.kept_links import KeptLinks, key_sums, part_identity
+from flows.kept_links import KeptLinks, LoneTests, key_sums, part_identity
 from flows.kept_meta import read_meta, write_meta
 from flows.kept_rules import KeptRules, rules_key
+from flows.kept_unregistered import KeptUnregistered, places_key
 from flows.loading import LoadingProcess
 from flows.lone_facts import KeptLoneFacts
 from flows.match_parts import MatchParts
@@ -48,7 +49,14 @@ from flows.ruling import apply_rules
 from flows.run_claim import RunClaim, remove_abandoned
 from flows.settings import Settings
 from flows.sources import Sources, Table, file_sources, validation_summary
-from flows.state_layout import KEPT_LINKS, KEPT_RULES, LOADED_SOURCES, LONE_FACTS, ROSTER_DERIVED
+from flows.state_layout import (
+    KEPT_LINKS,
+    KEPT_RULES,
+    LOADED_SOURCES,
+    LONE_FACTS,
+    ROSTER_DERIVED,
+    UNREGISTERED_PLACES,
+)
 from flows.state_prefetch import StatePrefetch
 from transforms.changes import mark_changes
 from transforms.contract import ROSTER
@@ -73,10 +81,11 @@ from transforms.pair_decisions import (
 )
 from transforms.pair_decisions import households as household_table  # `households` is the link's frame
 from transforms.report import coverage_report_pages
-from transforms.roster_gaps import order_corrections, unregistered
+from transforms.roster_gaps import order_corrections
 from transforms.rule_parts import Ruled, RuleInputs
 from transforms.sheets import build_community_books, build_worker_books, walk_positions
 from transforms.sorted_links import sorted_column_by_column
+from transforms.unregistered import unregistered_list
 
 
 @dataclass
@@ -395,11 +404,12 @@ def _decision_counts(tally: pl.DataFrame, totals: dict[str, int]) -> tuple[dict,
 
 
 @task(cache_policy=NO_CACHE)
-def follow_up(db: Database, lone_tests: pl.LazyFrame, lone_facts: KeptLoneFacts,
+def follow_up(db: Database, lone_tests: LoneTests, lone_facts: KeptLoneFacts, kept_places: KeptUnregistered,
               ruled: Ruled, given: RuleInputs, grid_workers: pl.DataFrame, settings: Settings,
               derived: RosterDerived, timings: dict[str, float] | None = None) -> dict:
     """What changed since the last refresh, the roster's gaps (lone_tests: the test records with no decision,
-    as link keeps them; lone_facts: what the last refresh kept of their facts, and keeps them for the next),
+    as link keeps them; lone_facts and kept_places: what the last refresh kept of their facts and where it
+    placed them, each kept again for the next),
     and the report (titled with the streets of grid_workers: street, community, grid_id, grid_worker as the
     roster assigns them).
     Returns the call list marked with what is new (call_list), the tables to publish (tables), the change
@@ -411,7 +421,9 @@ def follow_up(db: Database, lone_tests: pl.LazyFrame, lone_facts: KeptLoneFacts,
     call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off, ruled.ruled_again)
     time_since(timings, "follow_up_changes", t)
     t = time.perf_counter()
-    unlinked = unregistered(lone_facts.facts(lone_tests), derived.places(), settings.since, settings.as_of)
+    placed = kept_places.placed(lone_tests, lone_facts, derived.places)
+    unlinked = unregistered_list(placed, settings.since, settings.as_of)
+    del placed
     time_since(timings, "follow_up_unregistered", t)
     t = time.perf_counter()
     corrections = order_corrections(ruled.wrong_numbers, derived.duplicates())
@@ -584,9 +596,11 @@ def _process(
         report.inputs[ROSTER.name]["duplicates_and_places_reused"] = derived.reused
         grid_workers = derived.grid_workers()
         lone_facts = KeptLoneFacts(state / LONE_FACTS, facts.files.get("tests", []))
-        extra = follow_up(db, lone_tests, lone_facts, ruled, given, grid_workers, settings, derived,
+        kept_places = KeptUnregistered(state / UNREGISTERED_PLACES, places_key(derived.key))
+        extra = follow_up(db, lone_tests, lone_facts, kept_places, ruled, given, grid_workers, settings, derived,
                           report.timings)
         report.linking["unlinked_test_facts"] = lone_facts.figures  # kept, or read from the tests again
+        report.linking["unregistered_places"] = kept_places.figures  # carried on, or every record placed again
         call_list, tables = extra.pop("call_list"), extra.pop("tables")
         time_since(report.timings, "rules_follow_up", follow_t)
         coverage = ruled.coverage

@@ -46,7 +46,8 @@ class RosterDerived:
 
     def __init__(self, folder: Path, parts: list[Path], roster: pl.LazyFrame) -> None:
         self.folder, self.roster = folder, roster
-        self.here = folder / roster_key(parts)
+        self.key = roster_key(parts)
+        self.here = folder / self.key
         self.reused = self.here.is_dir()
 
     def _kept(self, names: tuple[str, ...], make: Callable[[], tuple[pl.DataFrame, ...]]) -> tuple[pl.DataFrame, ...]:

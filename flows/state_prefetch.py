@@ -32,7 +32,14 @@ from pathlib import Path
 
 from flows.history_files import CALL_LISTS
 from flows.loaded_sources import FACTS
-from flows.state_layout import KEPT_LINKS, KEPT_RULES, LOADED_SOURCES, LONE_FACTS, ROSTER_DERIVED
+from flows.state_layout import (
+    KEPT_LINKS,
+    KEPT_RULES,
+    LOADED_SOURCES,
+    LONE_FACTS,
+    ROSTER_DERIVED,
+    UNREGISTERED_PLACES,
+)
 from transforms.contract import ROSTER, TESTS, VACCINATIONS
 
 FACT_PARTS = f"{FACTS}-*.parquet"  # a source's facts among its kept parts (flows.loaded_sources)
@@ -46,7 +53,7 @@ def state_reads(state: Path, database: Path) -> list[Path]:
     """The state's files a refresh reads after loading its sources, in the order it first reads them: the
     roster's facts (the link's roster read, once the tests are in), the database (the records' keys, the
     households), the kept decisions, the last call list and the kept rulings, the tests' and vaccinations'
-    facts (the rules' evidence), the unregistered records' facts and the roster's derived tables (the
+    facts (the rules' evidence), the unregistered records' places and facts and the roster's derived tables (the
     follow-up). The records' linking rows are not among them: a two-hour refresh links the new ones, just
     written."""
     sources = state / LOADED_SOURCES
@@ -58,6 +65,7 @@ def state_reads(state: Path, database: Path) -> list[Path]:
         sorted((state / KEPT_RULES).glob("*/*.parquet")),
         sorted((sources / TESTS.name).glob(FACT_PARTS)),
         sorted((sources / VACCINATIONS.name).glob(FACT_PARTS)),
+        sorted((state / UNREGISTERED_PLACES).glob("*.parquet")),
         sorted((state / LONE_FACTS).glob("*.parquet")),
         sorted(p for p in (state / ROSTER_DERIVED).rglob("*") if p.is_file()),
     ]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
 import duckdb
 import polars as pl
 
@@ -121,3 +125,33 @@ def matches(out) -> pl.DataFrame:
 def sorted_matches(out) -> pl.DataFrame:
     """matches(out), its rows sorted: two outputs compared however their decisions were cut into parts."""
     return rows_sorted(matches(out))
+
+
+def fact_part(folder: Path, name: str, first: int, rows: int, tag: str = "") -> Path:
+    """A part of the tests' facts as the loader keeps it: rows test records numbered from first (a name carries
+    tag, to tell versions apart), in fifty buildings, a third sampled at a community's site."""
+    n = pl.int_range(first, first + rows, eager=True)
+    frame = pl.DataFrame({
+        "record_id": n.cast(pl.String).str.zfill(6).alias("record_id"),
+        "name": ("人" + n.cast(pl.String) + tag).alias("name"),
+        "phone": ("139" + n.cast(pl.String).str.zfill(8)).alias("phone"),
+        "id_clean": pl.Series([None if i % 3 else f"44030319800101{i % 10000:04d}" for i in n], dtype=pl.String),
+        "address": ("前海路" + n.cast(pl.String) + "号").alias("address"),
+        "site": pl.Series(["科技园社区采样点" if i % 3 == 0 else "别处采样点" for i in n]),
+        "sampled_at": pl.Series([datetime(2022, 5, 20) + timedelta(minutes=int(i)) for i in n]),
+        "addr_block": pl.Series([f"B{i % 50}" for i in n]),
+        "other": pl.Series(["not read"] * rows),
+    })
+    path = folder / name
+    frame.write_parquet(path)
+    return path
+
+
+def run_parts(source: list[Path], run: Path) -> list[Path]:
+    """A run's parts as the loader gives them: the kept parts hard-linked into the run's own folder."""
+    run.mkdir()
+    out = []
+    for part in source:
+        os.link(part, run / part.name)
+        out.append(run / part.name)
+    return out

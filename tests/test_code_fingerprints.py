@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flows.kept_rules import rules_code_files
+from flows.kept_unregistered import places_code_files
 from flows.publish import layout_code_files
 from flows.refresh import linking_code_files
 
@@ -38,6 +39,15 @@ def test_the_decisions_are_keyed_by_the_linking_code_not_the_sheets_or_the_rules
     assert {"transforms/linking.py", "transforms/pair_decisions.py", "transforms/decision.py",
             "transforms/comparison.py", "transforms/feedback.py"} <= files
     assert not files & {"transforms/sheets.py", "transforms/rules.py", "transforms/rule_parts.py"}
+
+
+def test_the_unregistered_places_are_keyed_by_the_placing_code_and_the_rules_are_not():
+    # Until the list had a module of its own the rules imported it: a change to how a record is placed
+    # ruled every resident of a city again.
+    places = _names(places_code_files())
+    assert {"transforms/unregistered.py", "transforms/idcard.py", "transforms/roster_gaps.py"} <= places
+    assert not places & {"flows/refresh.py", "transforms/rules.py", "transforms/linking.py", "transforms/sheets.py"}
+    assert "transforms/unregistered.py" not in _names(rules_code_files())
 
 
 def test_the_rosters_part_of_the_linking_key_is_kept_while_it_is_read_from_the_same_files(tmp_path, monkeypatch):

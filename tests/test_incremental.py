@@ -575,7 +575,8 @@ def test_the_unlinked_tests_kept_beside_the_copy_are_those_a_refresh_from_scratc
 
     data = tmp_path / "data"
     write_synthetic(generate(800, seed=43), data)
-    tests = read_table(data / "tests.csv", TESTS).frame.drop("_line")
+    # The generator writes the people on no roster last: shuffled, the morning has some of them too.
+    tests = read_table(data / "tests.csv", TESTS).frame.drop("_line").sample(fraction=1.0, shuffle=True, seed=5)
     # The export grows in place (the same bytes and more), so the refresh after takes what the last one kept.
     morning = full = tmp_path / "tests.csv"
     tests.head(tests.height * 8 // 10).write_csv(morning)
@@ -610,13 +611,16 @@ def test_the_unlinked_tests_kept_beside_the_copy_are_those_a_refresh_from_scratc
     left_alone = rejected - set(matches(tmp_path / "scratch" / "out")["record_id"].to_list())
     assert left_alone and left_alone <= lone("kept") and not left_alone & before  # linked again: now with none
     added = set(tests["record_id"].to_list()[tests.height * 8 // 10:])
-    assert added & lone("kept") and before <= lone("kept")  # added records with none; the morning's stay
+    assert added & lone("kept") and before and before <= lone("kept")  # added ones with none; the morning's stay
     a, b = tmp_path / "kept" / "out", tmp_path / "scratch" / "out"
     assert sorted_csv(a / "unregistered.csv").equals(sorted_csv(b / "unregistered.csv"))
     assert pl.read_csv(b / "unregistered.csv", infer_schema=False)["record_id"].is_in(list(added)).any()
-    # Their facts (flows.lone_facts): the morning's kept, the added ones' and the rejected ones' read now.
-    facts = kept.linking["unlinked_test_facts"]
-    assert facts["kept"] == len(before) and facts["read_before"] == len(left_alone)
-    assert facts["read_after"] == len(lone("kept") - before - left_alone) > 0
+    # Where they are placed (flows.kept_unregistered): the morning's carried on, only those that came placed;
+    # their facts (flows.lone_facts): only those that came looked for, the added ones' and the rejected ones'.
+    places, facts = kept.linking["unregistered_places"], kept.linking["unlinked_test_facts"]
+    assert places["carried_on"] and places["kept"] > 0 and places["placed_now"] > 0
+    assert facts == {"read_after": len(lone("kept") - before - left_alone), "kept": 0,
+                     "read_before": len(left_alone)}
+    assert scratch.linking["unregistered_places"]["carried_on"] is False
     assert scratch.linking["unlinked_test_facts"] == {"kept": 0, "read_after": len(lone("scratch")),
                                                       "read_before": 0}

@@ -4,7 +4,8 @@ from datetime import datetime
 
 import polars as pl
 
-from transforms.roster_gaps import roster_places, unregistered
+from transforms.roster_gaps import roster_places
+from transforms.unregistered import unregistered
 
 SINCE, AS_OF = datetime(2022, 5, 19), datetime(2022, 5, 20, 18)
 

@@ -6,7 +6,14 @@ import os
 from pathlib import Path
 
 from flows.history_files import CALL_LISTS
-from flows.state_layout import KEPT_LINKS, KEPT_RULES, LOADED_SOURCES, LONE_FACTS, ROSTER_DERIVED
+from flows.state_layout import (
+    KEPT_LINKS,
+    KEPT_RULES,
+    LOADED_SOURCES,
+    LONE_FACTS,
+    ROSTER_DERIVED,
+    UNREGISTERED_PLACES,
+)
 from flows.state_prefetch import StatePrefetch, state_reads, within
 
 
@@ -31,6 +38,7 @@ def _state(root: Path) -> tuple[Path, list[Path]]:
         _file(root / KEPT_RULES / "rules-1" / "call_list.parquet", 600_001),
         _file(sources / "tests" / "facts-00000.parquet", 1_500_000),
         _file(sources / "vaccinations" / "facts-00000.parquet", 800_000),
+        _file(root / UNREGISTERED_PLACES / "placed-3c.parquet", 2_000),
         _file(root / LONE_FACTS / "facts-9a.parquet", 4_000),
         _file(root / ROSTER_DERIVED / "a7f0" / "buildings.parquet", 3_000),
     ]

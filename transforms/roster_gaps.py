@@ -1,20 +1,16 @@
-"""Gaps in the roster the records reveal: people tested here who are on no roster (待登记人员), and roster
-rows that need correcting (a wrong phone reported by a worker, two rows that look like one person)."""
+"""Gaps in the roster: where a building or a community is (the unregistered list places people by it,
+transforms.unregistered), and roster rows that need correcting (a wrong phone reported by a worker, two
+rows that look like one person)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime
 
 import polars as pl
 
-from transforms.contract import ROSTER_CORRECTIONS, UNREGISTERED
-from transforms.idcard import mask_id
+from transforms.contract import ROSTER_CORRECTIONS
 
 _PLACE = ["street", "community", "grid_id", "grid_worker"]
-# What the unregistered list reads of a test record (flows.lone_facts keeps them for the records with no decision).
-UNREGISTERED_FACTS = ["record_id", "name", "phone", "id_clean", "address", "site", "sampled_at", "addr_block"]
 
 
 @dataclass
@@ -38,52 +34,6 @@ def roster_places(roster: pl.DataFrame | pl.LazyFrame) -> RosterPlaces:
         .drop("len").collect()
     )
     return RosterPlaces(buildings, roster.select("street", "community").unique().drop_nulls().collect())
-
-
-def unlinked_tests(record_ids: pl.DataFrame | pl.LazyFrame, links: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """record_id of the test records (record_ids: record_id) that have no decision in links (record_kind,
-    record_id), not even 'possible': the records unregistered() looks among."""
-    linked = links.lazy().filter(pl.col("record_kind") == "test").select("record_id")
-    return record_ids.lazy().select("record_id").join(linked, on="record_id", how="anti").collect()
-
-
-def unregistered(lone: pl.DataFrame | pl.LazyFrame, places: RosterPlaces, since: datetime, as_of: datetime
-                 ) -> pl.DataFrame:
-    """The test records of the round that match no resident (lone: UNREGISTERED_FACTS of the records
-    unlinked_tests finds), whose current address is a building on the roster (-> that building's grid) or
-    whose sampling site is named after one of the roster's communities (-> that community; the grid is left
-    for the community to assign).
-    The records are given, not found here: at 20M finding them among 39 M tests and 37 M decisions took 6-8 s,
-    and reading their facts among the tests 6 s more (flows.kept_links keeps which they are, flows.lone_facts
-    their facts)."""
-    lone = (
-        lone.lazy()
-        .select(UNREGISTERED_FACTS)
-        .filter(pl.col("sampled_at").is_between(since.replace(tzinfo=None), as_of.replace(tzinfo=None)))
-        .collect()
-    )
-    buildings, all_communities = places.buildings, places.communities
-    by_building = lone.join(buildings, on="addr_block", how="inner").with_columns(
-        pl.lit("现住址为本网格在册楼栋").alias("why"))
-    # A community name found in two streets cannot say which is meant: such sites place nobody (sending
-    # the record to every community of that name would bury each secretary's list under the others').
-    communities = all_communities.filter(pl.len().over("community") == 1)
-    rest = lone.join(by_building.select("record_id"), on="record_id", how="anti")
-    # The site's name begins with the community's (longest name first, so 科技园北 is not taken for 科技园).
-    names = sorted(all_communities["community"].unique().to_list(), key=len, reverse=True)
-    pattern = "^(" + "|".join(re.escape(n) for n in names) + ")" if names else "^$^"
-    by_site = (
-        rest.with_columns(pl.col("site").str.extract(pattern, 1).alias("community"))
-        .filter(pl.col("community").is_not_null())
-        .join(communities, on="community", how="inner")
-        .with_columns(pl.lit(None, pl.String).alias("grid_id"), pl.lit(None, pl.String).alias("grid_worker"),
-                      pl.lit("在本社区采样点采样，未匹配在册人员").alias("why"))
-    )
-    both = pl.concat([by_building, by_site.select(by_building.columns)], how="vertical_relaxed")
-    return both.with_columns(
-        mask_id("id_clean").alias("id_masked"),
-        pl.col("sampled_at").dt.strftime("%Y-%m-%d %H:%M").alias("sampled_at"),
-    ).sort("street", "community", "grid_id", "address", "record_id", nulls_last=True).select(UNREGISTERED.names)
 
 
 CORRECTION_COLUMNS = ["street", "community", "grid_id", "grid_worker", "resident_id", "name", "address"]
