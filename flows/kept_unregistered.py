@@ -13,6 +13,7 @@ drops the records linked again now and places those that came; any other places 
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Callable
 from functools import cache
@@ -24,6 +25,7 @@ from flows.code_fingerprint import code_fingerprint, with_transforms_they_import
 from flows.kept_links import LoneTests
 from flows.kept_meta import read_meta, write_meta
 from flows.lone_facts import KeptLoneFacts
+from flows.meter import time_since
 from transforms.roster_gaps import RosterPlaces
 from transforms.unregistered import in_list_order, place_unregistered
 
@@ -56,21 +58,31 @@ class KeptUnregistered:
         path = self.folder / meta["file"]
         return path if path.exists() else None
 
-    def placed(self, lone: LoneTests, facts: KeptLoneFacts, places: Callable[[], RosterPlaces]) -> pl.DataFrame:
-        """PLACED of every record in lone, in the list's order (in_list_order), and kept for the next refresh."""
+    def placed(self, lone: LoneTests, facts: KeptLoneFacts, places: Callable[[], RosterPlaces],
+               timings: dict[str, float] | None = None) -> pl.DataFrame:
+        """PLACED of every record in lone, in the list's order (in_list_order), and kept for the next refresh.
+        timings: where the steps' seconds are added (unregistered_facts, _place, _keep)."""
+        timings = {} if timings is None else timings
         change = lone.change
         kept = self._kept(change.since) if change is not None else None
+        t = time.perf_counter()
         if kept is not None:
             gone = pl.concat([change.left, change.came]).lazy()
             still = pl.scan_parquet(kept).join(gone, on="record_id", how="anti", maintain_order="left").collect()
-            now = place_unregistered(facts.facts(lone.scan(), change.came), places())
+            found = facts.facts(lone.scan(), change.came)
+            t = time_since(timings, "unregistered_facts", t)
+            now = place_unregistered(found, places())
             out = in_list_order(still, now)
         else:
-            still, now = None, place_unregistered(facts.facts(lone.scan()), places())
+            still, found = None, facts.facts(lone.scan())
+            t = time_since(timings, "unregistered_facts", t)
+            now = place_unregistered(found, places())
             out = in_list_order(now)
+        t = time_since(timings, "unregistered_place", t)
         self.figures = {"carried_on": kept is not None, "kept": 0 if still is None else still.height,
                         "placed_now": now.height}
         self._save(out, lone.path.name)
+        time_since(timings, "unregistered_keep", t)
         return out
 
     def _save(self, placed: pl.DataFrame, lone_name: str) -> None:

@@ -415,13 +415,14 @@ def follow_up(db: Database, lone_tests: LoneTests, lone_facts: KeptLoneFacts, ke
     Returns the call list marked with what is new (call_list), the tables to publish (tables), the change
     figures (changes) and the report's pages, in a dict the flow empties: Prefect keeps a task's return value
     until the flow ends, and a frame popped from it can be let go of sooner.
-    timings: where its steps' seconds are added (follow_up_changes, _unregistered, _corrections, _report)."""
+    timings: where its steps' seconds are added (follow_up_changes, _unregistered, _corrections, _report; the
+    list's own steps: unregistered_facts, _place, _keep)."""
     timings = {} if timings is None else timings
     t = time.perf_counter()
     call_list, changes = mark_changes(ruled.call_list, given.previous, ruled.came_off, ruled.ruled_again)
     time_since(timings, "follow_up_changes", t)
     t = time.perf_counter()
-    placed = kept_places.placed(lone_tests, lone_facts, derived.places)
+    placed = kept_places.placed(lone_tests, lone_facts, derived.places, timings)
     unlinked = unregistered_list(placed, settings.since, settings.as_of)
     del placed
     time_since(timings, "follow_up_unregistered", t)
