@@ -30,16 +30,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from flows import state_layout as layout
 from flows.history_files import CALL_LISTS
 from flows.loaded_sources import FACTS
-from flows.state_layout import (
-    KEPT_LINKS,
-    KEPT_RULES,
-    LOADED_SOURCES,
-    LONE_FACTS,
-    ROSTER_DERIVED,
-    UNREGISTERED_PLACES,
-)
 from transforms.contract import ROSTER, TESTS, VACCINATIONS
 
 FACT_PARTS = f"{FACTS}-*.parquet"  # a source's facts among its kept parts (flows.loaded_sources)
@@ -56,18 +49,18 @@ def state_reads(state: Path, database: Path) -> list[Path]:
     facts (the rules' evidence), the unregistered records' places and facts and the roster's derived tables (the
     follow-up). The records' linking rows are not among them: a two-hour refresh links the new ones, just
     written."""
-    sources = state / LOADED_SOURCES
+    sources = state / layout.LOADED_SOURCES
     groups: list[Iterable[Path]] = [
         sorted((sources / ROSTER.name).glob(FACT_PARTS)),
         [database],
-        sorted((state / KEPT_LINKS).glob("*.parquet")),
+        sorted((state / layout.KEPT_LINKS).glob("*.parquet")),
         sorted((state / CALL_LISTS).glob("*.parquet"))[-1:],
-        sorted((state / KEPT_RULES).glob("*/*.parquet")),
+        sorted((state / layout.KEPT_RULES).glob("*/*.parquet")),
         sorted((sources / TESTS.name).glob(FACT_PARTS)),
         sorted((sources / VACCINATIONS.name).glob(FACT_PARTS)),
-        sorted((state / UNREGISTERED_PLACES).glob("*.parquet")),
-        sorted((state / LONE_FACTS).glob("*.parquet")),
-        sorted(p for p in (state / ROSTER_DERIVED).rglob("*") if p.is_file()),
+        sorted((state / layout.UNREGISTERED_PLACES).glob("*.parquet")),
+        sorted((state / layout.LONE_FACTS).glob("*.parquet")),
+        sorted(p for p in (state / layout.ROSTER_DERIVED).rglob("*") if p.is_file()),
     ]
     return [path for group in groups for path in group]
 

@@ -5,15 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from flows import state_layout as layout
 from flows.history_files import CALL_LISTS
-from flows.state_layout import (
-    KEPT_LINKS,
-    KEPT_RULES,
-    LOADED_SOURCES,
-    LONE_FACTS,
-    ROSTER_DERIVED,
-    UNREGISTERED_PLACES,
-)
 from flows.state_prefetch import StatePrefetch, state_reads, within
 
 
@@ -26,26 +19,26 @@ def _file(path: Path, size: int) -> Path:
 def _state(root: Path) -> tuple[Path, list[Path]]:
     """A state folder as a refresh leaves it, with files the later stages do not read beside those they do;
     the database, and the files expected, in the order expected."""
-    sources = root / LOADED_SOURCES
+    sources = root / layout.LOADED_SOURCES
     database = _file(root / "gridsweep.duckdb", 3_000_000)
     expected = [
         _file(sources / "roster" / "facts-00000.parquet", 900_000),
         _file(sources / "roster" / "facts-00001.parquet", 20_000),
         database,
-        _file(root / KEPT_LINKS / "links-b.parquet", 700_000),
-        _file(root / KEPT_LINKS / "lone-a.parquet", 1_000),
+        _file(root / layout.KEPT_LINKS / "links-b.parquet", 700_000),
+        _file(root / layout.KEPT_LINKS / "lone-a.parquet", 1_000),
         _file(root / CALL_LISTS / "20261207T220855-f9ae7c--2.parquet", 5_000),  # the newest call list alone
-        _file(root / KEPT_RULES / "rules-1" / "call_list.parquet", 600_001),
+        _file(root / layout.KEPT_RULES / "rules-1" / "call_list.parquet", 600_001),
         _file(sources / "tests" / "facts-00000.parquet", 1_500_000),
         _file(sources / "vaccinations" / "facts-00000.parquet", 800_000),
-        _file(root / UNREGISTERED_PLACES / "placed-3c.parquet", 2_000),
-        _file(root / LONE_FACTS / "facts-9a.parquet", 4_000),
-        _file(root / ROSTER_DERIVED / "a7f0" / "buildings.parquet", 3_000),
+        _file(root / layout.UNREGISTERED_PLACES / "placed-3c.parquet", 2_000),
+        _file(root / layout.LONE_FACTS / "facts-9a.parquet", 4_000),
+        _file(root / layout.ROSTER_DERIVED / "a7f0" / "buildings.parquet", 3_000),
     ]
     _file(root / CALL_LISTS / "20261207T200042-00a554--1.parquet", 5_000)  # an older run's call list
     _file(sources / "tests" / "records-00000.parquet", 2_000_000)  # linking rows: only the new ones are read
     _file(sources / "tests" / "keys-00000.parquet", 10_000)  # read by the loading itself
-    _file(root / KEPT_LINKS / "meta.json", 100)
+    _file(root / layout.KEPT_LINKS / "meta.json", 100)
     return database, expected
 
 
