@@ -3,7 +3,7 @@ roster by their building or by a sampling site named after a community.
 
 Where a record is placed depends on its own facts and the roster alone, not on the round: a refresh keeps
 each record's place (flows.kept_unregistered) and places only the records that have newly no decision. The
-round's window, the text of the sampling time are the list's, made from the places each time.
+round's window and the sampling time's text are applied to the places each time (unregistered_list).
 """
 
 from __future__ import annotations
